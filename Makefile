@@ -1,0 +1,33 @@
+# Two commands on a fresh machine:  `make run`  and  `make test`.
+# Each creates the virtual environment in .venv on first use (and again when a requirements file changes).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?= --help
+
+.PHONY: run test test-slow test-gpu setup clean
+
+run: $(VENV)/.app          ## set up, then run the CLI: make run ARGS='search --index DIR "query"'
+	$(BIN)/python -m qsearch $(ARGS)
+
+test: $(VENV)/.dev         ## set up, then run the fast tests (no GPU, no model hub needed)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: $(VENV)/.dev    ## the slow tests: real data from ../shared when present
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+test-gpu: $(VENV)/.dev     ## the GPU tests (skip without CUDA)
+	$(BIN)/python -m pytest -m gpu $(PYTEST_ARGS)
+
+$(VENV)/.app: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.app requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+clean:
+	rm -rf $(VENV)

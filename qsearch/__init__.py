@@ -1,0 +1,14 @@
+"""qsearch: semantic search over your documents with Qwen3-Embedding, FAISS and Qwen3-Reranker."""
+
+from .config import VERSION as __version__
+from .config import Settings
+from .engine import Engine
+from .index import IndexFolderError, VectorIndex
+from .ingest import IngestError
+from .loading import ModelLoadError
+from .types import AddReport, Chunk, Document, FileReport, Hit, Hits
+
+__all__ = [
+    "AddReport", "Chunk", "Document", "Engine", "FileReport", "Hit", "Hits", "IndexFolderError",
+    "IngestError", "ModelLoadError", "Settings", "VectorIndex", "__version__",
+]

@@ -1,0 +1,50 @@
+"""Batches by token budget over length-sorted inputs, and padding: shared by embed and rerank.
+
+Sorting by length and capping each batch at `max_tokens` (rows x longest row) keeps
+padding near zero and memory bounded, whatever the mix of short and long inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_items: int = 1024) -> list[np.ndarray]:
+    """Index arrays into `lengths`, longest first; each batch's rows x max length <= max_tokens.
+
+    A single input longer than the budget gets a batch of its own.
+    """
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    batches: list[np.ndarray] = []
+    i, n = 0, len(order)
+    while i < n:
+        longest = max(int(lengths[order[i]]), 1)  # sorted: the first row is the longest
+        rows = max(1, min(max_items, max_tokens // longest, n - i))
+        batches.append(order[i:i + rows])
+        i += rows
+    return batches
+
+
+def pad(sequences: Sequence[Sequence[int]], pad_id: int, *, left: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(input_ids, attention_mask) as int64 arrays, padded on the left or on the right."""
+    width = max(len(s) for s in sequences)
+    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        if left:
+            ids[row, width - len(seq):] = seq
+            mask[row, width - len(seq):] = 1
+        else:
+            ids[row, :len(seq)] = seq
+            mask[row, :len(seq)] = 1
+    return ids, mask
+
+
+def padding_fraction(lengths: Sequence[int], batches: Sequence[np.ndarray]) -> float:
+    """Share of the computed positions that are padding, for reports and benchmarks."""
+    lengths = np.asarray(lengths)
+    real = int(lengths.sum())
+    computed = sum(len(b) * int(lengths[b].max()) for b in batches if len(b))
+    return 1.0 - real / computed if computed else 0.0

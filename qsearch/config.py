@@ -1,0 +1,79 @@
+"""Settings: one frozen dataclass, filled from defaults, QSEARCH_* variables and flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+VERSION = "0.1.0"
+DEFAULT_EMBED_MODEL = "Qwen/Qwen3-Embedding-0.6B"
+DEFAULT_RERANK_MODEL = "Qwen/Qwen3-Reranker-0.6B"
+INDEX_KINDS = ("flat", "hnsw")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that can be configured. Environment: QSEARCH_<FIELD NAME IN CAPITALS>."""
+
+    embed_model: str = DEFAULT_EMBED_MODEL
+    rerank_model: str = DEFAULT_RERANK_MODEL
+    embed_dim: int | None = None  # MRL: keep the first N dimensions (Qwen3: 32..1024)
+    chunk_tokens: int = 256
+    chunk_overlap: int = 32
+    index_kind: str = "flat"  # "flat" is exact; "hnsw" is approximate, for large collections
+    device: str = "auto"  # "auto" takes the GPU when there is one
+    max_batch_tokens: int | None = None  # tokens per forward pass; None picks by device
+    max_file_mb: float = 50.0
+    max_pages: int = 2000
+    max_chars: int = 10_000_000
+
+    def __post_init__(self) -> None:
+        if self.chunk_tokens < 16:
+            raise ValueError(f"chunk_tokens must be at least 16, got {self.chunk_tokens}")
+        if not 0 <= self.chunk_overlap < self.chunk_tokens // 2:
+            raise ValueError(
+                f"chunk_overlap must be in 0..{self.chunk_tokens // 2 - 1} "
+                f"(under half of chunk_tokens={self.chunk_tokens}), got {self.chunk_overlap}"
+            )
+        if self.index_kind not in INDEX_KINDS:
+            raise ValueError(f"index_kind must be one of {INDEX_KINDS}, got {self.index_kind!r}")
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {self.device!r}")
+        if self.embed_dim is not None and self.embed_dim < 1:
+            raise ValueError(f"embed_dim must be positive, got {self.embed_dim}")
+        for name in ("max_file_mb", "max_pages", "max_chars"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 1024 * 1024)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then QSEARCH_* variables, then `overrides` (flags); None means unset."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"QSEARCH_{f.name.upper()}")
+            if raw not in (None, ""):
+                values[f.name] = _parse(f.name, raw, f.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _parse(name: str, raw: str, type_name: Any) -> Any:
+    text = str(type_name)
+    try:
+        if "int" in text:
+            return int(raw)
+        if "float" in text:
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"QSEARCH_{name.upper()}={raw!r} is not a number") from None
+    return raw

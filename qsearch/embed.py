@@ -1,0 +1,195 @@
+"""Text -> vectors. One small contract, `Embedder.encode`, and the transformers backend.
+
+`TransformersEmbedder` reads how to pool from the model folder (sentence-transformers'
+`modules.json` / `1_Pooling/config.json`), so one class serves both kinds we use:
+- last-token pooling (Qwen3-Embedding): left padding, EOS guaranteed at the end of
+  every sequence, queries as `Instruct: {task}\\nQuery:{query}`, optional MRL dimension;
+- mean (or CLS) pooling (all-MiniLM-L6-v2 and other sentence-transformers models).
+Vectors are float32 and L2-normalised, so inner product = cosine similarity.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from . import batching, loading
+
+DEFAULT_TASK = "Given a web search query, retrieve relevant passages that answer the query"
+MIN_MRL_DIM = 32
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """The contract every embedding backend meets."""
+
+    model_name: str
+    dim: int
+    max_tokens: int  # longest text (in tokens) that is embedded without truncation
+    supports_instruction: bool
+
+    def encode(self, texts: Sequence[str], *, is_query: bool = False, instruction: str | None = None,
+               progress: Progress | None = None) -> np.ndarray:
+        """float32 array (len(texts), dim), L2-normalised rows, in input order."""
+        ...
+
+
+def format_query(query: str, task: str | None = None) -> str:
+    """The official Qwen3-Embedding query format (no space after `Query:`)."""
+    return f"Instruct: {task or DEFAULT_TASK}\nQuery:{query}"
+
+
+def read_pooling(folder: Path, model_type: str) -> str:
+    """'lasttoken', 'mean' or 'cls', from the sentence-transformers config when there is one."""
+    modules = folder / "modules.json"
+    if modules.is_file():
+        for module in json.loads(modules.read_text()):
+            if module.get("type", "").endswith("Pooling"):
+                config = json.loads((folder / module["path"] / "config.json").read_text())
+                for mode in ("lasttoken", "mean_tokens", "cls_token"):
+                    if config.get(f"pooling_mode_{mode}"):
+                        return mode.split("_")[0]
+                raise loading.ModelLoadError(
+                    f"{folder}: unsupported pooling {config}; supported: lasttoken, mean, cls"
+                )
+    return "lasttoken" if model_type.startswith(("qwen2", "qwen3")) else "mean"
+
+
+class TransformersEmbedder:
+    """Any Hugging Face encoder or decoder embedding model, loaded with `from_pretrained`."""
+
+    def __init__(self, name_or_path: str, *, device: str = "auto", dim: int | None = None,
+                 max_length: int | None = None, max_batch_tokens: int | None = None,
+                 max_batch_size: int = 512):
+        import torch
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        loading.quiet_transformers()
+        folder = loading.resolve_model(name_or_path)
+        self.model_name = name_or_path
+        self.device = loading.pick_device(device)
+        config = AutoConfig.from_pretrained(folder)
+        self.pooling = read_pooling(folder, config.model_type)
+        self.left_padding = self.pooling == "lasttoken"
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            folder, padding_side="left" if self.left_padding else "right")
+        self.model = AutoModel.from_pretrained(
+            folder, dtype=loading.pick_dtype(self.device),
+            attn_implementation=loading.pick_attention(self.device),
+        ).to(self.device).eval()
+        self._torch = torch
+
+        hidden = int(config.hidden_size)
+        if dim is not None and not MIN_MRL_DIM <= dim <= hidden:
+            raise ValueError(f"embedding dimension must be in {MIN_MRL_DIM}..{hidden} for "
+                             f"{name_or_path}, got {dim}")
+        self.dim = dim or hidden
+        self.max_length = max_length or _max_length(folder, config, self.tokenizer)
+        self.max_tokens = self.max_length - _n_reserved(self.tokenizer, self.pooling)
+        self.max_batch_tokens = max_batch_tokens or (16384 if self.device.startswith("cuda") else 4096)
+        self.max_batch_size = max_batch_size
+        self.supports_instruction = self.pooling == "lasttoken"
+        self.query_prompt = _query_prompt(folder) if not self.supports_instruction else ""
+        self.eos_id = self.tokenizer.eos_token_id
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id
+        if self.pooling == "lasttoken" and self.eos_id is None:
+            raise loading.ModelLoadError(f"{name_or_path}: last-token pooling needs an EOS token")
+
+    def __repr__(self) -> str:
+        return f"TransformersEmbedder({self.model_name!r}, pooling={self.pooling}, dim={self.dim}, device={self.device})"
+
+    def prepare(self, texts: Sequence[str], *, is_query: bool = False,
+                instruction: str | None = None) -> list[list[int]]:
+        """Token ids exactly as the model sees them (prompt, truncation, EOS), unpadded."""
+        if is_query:
+            texts = [format_query(t, instruction) if self.supports_instruction else self.query_prompt + t
+                     for t in texts]
+        ids = self.tokenizer(list(texts), add_special_tokens=True, truncation=True,
+                             max_length=self.max_length, return_attention_mask=False)["input_ids"]
+        if self.pooling == "lasttoken":
+            ids = [s if s and s[-1] == self.eos_id else s[: self.max_length - 1] + [self.eos_id] for s in ids]
+        return ids
+
+    def encode(self, texts: Sequence[str], *, is_query: bool = False, instruction: str | None = None,
+               progress: Progress | None = None) -> np.ndarray:
+        if isinstance(texts, str):
+            raise TypeError("encode takes a list of texts, not a single string")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not len(texts):
+            return out
+        ids = self.prepare(texts, is_query=is_query, instruction=instruction)
+        done = 0
+        for batch in batching.token_budget_batches([len(s) for s in ids], self.max_batch_tokens,
+                                                   self.max_batch_size):
+            out[batch] = self._forward([ids[i] for i in batch])
+            done += len(batch)
+            if progress is not None:
+                progress(done, len(texts))
+        return out
+
+    def _forward(self, sequences: list[list[int]]) -> np.ndarray:
+        torch = self._torch
+        ids, mask = batching.pad(sequences, self.pad_id, left=self.left_padding)
+        input_ids = torch.from_numpy(ids).to(self.device, non_blocking=True)
+        attention = torch.from_numpy(mask).to(self.device, non_blocking=True)
+        kwargs: dict[str, Any] = {}
+        if self.left_padding:  # positions count from each row's first real token
+            kwargs["position_ids"] = (attention.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            hidden = self.model(input_ids=input_ids, attention_mask=attention, **kwargs).last_hidden_state
+            if self.pooling == "lasttoken":
+                pooled = hidden[:, -1]  # left padding: the last position is each row's EOS
+            elif self.pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                weights = attention.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+            pooled = torch.nn.functional.normalize(pooled[:, : self.dim].float(), dim=-1)
+        return pooled.cpu().numpy()
+
+
+def load_embedder(name_or_path: str, **kwargs: Any) -> TransformersEmbedder:
+    return TransformersEmbedder(name_or_path, **kwargs)
+
+
+def load_tokenizer(name_or_path: str) -> tuple[Any, int]:
+    """(tokenizer, max_tokens) of an embedding model, without loading its weights: for chunking."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    loading.quiet_transformers()
+    folder = loading.resolve_model(name_or_path)
+    config = AutoConfig.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    pooling = read_pooling(folder, config.model_type)
+    return tokenizer, _max_length(folder, config, tokenizer) - _n_reserved(tokenizer, pooling)
+
+
+def _max_length(folder: Path, config: Any, tokenizer: Any) -> int:
+    st_config = folder / "sentence_bert_config.json"
+    if st_config.is_file():
+        value = json.loads(st_config.read_text()).get("max_seq_length")
+        if value:
+            return int(value)
+    limits = [8192, getattr(config, "max_position_embeddings", None) or 8192]
+    if 0 < (tokenizer.model_max_length or 0) < 1_000_000:
+        limits.append(tokenizer.model_max_length)
+    return int(min(limits))
+
+
+def _n_reserved(tokenizer: Any, pooling: str) -> int:
+    """Positions taken by special tokens: [CLS]/[SEP], or the EOS that last-token pooling needs."""
+    special = len(tokenizer("x", add_special_tokens=True)["input_ids"]) - len(
+        tokenizer("x", add_special_tokens=False)["input_ids"])
+    return max(special, 1 if pooling == "lasttoken" else 0)
+
+
+def _query_prompt(folder: Path) -> str:
+    config = folder / "config_sentence_transformers.json"
+    if config.is_file():
+        return (json.loads(config.read_text()).get("prompts") or {}).get("query", "") or ""
+    return ""

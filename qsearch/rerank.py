@@ -1,0 +1,112 @@
+"""(query, passages) -> relevance scores. The `Reranker` contract and the Qwen3-Reranker backend.
+
+Qwen3-Reranker is a causal LM asked whether a document meets the query; the score is
+P("yes") from the two logits [no, yes] at the last position. We compute only those two
+logits (last hidden state times two rows of the LM head), never the full vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from . import batching, loading
+from .embed import DEFAULT_TASK
+
+PREFIX = (
+    "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and "
+    'the Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
+)
+SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """The contract every reranking backend meets."""
+
+    model_name: str
+
+    def score(self, query: str, texts: Sequence[str], *, instruction: str | None = None) -> np.ndarray:
+        """float32 array (len(texts),): higher is more relevant; Qwen3: P(yes) in [0, 1]."""
+        ...
+
+
+def format_body(query: str, document: str, instruction: str | None = None) -> str:
+    """The official body between PREFIX and SUFFIX."""
+    return f"<Instruct>: {instruction or DEFAULT_TASK}\n<Query>: {query}\n<Document>: {document}"
+
+
+class Qwen3Reranker:
+    """Qwen3-Reranker (or any causal LM trained on the same yes/no template)."""
+
+    def __init__(self, name_or_path: str, *, device: str = "auto", max_length: int = 8192,
+                 max_batch_tokens: int | None = None, max_batch_size: int = 256):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        loading.quiet_transformers()
+        folder = loading.resolve_model(name_or_path, flag="--rerank-model", env="QSEARCH_RERANK_MODEL")
+        self.model_name = name_or_path
+        self.device = loading.pick_device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left")
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=loading.pick_dtype(self.device),
+            attn_implementation=loading.pick_attention(self.device),
+        ).to(self.device).eval()
+        self.body = model.base_model
+        yes_no = self.tokenizer.convert_tokens_to_ids(["no", "yes"])
+        if any(t is None or t == self.tokenizer.unk_token_id for t in yes_no):
+            raise loading.ModelLoadError(f"{name_or_path}: the tokenizer has no 'yes'/'no' tokens: not a Qwen3 reranker")
+        head = model.get_output_embeddings()
+        self.head_rows = head.weight[yes_no].detach().clone()  # (2, hidden): [no, yes]
+        self.head_bias = head.bias[yes_no].detach().clone() if getattr(head, "bias", None) is not None else None
+        self.prefix_ids = self.tokenizer(PREFIX, add_special_tokens=False)["input_ids"]
+        self.suffix_ids = self.tokenizer(SUFFIX, add_special_tokens=False)["input_ids"]
+        self.max_length = max_length
+        self.max_batch_tokens = max_batch_tokens or (16384 if self.device.startswith("cuda") else 4096)
+        self.max_batch_size = max_batch_size
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
+        self._torch = torch
+
+    def __repr__(self) -> str:
+        return f"Qwen3Reranker({self.model_name!r}, device={self.device})"
+
+    def prepare(self, query: str, texts: Sequence[str], instruction: str | None = None) -> list[list[int]]:
+        """prefix + body (truncated to fit max_length) + suffix, as token ids."""
+        room = self.max_length - len(self.prefix_ids) - len(self.suffix_ids)
+        bodies = self.tokenizer([format_body(query, t, instruction) for t in texts],
+                                add_special_tokens=False, truncation=True, max_length=room,
+                                return_attention_mask=False)["input_ids"]
+        return [self.prefix_ids + body + self.suffix_ids for body in bodies]
+
+    def score(self, query: str, texts: Sequence[str], *, instruction: str | None = None) -> np.ndarray:
+        out = np.empty(len(texts), dtype=np.float32)
+        if not len(texts):
+            return out
+        sequences = self.prepare(query, texts, instruction)
+        for batch in batching.token_budget_batches([len(s) for s in sequences], self.max_batch_tokens,
+                                                   self.max_batch_size):
+            out[batch] = self._p_yes([sequences[i] for i in batch])
+        return out
+
+    def _p_yes(self, sequences: list[list[int]]) -> np.ndarray:
+        torch = self._torch
+        ids, mask = batching.pad(sequences, self.pad_id, left=True)
+        input_ids = torch.from_numpy(ids).to(self.device)
+        attention = torch.from_numpy(mask).to(self.device)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            last = self.body(input_ids=input_ids, attention_mask=attention,
+                             position_ids=positions).last_hidden_state[:, -1]
+            logits = last @ self.head_rows.T
+            if self.head_bias is not None:
+                logits = logits + self.head_bias
+            p_yes = torch.softmax(logits.float(), dim=-1)[:, 1]
+        return p_yes.cpu().numpy()
+
+
+def load_reranker(name_or_path: str, **kwargs: Any) -> Qwen3Reranker:
+    return Qwen3Reranker(name_or_path, **kwargs)

@@ -1,0 +1,90 @@
+"""The command line, run as a user runs it: `python -m qsearch ...` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def qsearch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "qsearch", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    folder = tmp_path / "docs"
+    (folder / "nested").mkdir(parents=True)
+    (folder / "plants.md").write_text("# Plants\n\nPhotosynthesis turns sunlight into sugar in green leaves.")
+    (folder / "nested" / "rivers.txt").write_text("The Rhine flows from the Alps to the North Sea.")
+    (folder / "nested" / "locked.pdf").write_bytes(b"%PDF-1.4 truncated")
+    return folder
+
+
+def test_index_search_and_reindex(corpus, tmp_path, minilm_dir):
+    index = tmp_path / "ix"
+    done = qsearch("index", "--index", index, "--embed-model", minilm_dir, corpus)
+    assert done.returncode == 0, done.stderr
+    assert "2 indexed, 0 unchanged, 1 failed" in done.stdout
+    assert "locked.pdf: not a readable PDF" in done.stdout
+    found = qsearch("search", "--index", index, "--json", "-k", "1", "how do leaves make sugar?")
+    assert found.returncode == 0, found.stderr
+    result = json.loads(found.stdout)
+    assert result["hits"][0]["source"].endswith("plants.md") and result["hits"][0]["rank"] == 1
+    assert {"embed_ms", "search_ms"} <= set(result["timings_ms"])
+    human = qsearch("search", "--index", index, "North Sea")
+    assert human.returncode == 0 and "rivers.txt" in human.stdout.splitlines()[0]
+    again = qsearch("index", "--index", index, corpus / "plants.md")
+    assert again.returncode == 0 and "0 indexed, 1 unchanged, 0 failed" in again.stdout
+
+
+def test_index_fails_when_nothing_could_be_indexed(corpus, tmp_path, minilm_dir):
+    done = qsearch("index", "--index", tmp_path / "ix", "--embed-model", minilm_dir, corpus / "nested" / "locked.pdf")
+    assert done.returncode == 1 and "0 indexed, 0 unchanged, 1 failed" in done.stdout
+
+
+def test_chunk_json_reports_each_file(corpus, minilm_dir):
+    done = qsearch("chunk", "--embed-model", minilm_dir, "--json", corpus)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [Path(x["path"]).name for x in lines] == ["locked.pdf", "rivers.txt", "plants.md"]
+    assert "error" in lines[0] and lines[1]["chunks"] == 1 and lines[1]["pages"] is None
+
+
+def test_clear_errors_for_bad_usage(tmp_path, minilm_dir):
+    started = time.monotonic()
+    missing = qsearch("index", "--index", tmp_path / "ix", "--embed-model", "nobody/no-such-model", tmp_path)
+    assert missing.returncode == 2 and "--embed-model DIR" in missing.stderr
+    assert time.monotonic() - started < 30
+    no_index = qsearch("search", "--index", tmp_path / "nothing", "query")
+    assert no_index.returncode == 2 and "holds no qsearch index" in no_index.stderr
+    assert qsearch("search").returncode == 2
+    bad_overlap = qsearch("chunk", "--embed-model", minilm_dir, "--overlap", "500", tmp_path)
+    assert bad_overlap.returncode == 2 and "chunk_overlap" in bad_overlap.stderr
+
+
+def test_eval_on_a_tiny_beir_folder(tmp_path, minilm_dir):
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    docs = {"d1": "Photosynthesis in plants", "d2": "Rivers of Europe: the Rhine", "d3": "Baking sourdough bread"}
+    (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n"
+                                               for k, v in docs.items()))
+    (beir / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "how do plants use light"}) + "\n"
+                                        + json.dumps({"_id": "q2", "text": "which river flows to the sea"}) + "\n")
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
+    done = qsearch("eval", beir, "--embed-model", minilm_dir, "--json", "--index-cache", tmp_path / "cache")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["ndcg_at_10"] == 1.0 and result["n_queries"] == 2 and result["n_docs"] == 3
+    assert {"recall_at_100", "mrr_at_10", "docs_per_s", "ms_per_query"} <= set(result)
+    cached = json.loads(qsearch("eval", beir, "--embed-model", minilm_dir, "--json", "--index-cache",
+                                tmp_path / "cache").stdout.splitlines()[-1])
+    assert cached["docs_per_s"] is None and cached["ndcg_at_10"] == 1.0

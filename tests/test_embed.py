@@ -1,0 +1,151 @@
+"""Embedding: the Qwen3 recipe against a direct re-computation, and MiniLM against sentence-transformers."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from qsearch.embed import DEFAULT_TASK, Embedder, format_query, load_embedder, load_tokenizer
+from qsearch.loading import ModelLoadError, resolve_model
+
+TEXTS = [
+    "Paris is the capital and largest city of France.",
+    "The mitochondria is the powerhouse of the cell.",
+    "yes",
+    "",
+    "The quick brown fox jumps over the lazy dog. " * 12,
+]
+
+
+def official_qwen3_embeddings(folder, texts: list[str]) -> np.ndarray:
+    """The Qwen3-Embedding model card's recipe, written out plainly: left padding, last token."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left")
+    model = AutoModel.from_pretrained(folder).eval()
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=8192, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"]
+    assert bool((mask[:, -1] == 1).all()), "left padding puts every row's last token at the end"
+    return torch.nn.functional.normalize(hidden[:, -1], p=2, dim=1).numpy()
+
+
+@pytest.fixture(scope="module")
+def qwen3(qwen3_embedder_dir):
+    return load_embedder(str(qwen3_embedder_dir), device="cpu")
+
+
+def test_contract(qwen3, minilm):
+    for embedder in (qwen3, minilm):
+        assert isinstance(embedder, Embedder)
+        out = embedder.encode(TEXTS)
+        assert out.dtype == np.float32 and out.shape == (len(TEXTS), embedder.dim)
+        np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+        assert embedder.encode([]).shape == (0, embedder.dim)
+    with pytest.raises(TypeError):
+        qwen3.encode("a single string")
+
+
+def test_qwen3_documents_match_official_recipe(qwen3, qwen3_embedder_dir):
+    np.testing.assert_allclose(qwen3.encode(TEXTS), official_qwen3_embeddings(qwen3_embedder_dir, TEXTS),
+                               atol=2e-5)
+
+
+def test_qwen3_queries_carry_the_official_instruction(qwen3, qwen3_embedder_dir):
+    queries = ["what is the capital of France?", "powerhouse of the cell"]
+    task = "Given a question, retrieve passages that answer it"
+    expected = official_qwen3_embeddings(qwen3_embedder_dir, [f"Instruct: {task}\nQuery:{q}" for q in queries])
+    np.testing.assert_allclose(qwen3.encode(queries, is_query=True, instruction=task), expected, atol=2e-5)
+    default = official_qwen3_embeddings(qwen3_embedder_dir, [f"Instruct: {DEFAULT_TASK}\nQuery:{q}" for q in queries])
+    np.testing.assert_allclose(qwen3.encode(queries, is_query=True), default, atol=2e-5)
+    assert format_query("q", "T") == "Instruct: T\nQuery:q"  # no space after "Query:"
+
+
+def test_eos_ends_every_sequence_exactly_once(qwen3, qwen3_embedder_dir_no_eos):
+    old = load_embedder(str(qwen3_embedder_dir_no_eos), device="cpu", max_length=12)
+    for embedder in (qwen3, old):
+        eos = embedder.tokenizer.eos_token_id
+        for ids in embedder.prepare(TEXTS) + embedder.prepare(TEXTS, is_query=True):
+            assert ids[-1] == eos
+            assert len(ids) == 1 or ids[-2] != eos
+    truncated = old.prepare([TEXTS[-1]])[0]
+    assert len(truncated) == 12 and truncated[-1] == old.tokenizer.eos_token_id
+    # With EOS appended by hand, the old tokenizer gives the same vectors as the new one.
+    np.testing.assert_allclose(load_embedder(str(qwen3_embedder_dir_no_eos), device="cpu").encode(TEXTS),
+                               qwen3.encode(TEXTS), atol=2e-5)
+
+
+def test_batch_invariance_and_input_order(qwen3, minilm):
+    for embedder in (qwen3, minilm):
+        alone = np.stack([embedder.encode([t])[0] for t in TEXTS])
+        np.testing.assert_allclose(embedder.encode(TEXTS), alone, atol=2e-5)
+        reversed_batch = embedder.encode(TEXTS[::-1])[::-1]
+        np.testing.assert_allclose(reversed_batch, alone, atol=2e-5)
+
+
+def test_token_budget_batches_and_progress(qwen3_embedder_dir):
+    embedder = load_embedder(str(qwen3_embedder_dir), device="cpu", max_batch_tokens=64)
+    texts = [f"the quick brown fox number {i} " * (1 + i % 7) for i in range(40)]
+    seen: list[tuple[int, int]] = []
+    out = embedder.encode(texts, progress=lambda done, total: seen.append((done, total)))
+    assert len(seen) > 3 and seen[-1] == (40, 40)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    np.testing.assert_allclose(out, load_embedder(str(qwen3_embedder_dir), device="cpu").encode(texts), atol=2e-5)
+
+
+def test_mrl_dimension(qwen3_embedder_dir, qwen3):
+    small = load_embedder(str(qwen3_embedder_dir), device="cpu", dim=32)
+    full = qwen3.encode(TEXTS)
+    expected = full[:, :32] / np.linalg.norm(full[:, :32], axis=1, keepdims=True)
+    np.testing.assert_allclose(small.encode(TEXTS), expected, atol=2e-5)
+    for bad in (16, 65):
+        with pytest.raises(ValueError, match="32..64"):
+            load_embedder(str(qwen3_embedder_dir), device="cpu", dim=bad)
+
+
+def test_minilm_matches_sentence_transformers(minilm, minilm_dir):
+    st = pytest.importorskip("sentence_transformers")
+    reference = st.SentenceTransformer(str(minilm_dir), device="cpu")
+    texts = TEXTS + ["word " * 400]  # past the 256-token limit: both truncate the same way
+    ours, theirs = minilm.encode(texts), reference.encode(texts, normalize_embeddings=True)
+    cosine = (ours * theirs).sum(axis=1)
+    assert cosine.min() >= 0.9999, cosine
+    assert minilm.pooling == "mean" and minilm.max_length == 256 and not minilm.supports_instruction
+
+
+def test_minilm_finds_the_right_passage(minilm):
+    passages = ["Paris is the capital of France.", "Photosynthesis turns light into chemical energy in plants.",
+                "The Rhine flows from the Alps to the North Sea."]
+    query = minilm.encode(["How do plants make energy from sunlight?"], is_query=True)
+    assert int(np.argmax(minilm.encode(passages) @ query[0])) == 1
+
+
+def test_load_tokenizer_without_weights(minilm_dir, qwen3_embedder_dir):
+    tokenizer, max_tokens = load_tokenizer(str(minilm_dir))
+    assert max_tokens == 254  # 256 minus [CLS] and [SEP]
+    _, max_tokens = load_tokenizer(str(qwen3_embedder_dir))
+    assert max_tokens == 2047  # max positions minus the EOS
+
+
+def test_unreachable_model_fails_fast_with_advice(tmp_path):
+    started = time.monotonic()
+    with pytest.raises(ModelLoadError, match="--embed-model DIR"):
+        resolve_model("qsearch-tests/no-such-model")
+    assert time.monotonic() - started < 15
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        resolve_model(str(tmp_path / "missing-folder"))
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        resolve_model(str(tmp_path))
+
+
+@pytest.mark.gpu
+def test_gpu_matches_cpu(qwen3_embedder_dir, qwen3):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    gpu = load_embedder(str(qwen3_embedder_dir), device="cuda")
+    cosine = (gpu.encode(TEXTS) * qwen3.encode(TEXTS)).sum(axis=1)
+    assert cosine.min() > 0.999

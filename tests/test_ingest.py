@@ -1,0 +1,160 @@
+"""Ingestion: every supported type, every kind of bad file, each with a one-line reason."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from qsearch.ingest import IngestError, Limits, find_files, load, load_many
+
+
+def make_pdf(pages: list[str | None]) -> bytes:
+    """A valid PDF with one page per entry: its text in Helvetica, or None for a page without text."""
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>", None, "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    kids = []
+    for text in pages:
+        lines = [] if text is None else text.split("\n")
+        ops = "".join(f"BT /F1 12 Tf 72 {720 - 16 * i} Td ({line}) Tj ET\n" for i, line in enumerate(lines))
+        objects.append(f"<< /Length {len(ops)} >>\nstream\n{ops}endstream")
+        kids.append(len(objects) + 1)
+        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+                       f"/Resources << /Font << /F1 3 0 R >> >> /Contents {len(objects)} 0 R >>")
+    objects[1] = f"<< /Type /Pages /Kids [{' '.join(f'{k} 0 R' for k in kids)}] /Count {len(kids)} >>"
+    out, offsets = io.BytesIO(), []
+    out.write(b"%PDF-1.4\n")
+    for number, body in enumerate(objects, 1):
+        offsets.append(out.tell())
+        out.write(f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1"))
+    xref = out.tell()
+    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
+    out.write("".join(f"{o:010d} 00000 n \n" for o in offsets).encode())
+    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
+    return out.getvalue()
+
+
+def encrypted_pdf(user_password: str) -> bytes:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf(["Secret launch codes"]))))
+    writer.encrypt(user_password=user_password, owner_password="owner", algorithm="AES-128")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def write(folder: Path, name: str, data: bytes | str) -> Path:
+    path = folder / name
+    path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
+
+
+def reason(path: Path, limits: Limits = Limits()) -> str:
+    with pytest.raises(IngestError) as info:
+        load(path, limits)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    return info.value.reason
+
+
+def test_pdf_pages_are_kept(tmp_path):
+    doc = load(write(tmp_path, "three.pdf", make_pdf(["First page text", "Second page", "Third and last"])))
+    assert doc.kind == "pdf" and doc.n_pages == 3
+    assert doc.text == "First page text\n\nSecond page\n\nThird and last"
+    assert [doc.page_at(doc.text.index(w)) for w in ("First", "Second", "Third")] == [1, 2, 3]
+    assert len(doc.doc_id) == 64
+
+
+def test_pdf_problems_have_clear_reasons(tmp_path):
+    assert load(write(tmp_path, "open.pdf", encrypted_pdf(""))).text == "Secret launch codes"
+    assert "password-protected" in reason(write(tmp_path, "locked.pdf", encrypted_pdf("hunter2")))
+    assert "no text layer" in reason(write(tmp_path, "scan.pdf", make_pdf([None, None])))
+    assert "truncated" in reason(write(tmp_path, "cut.pdf", make_pdf(["Some text"] * 3)[:150]))
+    assert "not a PDF" in reason(write(tmp_path, "fake.pdf", b"hello, I am text"))
+    assert "too many pages" in reason(write(tmp_path, "long.pdf", make_pdf(["p"] * 5)), Limits(max_pages=4))
+
+
+def test_text_encodings(tmp_path):
+    text = "Café déjà vu — naïve façade"
+    assert load(write(tmp_path, "u8.txt", text.encode("utf-8"))).text == text
+    assert load(write(tmp_path, "bom.txt", b"\xef\xbb\xbf" + text.encode("utf-8"))).text == text
+    assert load(write(tmp_path, "u16.md", text.encode("utf-16"))).text == text
+    assert load(write(tmp_path, "u16be.txt", b"\xfe\xff" + text.encode("utf-16-be"))).text == text
+    latin = "Le café est très bon. " * 20
+    assert load(write(tmp_path, "latin1.txt", latin.encode("latin-1"))).text == latin.strip()
+    assert "binary" in reason(write(tmp_path, "photo.txt", bytes(range(256)) * 50))
+    assert "empty" in reason(write(tmp_path, "empty.txt", b""))
+    assert "no text" in reason(write(tmp_path, "blank.md", "   \n\n  \t "))
+
+
+def test_html_keeps_visible_text_only(tmp_path):
+    html = """<html><head><title>Guide</title><style>body{color:red}</style>
+    <script>alert('x')</script></head><body><h1>Install</h1><p>Run <b>make</b> run.</p>
+    <noscript>enable js</noscript><ul><li>one</li><li>two</li></ul><script>var secret=1;</script></body></html>"""
+    text = load(write(tmp_path, "page.html", html)).text
+    assert "# Install" in text and "Run make run." in text and "one\n\ntwo" in text
+    assert text.startswith("# Guide")
+    for hidden in ("alert", "color:red", "secret", "enable js"):
+        assert hidden not in text
+
+
+def test_docx(tmp_path):
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Quarterly report", level=1)
+    document.add_paragraph("Revenue grew by twelve percent.")
+    table = document.add_table(rows=1, cols=2)
+    table.rows[0].cells[0].text, table.rows[0].cells[1].text = "Region", "North"
+    path = tmp_path / "report.docx"
+    document.save(path)
+    assert load(path).text == "# Quarterly report\n\nRevenue grew by twelve percent.\n\nRegion | North"
+    assert "not a zip" in reason(write(tmp_path, "fake.docx", "just text"))
+
+
+def test_zip_bomb_disguised_as_docx(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("word/document.xml", b"\0" * (3 * 2**20))
+    path = write(tmp_path, "bomb.docx", buffer.getvalue())
+    assert path.stat().st_size < 2**16
+    assert "zip bomb" in reason(path, Limits(max_unzipped_bytes=2**20))
+
+
+def test_limits_and_unsupported_types(tmp_path):
+    assert "too large" in reason(write(tmp_path, "big.txt", "a" * 2000), Limits(max_bytes=1000))
+    assert "too much text" in reason(write(tmp_path, "long.txt", "word " * 500), Limits(max_chars=1000))
+    assert "unsupported file type '.exe'" in reason(write(tmp_path, "tool.exe", b"MZ"))
+    assert "no extension" in reason(write(tmp_path, "README", "text"))
+    assert "can't read" in reason(tmp_path / "missing.txt")
+
+
+def test_one_bad_file_never_stops_the_batch(tmp_path):
+    good = write(tmp_path, "a.txt", "fine")
+    bad = write(tmp_path, "b.pdf", b"%PDF-1.4 broken")
+    also_good = write(tmp_path, "c.md", "# also fine")
+    results = list(load_many([good, bad, also_good]))
+    assert [type(r).__name__ for _, r in results] == ["Document", "IngestError", "Document"]
+
+
+def test_find_files_walks_folders(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / ".hidden").mkdir()
+    for name in ("a.txt", "sub/b.pdf", "sub/c.exe", ".hidden/d.txt"):
+        write(tmp_path, name, "x")
+    assert [p.relative_to(tmp_path).as_posix() for p in find_files([tmp_path])] == ["a.txt", "sub/b.pdf"]
+
+
+def test_every_real_world_pdf_gets_text_or_a_reason(shared_data):
+    pdfs = sorted((shared_data / "pdfs").rglob("*.pdf"))
+    assert len(pdfs) >= 25
+    outcomes = {}
+    for path in pdfs:
+        try:
+            outcomes[path.name] = load(path).n_pages
+        except IngestError as e:
+            outcomes[path.name] = e.reason
+    assert "password-protected" in outcomes["libreoffice-writer-password.pdf"]
+    assert outcomes["pdflatex-4-pages.pdf"] == 4
+    assert sum(isinstance(v, int) for v in outcomes.values()) >= 20
