@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .config import DEFAULT_EMBED_MODEL, DEFAULT_RERANK_MODEL, INDEX_KINDS, Settings
+from .config import DEFAULT_EMBED_MODEL, DEFAULT_RERANK_MODEL, FUSIONS, INDEX_KINDS, SEARCH_MODES, Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -66,8 +66,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not os.path.isfile(os.path.join(args.index, "CURRENT")):
         raise IndexFolderError(f"{args.index} holds no qsearch index: build one with "
                                f"`python -m qsearch index --index {args.index} PATH...`")
-    engine = Engine.open(args.index, _settings(args, rerank_model=args.rerank_model),
-                         follow_index_model=_model_unset(args))
+    engine = Engine.open(args.index, _settings(args, rerank_model=args.rerank_model, search_mode=args.mode,
+                                               fusion=args.fusion), follow_index_model=_model_unset(args))
     hits = engine.search(args.query, k=args.k, rerank=args.rerank, rerank_candidates=args.rerank_candidates,
                          instruction=args.instruction)
     if args.json:
@@ -125,13 +125,19 @@ def cmd_chunk(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .embed import load_embedder
-    from .evaluate import load_beir, run_eval
+    from .evaluate import Config, compare, load_beir
 
-    settings = _settings(args, rerank_model=args.rerank_model, embed_dim=args.dim)
+    settings = _settings(args, rerank_model=args.rerank_model)
     data = load_beir(args.beir_dir, args.split)
+    if args.compare:
+        configs = [Config("dense"), Config("lexical"), Config("hybrid", "rrf"), Config("hybrid", "weighted")]
+        if args.dim:
+            configs += [Config("dense", dim=args.dim), Config("hybrid", "rrf", dim=args.dim)]
+    else:
+        configs = [Config(args.mode, args.fusion or "rrf", args.dim)]
     print(f"{len(data.corpus_ids)} documents, {len(data.query_ids)} queries ({args.split}); "
           f"loading {settings.embed_model} …", file=sys.stderr)
-    embedder = load_embedder(settings.embed_model, device=settings.device, dim=settings.embed_dim,
+    embedder = load_embedder(settings.embed_model, device=settings.device,
                              max_batch_tokens=settings.max_batch_tokens)
     reranker = None
     if args.rerank:
@@ -139,16 +145,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         reranker = load_reranker(settings.rerank_model, device=settings.device)
     with _Bars() as bars:
-        result = run_eval(data, embedder, reranker=reranker, rerank_candidates=args.rerank_candidates,
+        results = compare(data, embedder, configs, reranker=reranker, rerank_candidates=args.rerank_candidates,
                           instruction=args.instruction, cache=args.index_cache, progress=bars.update)
-    result = {"model": settings.embed_model, "rerank_model": settings.rerank_model if args.rerank else None,
-              "split": args.split, **result}
-    docs_per_s = f"{result['docs_per_s']:.1f}" if result["docs_per_s"] is not None else "cached"
-    print(f"nDCG@10 {result['ndcg_at_10']:.4f}  Recall@100 {result['recall_at_100']:.4f}  "
-          f"MRR@10 {result['mrr_at_10']:.4f}  documents/s {docs_per_s}  ms/query {result['ms_per_query']:.1f}  "
-          f"({result['n_queries']} queries, {result['n_docs']} documents)")
+    header = f"{'configuration':<18} {'nDCG@10':>8} {'R@100':>7} {'MRR@10':>7} {'index MB':>9} {'ms/query':>9}"
+    print(header)
+    for r in results:
+        print(f"{r['config']:<18} {r['ndcg_at_10']:>8.4f} {r['recall_at_100']:>7.4f} {r['mrr_at_10']:>7.4f} "
+              f"{r['index_bytes'] / 2**20:>9.2f} {r['ms_per_query']:>9.2f}")
+    first = results[0]
+    docs_per_s = f"{first['docs_per_s']:.1f}" if first["docs_per_s"] is not None else "cached or not needed"
+    print(f"{first['n_queries']} queries, {first['n_docs']} documents; documents/s {docs_per_s}")
     if args.json:
-        print(json.dumps(result))
+        extra = {"model": settings.embed_model, "rerank_model": settings.rerank_model if args.rerank else None,
+                 "split": args.split}
+        print(json.dumps({**extra, "configs": results} if args.compare else {**extra, **first}))
     return EXIT_OK
 
 
@@ -225,6 +235,7 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     _rerank_flags(cmd, candidates=50)
     cmd.add_argument("--instruction", metavar="TEXT", help="task instruction for the query (Qwen3 models)")
+    _mode_flags(cmd, default_text="$QSEARCH_SEARCH_MODE or hybrid")
     cmd.add_argument("--json", action="store_true", help="print one JSON object")
     common(cmd)
 
@@ -244,9 +255,20 @@ def _parser() -> argparse.ArgumentParser:
     _rerank_flags(cmd, candidates=100)
     cmd.add_argument("--instruction", metavar="TEXT", help="query instruction (Qwen3 models)")
     cmd.add_argument("--index-cache", metavar="DIR", help="keep the corpus embeddings here for the next run")
+    _mode_flags(cmd, default_text="dense, the model's own figure")
+    cmd.set_defaults(mode="dense")
+    cmd.add_argument("--compare", action="store_true",
+                     help="measure dense, lexical and hybrid (and --dim) over one embedding pass, as one table")
     cmd.add_argument("--json", action="store_true", help="last line: one JSON object with the figures")
     common(cmd)
     return p
+
+
+def _mode_flags(cmd: argparse.ArgumentParser, default_text: str) -> None:
+    cmd.add_argument("--mode", choices=SEARCH_MODES, help=f"ranking: dense, lexical (BM25) or hybrid "
+                     f"(both fused) (default: {default_text})")
+    cmd.add_argument("--fusion", choices=FUSIONS, help="hybrid: rrf (reciprocal rank fusion, default) or "
+                     "weighted (min-max normalised scores)")
 
 
 def _rerank_flags(cmd: argparse.ArgumentParser, candidates: int) -> None:

@@ -10,6 +10,8 @@ VERSION = "0.1.0"
 DEFAULT_EMBED_MODEL = "Qwen/Qwen3-Embedding-0.6B"
 DEFAULT_RERANK_MODEL = "Qwen/Qwen3-Reranker-0.6B"
 INDEX_KINDS = ("flat", "hnsw")
+SEARCH_MODES = ("hybrid", "dense", "lexical")
+FUSIONS = ("rrf", "weighted")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -23,6 +25,9 @@ class Settings:
     chunk_tokens: int = 256
     chunk_overlap: int = 32
     index_kind: str = "flat"  # "flat" is exact; "hnsw" is approximate, for large collections
+    search_mode: str = "hybrid"  # dense + BM25, fused: best on SciFact (see README, Quality)
+    fusion: str = "rrf"  # how hybrid mode fuses: reciprocal rank fusion, or weighted scores
+    dense_weight: float = 0.5  # weighted fusion: share of the dense score
     device: str = "auto"  # "auto" takes the GPU when there is one
     max_batch_tokens: int | None = None  # tokens per forward pass; None picks by device
     max_file_mb: float = 50.0
@@ -39,6 +44,12 @@ class Settings:
             )
         if self.index_kind not in INDEX_KINDS:
             raise ValueError(f"index_kind must be one of {INDEX_KINDS}, got {self.index_kind!r}")
+        if self.search_mode not in SEARCH_MODES:
+            raise ValueError(f"search_mode must be one of {SEARCH_MODES}, got {self.search_mode!r}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if not 0 <= self.dense_weight <= 1:
+            raise ValueError(f"dense_weight must be in 0..1, got {self.dense_weight}")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {self.device!r}")
         if self.embed_dim is not None and self.embed_dim < 1:

@@ -17,13 +17,16 @@ import numpy as np
 
 from . import ingest
 from .chunk import chunk_document
-from .config import VERSION, Settings
+from .config import SEARCH_MODES, VERSION, Settings
 from .embed import Embedder
+from .fusion import fuse
 from .index import DocInfo, IndexFolderError, VectorIndex
+from .lexical import LexicalIndex
 from .rerank import Reranker
 from .types import AddReport, Chunk, Document, FileReport, Hit, Hits
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total): stage "reading" or "embedding"
+HYBRID_DEPTH = 100  # candidates each ranking contributes to fusion
 
 
 class Engine:
@@ -39,6 +42,8 @@ class Engine:
         self._index = index
         self._lock = threading.RLock()
         self._model_lock = threading.Lock()
+        self._lexical = LexicalIndex()
+        self._lexical_changes = -1
         if index is not None and embedder is not None:
             index.check_model(embedder.model_name, embedder.dim, self.index_dir or "the index")
 
@@ -179,37 +184,66 @@ class Engine:
     # --- searching -----------------------------------------------------------------------
 
     def search(self, query: str, k: int = 10, rerank: bool = False, rerank_candidates: int = 50,
-               instruction: str | None = None) -> Hits:
-        """The k best chunks for `query`; with `rerank`, the top `rerank_candidates` are rescored."""
+               instruction: str | None = None, mode: str | None = None) -> Hits:
+        """The k best chunks for `query`.
+
+        `mode` is "hybrid" (dense and BM25 rankings fused), "dense" or "lexical"; default
+        from the settings. With `rerank`, the top `rerank_candidates` are rescored.
+        """
         if not query or not query.strip():
             raise ValueError("empty query: type something to search for")
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        mode = mode or self.settings.search_mode
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"mode must be one of {SEARCH_MODES}, got {mode!r}")
         instruction = instruction.strip() if instruction and instruction.strip() else None
         if self._index is None or not len(self._index):
             return Hits([], {})
-        embedder = self.embedder  # loaded (once) before the clock starts
+        depth = max(k, rerank_candidates if rerank else 0)
+        depth = max(depth, HYBRID_DEPTH) if mode == "hybrid" else depth
         timings: dict[str, float] = {}
-        t = time.perf_counter()
-        vector = embedder.encode([query], is_query=True, instruction=instruction)
-        timings["embed_ms"] = _ms_since(t)
+        dense = lexical = None
+        if mode != "lexical":
+            embedder = self.embedder  # loaded (once) before the clock starts
+            t = time.perf_counter()
+            vector = embedder.encode([query], is_query=True, instruction=instruction)
+            timings["embed_ms"] = _ms_since(t)
         t = time.perf_counter()
         with self._lock:
-            scores, rows = self.index.search(vector, max(k, rerank_candidates) if rerank else k)
-            chunks = [self.index.chunks[r] for r in rows[0] if r >= 0]
-        retrieval = [float(s) for s in scores[0][: len(chunks)]]
+            if mode != "lexical":
+                scores, rows = self.index.search(vector, depth)
+                dense = (rows[0][rows[0] >= 0], scores[0][rows[0] >= 0])
+            if mode != "dense":
+                lexical_scores, lexical_rows = self._lexical_index().search(query, depth)
+                lexical = (lexical_rows, lexical_scores)
+            order, fused = fuse(mode, dense, lexical, self.settings.fusion, self.settings.dense_weight)
+            chunks = [self.index.chunks[r] for r in order[:depth]]
         timings["search_ms"] = _ms_since(t)
+        dense_of = dict(zip(*dense)) if dense is not None else {}
+        lexical_of = dict(zip(*lexical)) if lexical is not None else {}
+        parts = [(fused[i], dense_of.get(r), lexical_of.get(r)) for i, r in enumerate(order[:depth])]
         rerank_scores: list[float | None] = [None] * len(chunks)
-        order = list(range(len(chunks)))
+        ranked = list(range(len(chunks)))
         if rerank and chunks:
+            candidates = ranked[:rerank_candidates]
             reranker = self.reranker
             t = time.perf_counter()
-            values = reranker.score(query, [c.text for c in chunks], instruction=instruction)
-            rerank_scores = [float(v) for v in values]
-            order = sorted(order, key=lambda i: (-rerank_scores[i], i))
+            values = reranker.score(query, [chunks[i].text for i in candidates], instruction=instruction)
+            for i, v in zip(candidates, values):
+                rerank_scores[i] = float(v)
+            ranked = sorted(candidates, key=lambda i: (-rerank_scores[i], i))
             timings["rerank_ms"] = _ms_since(t)
-        hits = [_hit(rank, chunks[i], retrieval[i], rerank_scores[i]) for rank, i in enumerate(order[:k], 1)]
+        hits = [_hit(rank, chunks[i], *parts[i], rerank_scores[i]) for rank, i in enumerate(ranked[:k], 1)]
         return Hits(hits, timings)
+
+    def _lexical_index(self) -> LexicalIndex:
+        """The BM25 index over the same rows as the dense index, rebuilt after any change."""
+        with self._lock:
+            if self._lexical_changes != self.index.changes or len(self._lexical) != len(self.index):
+                self._lexical.build([c.text for c in self.index.chunks])
+                self._lexical_changes = self.index.changes
+            return self._lexical
 
     def _embed_unique(self, texts: list[str], progress: Progress | None) -> np.ndarray:
         """Embed each distinct text once; duplicates share the vector."""
@@ -221,10 +255,12 @@ class Engine:
         return vectors[[where[t] for t in texts]] if texts else vectors
 
 
-def _hit(rank: int, chunk: Chunk, score: float, rerank_score: float | None) -> Hit:
-    return Hit(rank=rank, score=score, rerank_score=rerank_score, source=chunk.source, page=chunk.page,
-               page_end=chunk.page_end, text=chunk.text, start=chunk.start, end=chunk.end,
-               doc_id=chunk.doc_id)
+def _hit(rank: int, chunk: Chunk, score: float, dense: float | None, lexical: float | None,
+         rerank_score: float | None) -> Hit:
+    return Hit(rank=rank, score=float(score), rerank_score=rerank_score, source=chunk.source, page=chunk.page,
+               page_end=chunk.page_end, text=chunk.text, start=chunk.start, end=chunk.end, doc_id=chunk.doc_id,
+               dense_score=None if dense is None else float(dense),
+               lexical_score=None if lexical is None else float(lexical))
 
 
 def _ms_since(t: float) -> float:

@@ -11,14 +11,17 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .embed import Embedder
+from .fusion import fuse
 from .index import DocInfo, IndexFolderError, VectorIndex
+from .lexical import LexicalIndex
 from .rerank import Reranker
 from .types import Chunk
 
@@ -114,26 +117,88 @@ def corpus_index(data: BeirData, embedder: Embedder, cache: str | Path | None = 
     return index, rate
 
 
-def run_eval(data: BeirData, embedder: Embedder, *, reranker: Reranker | None = None,
+@dataclass(frozen=True)
+class Config:
+    """One retrieval configuration to measure."""
+
+    mode: str = "dense"  # "dense", "lexical" or "hybrid"
+    fusion: str = "rrf"
+    dim: int | None = None  # MRL: first `dim` dimensions of the shared embeddings, renormalised
+    dense_weight: float = 0.5
+
+    @property
+    def name(self) -> str:
+        name = self.mode if self.mode != "hybrid" else f"hybrid-{self.fusion}"
+        return f"{name}@{self.dim}" if self.dim and self.mode != "lexical" else name
+
+
+def run_eval(data: BeirData, embedder: Embedder, *, config: Config = Config(), reranker: Reranker | None = None,
              rerank_candidates: int = 100, instruction: str | None = None, cache: str | Path | None = None,
              progress: Callable[[str, int, int], None] | None = None) -> dict[str, float | int | None]:
     """Embed the corpus, search every query (top 100), optionally rerank; return the metrics."""
+    return compare(data, embedder, [config], reranker=reranker, rerank_candidates=rerank_candidates,
+                   instruction=instruction, cache=cache, progress=progress)[0]
+
+
+def compare(data: BeirData, embedder: Embedder, configs: Sequence[Config], *, reranker: Reranker | None = None,
+            rerank_candidates: int = 100, instruction: str | None = None, cache: str | Path | None = None,
+            progress: Callable[[str, int, int], None] | None = None) -> list[dict[str, Any]]:
+    """Measure several configurations over one shared embedding pass (corpus and queries)."""
     report = (lambda stage: (lambda done, total: progress(stage, done, total))) if progress else (lambda _: None)
-    index, docs_per_s = corpus_index(data, embedder, cache, report("embedding corpus"))
-    started = time.perf_counter()
-    queries = embedder.encode(data.query_texts, is_query=True, instruction=instruction)
-    _, rows = index.search(queries, 100)
-    run: dict[str, list[str]] = {}
-    for n, (qid, text, row) in enumerate(zip(data.query_ids, data.query_texts, rows), 1):
-        ranked = [index.chunks[r] for r in row if r >= 0]
-        if reranker is not None and ranked:
-            head = ranked[:rerank_candidates]
-            scores = reranker.score(text, [c.text for c in head], instruction=instruction)
-            ranked = [head[i] for i in np.argsort(-scores, kind="stable")] + ranked[rerank_candidates:]
-            if progress:
-                progress("reranking", n, len(data.query_ids))
-        run[qid] = [c.doc_id for c in ranked]
-    query_seconds = time.perf_counter() - started
-    return {**metrics(run, data.qrels), "docs_per_s": docs_per_s,
-            "ms_per_query": 1000 * query_seconds / max(len(data.query_ids), 1),
-            "n_queries": len(data.query_ids), "n_docs": len(data.corpus_ids)}
+    needs_dense = any(c.mode != "lexical" for c in configs)
+    index, docs_per_s, queries, query_s = None, None, None, 0.0
+    if needs_dense:
+        index, docs_per_s = corpus_index(data, embedder, cache, report("embedding corpus"))
+        started = time.perf_counter()
+        queries = embedder.encode(data.query_texts, is_query=True, instruction=instruction)
+        query_s = time.perf_counter() - started
+    lexical = None
+    if any(c.mode != "dense" for c in configs):
+        lexical = LexicalIndex()
+        lexical.build(data.corpus_texts)
+    results = []
+    for config in configs:
+        started = time.perf_counter()
+        dense_index, dense_queries = _at_dim(index, queries, config.dim) if config.mode != "lexical" else (None, None)
+        if dense_index is not None:
+            dense_scores, dense_rows = dense_index.search(dense_queries, 100)
+        run: dict[str, list[str]] = {}
+        for n, (qid, text) in enumerate(zip(data.query_ids, data.query_texts)):
+            dense = (dense_rows[n], dense_scores[n]) if dense_index is not None else None
+            lex = None
+            if config.mode != "dense":
+                lex_scores, lex_rows = lexical.search(text, 100)
+                lex = (lex_rows, lex_scores)
+            rows, _ = fuse(config.mode, dense, lex, config.fusion, config.dense_weight)
+            ranked = [data.corpus_ids[r] for r in rows[:100]]
+            if reranker is not None and ranked:
+                head = rows[:rerank_candidates]
+                scores = reranker.score(text, [data.corpus_texts[r] for r in head], instruction=instruction)
+                ranked = [data.corpus_ids[head[i]] for i in np.argsort(-scores, kind="stable")] + \
+                    ranked[rerank_candidates:]
+                report(f"reranking ({config.name})")(n + 1, len(data.query_ids))
+            run[qid] = ranked
+        seconds = time.perf_counter() - started + (query_s if config.mode != "lexical" else 0.0)
+        size = (len(data.corpus_ids) * (config.dim or embedder.dim) * 4 if config.mode != "lexical" else 0) + \
+            (lexical.nbytes if config.mode != "dense" else 0)
+        results.append({"config": config.name, **metrics(run, data.qrels),
+                        "docs_per_s": docs_per_s if config.mode != "lexical" else None,
+                        "ms_per_query": 1000 * seconds / max(len(data.query_ids), 1), "index_bytes": size,
+                        "n_queries": len(data.query_ids), "n_docs": len(data.corpus_ids)})
+    return results
+
+
+def _at_dim(index: VectorIndex, queries: np.ndarray, dim: int | None) -> tuple[VectorIndex, np.ndarray]:
+    """The index and queries cut to the first `dim` dimensions and renormalised (MRL)."""
+    if dim is None or dim == index.dim:
+        return index, queries
+    if not 1 <= dim <= index.dim:
+        raise ValueError(f"dimension must be in 1..{index.dim}, got {dim}")
+
+    def cut(v: np.ndarray) -> np.ndarray:
+        v = np.ascontiguousarray(v[:, :dim])
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+    small = VectorIndex(dim)
+    small.add(DocInfo("mrl", "corpus", len(index)), index.chunks, cut(index.vectors()))
+    return small, cut(queries)

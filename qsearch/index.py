@@ -56,6 +56,7 @@ class VectorIndex:
         self.meta: dict[str, Any] = dict(meta or {})  # model, chunking: recorded in the manifest
         self.chunks: list[Chunk] = []
         self.docs: dict[str, DocInfo] = {}
+        self.changes = 0  # counts changes, so derived indexes (BM25) know when to rebuild
         self._cpu = self._new_faiss()
         self._use_gpu = _gpu_available() if use_gpu is None else use_gpu
         self._gpu: Any = None  # GPU copy for search; None when stale
@@ -82,6 +83,7 @@ class VectorIndex:
             self._cpu.add(vectors)
             self.chunks.extend(chunks)
         self.docs[doc.doc_id] = doc
+        self.changes += 1
         self._gpu = None
 
     def remove(self, doc_id: str) -> int:
@@ -96,6 +98,7 @@ class VectorIndex:
             self._cpu = self._new_faiss()
             self._cpu.add(vectors)
         del self.docs[doc_id]
+        self.changes += 1
         self._gpu = None
         return removed
 

@@ -57,7 +57,7 @@ class Hit:
     """One search result, ranked from 1."""
 
     rank: int
-    score: float  # retrieval score: cosine similarity of query and chunk
+    score: float  # retrieval score: cosine (dense), BM25 (lexical) or the fused score (hybrid)
     source: str
     page: int | None
     page_end: int | None
@@ -66,6 +66,8 @@ class Hit:
     end: int
     doc_id: str
     rerank_score: float | None = None  # P(relevant) from the reranker, when reranked
+    dense_score: float | None = None  # cosine similarity, when the dense index found the chunk
+    lexical_score: float | None = None  # BM25 score, when the lexical index found the chunk
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
