@@ -3,15 +3,24 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-ARGS ?= --help
+ARGS ?=
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-slow test-gpu setup clean
+.PHONY: run cli test test-slow test-gpu browser clean
 
-run: $(VENV)/.app          ## set up, then run the CLI: make run ARGS='search --index DIR "query"'
+run: $(VENV)/.app          ## set up, then start the web app: make run ARGS='--share --index DIR'
+	$(BIN)/python app.py $(ARGS)
+
+cli: $(VENV)/.app          ## the command line: make cli ARGS='search --index DIR "query"'
 	$(BIN)/python -m qsearch $(ARGS)
 
-test: $(VENV)/.dev         ## set up, then run the fast tests (no GPU, no model hub needed)
+test: $(VENV)/.dev browser ## set up, then run the fast tests (no GPU, no model hub needed)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+browser:                   # Debian's Chromium for the browser test; without it that test skips
+	@test -x $(CHROMIUM) || (command -v apt-get >/dev/null && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+		echo "note: chromium could not be installed; the browser test will skip"
 
 test-slow: $(VENV)/.dev    ## the slow tests: real data from ../shared when present
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)

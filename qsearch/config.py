@@ -33,6 +33,8 @@ class Settings:
     max_file_mb: float = 50.0
     max_pages: int = 2000
     max_chars: int = 10_000_000
+    max_files: int | None = None  # documents one collection may hold (the app sets one per session)
+    max_chunks: int | None = None  # chunks one collection may hold
 
     def __post_init__(self) -> None:
         if self.chunk_tokens < 16:
@@ -54,8 +56,8 @@ class Settings:
             raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {self.device!r}")
         if self.embed_dim is not None and self.embed_dim < 1:
             raise ValueError(f"embed_dim must be positive, got {self.embed_dim}")
-        for name in ("max_file_mb", "max_pages", "max_chars"):
-            if getattr(self, name) <= 0:
+        for name in ("max_file_mb", "max_pages", "max_chars", "max_files", "max_chunks"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
     @property

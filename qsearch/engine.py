@@ -33,8 +33,9 @@ class Engine:
     """A searchable collection of documents, with the models that index and search it."""
 
     def __init__(self, settings: Settings | None = None, *, embedder: Embedder | None = None,
-                 reranker: Reranker | None = None, index: VectorIndex | None = None,
+                 reranker: Reranker | Callable[[], Reranker] | None = None, index: VectorIndex | None = None,
                  index_dir: str | Path | None = None):
+        """`reranker` may be a zero-argument loader, called on first use (the app shares one)."""
         self.settings = settings or Settings.from_env()
         self.index_dir = Path(index_dir) if index_dir is not None else None
         self._embedder = embedder
@@ -90,6 +91,8 @@ class Engine:
 
                 self._reranker = load_reranker(self.settings.rerank_model, device=self.settings.device,
                                                max_batch_tokens=self.settings.max_batch_tokens)
+            elif not isinstance(self._reranker, Reranker):
+                self._reranker = self._reranker()
             return self._reranker
 
     @property
@@ -136,8 +139,10 @@ class Engine:
                     report.status, report.chunks = "unchanged", getattr(index.docs.get(doc_id), "chunks", 0)
                     report.pages = getattr(index.docs.get(doc_id), "pages", None)
                 else:
+                    self._check_room(len(new_docs))
                     doc = ingest.parse(source, data, limits)
                     chunks = chunk_document(doc, embedder.tokenizer, max_tokens, overlap)
+                    self._check_room(len(new_docs), sum(len(c) for _, c, _ in new_docs) + len(chunks))
                     report.status, report.chunks, report.pages = "indexed", len(chunks), doc.n_pages
                     new_docs.append((doc, chunks, report))
                 seen.add(doc_id)
@@ -160,6 +165,14 @@ class Engine:
                           vectors[row:row + len(chunks)])
                 row += len(chunks)
         return AddReport(reports, time.perf_counter() - started)
+
+    def _check_room(self, new_files: int, new_chunks: int = 0) -> None:
+        """Refuse a file that would take the collection past its limits (settings.max_files/max_chunks)."""
+        s = self.settings
+        if s.max_files is not None and len(self.index.docs) + new_files >= s.max_files:
+            raise ingest.IngestError("", f"not added: the collection is full ({s.max_files} files at most)")
+        if s.max_chunks is not None and len(self.index) + new_chunks > s.max_chunks:
+            raise ingest.IngestError("", f"not added: it would take the collection past {s.max_chunks:,} chunks")
 
     def remove(self, doc_id: str) -> int:
         """Remove one document by id; returns how many chunks it had."""
@@ -184,11 +197,13 @@ class Engine:
     # --- searching -----------------------------------------------------------------------
 
     def search(self, query: str, k: int = 10, rerank: bool = False, rerank_candidates: int = 50,
-               instruction: str | None = None, mode: str | None = None) -> Hits:
+               instruction: str | None = None, mode: str | None = None, also: Sequence[Engine] = ()) -> Hits:
         """The k best chunks for `query`.
 
         `mode` is "hybrid" (dense and BM25 rankings fused), "dense" or "lexical"; default
-        from the settings. With `rerank`, the top `rerank_candidates` are rescored.
+        from the settings. With `rerank`, the top `rerank_candidates` are rescored. `also`
+        names other collections (e.g. a shared read-only index) searched alongside this
+        one with the same embedder; their candidates are merged by score before reranking.
         """
         if not query or not query.strip():
             raise ValueError("empty query: type something to search for")
@@ -198,44 +213,57 @@ class Engine:
         if mode not in SEARCH_MODES:
             raise ValueError(f"mode must be one of {SEARCH_MODES}, got {mode!r}")
         instruction = instruction.strip() if instruction and instruction.strip() else None
-        if self._index is None or not len(self._index):
+        engines = [e for e in (self, *also) if e._index is not None and len(e._index)]
+        if not engines:
             return Hits([], {})
         depth = max(k, rerank_candidates if rerank else 0)
-        depth = max(depth, HYBRID_DEPTH) if mode == "hybrid" else depth
         timings: dict[str, float] = {}
-        dense = lexical = None
+        vector = None
         if mode != "lexical":
             embedder = self.embedder  # loaded (once) before the clock starts
+            for other in engines:
+                other.index.check_model(embedder.model_name, embedder.dim, other.index_dir or "a collection")
             t = time.perf_counter()
             vector = embedder.encode([query], is_query=True, instruction=instruction)
             timings["embed_ms"] = _ms_since(t)
         t = time.perf_counter()
+        candidates = [c for e in engines for c in e._candidates(query, vector, depth, mode)]
+        candidates.sort(key=lambda c: -c[0])  # stable: within a collection, its own order holds
+        candidates = candidates[:depth]
+        timings["search_ms"] = _ms_since(t)
+        rerank_scores: list[float | None] = [None] * len(candidates)
+        ranked = list(range(len(candidates)))
+        if rerank and candidates:
+            head = ranked[:rerank_candidates]
+            reranker = self.reranker
+            t = time.perf_counter()
+            values = reranker.score(query, [candidates[i][3].text for i in head], instruction=instruction)
+            for i, v in zip(head, values):
+                rerank_scores[i] = float(v)
+            ranked = sorted(head, key=lambda i: (-rerank_scores[i], i))
+            timings["rerank_ms"] = _ms_since(t)
+        hits = [_hit(rank, candidates[i][3], *candidates[i][:3], rerank_scores[i])
+                for rank, i in enumerate(ranked[:k], 1)]
+        return Hits(hits, timings)
+
+    def _candidates(self, query: str, vector: np.ndarray | None, depth: int,
+                    mode: str) -> list[tuple[float, float | None, float | None, Chunk]]:
+        """(score, dense score, lexical score, chunk) of this collection's best `depth` chunks."""
+        width = max(depth, HYBRID_DEPTH) if mode == "hybrid" else depth
+        dense = lexical = None
         with self._lock:
             if mode != "lexical":
-                scores, rows = self.index.search(vector, depth)
+                scores, rows = self.index.search(vector, width)
                 dense = (rows[0][rows[0] >= 0], scores[0][rows[0] >= 0])
             if mode != "dense":
-                lexical_scores, lexical_rows = self._lexical_index().search(query, depth)
+                lexical_scores, lexical_rows = self._lexical_index().search(query, width)
                 lexical = (lexical_rows, lexical_scores)
             order, fused = fuse(mode, dense, lexical, self.settings.fusion, self.settings.dense_weight)
             chunks = [self.index.chunks[r] for r in order[:depth]]
-        timings["search_ms"] = _ms_since(t)
         dense_of = dict(zip(*dense)) if dense is not None else {}
         lexical_of = dict(zip(*lexical)) if lexical is not None else {}
-        parts = [(fused[i], dense_of.get(r), lexical_of.get(r)) for i, r in enumerate(order[:depth])]
-        rerank_scores: list[float | None] = [None] * len(chunks)
-        ranked = list(range(len(chunks)))
-        if rerank and chunks:
-            candidates = ranked[:rerank_candidates]
-            reranker = self.reranker
-            t = time.perf_counter()
-            values = reranker.score(query, [chunks[i].text for i in candidates], instruction=instruction)
-            for i, v in zip(candidates, values):
-                rerank_scores[i] = float(v)
-            ranked = sorted(candidates, key=lambda i: (-rerank_scores[i], i))
-            timings["rerank_ms"] = _ms_since(t)
-        hits = [_hit(rank, chunks[i], *parts[i], rerank_scores[i]) for rank, i in enumerate(ranked[:k], 1)]
-        return Hits(hits, timings)
+        return [(fused[i], dense_of.get(r), lexical_of.get(r), chunk)
+                for i, (r, chunk) in enumerate(zip(order, chunks))]
 
     def _lexical_index(self) -> LexicalIndex:
         """The BM25 index over the same rows as the dense index, rebuilt after any change."""

@@ -203,7 +203,7 @@ def _load_html(data: bytes, source: str, limits: Limits) -> tuple[str, list[str]
     for cell in soup.find_all(["td", "th"]):
         cell.insert_after(" ")
     text = soup.get_text()
-    if title and not text.lstrip().startswith(title):
+    if title and title not in text[:2000]:
         text = f"# {title}\n\n{text}"
     return "html", [text]
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py lives at the top of the repo
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
@@ -154,3 +156,17 @@ def tok() -> WordTokenizer:
 def unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
     v = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="session")
+def app_server(minilm_dir, qwen3_reranker_dir):  # noqa: ANN201
+    """The real web app on a free local port: the real small embedder, the tiny Qwen3 reranker."""
+    import app
+    from qsearch import Settings
+
+    settings = Settings(embed_model=str(minilm_dir), rerank_model=str(qwen3_reranker_dir), device="cpu",
+                        max_files=20, max_chunks=2000)
+    demo = app.create_app(settings)
+    _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
+    yield demo, url
+    demo.close()

@@ -1,0 +1,344 @@
+"""qsearch web app: upload documents, search them, see why each passage ranks where it does.
+
+Gradio Blocks UI over `qsearch.Engine`; no search logic lives here. Models load once per
+process and are shared by every browser session; each session has its own collection
+(kept in `gr.State`, freed when the session ends). GPU work goes through one queue.
+
+    python app.py [--host H] [--port P] [--share] [--index DIR] [--embed-model M]
+                  [--rerank-model M] [--max-file-mb N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import html
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from qsearch import Engine, ModelLoadError, Settings
+from qsearch.config import SEARCH_MODES
+from qsearch.embed import Embedder, load_embedder
+from qsearch.loading import bundled_small_model, resolve_model
+from qsearch.render import files_html, hits_html, message_html
+from qsearch.rerank import Reranker, load_reranker
+
+try:  # On Hugging Face ZeroGPU hardware, GPU work must run inside spaces.GPU; elsewhere nothing changes.
+    import spaces
+
+    gpu_task: Callable[[Callable], Callable] = spaces.GPU
+except ImportError:
+    def gpu_task(fn: Callable) -> Callable:
+        return fn
+
+SAMPLES = Path(__file__).resolve().parent / "assets" / "samples"
+INSTRUCTIONS = [
+    ("Web search (default)", "Given a web search query, retrieve relevant passages that answer the query"),
+    ("Question answering", "Given a question, retrieve passages that answer the question"),
+    ("Scientific claim → evidence", "Given a scientific claim, retrieve documents that support or refute the claim"),
+    ("Code search", "Given a programming question, retrieve code snippets or documentation that answer it"),
+    ("Find similar passages", "Retrieve passages that are semantically similar to the given text"),
+]
+LOW_COSINE = 0.25  # below this the best passage is probably not an answer: say so
+FILE_TYPES = [".pdf", ".txt", ".md", ".markdown", ".html", ".htm", ".docx"]
+GPU_QUEUE = "gpu"
+
+
+@dataclass
+class Models:
+    """The models every session shares: the embedder (loaded at start), the reranker (on first use)."""
+
+    settings: Settings
+    embedder: Embedder
+    notice: str = ""  # why the default embedder could not be used, shown on the page
+    rerank_unavailable: str = ""  # why reranking is off, or "" when it can be used
+    _reranker: Reranker | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def load(cls, settings: Settings) -> Models:
+        """The configured models; without them, the bundled small model, and a notice saying so."""
+        notice = ""
+        try:
+            embedder = load_embedder(settings.embed_model, device=settings.device, dim=settings.embed_dim,
+                                     max_batch_tokens=settings.max_batch_tokens)
+        except (ModelLoadError, OSError) as e:
+            fallback = bundled_small_model()
+            if fallback is None:
+                raise
+            embedder = load_embedder(str(fallback), device=settings.device)
+            notice = (f"Could not load {settings.embed_model} ({e}). Running on the small bundled model "
+                      "all-MiniLM-L6-v2 instead: it works, but results are weaker and task instructions "
+                      "are ignored.")
+            settings = settings.with_(embed_model=str(fallback), embed_dim=None)
+        try:
+            resolve_model(settings.rerank_model, flag="--rerank-model", env="QSEARCH_RERANK_MODEL")
+            unavailable = ""
+        except ModelLoadError as e:
+            unavailable = f"Reranking is unavailable: {e}"
+        return cls(settings, embedder, notice, unavailable)
+
+    def reranker(self) -> Reranker:
+        """Load the reranker the first time it is asked for; every session shares it."""
+        with self._lock:
+            if self._reranker is None:
+                if self.rerank_unavailable:
+                    raise ModelLoadError(self.rerank_unavailable)
+                try:
+                    self._reranker = load_reranker(self.settings.rerank_model, device=self.settings.device,
+                                                   max_batch_tokens=self.settings.max_batch_tokens)
+                except (ModelLoadError, OSError) as e:
+                    self.rerank_unavailable = f"Reranking is unavailable: {e}"
+                    raise ModelLoadError(self.rerank_unavailable) from None
+            return self._reranker
+
+    def status_markdown(self) -> str:
+        device = getattr(self.embedder, "device", "cpu")
+        if str(device).startswith("cuda"):
+            import torch
+
+            where = f"GPU: {torch.cuda.get_device_name(torch.device(device))}"
+        else:
+            where = "CPU — slow: indexing large files takes minutes (a GPU makes it ~100× faster)"
+        rerank = f"`{_model_label(self.settings.rerank_model)}` (loads when first used)" \
+            if not self.rerank_unavailable else "unavailable"
+        lines = [f"**Embedding:** `{_model_label(self.settings.embed_model)}` · **Reranker:** {rerank} · "
+                 f"**Device:** {where}"]
+        if self.notice:
+            lines.append(f"**Note:** {self.notice}")
+        return "\n\n".join(lines)
+
+
+def _model_label(name: str) -> str:
+    """A hub id as it is; a local folder by its name; the bundled model by what it is."""
+    bundled = bundled_small_model()
+    if bundled is not None and Path(name) == bundled:
+        return "all-MiniLM-L6-v2 (bundled)"
+    return Path(name).name if Path(name).is_dir() else name
+
+
+@dataclass
+class Context:
+    """What the handlers need: the shared models, the optional shared index, the settings."""
+
+    models: Models
+    shared: Engine | None = None  # read-only collection every session searches (--index)
+
+    def new_engine(self) -> Engine:
+        return Engine(self.models.settings, embedder=self.models.embedder, reranker=self.models.reranker)
+
+
+# --- handlers ------------------------------------------------------------------------------
+
+
+def add_documents(ctx: Context, files: list[str] | None, engine: Engine | None,
+                  progress: gr.Progress = gr.Progress()) -> tuple[str, str, Any, Engine, None]:
+    """Index uploaded files into this session's collection; report each file's outcome."""
+    engine = engine or ctx.new_engine()
+    paths = [Path(f) for f in files or []]
+    if not paths:
+        return (message_html("Choose one or more files first."), files_html(_file_rows(engine)),
+                _doc_choices(engine), engine, None)
+    try:
+        report = engine.add_files(paths, progress=lambda stage, done, total: progress(
+            (done, total), desc=f"{stage} ({done}/{total})"), names=[p.name for p in paths])
+    finally:
+        for path in paths:  # uploads live in Gradio's cache folder: nothing is kept
+            if path.is_file() and not path.is_relative_to(SAMPLES):
+                path.unlink(missing_ok=True)
+    return report_html(report), files_html(_file_rows(engine)), _doc_choices(engine), engine, None
+
+
+def report_html(report: Any) -> str:
+    """One line per file: what was indexed, what failed and why; names and reasons escaped."""
+    lines = []
+    for f in report.files:
+        if f.ok:
+            pages = f", {f.pages} pages" if f.pages else ""
+            lines.append(f'<span style="color:#15803d">{f.status}</span> <code>{html.escape(f.path)}</code>: '
+                         f"{f.chunks} chunks{pages}")
+        else:
+            lines.append(f'<span style="color:#b91c1c">failed</span> <code>{html.escape(f.path)}</code>: '
+                         f"{html.escape(f.error or 'unknown error')}")
+    n_unchanged = sum(f.status == "unchanged" for f in report.files)
+    summary = (f"<b>{len(report.indexed)} indexed, {n_unchanged} unchanged, {len(report.errors)} failed</b> "
+               f"in {report.seconds:.1f} s")
+    return f'<div class="qs-report">{"<br>".join([summary, *lines])}</div>'
+
+
+def load_samples(ctx: Context, engine: Engine | None, progress: gr.Progress = gr.Progress()) -> tuple:
+    return add_documents(ctx, [str(p) for p in sorted(SAMPLES.iterdir())], engine, progress)
+
+
+def search(ctx: Context, query: str, top_k: float, rerank: bool, instruction: str | None, mode: str,
+           rerank_candidates: float, engine: Engine | None) -> tuple[str, list[dict], Engine]:
+    """Search this session's collection (and the shared index); results as HTML and as JSON."""
+    engine = engine or ctx.new_engine()
+    if not query or not query.strip():
+        return message_html("Type a question or some keywords, then press Enter."), [], engine
+    if not len(engine.index) and (ctx.shared is None or not len(ctx.shared.index)):
+        return message_html("Your collection is empty: upload documents (or load the samples) first."), [], engine
+    notice = ""
+    if rerank and ctx.models.rerank_unavailable:
+        rerank, notice = False, ctx.models.rerank_unavailable
+    also = [ctx.shared] if ctx.shared is not None else []
+    try:
+        hits = engine.search(query, k=int(top_k), rerank=rerank, rerank_candidates=int(rerank_candidates),
+                             instruction=instruction or None, mode=mode, also=also)
+    except ModelLoadError as e:
+        hits, notice = engine.search(query, k=int(top_k), instruction=instruction or None, mode=mode,
+                                     also=also), str(e)
+    if not hits:
+        return message_html(f"No passage matches “{query}”. Try other words, or the dense or hybrid mode."), \
+            [], engine
+    best_cosine = max((h.dense_score for h in hits if h.dense_score is not None), default=None)
+    if best_cosine is not None and best_cosine < LOW_COSINE and not notice:
+        notice = ("No strong match: these are the closest passages, but they may not answer the query. "
+                  "Try other words or more specific terms.")
+    return hits_html(hits, query, hits.timings_ms, notice=notice), [_hit_json(h) for h in hits], engine
+
+
+def remove_document(engine: Engine | None, doc_id: str | None) -> tuple[str, Any, Engine | None]:
+    if engine is not None and doc_id and engine.index.has_doc(doc_id):
+        engine.remove(doc_id)
+    return files_html(_file_rows(engine)), _doc_choices(engine), engine
+
+
+def clear_documents(engine: Engine | None) -> tuple[str, Any, Engine | None]:
+    if engine is not None:
+        engine.clear()
+    return files_html([]), _doc_choices(engine), engine
+
+
+def _file_rows(engine: Engine | None) -> list[tuple[str, int, int | None]]:
+    return [(d.source, d.chunks, d.pages) for d in (engine.documents() if engine else [])]
+
+
+def _doc_choices(engine: Engine | None) -> Any:
+    choices = [(d.source, d.doc_id) for d in (engine.documents() if engine else [])]
+    return gr.update(choices=choices, value=None)
+
+
+def _hit_json(h: Any) -> dict[str, Any]:
+    return {"rank": h.rank, "score": h.score, "rerank_score": h.rerank_score, "source": h.source,
+            "page": h.page, "text": h.text}
+
+
+def _free(engine: Engine | None) -> None:
+    if engine is not None:
+        engine.clear()
+
+
+# --- the page ------------------------------------------------------------------------------
+
+
+def build_demo(ctx: Context) -> gr.Blocks:
+    """The Blocks app over `ctx`: upload and collection on the left, search and results on the right."""
+    models = ctx.models
+    with gr.Blocks(title="qsearch — semantic search over your documents") as demo:
+        session = gr.State(None, time_to_live=6 * 3600, delete_callback=_free)
+        gr.Markdown("# qsearch\nUpload documents, then ask questions in your own words.")
+        gr.Markdown(models.status_markdown(), elem_id="qs-status")
+        with gr.Row():
+            with gr.Column(scale=2, min_width=300):
+                uploads = gr.File(label="Drop documents here: PDF, TXT, MD, HTML, DOCX (indexed on upload)",
+                                  file_count="multiple", file_types=FILE_TYPES, elem_id="qs-upload")
+                samples_button = gr.Button("Load sample documents")
+                report = gr.HTML(elem_id="qs-report")
+                files = gr.HTML(files_html([]), elem_id="qs-files")
+                with gr.Row():
+                    to_remove = gr.Dropdown(label="Remove a file", choices=[], scale=3)
+                    remove_button = gr.Button("Remove", scale=1)
+                clear_button = gr.Button("Clear all documents", variant="stop")
+            with gr.Column(scale=3, min_width=400):
+                with gr.Row():
+                    query = gr.Textbox(label="Query", placeholder="Ask a question or type keywords, then Enter",
+                                       scale=5, elem_id="qs-query")
+                    search_button = gr.Button("Search", variant="primary", scale=1, elem_id="qs-search")
+                with gr.Row():
+                    top_k = gr.Slider(1, 50, value=5, step=1, label="Results")
+                    mode = gr.Radio(list(SEARCH_MODES), value=models.settings.search_mode, label="Ranking",
+                                    info="hybrid = meaning + exact words")
+                with gr.Row():
+                    rerank = gr.Checkbox(label="Rerank with Qwen3-Reranker", value=False,
+                                         interactive=not models.rerank_unavailable,
+                                         info=models.rerank_unavailable[:300] or "slower, more precise")
+                    rerank_candidates = gr.Slider(5, 100, value=30, step=5, label="Candidates to rerank")
+                instruction = gr.Dropdown(
+                    choices=INSTRUCTIONS, value=INSTRUCTIONS[0][1], allow_custom_value=True,
+                    label="Task instruction (pick one or type your own)",
+                    info=("Qwen3 models read it for the query and the reranker"
+                          if models.embedder.supports_instruction else
+                          "This embedding model ignores instructions; the reranker reads them"))
+                results = gr.HTML(message_html("Results appear here."), elem_id="qs-results")
+                with gr.Accordion("Results as JSON", open=False):
+                    hits_json = gr.JSON(label="hits")
+
+        gpu = {"concurrency_id": GPU_QUEUE, "concurrency_limit": 1}
+        collection = [report, files, to_remove, session, uploads]
+        uploads.upload(gpu_task(functools.partial(add_documents, ctx)), [uploads, session], collection,
+                       api_name="add_documents", **gpu)
+        samples_button.click(gpu_task(functools.partial(load_samples, ctx)), [session], collection,
+                             api_visibility="private", **gpu)
+        search_inputs = [query, top_k, rerank, instruction, mode, rerank_candidates, session]
+        run_search = gpu_task(functools.partial(search, ctx))
+        query.submit(run_search, search_inputs, [results, hits_json, session], api_name="search", **gpu)
+        search_button.click(run_search, search_inputs, [results, hits_json, session],
+                            api_visibility="private", **gpu)
+        remove_button.click(remove_document, [session, to_remove], [files, to_remove, session],
+                            api_name="remove_document")
+        clear_button.click(clear_documents, [session], [files, to_remove, session], api_name="clear_documents")
+    return demo
+
+
+def create_app(settings: Settings, index_dir: str | None = None) -> gr.Blocks:
+    """Load the models (once), open the shared index if any, build the page."""
+    models = Models.load(settings)
+    shared = None
+    if index_dir:
+        shared = Engine.open(index_dir, models.settings, embedder=models.embedder, reranker=models.reranker)
+    return build_demo(Context(models, shared))
+
+
+def launch(demo: gr.Blocks, *, host: str | None = None, port: int | None = None, share: bool = False,
+           max_file_mb: float = 50, queue_size: int = 64, **kwargs: Any) -> Any:
+    """Queue (bounded: a full queue answers "busy" at once) and launch with upload limits."""
+    demo.queue(max_size=queue_size, default_concurrency_limit=4)
+    return demo.launch(server_name=host, server_port=port, share=share, max_file_size=int(max_file_mb * 2**20),
+                       footer_links=["api", "gradio"], **kwargs)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="qsearch web app")
+    p.add_argument("--host", default=os.environ.get("QSEARCH_HOST"), help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("QSEARCH_PORT", 0)) or None,
+                   help="port (default 7860, or the next free one)")
+    p.add_argument("--share", action="store_true", default=_env_flag("QSEARCH_SHARE"),
+                   help="also serve on a temporary public *.gradio.live link (anyone with it can use the app)")
+    p.add_argument("--index", default=os.environ.get("QSEARCH_INDEX"), metavar="DIR",
+                   help="a read-only index every session searches besides its uploads")
+    p.add_argument("--embed-model", metavar="M")
+    p.add_argument("--rerank-model", metavar="M")
+    p.add_argument("--max-file-mb", type=float, metavar="N")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    args = p.parse_args(argv)
+    settings = Settings.from_env(embed_model=args.embed_model, rerank_model=args.rerank_model,
+                                 max_file_mb=args.max_file_mb, device=args.device)
+    if settings.max_files is None and settings.max_chunks is None:  # per-session limits on a shared server
+        settings = settings.with_(max_files=200, max_chunks=100_000)
+    launch(create_app(settings, args.index), host=args.host, port=args.port, share=args.share,
+           max_file_mb=settings.max_file_mb)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Hits and collections -> HTML for the web app. Every piece of document text is escaped.
+
+Pure functions with inline styles, so they work in any Gradio theme and are easy to test:
+the only markup added to document text is <mark> around query terms, and the terms are
+found in the raw text before escaping, so nothing in a document can become markup.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+
+from .types import Hit
+
+_TERM = re.compile(r"[^\W_]{3,}|[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]+")
+_STOP = frozenset("the and for with that this from are was were what which who how why when where does did "
+                  "has have into onto about than then them they their there these those can could should would "
+                  "not but all any its it's you your our".split())
+_BAR = ("display:inline-block;height:8px;border-radius:4px;vertical-align:middle;"
+        "background:{color};width:{width:.0f}px")
+
+
+def highlight(text: str, query: str) -> str:
+    """`text` escaped, with the query's words (and words starting with them) wrapped in <mark>."""
+    terms = sorted({t.lower() for t in _TERM.findall(query) if t.lower() not in _STOP}, key=len, reverse=True)
+    if not terms:
+        return html.escape(text)
+    # A word matches at its start ("burn" marks "burns", never "sideburn"); CJK has no word breaks.
+    alternatives = [re.escape(t) if _is_cjk(t) else rf"\b{re.escape(t)}" for t in terms]
+    pattern = re.compile(r"(?i)(" + "|".join(alternatives) + r")")
+    out, last = [], 0
+    for match in pattern.finditer(text):
+        out.append(html.escape(text[last:match.start()]))
+        out.append(f"<mark>{html.escape(match.group())}</mark>")
+        last = match.end()
+    out.append(html.escape(text[last:]))
+    return "".join(out)
+
+
+def _is_cjk(term: str) -> bool:
+    return bool(re.match(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]", term))
+
+
+def bar(value: float, color: str, width: int = 120) -> str:
+    """A horizontal bar for a value in [0, 1]."""
+    value = min(max(value, 0.0), 1.0)
+    return (f'<span style="display:inline-block;width:{width}px;background:#e5e7eb;border-radius:4px">'
+            f'<span class="qs-bar" style="{_BAR.format(color=color, width=value * width)}"></span></span>')
+
+
+def where(hit: Hit) -> str:
+    """'file.pdf, page 3' or 'file.pdf, pages 3-4' or just the file name."""
+    name = hit.source.replace("\\", "/").rsplit("/", 1)[-1]
+    if hit.page is None:
+        return name
+    if hit.page_end is not None and hit.page_end != hit.page:
+        return f"{name}, pages {hit.page}\u2013{hit.page_end}"
+    return f"{name}, page {hit.page}"
+
+
+def hits_html(hits: Sequence[Hit], query: str, timings_ms: dict[str, float], *, notice: str = "") -> str:
+    """Ranked result cards: score bars (retrieval, and rerank when there is one), source, passage."""
+    top = max((h.score for h in hits), default=0.0) or 1.0
+    cards = []
+    for h in hits:
+        rows = [f"{bar(h.score / top, '#2563eb')} <small>retrieval {h.score:.3f}</small>"]
+        details = []
+        if h.dense_score is not None:
+            details.append(f"cosine {h.dense_score:.3f}")
+        if h.lexical_score is not None:
+            details.append(f"BM25 {h.lexical_score:.2f}")
+        if h.rerank_score is not None:
+            rows.append(f"{bar(h.rerank_score, '#16a34a')} <small>rerank {h.rerank_score:.3f}</small>")
+        detail = f' <small style="color:#6b7280">({", ".join(details)})</small>' if details else ""
+        cards.append(
+            '<div class="qs-card" style="border:1px solid #d1d5db;border-radius:8px;padding:10px 12px;'
+            'margin:8px 0">'
+            f'<div style="display:flex;gap:12px;align-items:center;flex-wrap:wrap">'
+            f'<b>#{h.rank}</b> <span class="qs-source">{html.escape(where(h))}</span></div>'
+            f'<div style="margin:4px 0">{"<br>".join(rows)}{detail}</div>'
+            f'<div class="qs-text" style="white-space:pre-wrap;line-height:1.4">{highlight(h.text, query)}</div>'
+            "</div>"
+        )
+    times = " \u00b7 ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in timings_ms.items())
+    head = f'<div class="qs-notice" style="color:#92400e">{html.escape(notice)}</div>' if notice else ""
+    foot = f'<div class="qs-timings" style="color:#6b7280;font-size:0.85em">{times}</div>' if times else ""
+    return f'<div class="qs-results">{head}{"".join(cards)}{foot}</div>'
+
+
+def message_html(text: str) -> str:
+    """A plain message in the results area (empty index, empty query, no match)."""
+    return f'<div class="qs-message" style="padding:16px;color:#374151">{html.escape(text)}</div>'
+
+
+def files_html(rows: Sequence[tuple[str, int, int | None]]) -> str:
+    """The indexed files as a table: name, chunks, pages; names escaped."""
+    if not rows:
+        return message_html("No documents yet: upload files or load the samples.")
+    body = "".join(
+        f"<tr><td>{html.escape(name)}</td><td style='text-align:right'>{chunks}</td>"
+        f"<td style='text-align:right'>{pages if pages else ''}</td></tr>"
+        for name, chunks, pages in rows
+    )
+    total = sum(r[1] for r in rows)
+    return ("<table class='qs-files' style='width:100%'><thead><tr><th style='text-align:left'>file</th>"
+            f"<th>chunks</th><th>pages</th></tr></thead><tbody>{body}</tbody></table>"
+            f"<small>{len(rows)} files, {total} chunks</small>")

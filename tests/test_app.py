@@ -1,0 +1,99 @@
+"""The web app, launched for real on a free local port and driven with gradio_client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import app as qsearch_app
+
+gradio_client = pytest.importorskip("gradio_client")
+
+
+@pytest.fixture(scope="module")
+def server(app_server):
+    return app_server
+
+
+def client(url: str):
+    return gradio_client.Client(url, verbose=False)
+
+
+def upload(c, *paths: Path) -> str:
+    report, *_ = c.predict([gradio_client.handle_file(str(p)) for p in paths], api_name="/add_documents")
+    return report
+
+
+def search(c, query: str, **kwargs) -> tuple[str, list[dict]]:
+    return tuple(c.predict(query=query, api_name="/search", **kwargs))
+
+
+def test_upload_and_search_with_a_bad_file_among_good_ones(server, tmp_path):
+    _, url = server
+    bad = tmp_path / "broken.pdf"
+    bad.write_bytes(b"%PDF-1.4 this is not really a pdf")
+    c = client(url)
+    report = upload(c, qsearch_app.SAMPLES / "solar-system.md", bad, qsearch_app.SAMPLES / "first-aid-basics.txt")
+    assert "2 indexed, 0 unchanged, 1 failed" in report
+    assert "broken.pdf</code>: not a readable PDF" in report
+    html, hits = search(c, "what should I do for a burn?", top_k=2)
+    assert hits[0]["source"] == "first-aid-basics.txt" and hits[0]["rank"] == 1
+    assert set(hits[0]) == {"rank", "score", "rerank_score", "source", "page", "text"}
+    assert 'class="qs-card"' in html and "<mark>burn</mark>" in html and "qs-bar" in html
+
+
+def test_rerank_changes_the_order_as_the_reranker_scores_say(server, qwen3_reranker_dir):
+    _, url = server
+    c = client(url)
+    upload(c, *sorted(qsearch_app.SAMPLES.iterdir()))
+    _, plain = search(c, "grind size for espresso", top_k=4, rerank=False)
+    html, reranked = search(c, "grind size for espresso", top_k=4, rerank=True, rerank_candidates=5)
+    assert all(h["rerank_score"] is None for h in plain)
+    scores = [h["rerank_score"] for h in reranked]
+    assert scores == sorted(scores, reverse=True) and None not in scores
+    from qsearch.rerank import load_reranker
+
+    reranker = load_reranker(str(qwen3_reranker_dir), device="cpu")
+    expected = reranker.score("grind size for espresso", [h["text"] for h in reranked],
+                              instruction=qsearch_app.INSTRUCTIONS[0][1])
+    assert scores == pytest.approx(list(expected), abs=1e-5)
+    assert "rerank" in html
+
+
+def test_sessions_never_see_each_others_documents(server, tmp_path):
+    _, url = server
+    alice, bob = client(url), client(url)
+    secret = tmp_path / "alice-secret.txt"
+    secret.write_text("The vault combination is kumquat-7731-zebra.")
+    assert "1 indexed" in upload(alice, secret)
+    assert search(alice, "vault combination")[1][0]["source"] == "alice-secret.txt"
+    html, hits = search(bob, "vault combination kumquat-7731-zebra")
+    assert hits == [] and "collection is empty" in html
+    upload(bob, qsearch_app.SAMPLES / "python-tips.md")
+    assert all(h["source"] != "alice-secret.txt" for h in search(bob, "kumquat-7731-zebra vault", top_k=10)[1])
+
+
+def test_helpful_messages_and_escaping(server, tmp_path):
+    _, url = server
+    c = client(url)
+    assert "collection is empty" in search(c, "anything")[0]
+    hostile = tmp_path / "<img src=x onerror=alert(1)>.html"
+    hostile.write_text("<p>Payload: &lt;script&gt;alert('boom')&lt;/script&gt; and "
+                       "&lt;img src=x onerror=alert(2)&gt; in plain sight.</p>")
+    report = upload(c, hostile)
+    assert "<img" not in report and "onerror=alert(1)" in report  # Gradio drops <> from names; we escape
+    html, hits = search(c, "payload in plain sight", mode="lexical")
+    assert hits and "<script>" in hits[0]["text"]
+    assert "<script>" not in html and "<img" not in html and "&lt;script&gt;" in html
+    assert "Type a question" in search(c, "   ")[0]
+    assert "No passage matches" in search(c, "zzzqqqxxx", mode="lexical")[0]
+
+
+def test_remove_and_clear(server):
+    _, url = server
+    c = client(url)
+    upload(c, qsearch_app.SAMPLES / "solar-system.md", qsearch_app.SAMPLES / "python-tips.md")
+    files, choices, *_ = c.predict(api_name="/clear_documents")
+    assert "No documents yet" in files
+    assert "collection is empty" in search(c, "planets")[0]
