@@ -97,3 +97,28 @@ def test_remove_and_clear(server):
     files, choices, *_ = c.predict(api_name="/clear_documents")
     assert "No documents yet" in files
     assert "collection is empty" in search(c, "planets")[0]
+
+
+def test_a_shared_read_only_index_is_searched_by_every_session(minilm, minilm_dir, tmp_path):
+    from qsearch import Engine, Settings
+
+    library = Engine(Settings(embed_model=str(minilm_dir)), embedder=minilm)
+    (tmp_path / "handbook.md").write_text("# Handbook\n\nThe office closes at 6pm on Fridays during summer.")
+    library.add_files([tmp_path / "handbook.md"])
+    library.save(tmp_path / "shared-index")
+    demo = qsearch_app.create_app(Settings(embed_model=str(minilm_dir), device="cpu"),
+                                  index_dir=str(tmp_path / "shared-index"))
+    _, url, _ = qsearch_app.launch(demo, prevent_thread_lock=True, quiet=True)
+    try:
+        alice, bob = client(url), client(url)
+        def names(hits: list[dict]) -> set[str]:
+            return {Path(h["source"]).name for h in hits}
+
+        assert names(search(alice, "when does the office close on Friday?")[1]) == {"handbook.md"}
+        upload(bob, qsearch_app.SAMPLES / "coffee-brewing.html")
+        assert names(search(bob, "office hours and coffee", top_k=5)[1]) == {"handbook.md", "coffee-brewing.html"}
+        assert names(search(alice, "coffee grind size", top_k=5)[1]) == {"handbook.md"}
+        alice.predict(api_name="/clear_documents")
+        assert names(search(alice, "office")[1]) == {"handbook.md"}, "clearing a session spares the shared index"
+    finally:
+        demo.close()
