@@ -2,7 +2,7 @@
 
 Gradio Blocks UI over `qsearch.Engine`; no search logic lives here. Models load once per
 process and are shared by every browser session; each session has its own collection
-(kept in `gr.State`, freed when the session ends). GPU work goes through one queue.
+(freed when its page closes or idles). GPU work goes through one queue.
 
     python app.py [--host H] [--port P] [--share] [--index DIR] [--embed-model M]
                   [--rerank-model M] [--max-file-mb N]
@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import functools
 import html
+import inspect
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,12 +125,59 @@ def _model_label(name: str) -> str:
     return Path(name).name if Path(name).is_dir() else name
 
 
+class Sessions:
+    """Each browser session's own collection, by Gradio session id.
+
+    A collection is freed when its page is closed (`demo.unload`) or after `idle_seconds`
+    without use (API clients never close a page); at most `max_sessions` live at once.
+    """
+
+    def __init__(self, new_engine: Callable[[], Engine], *, idle_seconds: float = 3600, max_sessions: int = 500):
+        self._new_engine, self.idle_seconds, self.max_sessions = new_engine, idle_seconds, max_sessions
+        self._engines: dict[str, tuple[Engine, float]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._engines)
+
+    def get(self, session_id: str | None) -> Engine:
+        if not session_id:
+            raise gr.Error("This request has no session; reload the page.")
+        now = time.monotonic()
+        with self._lock:
+            for idle in [k for k, (_, used) in self._engines.items() if now - used > self.idle_seconds]:
+                self._free(idle)
+            if session_id not in self._engines and len(self._engines) >= self.max_sessions:
+                raise gr.Error("The server is busy (too many open sessions); please try again later.")
+            engine = self._engines[session_id][0] if session_id in self._engines else self._new_engine()
+            self._engines[session_id] = (engine, now)
+            return engine
+
+    def peek(self, session_id: str | None) -> Engine | None:
+        """The session's collection if it has one; never creates one."""
+        entry = self._engines.get(session_id or "")
+        return entry[0] if entry else None
+
+    def end(self, session_id: str | None) -> None:
+        with self._lock:
+            self._free(session_id or "")
+
+    def _free(self, session_id: str) -> None:
+        entry = self._engines.pop(session_id, None)
+        if entry is not None:
+            entry[0].clear()
+
+
 @dataclass
 class Context:
-    """What the handlers need: the shared models, the optional shared index, the settings."""
+    """What the handlers need: the shared models, the sessions' collections, the optional shared index."""
 
     models: Models
     shared: Engine | None = None  # read-only collection every session searches (--index)
+    sessions: Sessions = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sessions = Sessions(self.new_engine)
 
     def new_engine(self) -> Engine:
         return Engine(self.models.settings, embedder=self.models.embedder, reranker=self.models.reranker)
@@ -137,14 +186,14 @@ class Context:
 # --- handlers ------------------------------------------------------------------------------
 
 
-def add_documents(ctx: Context, files: list[str] | None, engine: Engine | None,
-                  progress: gr.Progress = gr.Progress()) -> tuple[str, str, Any, Engine, None]:
+def add_documents(ctx: Context, files: list[str] | None, request: gr.Request,
+                  progress: gr.Progress = gr.Progress()) -> tuple[str, str, Any, None]:
     """Index uploaded files into this session's collection; report each file's outcome."""
-    engine = engine or ctx.new_engine()
+    engine = ctx.sessions.get(request.session_hash)
     paths = [Path(f) for f in files or []]
     if not paths:
-        return (message_html("Choose one or more files first."), files_html(_file_rows(engine)),
-                _doc_choices(engine), engine, None)
+        return message_html("Choose one or more files first."), files_html(_file_rows(engine)), \
+            _doc_choices(engine), None
     try:
         report = engine.add_files(paths, progress=lambda stage, done, total: progress(
             (done, total), desc=f"{stage} ({done}/{total})"), names=[p.name for p in paths])
@@ -152,7 +201,7 @@ def add_documents(ctx: Context, files: list[str] | None, engine: Engine | None,
         for path in paths:  # uploads live in Gradio's cache folder: nothing is kept
             if path.is_file() and not path.is_relative_to(SAMPLES):
                 path.unlink(missing_ok=True)
-    return report_html(report), files_html(_file_rows(engine)), _doc_choices(engine), engine, None
+    return report_html(report), files_html(_file_rows(engine)), _doc_choices(engine), None
 
 
 def report_html(report: Any) -> str:
@@ -172,18 +221,18 @@ def report_html(report: Any) -> str:
     return f'<div class="qs-report">{"<br>".join([summary, *lines])}</div>'
 
 
-def load_samples(ctx: Context, engine: Engine | None, progress: gr.Progress = gr.Progress()) -> tuple:
-    return add_documents(ctx, [str(p) for p in sorted(SAMPLES.iterdir())], engine, progress)
+def load_samples(ctx: Context, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple:
+    return add_documents(ctx, [str(p) for p in sorted(SAMPLES.iterdir())], request, progress)
 
 
 def search(ctx: Context, query: str, top_k: float, rerank: bool, instruction: str | None, mode: str,
-           rerank_candidates: float, engine: Engine | None) -> tuple[str, list[dict], Engine]:
+           rerank_candidates: float, request: gr.Request) -> tuple[str, list[dict]]:
     """Search this session's collection (and the shared index); results as HTML and as JSON."""
-    engine = engine or ctx.new_engine()
+    engine = ctx.sessions.get(request.session_hash)
     if not query or not query.strip():
-        return message_html("Type a question or some keywords, then press Enter."), [], engine
+        return message_html("Type a question or some keywords, then press Enter."), []
     if not len(engine.index) and (ctx.shared is None or not len(ctx.shared.index)):
-        return message_html("Your collection is empty: upload documents (or load the samples) first."), [], engine
+        return message_html("Your collection is empty: upload documents (or load the samples) first."), []
     notice = ""
     if rerank and ctx.models.rerank_unavailable:
         rerank, notice = False, ctx.models.rerank_unavailable
@@ -195,25 +244,31 @@ def search(ctx: Context, query: str, top_k: float, rerank: bool, instruction: st
         hits, notice = engine.search(query, k=int(top_k), instruction=instruction or None, mode=mode,
                                      also=also), str(e)
     if not hits:
-        return message_html(f"No passage matches “{query}”. Try other words, or the dense or hybrid mode."), \
-            [], engine
+        return message_html(f"No passage matches “{query}”. Try other words, or the dense or hybrid mode."), []
     best_cosine = max((h.dense_score for h in hits if h.dense_score is not None), default=None)
     if best_cosine is not None and best_cosine < LOW_COSINE and not notice:
         notice = ("No strong match: these are the closest passages, but they may not answer the query. "
                   "Try other words or more specific terms.")
-    return hits_html(hits, query, hits.timings_ms, notice=notice), [_hit_json(h) for h in hits], engine
+    return hits_html(hits, query, hits.timings_ms, notice=notice), [_hit_json(h) for h in hits]
 
 
-def remove_document(engine: Engine | None, doc_id: str | None) -> tuple[str, Any, Engine | None]:
+def remove_document(ctx: Context, doc_id: str | None, request: gr.Request) -> tuple[str, Any]:
+    engine = ctx.sessions.peek(request.session_hash)
     if engine is not None and doc_id and engine.index.has_doc(doc_id):
         engine.remove(doc_id)
-    return files_html(_file_rows(engine)), _doc_choices(engine), engine
+    return files_html(_file_rows(engine)), _doc_choices(engine)
 
 
-def clear_documents(engine: Engine | None) -> tuple[str, Any, Engine | None]:
+def clear_documents(ctx: Context, request: gr.Request) -> tuple[str, Any]:
+    engine = ctx.sessions.peek(request.session_hash)
     if engine is not None:
         engine.clear()
-    return files_html([]), _doc_choices(engine), engine
+    return files_html([]), _doc_choices(engine)
+
+
+def end_session(ctx: Context, request: gr.Request) -> None:
+    """The page was closed: free its collection now."""
+    ctx.sessions.end(request.session_hash)
 
 
 def _file_rows(engine: Engine | None) -> list[tuple[str, int, int | None]]:
@@ -230,19 +285,25 @@ def _hit_json(h: Any) -> dict[str, Any]:
             "page": h.page, "text": h.text}
 
 
-def _free(engine: Engine | None) -> None:
-    if engine is not None:
-        engine.clear()
-
-
 # --- the page ------------------------------------------------------------------------------
+
+
+def bind(fn: Callable, ctx: Context) -> Callable:
+    """`fn` with its first argument (the context) filled in, keeping the signature and type hints
+    that Gradio reads to pass gr.Request and gr.Progress (functools.partial hides them)."""
+    @functools.wraps(fn)
+    def bound(*args: Any, **kwargs: Any) -> Any:
+        return fn(ctx, *args, **kwargs)
+
+    signature = inspect.signature(fn)
+    bound.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
+    return bound
 
 
 def build_demo(ctx: Context) -> gr.Blocks:
     """The Blocks app over `ctx`: upload and collection on the left, search and results on the right."""
     models = ctx.models
     with gr.Blocks(title="qsearch — semantic search over your documents") as demo:
-        session = gr.State(None, time_to_live=6 * 3600, delete_callback=_free)
         gr.Markdown("# qsearch\nUpload documents, then ask questions in your own words.")
         gr.Markdown(models.status_markdown(), elem_id="qs-status")
         with gr.Row():
@@ -281,19 +342,20 @@ def build_demo(ctx: Context) -> gr.Blocks:
                     hits_json = gr.JSON(label="hits")
 
         gpu = {"concurrency_id": GPU_QUEUE, "concurrency_limit": 1}
-        collection = [report, files, to_remove, session, uploads]
-        uploads.upload(gpu_task(functools.partial(add_documents, ctx)), [uploads, session], collection,
+        collection = [report, files, to_remove, uploads]
+        uploads.upload(gpu_task(bind(add_documents, ctx)), [uploads], collection,
                        api_name="add_documents", **gpu)
-        samples_button.click(gpu_task(functools.partial(load_samples, ctx)), [session], collection,
+        samples_button.click(gpu_task(bind(load_samples, ctx)), None, collection,
                              api_visibility="private", **gpu)
-        search_inputs = [query, top_k, rerank, instruction, mode, rerank_candidates, session]
-        run_search = gpu_task(functools.partial(search, ctx))
-        query.submit(run_search, search_inputs, [results, hits_json, session], api_name="search", **gpu)
-        search_button.click(run_search, search_inputs, [results, hits_json, session],
-                            api_visibility="private", **gpu)
-        remove_button.click(remove_document, [session, to_remove], [files, to_remove, session],
+        search_inputs = [query, top_k, rerank, instruction, mode, rerank_candidates]
+        run_search = gpu_task(bind(search, ctx))
+        query.submit(run_search, search_inputs, [results, hits_json], api_name="search", **gpu)
+        search_button.click(run_search, search_inputs, [results, hits_json], api_visibility="private", **gpu)
+        remove_button.click(bind(remove_document, ctx), [to_remove], [files, to_remove],
                             api_name="remove_document")
-        clear_button.click(clear_documents, [session], [files, to_remove, session], api_name="clear_documents")
+        clear_button.click(bind(clear_documents, ctx), None, [files, to_remove],
+                           api_name="clear_documents")
+        demo.unload(bind(end_session, ctx))
     return demo
 
 
