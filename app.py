@@ -50,6 +50,7 @@ INSTRUCTIONS = [
 LOW_COSINE = 0.25  # below this the best passage is probably not an answer: say so
 FILE_TYPES = [".pdf", ".txt", ".md", ".markdown", ".html", ".htm", ".docx"]
 GPU_QUEUE = "gpu"
+UPLOAD_CACHE = (300, 900)  # every 5 minutes, delete uploaded files older than 15 minutes
 
 
 @dataclass
@@ -194,13 +195,10 @@ def add_documents(ctx: Context, files: list[str] | None, request: gr.Request,
     if not paths:
         return message_html("Choose one or more files first."), files_html(_file_rows(engine)), \
             _doc_choices(engine), None
-    try:
-        report = engine.add_files(paths, progress=lambda stage, done, total: progress(
-            (done, total), desc=f"{stage} ({done}/{total})"), names=[p.name for p in paths])
-    finally:
-        for path in paths:  # uploads live in Gradio's cache folder: nothing is kept
-            if path.is_file() and not path.is_relative_to(SAMPLES):
-                path.unlink(missing_ok=True)
+    # Uploads sit in Gradio's content-addressed cache, where sessions uploading the same file share one
+    # copy: deleting it here would pull it from under them. The cache deletes them itself (UPLOAD_CACHE).
+    report = engine.add_files(paths, progress=lambda stage, done, total: progress(
+        (done, total), desc=f"{stage} ({done}/{total})"), names=[p.name for p in paths])
     return report_html(report), files_html(_file_rows(engine)), _doc_choices(engine), None
 
 
@@ -300,10 +298,10 @@ def bind(fn: Callable, ctx: Context) -> Callable:
     return bound
 
 
-def build_demo(ctx: Context) -> gr.Blocks:
+def build_demo(ctx: Context, *, upload_cache: tuple[int, int] = UPLOAD_CACHE) -> gr.Blocks:
     """The Blocks app over `ctx`: upload and collection on the left, search and results on the right."""
     models = ctx.models
-    with gr.Blocks(title="qsearch — semantic search over your documents") as demo:
+    with gr.Blocks(title="qsearch — semantic search over your documents", delete_cache=upload_cache) as demo:
         gr.Markdown("# qsearch\nUpload documents, then ask questions in your own words.")
         gr.Markdown(models.status_markdown(), elem_id="qs-status")
         with gr.Row():
@@ -359,13 +357,13 @@ def build_demo(ctx: Context) -> gr.Blocks:
     return demo
 
 
-def create_app(settings: Settings, index_dir: str | None = None) -> gr.Blocks:
-    """Load the models (once), open the shared index if any, build the page."""
+def create_app(settings: Settings, index_dir: str | None = None, **page: Any) -> gr.Blocks:
+    """Load the models (once), open the shared index if any, build the page (`page`: build_demo's options)."""
     models = Models.load(settings)
     shared = None
     if index_dir:
         shared = Engine.open(index_dir, models.settings, embedder=models.embedder, reranker=models.reranker)
-    return build_demo(Context(models, shared))
+    return build_demo(Context(models, shared), **page)
 
 
 def launch(demo: gr.Blocks, *, host: str | None = None, port: int | None = None, share: bool = False,

@@ -94,7 +94,8 @@ def cmd_chunk(args: argparse.Namespace) -> int:
     settings = _settings(args, chunk_tokens=args.chunk_tokens, chunk_overlap=args.overlap)
     tokenizer, model_max = load_tokenizer(settings.embed_model)
     max_tokens = min(settings.chunk_tokens, model_max)
-    limits = ingest.Limits(settings.max_file_bytes, settings.max_pages, settings.max_chars)
+    limits = ingest.Limits(settings.max_file_bytes, settings.max_pages, settings.max_chars,
+                           max_seconds=settings.max_seconds_per_file)
     files = ingest.find_files(args.paths)
     if not files:
         print("error: no supported files found in the given paths", file=sys.stderr)

@@ -33,6 +33,7 @@ class Settings:
     max_file_mb: float = 50.0
     max_pages: int = 2000
     max_chars: int = 10_000_000
+    max_seconds_per_file: float = 120.0  # text extraction time for one file
     max_files: int | None = None  # documents one collection may hold (the app sets one per session)
     max_chunks: int | None = None  # chunks one collection may hold
 
@@ -56,7 +57,7 @@ class Settings:
             raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {self.device!r}")
         if self.embed_dim is not None and self.embed_dim < 1:
             raise ValueError(f"embed_dim must be positive, got {self.embed_dim}")
-        for name in ("max_file_mb", "max_pages", "max_chars", "max_files", "max_chunks"):
+        for name in ("max_file_mb", "max_pages", "max_chars", "max_seconds_per_file", "max_files", "max_chunks"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 

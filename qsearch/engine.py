@@ -121,7 +121,8 @@ class Engine:
         sources = list(names) if names is not None else [str(p) for p in files]
         if len(sources) != len(files):
             raise ValueError(f"got {len(files)} paths but {len(sources)} names")
-        limits = ingest.Limits(self.settings.max_file_bytes, self.settings.max_pages, self.settings.max_chars)
+        s = self.settings
+        limits = ingest.Limits(s.max_file_bytes, s.max_pages, s.max_chars, max_seconds=s.max_seconds_per_file)
         reports: list[FileReport] = []
         new_docs: list[tuple[Document, list[Chunk], FileReport]] = []
         index, embedder = self.index, self.embedder

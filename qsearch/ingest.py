@@ -10,6 +10,7 @@ import codecs
 import hashlib
 import logging
 import re
+import time
 import unicodedata
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -46,6 +47,7 @@ class Limits:
     max_pages: int = 2000
     max_chars: int = 10_000_000
     max_unzipped_bytes: int = 200 * 1024 * 1024  # a .docx is a zip: refuse zip bombs
+    max_seconds: float = 120.0  # extraction time, checked between pages and paragraphs
 
 
 def load(path: str | Path, limits: Limits = Limits(), *, name: str | None = None) -> Document:
@@ -82,7 +84,7 @@ def read(path: str | Path, limits: Limits = Limits(), *, name: str | None = None
 def parse(source: str, data: bytes, limits: Limits = Limits()) -> Document:
     """The Document in a file's bytes; the loader is chosen by the extension of `source`."""
     loader = _LOADERS[file_suffix(source)]
-    kind, pages = loader(data, source, limits)
+    kind, pages = loader(data, source, _Deadline(limits))
     pages = [_tidy(p) for p in pages]
     if not any(p.strip() for p in pages):
         raise IngestError(source, "no text found in the file" if kind != "pdf" else
@@ -165,6 +167,7 @@ def _load_pdf(data: bytes, source: str, limits: Limits) -> tuple[str, list[str]]
     pages: list[str] = []
     chars = 0
     for page in reader.pages:
+        limits.check(source, f"page {len(pages) + 1} of {n_pages}")
         try:
             text = page.extract_text() or ""
         except Exception:  # noqa: BLE001 - a page pypdf can't parse is an empty page, not a failed file
@@ -238,6 +241,7 @@ def _load_docx(data: bytes, source: str, limits: Limits) -> tuple[str, list[str]
         document = docx.Document(io.BytesIO(data))
         parts: list[str] = []
         for block in document.iter_inner_content():
+            limits.check(source, f"paragraph {len(parts) + 1}")
             if isinstance(block, Paragraph):
                 parts.append(_docx_paragraph(block))
             elif isinstance(block, Table):
@@ -264,6 +268,18 @@ _LOADERS: dict[str, Callable[[bytes, str, Limits], tuple[str, list[str]]]] = {
     **dict.fromkeys(HTML_SUFFIXES, _load_html),
     **dict.fromkeys(DOCX_SUFFIXES, _load_docx),
 }
+
+
+class _Deadline(Limits):
+    """Limits plus the moment extraction started, so loaders can stop a file that takes too long."""
+
+    def __init__(self, limits: Limits):
+        super().__init__(**vars(limits))
+        object.__setattr__(self, "_started", time.monotonic())
+
+    def check(self, source: str, where: str) -> None:
+        if time.monotonic() - self._started > self.max_seconds:
+            raise IngestError(source, f"took too long: over {self.max_seconds:g} s, stopped at {where}")
 
 
 # --- text decoding -------------------------------------------------------------------------
