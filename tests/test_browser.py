@@ -58,3 +58,13 @@ def test_upload_search_and_see_result_cards(page, tmp_path):
     text = page.inner_text("#qs-results")
     assert "<script>alert(2)</script>" in text and "<img src=x onerror=alert(1)>" in text
     assert page.locator("#qs-results img").count() == 0 and page.dialogs == []
+
+
+def test_file_names_show_as_text_in_the_file_list(page, tmp_path):
+    odd = tmp_path / "fish&amp;chips 'menu' (v2).txt"
+    odd.write_text("Cod, haddock and plaice, fried in batter.")
+    page.set_input_files("#qs-upload input[type=file]", [str(odd)])
+    page.wait_for_function("document.querySelector('#qs-files').innerText.includes('chips')", timeout=60_000)
+    listed = page.inner_text("#qs-files")
+    assert "&amp;chips" in listed, listed  # shown literally, not decoded as an HTML entity
+    assert page.locator("#qs-files b, #qs-files img, #qs-files script").count() == 0
