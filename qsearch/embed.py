@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -65,7 +66,7 @@ class TransformersEmbedder:
 
     def __init__(self, name_or_path: str, *, device: str = "auto", dim: int | None = None,
                  max_length: int | None = None, max_batch_tokens: int | None = None,
-                 max_batch_size: int = 512):
+                 max_batch_size: int = 512, window: int = 4096):
         import torch
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -93,6 +94,7 @@ class TransformersEmbedder:
         self.max_tokens = self.max_length - _n_reserved(self.tokenizer, self.pooling)
         self.max_batch_tokens = max_batch_tokens or (16384 if self.device.startswith("cuda") else 4096)
         self.max_batch_size = max_batch_size
+        self.window = window  # texts tokenized (and length-sorted) together
         self.supports_instruction = self.pooling == "lasttoken"
         self.query_prompt = _query_prompt(folder) if not self.supports_instruction else ""
         self.eos_id = self.tokenizer.eos_token_id
@@ -122,21 +124,36 @@ class TransformersEmbedder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not len(texts):
             return out
-        ids = self.prepare(texts, is_query=is_query, instruction=instruction)
+        # Texts go in windows: while the model runs on one, a thread tokenizes the next (the fast
+        # tokenizer releases the GIL), and each window is length-sorted into token-budget batches.
+        windows = [range(i, min(i + self.window, len(texts))) for i in range(0, len(texts), self.window)]
         done = 0
-        for batch in batching.token_budget_batches([len(s) for s in ids], self.max_batch_tokens,
-                                                   self.max_batch_size):
-            out[batch] = self._forward([ids[i] for i in batch])
-            done += len(batch)
-            if progress is not None:
-                progress(done, len(texts))
+        with ThreadPoolExecutor(1) as tokenizer_thread:
+            def tokenize(window: range) -> Future:
+                return tokenizer_thread.submit(self.prepare, [texts[i] for i in window], is_query=is_query,
+                                               instruction=instruction)
+
+            pending = tokenize(windows[0])
+            for n, window in enumerate(windows):
+                ids = pending.result()
+                if n + 1 < len(windows):
+                    pending = tokenize(windows[n + 1])
+                for batch in batching.token_budget_batches([len(s) for s in ids], self.max_batch_tokens,
+                                                           self.max_batch_size):
+                    out[window.start + batch] = self._forward([ids[i] for i in batch])
+                    done += len(batch)
+                    if progress is not None:
+                        progress(done, len(texts))
         return out
 
     def _forward(self, sequences: list[list[int]]) -> np.ndarray:
         torch = self._torch
         ids, mask = batching.pad(sequences, self.pad_id, left=self.left_padding)
-        input_ids = torch.from_numpy(ids).to(self.device, non_blocking=True)
-        attention = torch.from_numpy(mask).to(self.device, non_blocking=True)
+        input_ids, attention = torch.from_numpy(ids), torch.from_numpy(mask)
+        if self.device.startswith("cuda"):  # pinned host memory: the copy runs asynchronously
+            input_ids, attention = input_ids.pin_memory(), attention.pin_memory()
+        input_ids = input_ids.to(self.device, non_blocking=True)
+        attention = attention.to(self.device, non_blocking=True)
         kwargs: dict[str, Any] = {}
         if self.left_padding:  # positions count from each row's first real token
             kwargs["position_ids"] = (attention.cumsum(-1) - 1).clamp(min=0)

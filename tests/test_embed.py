@@ -87,8 +87,8 @@ def test_batch_invariance_and_input_order(qwen3, minilm):
         np.testing.assert_allclose(reversed_batch, alone, atol=2e-5)
 
 
-def test_token_budget_batches_and_progress(qwen3_embedder_dir):
-    embedder = load_embedder(str(qwen3_embedder_dir), device="cpu", max_batch_tokens=64)
+def test_token_budget_batches_windows_and_progress(qwen3_embedder_dir):
+    embedder = load_embedder(str(qwen3_embedder_dir), device="cpu", max_batch_tokens=64, window=7)
     texts = [f"the quick brown fox number {i} " * (1 + i % 7) for i in range(40)]
     seen: list[tuple[int, int]] = []
     out = embedder.encode(texts, progress=lambda done, total: seen.append((done, total)))
