@@ -27,9 +27,12 @@ import gradio as gr
 from qsearch import Engine, ModelLoadError, Settings
 from qsearch.config import SEARCH_MODES
 from qsearch.embed import Embedder, load_embedder
+from qsearch.engine import make_embedder, make_reranker
 from qsearch.loading import bundled_small_model, resolve_model
 from qsearch.render import files_html, hits_html, message_html
-from qsearch.rerank import Reranker, load_reranker
+from qsearch.remote import RemoteError
+from qsearch.rerank import Reranker
+from qsearch.serve import openai_router
 
 try:  # On Hugging Face ZeroGPU hardware, GPU work must run inside spaces.GPU; elsewhere nothing changes.
     import spaces
@@ -53,6 +56,27 @@ GPU_QUEUE = "gpu"
 UPLOAD_CACHE = (300, 900)  # every 5 minutes, delete uploaded files older than 15 minutes
 
 
+class Serialized:
+    """A model whose work runs one call at a time, whoever calls: the UI's queue or the HTTP API."""
+
+    def __init__(self, model: Any, lock: threading.Lock):
+        self._model, self._lock = model, lock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def encode(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._model.encode(*args, **kwargs)
+
+    def score(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._model.score(*args, **kwargs)
+
+
+MODEL_LOCK = threading.Lock()  # one process, one GPU: model work is serialized
+
+
 @dataclass
 class Models:
     """The models every session shares: the embedder (loaded at start), the reranker (on first use)."""
@@ -69,19 +93,20 @@ class Models:
         """The configured models; without them, the bundled small model, and a notice saying so."""
         notice = ""
         try:
-            embedder = load_embedder(settings.embed_model, device=settings.device, dim=settings.embed_dim,
-                                     max_batch_tokens=settings.max_batch_tokens)
-        except (ModelLoadError, OSError) as e:
+            embedder = make_embedder(settings)
+        except (ModelLoadError, OSError, RemoteError) as e:
             fallback = bundled_small_model()
             if fallback is None:
                 raise
             embedder = load_embedder(str(fallback), device=settings.device)
-            notice = (f"Could not load {settings.embed_model} ({e}). Running on the small bundled model "
+            notice = (f"Could not load {settings.embed_url or settings.embed_model} ({e}). Running on the small bundled model "
                       "all-MiniLM-L6-v2 instead: it works, but results are weaker and task instructions "
                       "are ignored.")
-            settings = settings.with_(embed_model=str(fallback), embed_dim=None)
+            settings = settings.with_(embed_model=str(fallback), embed_dim=None, embed_url=None)
+        embedder = Serialized(embedder, MODEL_LOCK)
         try:
-            resolve_model(settings.rerank_model, flag="--rerank-model", env="QSEARCH_RERANK_MODEL")
+            if not settings.rerank_url:
+                resolve_model(settings.rerank_model, flag="--rerank-model", env="QSEARCH_RERANK_MODEL")
             unavailable = ""
         except ModelLoadError as e:
             unavailable = f"Reranking is unavailable: {e}"
@@ -94,9 +119,8 @@ class Models:
                 if self.rerank_unavailable:
                     raise ModelLoadError(self.rerank_unavailable)
                 try:
-                    self._reranker = load_reranker(self.settings.rerank_model, device=self.settings.device,
-                                                   max_batch_tokens=self.settings.max_batch_tokens)
-                except (ModelLoadError, OSError) as e:
+                    self._reranker = Serialized(make_reranker(self.settings), MODEL_LOCK)
+                except (ModelLoadError, OSError, RemoteError) as e:
                     self.rerank_unavailable = f"Reranking is unavailable: {e}"
                     raise ModelLoadError(self.rerank_unavailable) from None
             return self._reranker
@@ -354,6 +378,7 @@ def build_demo(ctx: Context, *, upload_cache: tuple[int, int] = UPLOAD_CACHE) ->
         clear_button.click(bind(clear_documents, ctx), None, [files, to_remove],
                            api_name="clear_documents")
         demo.unload(bind(end_session, ctx))
+    demo.qsearch_context = ctx  # launch() serves the HTTP API over the same models
     return demo
 
 
@@ -367,11 +392,23 @@ def create_app(settings: Settings, index_dir: str | None = None, **page: Any) ->
 
 
 def launch(demo: gr.Blocks, *, host: str | None = None, port: int | None = None, share: bool = False,
-           max_file_mb: float = 50, queue_size: int = 64, **kwargs: Any) -> Any:
-    """Queue (bounded: a full queue answers "busy" at once) and launch with upload limits."""
+           max_file_mb: float = 50, queue_size: int = 64, api_key: str | None = None,
+           prevent_thread_lock: bool = False, **kwargs: Any) -> Any:
+    """Queue (bounded: a full queue answers "busy" at once), launch with upload limits, and serve
+    the OpenAI-compatible API (/v1/...) from the same server and models."""
     demo.queue(max_size=queue_size, default_concurrency_limit=4)
-    return demo.launch(server_name=host, server_port=port, share=share, max_file_size=int(max_file_mb * 2**20),
-                       footer_links=["api", "gradio"], **kwargs)
+    result = demo.launch(server_name=host, server_port=port, share=share, max_file_size=int(max_file_mb * 2**20),
+                         footer_links=["api", "gradio"], prevent_thread_lock=True, **kwargs)
+    ctx: Context | None = getattr(demo, "qsearch_context", None)
+    if ctx is not None:
+        router = openai_router(lambda: ctx.models.embedder, ctx.models.reranker, api_key=api_key)
+        demo.app.include_router(router)
+        api_routes = [r for r in demo.app.router.routes if getattr(r, "path", "").startswith("/v1/")]
+        others = [r for r in demo.app.router.routes if r not in api_routes]
+        demo.app.router.routes[:] = api_routes + others  # before Gradio's catch-all routes
+    if not prevent_thread_lock:
+        demo.block_thread()
+    return result
 
 
 def _env_flag(name: str) -> bool:
@@ -391,13 +428,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rerank-model", metavar="M")
     p.add_argument("--max-file-mb", type=float, metavar="N")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--embed-url", metavar="URL", help="embed with an OpenAI-compatible server instead of locally")
+    p.add_argument("--rerank-url", metavar="URL", help="rerank with a /v1/rerank server instead of locally")
+    p.add_argument("--api-key", default=os.environ.get("QSEARCH_API_KEY"),
+                   help="require 'Authorization: Bearer KEY' on the /v1 API")
     args = p.parse_args(argv)
     settings = Settings.from_env(embed_model=args.embed_model, rerank_model=args.rerank_model,
-                                 max_file_mb=args.max_file_mb, device=args.device)
+                                 max_file_mb=args.max_file_mb, device=args.device, embed_url=args.embed_url,
+                                 rerank_url=args.rerank_url)
     if settings.max_files is None and settings.max_chunks is None:  # per-session limits on a shared server
         settings = settings.with_(max_files=200, max_chunks=100_000)
     launch(create_app(settings, args.index), host=args.host, port=args.port, share=args.share,
-           max_file_mb=settings.max_file_mb)
+           max_file_mb=settings.max_file_mb, api_key=args.api_key)
 
 
 if __name__ == "__main__":

@@ -125,7 +125,7 @@ def cmd_chunk(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .embed import load_embedder
+    from .engine import make_embedder, make_reranker
     from .evaluate import Config, compare, load_beir
 
     settings = _settings(args, rerank_model=args.rerank_model)
@@ -138,13 +138,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         configs = [Config(args.mode, args.fusion or "rrf", args.dim)]
     print(f"{len(data.corpus_ids)} documents, {len(data.query_ids)} queries ({args.split}); "
           f"loading {settings.embed_model} …", file=sys.stderr)
-    embedder = load_embedder(settings.embed_model, device=settings.device,
-                             max_batch_tokens=settings.max_batch_tokens)
-    reranker = None
-    if args.rerank:
-        from .rerank import load_reranker
-
-        reranker = load_reranker(settings.rerank_model, device=settings.device)
+    embedder = make_embedder(settings.with_(embed_dim=None))  # --dim is applied to the shared embeddings
+    reranker = make_reranker(settings) if args.rerank else None
     with _Bars() as bars:
         results = compare(data, embedder, configs, reranker=reranker, rerank_candidates=args.rerank_candidates,
                           instruction=args.instruction, cache=args.index_cache, progress=bars.update)
@@ -169,6 +164,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _settings(args: argparse.Namespace, **flags: Any) -> Settings:
     return Settings.from_env(embed_model=getattr(args, "embed_model", None), device=args.device,
                              max_batch_tokens=args.max_batch_tokens, max_file_mb=getattr(args, "max_file_mb", None),
+                             embed_url=getattr(args, "embed_url", None), rerank_url=getattr(args, "rerank_url", None),
                              **flags)
 
 
@@ -207,12 +203,16 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m qsearch", description="Semantic search over your documents.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(cmd: argparse.ArgumentParser, *, model: bool = True) -> None:
+    def common(cmd: argparse.ArgumentParser, *, model: bool = True, remote: bool = True) -> None:
         if model:
             cmd.add_argument("--embed-model", metavar="M", help=f"hub id or local folder "
                              f"(default: $QSEARCH_EMBED_MODEL or {DEFAULT_EMBED_MODEL}; for an existing "
                              f"index, the model it was built with)")
         cmd.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="default: auto")
+        if remote:
+            cmd.add_argument("--embed-url", metavar="URL", help="embed with an OpenAI-compatible server "
+                             "(…/v1/embeddings: SGLang, vLLM, TEI, qsearch) instead of a local model")
+            cmd.add_argument("--rerank-url", metavar="URL", help="rerank with a …/v1/rerank server")
         cmd.add_argument("--max-batch-tokens", type=int, metavar="N", help="tokens per forward pass")
 
     def add(name: str, run: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
@@ -247,7 +247,7 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--show", type=int, default=2, metavar="N", help="chunks to show per file (default 2)")
     cmd.add_argument("--max-file-mb", type=float, metavar="N")
     cmd.add_argument("--json", action="store_true", help="one JSON object per file per line")
-    common(cmd)
+    common(cmd, remote=False)
 
     cmd = add("eval", cmd_eval, "Measure retrieval quality on a BEIR-format data set.")
     cmd.add_argument("beir_dir", metavar="BEIR_DIR")

@@ -22,6 +22,9 @@ class Settings:
     embed_model: str = DEFAULT_EMBED_MODEL
     rerank_model: str = DEFAULT_RERANK_MODEL
     embed_dim: int | None = None  # MRL: keep the first N dimensions (Qwen3: 32..1024)
+    embed_url: str | None = None  # an OpenAI-compatible server's /v1 to embed with instead of a local model
+    rerank_url: str | None = None  # a /v1/rerank server to rerank with instead of a local model
+    remote_api_key: str | None = None  # bearer token for those servers
     chunk_tokens: int = 256
     chunk_overlap: int = 32
     index_kind: str = "flat"  # "flat" is exact; "hnsw" is approximate, for large collections

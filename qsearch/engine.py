@@ -73,11 +73,7 @@ class Engine:
     def embedder(self) -> Embedder:
         with self._model_lock:
             if self._embedder is None:
-                from .embed import load_embedder
-
-                s = self.settings
-                self._embedder = load_embedder(s.embed_model, device=s.device, dim=s.embed_dim,
-                                               max_batch_tokens=s.max_batch_tokens)
+                self._embedder = make_embedder(self.settings)
                 if self._index is not None:
                     self._index.check_model(self._embedder.model_name, self._embedder.dim,
                                             self.index_dir or "the index")
@@ -87,10 +83,7 @@ class Engine:
     def reranker(self) -> Reranker:
         with self._model_lock:
             if self._reranker is None:
-                from .rerank import load_reranker
-
-                self._reranker = load_reranker(self.settings.rerank_model, device=self.settings.device,
-                                               max_batch_tokens=self.settings.max_batch_tokens)
+                self._reranker = make_reranker(self.settings)
             elif not isinstance(self._reranker, Reranker):
                 self._reranker = self._reranker()
             return self._reranker
@@ -284,6 +277,29 @@ class Engine:
         return vectors[[where[t] for t in texts]] if texts else vectors
 
 
+def make_embedder(settings: Settings) -> Embedder:
+    """The embedder the settings name: a remote server (embed_url), or a model loaded here."""
+    if settings.embed_url:
+        from .remote import RemoteEmbedder
+
+        return RemoteEmbedder(settings.embed_url, api_key=settings.remote_api_key, dim=settings.embed_dim)
+    from .embed import load_embedder
+
+    return load_embedder(settings.embed_model, device=settings.device, dim=settings.embed_dim,
+                         max_batch_tokens=settings.max_batch_tokens)
+
+
+def make_reranker(settings: Settings) -> Reranker:
+    """The reranker the settings name: a remote /v1/rerank server (rerank_url), or a model loaded here."""
+    if settings.rerank_url:
+        from .remote import RemoteReranker
+
+        return RemoteReranker(settings.rerank_url, api_key=settings.remote_api_key)
+    from .rerank import load_reranker
+
+    return load_reranker(settings.rerank_model, device=settings.device, max_batch_tokens=settings.max_batch_tokens)
+
+
 def _hit(rank: int, chunk: Chunk, score: float, dense: float | None, lexical: float | None,
          rerank_score: float | None) -> Hit:
     return Hit(rank=rank, score=float(score), rerank_score=rerank_score, source=chunk.source, page=chunk.page,
@@ -308,4 +324,4 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-__all__ = ["Engine", "IndexFolderError", "Progress"]
+__all__ = ["Engine", "IndexFolderError", "Progress", "make_embedder", "make_reranker"]
