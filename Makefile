@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run cli test test-slow test-gpu browser clean
+.PHONY: run cli test test-slow test-gpu lint browser clean
 
 run: $(VENV)/.app          ## set up, then start the web app: make run ARGS='--share --index DIR'
 	$(BIN)/python app.py $(ARGS)
@@ -37,6 +37,9 @@ $(VENV)/.app: requirements.txt
 $(VENV)/.dev: $(VENV)/.app requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check qsearch app.py bench tests
 
 clean:
 	rm -rf $(VENV)

@@ -29,8 +29,8 @@ from qsearch.config import SEARCH_MODES
 from qsearch.embed import Embedder, load_embedder
 from qsearch.engine import make_embedder, make_reranker
 from qsearch.loading import bundled_small_model, resolve_model
-from qsearch.render import files_html, hits_html, message_html
 from qsearch.remote import RemoteError
+from qsearch.render import files_html, hits_html, message_html
 from qsearch.rerank import Reranker
 from qsearch.serve import openai_router
 
