@@ -127,5 +127,14 @@ def environment(device: str) -> dict[str, Any]:
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
+def model_label(model: str | None, folder: Path) -> str:
+    """What a result names the model by: as given, or what the bundled folder holds."""
+    if model:
+        return model
+    from qsearch.loading import bundled_small_model
+
+    return "sentence-transformers/all-MiniLM-L6-v2 (bundled)" if folder == bundled_small_model() else folder.name
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

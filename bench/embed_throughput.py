@@ -109,7 +109,7 @@ def main() -> None:
                          "chunks_per_s": len(texts) / median, "padding_fraction": padding[name],
                          "peak_gpu_mb": peak_gpu.get(name)}
     report = {
-        "benchmark": "embed_throughput", "model": str(args.model or folder.name), "random_weights": args.random_weights,
+        "benchmark": "embed_throughput", "model": common.model_label(args.model, folder), "random_weights": args.random_weights,
         "dtype": str(dtype).removeprefix("torch."), "chunks": len(texts), "tokens": tokens,
         "max_batch_tokens": embedder.max_batch_tokens, "batch_size": args.batch_size, "rounds": args.rounds,
         "systems": results,

@@ -1,6 +1,7 @@
 """Query latency, end to end: query embedding, FAISS search (exact and HNSW) at several collection
-sizes, and reranking the top N. Synthetic unit vectors stand in for the collection; queries are
-real (SciFact's) and really embedded. Percentiles over single queries, after a warm-up.
+sizes, and reranking the top N. Synthetic unit vectors stand in for the collection (clustered,
+as real embeddings are; uniform random vectors are a worst case no real corpus looks like);
+queries are real (SciFact's) and really embedded. Percentiles over single queries, after a warm-up.
 
     python bench/search_latency.py --sizes 10000,100000 --json
     python bench/search_latency.py --random-weights --device cuda --sizes 10000,100000,1000000 --rerank --json
@@ -24,6 +25,14 @@ def percentiles(ms: list[float]) -> dict[str, float]:
             "p99_ms": float(np.percentile(values, 99)), "n": len(ms)}
 
 
+def clustered_unit_vectors(rng: np.random.Generator, n: int, dim: int, centers: np.ndarray) -> np.ndarray:
+    """n unit vectors in 1,000 clusters; the queries' own vectors seed some of the clusters."""
+    seeds = rng.standard_normal((1000, dim), dtype=np.float32)
+    seeds[: len(centers)] = centers[:1000] * np.sqrt(dim)
+    data = seeds[rng.integers(0, len(seeds), n)] + rng.standard_normal((n, dim), dtype=np.float32) * 0.8
+    return data / np.linalg.norm(data, axis=1, keepdims=True)
+
+
 def timed(fn, *args) -> tuple[float, object]:  # noqa: ANN001
     started = time.perf_counter()
     out = fn(*args)
@@ -44,6 +53,7 @@ def main() -> None:
     p.add_argument("--hnsw-max", type=int, default=1_000_000, help="skip HNSW above this size (its build is slow)")
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--k", type=int, default=10)
+    p.add_argument("--ef-search", type=int, default=128, help="HNSW search breadth")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
@@ -69,21 +79,20 @@ def main() -> None:
         embed_ms.append(ms)
         vectors.append(v)
     qv = np.concatenate(vectors)
-    report = {"benchmark": "search_latency", "model": str(args.model or folder.name), "dim": embedder.dim,
+    report = {"benchmark": "search_latency", "model": common.model_label(args.model, folder), "dim": embedder.dim,
               "random_weights": args.random_weights, "k": args.k, "query_embedding": percentiles(embed_ms),
               "collections": [], "environment": common.environment(device)}
 
     rng = np.random.default_rng(0)
     for size in [int(s) for s in args.sizes.split(",")]:
-        data = rng.standard_normal((size, embedder.dim), dtype=np.float32)
-        data /= np.linalg.norm(data, axis=1, keepdims=True)
+        data = clustered_unit_vectors(rng, size, embedder.dim, centers=qv)
         chunks = [Chunk("d", "synthetic", "", i, i) for i in range(size)]
         row: dict = {"size": size}
         truth = None
         for kind in ("flat", "hnsw"):
             if kind == "hnsw" and size > args.hnsw_max:
                 continue
-            index = VectorIndex(embedder.dim, kind)
+            index = VectorIndex(embedder.dim, kind, ef_search=args.ef_search)
             build_ms, _ = timed(index.add, DocInfo("d", "synthetic", size), chunks, data)
             index.search(qv[:5], args.k)  # warm-up (and the GPU copy, where there is one)
             search_ms, found = [], []

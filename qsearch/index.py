@@ -47,12 +47,12 @@ class VectorIndex:
     """Chunk vectors (float32, L2-normalised) in FAISS, and the chunks and documents they belong to."""
 
     def __init__(self, dim: int, kind: str = "flat", *, meta: dict[str, Any] | None = None,
-                 hnsw_m: int = 32, use_gpu: bool | None = None):
+                 hnsw_m: int = 32, ef_search: int = 128, use_gpu: bool | None = None):
         if kind not in KINDS:
             raise ValueError(f"index kind must be one of {KINDS}, got {kind!r}")
         if dim < 1:
             raise ValueError(f"dimension must be positive, got {dim}")
-        self.dim, self.kind, self.hnsw_m = dim, kind, hnsw_m
+        self.dim, self.kind, self.hnsw_m, self.ef_search = dim, kind, hnsw_m, ef_search
         self.meta: dict[str, Any] = dict(meta or {})  # model, chunking: recorded in the manifest
         self.chunks: list[Chunk] = []
         self.docs: dict[str, DocInfo] = {}
@@ -119,7 +119,7 @@ class VectorIndex:
         if k <= 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         if self.kind == "hnsw":
-            self._cpu.hnsw.efSearch = max(64, 2 * k)
+            self._cpu.hnsw.efSearch = max(self.ef_search, 2 * k)  # HNSW's breadth: recall against speed
         scores, rows = self._searcher().search(queries, k)
         return scores, rows
 
