@@ -37,10 +37,12 @@ def test_embed_throughput(tmp_path):
     assert result["ratio_vs_sentence_transformers"] > 0 and result["environment"]["versions"]["torch"]
 
 
-def test_search_latency(tmp_path):
+def test_search_latency(tmp_path, qwen3_reranker_dir):
     result = run("search_latency.py", "--data", str(tiny_beir(tmp_path / "beir")), "--sizes", "2000",
-                 "--queries", "6")
+                 "--queries", "6", "--rerank", "--rerank-model", str(qwen3_reranker_dir), "--rerank-top", "5",
+                 "--rerank-queries", "2")
     [row] = result["collections"]
     assert row["size"] == 2000 and row["flat"]["p50_ms"] > 0
     assert 0.5 <= row["hnsw"]["recall_at_10_vs_exact"] <= 1.0
     assert result["query_embedding"]["n"] == 6
+    assert result["rerank"]["top"] == 5 and result["rerank"]["n"] == 2
