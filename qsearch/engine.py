@@ -92,12 +92,14 @@ class Engine:
     def index(self) -> VectorIndex:
         if self._index is None:
             embedder = self.embedder
-            s = self.settings
-            self._index = VectorIndex(embedder.dim, s.index_kind, meta={
-                "embed_model": embedder.model_name, "embed_dim": s.embed_dim,
-                "chunk_tokens": s.chunk_tokens, "chunk_overlap": s.chunk_overlap,
-                "versions": _versions(),
-            })
+            with self._lock:  # threads racing here must end up with one index
+                if self._index is None:
+                    s = self.settings
+                    self._index = VectorIndex(embedder.dim, s.index_kind, meta={
+                        "embed_model": embedder.model_name, "embed_dim": s.embed_dim,
+                        "chunk_tokens": s.chunk_tokens, "chunk_overlap": s.chunk_overlap,
+                        "versions": _versions(),
+                    })
         return self._index
 
     # --- adding and removing -------------------------------------------------------------
@@ -152,6 +154,10 @@ class Engine:
         with self._lock:
             row = 0
             for doc, chunks, report in new_docs:
+                if index.has_doc(doc.doc_id):  # added meanwhile by another thread
+                    report.status = "unchanged"
+                    row += len(chunks)
+                    continue
                 for old in index.doc_ids_for_source(doc.source):
                     index.remove(old)
                     report.status = "replaced"

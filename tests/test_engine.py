@@ -90,3 +90,12 @@ def test_save_open_and_model_mismatch(engine, files, tmp_path, minilm, qwen3_emb
     assert followed.settings.embed_model == minilm.model_name
     with pytest.raises(IndexFolderError, match="built with model"):
         Engine.open(tmp_path / "ix", Settings(embed_model=str(qwen3_embedder_dir)))
+
+
+def test_concurrent_adds_of_the_same_files(engine, files):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(3) as pool:
+        reports = list(pool.map(lambda _: engine.add_files(files), range(3)))
+    assert sum(f.status == "indexed" for r in reports for f in r.files) == len(files)
+    assert len(engine.documents()) == len(files)
