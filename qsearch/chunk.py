@@ -4,8 +4,8 @@ The document is tokenized once with the embedder's own tokenizer; a chunk is the
 character span holding at most `max_tokens` of those tokens. Each cut goes at the best
 boundary in the last part of the window: a heading, else a paragraph, a line, a
 sentence, a word. A word is only ever split when it alone is longer than a chunk.
-Consecutive chunks overlap by about `overlap` tokens (starting at a sentence or word),
-except across a heading.
+Consecutive chunks overlap by about `overlap` tokens (starting at a sentence when one is
+near, else at a word), except across a heading.
 """
 
 from __future__ import annotations
@@ -116,16 +116,21 @@ def _best_cut(bounds: dict[str, np.ndarray], starts: np.ndarray, s: int, first: 
 
 def _overlap_start(bounds: dict[str, np.ndarray], starts: np.ndarray, s: int, cut: int,
                    overlap: int) -> int:
-    """Where the next chunk starts: ~`overlap` tokens before `cut`, at a sentence or a word."""
+    """Where the next chunk starts: ~`overlap` tokens before `cut`, at the start of a sentence when
+    one lies within twice that distance, else at a word."""
     cut_token = int(np.searchsorted(starts, cut))
     first = int(np.searchsorted(starts, s))
-    target = int(starts[max(first + 1, cut_token - overlap)]) if cut_token - overlap > first else cut
-    for name in ("sentence", "word"):
-        positions = bounds[name]
-        i = np.searchsorted(positions, target, side="left")
-        if i < len(positions) and s < positions[i] < cut:
-            return int(positions[i])
-    return cut
+    if cut_token - overlap <= first:
+        return cut
+    target = int(starts[cut_token - overlap])
+    earliest = int(starts[max(first + 1, cut_token - 2 * overlap)])
+    sentence_starts = np.concatenate([bounds["paragraph"], bounds["sentence"]])  # not lines: text is often hard-wrapped
+    near = sentence_starts[(sentence_starts >= earliest) & (sentence_starts < cut) & (sentence_starts > s)]
+    if len(near):
+        return int(near[np.argmin(np.abs(near - target))])
+    words = bounds["word"]
+    i = np.searchsorted(words, target, side="left")
+    return int(words[i]) if i < len(words) and s < words[i] < cut else cut
 
 
 def _positions(pattern: re.Pattern[str], text: str) -> np.ndarray:
