@@ -4,15 +4,14 @@ Gradio Blocks UI over `qsearch.Engine`; no search logic lives here. Models load 
 process and are shared by every browser session; each session has its own collection
 (freed when its page closes or idles). GPU work goes through one queue.
 
-    python app.py [--host H] [--port P] [--share] [--index DIR] [--embed-model M]
-                  [--rerank-model M] [--max-file-mb N]
+    python app.py [--host H] [--port P] [--share] [--index DIR] [--embed-model M] [--rerank-model M]
+                  [--max-file-mb N] [--device D] [--api-key KEY] [--embed-url URL] [--rerank-url URL]
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import html
 import inspect
 import os
 import threading
@@ -28,9 +27,10 @@ from qsearch import Engine, ModelLoadError, Settings
 from qsearch.config import SEARCH_MODES
 from qsearch.embed import Embedder, load_embedder
 from qsearch.engine import make_embedder, make_reranker
+from qsearch.ingest import SUPPORTED_SUFFIXES
 from qsearch.loading import bundled_small_model, resolve_model
 from qsearch.remote import RemoteError
-from qsearch.render import files_html, hits_html, message_html
+from qsearch.render import files_html, hits_html, message_html, report_html
 from qsearch.rerank import Reranker
 from qsearch.serve import openai_router
 
@@ -51,7 +51,7 @@ INSTRUCTIONS = [
     ("Find similar passages", "Retrieve passages that are semantically similar to the given text"),
 ]
 LOW_COSINE = 0.25  # below this the best passage is probably not an answer: say so
-FILE_TYPES = [".pdf", ".txt", ".md", ".markdown", ".html", ".htm", ".docx"]
+FILE_TYPES = list(SUPPORTED_SUFFIXES)
 GPU_QUEUE = "gpu"
 UPLOAD_CACHE = (300, 900)  # every 5 minutes, delete uploaded files older than 15 minutes
 
@@ -224,23 +224,6 @@ def add_documents(ctx: Context, files: list[str] | None, request: gr.Request,
     report = engine.add_files(paths, progress=lambda stage, done, total: progress(
         (done, total), desc=f"{stage} ({done}/{total})"), names=[p.name for p in paths])
     return report_html(report), files_html(_file_rows(engine)), _doc_choices(engine), None
-
-
-def report_html(report: Any) -> str:
-    """One line per file: what was indexed, what failed and why; names and reasons escaped."""
-    lines = []
-    for f in report.files:
-        if f.ok:
-            pages = f", {f.pages} pages" if f.pages else ""
-            lines.append(f'<span style="color:#15803d">{f.status}</span> <code>{html.escape(f.path)}</code>: '
-                         f"{f.chunks} chunks{pages}")
-        else:
-            lines.append(f'<span style="color:#b91c1c">failed</span> <code>{html.escape(f.path)}</code>: '
-                         f"{html.escape(f.error or 'unknown error')}")
-    n_unchanged = sum(f.status == "unchanged" for f in report.files)
-    summary = (f"<b>{len(report.indexed)} indexed, {n_unchanged} unchanged, {len(report.errors)} failed</b> "
-               f"in {report.seconds:.1f} s")
-    return f'<div class="qs-report">{"<br>".join([summary, *lines])}</div>'
 
 
 def load_samples(ctx: Context, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple:

@@ -11,7 +11,7 @@ import html
 import re
 from collections.abc import Sequence
 
-from .types import Hit
+from .types import AddReport, Hit
 
 _TERM = re.compile(r"[^\W_]{3,}|[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]+")
 _STOP = frozenset("the and for with that this from are was were what which who how why when where does did "
@@ -106,3 +106,20 @@ def files_html(rows: Sequence[tuple[str, int, int | None]]) -> str:
     return ("<table class='qs-files' style='width:100%'><thead><tr><th style='text-align:left'>file</th>"
             f"<th>chunks</th><th>pages</th></tr></thead><tbody>{body}</tbody></table>"
             f"<small>{len(rows)} files, {total} chunks</small>")
+
+
+def report_html(report: AddReport) -> str:
+    """What an upload did: a summary line, then one line per file (its outcome, or why it failed)."""
+    lines = []
+    for f in report.files:
+        if f.ok:
+            pages = f", {f.pages} pages" if f.pages else ""
+            lines.append(f'<span style="color:#15803d">{f.status}</span> <code>{html.escape(f.path)}</code>: '
+                         f"{f.chunks} chunks{pages}")
+        else:
+            lines.append(f'<span style="color:#b91c1c">failed</span> <code>{html.escape(f.path)}</code>: '
+                         f"{html.escape(f.error or 'unknown error')}")
+    n_unchanged = sum(f.status == "unchanged" for f in report.files)
+    summary = (f"<b>{len(report.indexed)} indexed, {n_unchanged} unchanged, {len(report.errors)} failed</b> "
+               f"in {report.seconds:.1f} s")
+    return f'<div class="qs-report">{"<br>".join([summary, *lines])}</div>'
