@@ -110,7 +110,8 @@ def openai_router(embedder: Callable[[], Embedder], reranker: Callable[[], Reran
             documents = [d.get("text") if isinstance(d, dict) else d for d in documents]
         if not isinstance(documents, list) or not documents or not all(isinstance(d, str) for d in documents):
             raise ApiError(400, "'documents' must be a non-empty list of strings")
-        _check_size([query, *documents], limits, "documents")
+        _check_size(documents, limits, "documents")
+        _check_size([query], limits, "query")
         top_n = body.get("top_n", len(documents))
         if not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1:
             raise ApiError(400, f"'top_n' must be a positive integer, got {top_n!r}")
@@ -145,7 +146,7 @@ def _check_key(request: Request, api_key: str | None) -> None:
 
 
 def _check_size(texts: list[str], limits: ApiLimits, field: str) -> None:
-    if len(texts) > limits.max_inputs + (1 if field == "documents" else 0):
+    if len(texts) > limits.max_inputs:
         raise ApiError(413, f"too many items in '{field}': {len(texts)}, at most {limits.max_inputs}")
     longest = max(len(t) for t in texts)
     if longest > limits.max_chars:
