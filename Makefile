@@ -6,15 +6,15 @@ BIN := $(VENV)/bin
 ARGS ?=
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run cli test test-slow test-gpu lint browser clean
+.PHONY: run cli test test-slow test-gpu lint browser ocr clean
 
-run: $(VENV)/.app          ## set up, then start the web app: make run ARGS='--share --index DIR'
+run: $(VENV)/.app ocr      ## set up, then start the web app: make run ARGS='--share --index DIR'
 	$(BIN)/python app.py $(ARGS)
 
 cli: $(VENV)/.app          ## the command line: make cli ARGS='search --index DIR "query"'
 	$(BIN)/python -m qsearch $(ARGS)
 
-test: $(VENV)/.dev browser ## set up, then run the fast tests (no GPU, no model hub needed)
+test: $(VENV)/.dev browser ocr ## set up, then run the fast tests (no GPU, no model hub needed)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 browser:                   # Debian's Chromium for the browser test; without it that test skips
@@ -22,7 +22,12 @@ browser:                   # Debian's Chromium for the browser test; without it 
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 		echo "note: chromium could not be installed; the browser test will skip"
 
-test-slow: $(VENV)/.dev    ## the slow tests: real data from ../shared when present
+ocr:                       # Debian's Tesseract reads scanned pages and images; without it, OCR is off
+	@command -v tesseract >/dev/null || (command -v apt-get >/dev/null && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr >/dev/null) || \
+		echo "note: tesseract-ocr could not be installed; scanned pages and images will not be read"
+
+test-slow: $(VENV)/.dev ocr ## the slow tests: real data from ../shared when present
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 test-gpu: $(VENV)/.dev     ## the GPU tests (skip without CUDA)

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .config import DEFAULT_EMBED_MODEL, DEFAULT_RERANK_MODEL, FUSIONS, INDEX_KINDS, SEARCH_MODES, Settings
+from .config import DEFAULT_EMBED_MODEL, DEFAULT_RERANK_MODEL, DTYPES, FUSIONS, INDEX_KINDS, SEARCH_MODES, Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -79,90 +79,103 @@ def cmd_search(args: argparse.Namespace) -> int:
     for h in hits:
         where = h.source + (f", page {h.page}" if h.page else "") + \
             (f"-{h.page_end}" if h.page_end and h.page_end != h.page else "")
-        rerank = f"  rerank {h.rerank_score:.3f}" if h.rerank_score is not None else ""
-        print(f"{h.rank:>2}. {h.score:.3f}{rerank}  {where}")
+        parts = [f"overall {h.score:.3f}"] + [f"{name} {v:.3f}" for name, v in (
+            ("meaning", h.dense_score), ("keywords", h.keyword_score), ("rerank", h.rerank_score)) if v is not None]
+        moved = f" (was #{h.retrieval_rank})" if h.retrieval_rank and h.retrieval_rank != h.rank else ""
+        print(f"{h.rank:>2}.{moved} {'  '.join(parts)}  {where}{' (OCR)' if h.ocr else ''}")
         print("    " + _preview(h.text, 300))
     print("  ".join(f"{k.removesuffix('_ms')} {v:.1f} ms" for k, v in hits.timings_ms.items()), file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_chunk(args: argparse.Namespace) -> int:
-    from . import ingest
+    from . import ingest, ocr
     from .chunk import chunk_document
     from .embed import load_tokenizer
 
     settings = _settings(args, chunk_tokens=args.chunk_tokens, chunk_overlap=args.overlap)
     tokenizer, model_max = load_tokenizer(settings.embed_model)
-    max_tokens = min(settings.chunk_tokens, model_max)
-    limits = ingest.Limits(settings.max_file_bytes, settings.max_pages, settings.max_chars,
-                           max_seconds=settings.max_seconds_per_file)
+    max_tokens, overlap = settings.chunk_sizes(model_max)
+    limits, options = ingest.Limits.from_settings(settings), ingest.ReadOptions.from_settings(settings)
+    print(ocr.status(settings.ocr_lang, settings.ocr), file=sys.stderr)
     files = ingest.find_files(args.paths)
     if not files:
         print("error: no supported files found in the given paths", file=sys.stderr)
     for path in files:
         try:
-            doc = ingest.load(path, limits)
-            chunks = chunk_document(doc, tokenizer, max_tokens, min(settings.chunk_overlap, max_tokens // 4))
-        except ingest.IngestError as e:
-            print(json.dumps({"path": str(path), "error": e.reason}, ensure_ascii=False) if args.json
-                  else f"{path}: error: {e.reason}")
-            continue
+            doc = ingest.load(path, limits, options)
+            chunks = chunk_document(doc, tokenizer, max_tokens, overlap)
         except Exception as e:  # noqa: BLE001 - errors are data here: report and go on
-            reason = f"unexpected error: {type(e).__name__}: {e}"
-            print(json.dumps({"path": str(path), "error": reason}) if args.json else f"{path}: error: {reason}")
+            reason = e.reason if isinstance(e, ingest.IngestError) else f"unexpected error: {type(e).__name__}: {e}"
+            print(json.dumps({"path": str(path), "error": reason}, ensure_ascii=False) if args.json
+                  else f"{path}: error: {reason}")
             continue
         if args.json:
             print(json.dumps({"path": str(path), "chunks": len(chunks), "pages": doc.n_pages,
-                              "characters": len(doc.text),
+                              "ocr_pages": list(doc.ocr_pages), "notes": list(doc.notes), "characters": len(doc.text),
                               "first_chunks": [c.to_dict() for c in chunks[: args.show]]}, ensure_ascii=False))
-        else:
-            pages = f", {doc.n_pages} pages" if doc.n_pages else ""
-            print(f"{path}: {len(chunks)} chunks{pages}, {len(doc.text):,} characters")
-            for c in chunks[: args.show]:
-                page = f" p.{c.page}" if c.page else ""
-                print(f"   [{c.start}:{c.end}{page}] {_preview(c.text, 160)}")
+            continue
+        pages = f", {doc.n_pages} pages" if doc.n_pages else ""
+        read_by_ocr = f", OCR on pages {', '.join(map(str, doc.ocr_pages))}" if doc.ocr_pages else ""
+        print(f"{path}: {len(chunks)} chunks{pages}, {len(doc.text):,} characters{read_by_ocr}")
+        for note in doc.notes:
+            print(f"   note: {note}")
+        for c in chunks[: args.show]:
+            page = f" p.{c.page}{' OCR' if c.ocr else ''}" if c.page else ""
+            print(f"   [{c.start}:{c.end}{page}] {_preview(c.text, 160)}")
     return EXIT_OK
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .engine import make_embedder, make_reranker
-    from .evaluate import Config, compare, load_beir
+    from .evaluate import Config, compare, load_beir, sweep
+    from .models import make_embedder, make_reranker
 
-    settings = _settings(args, rerank_model=args.rerank_model)
+    settings = _settings(args, rerank_model=args.rerank_model, search_mode=args.mode, fusion=args.fusion)
     data = load_beir(args.beir_dir, args.split)
-    if args.compare:
-        configs = [Config("dense"), Config("lexical"), Config("hybrid", "rrf"), Config("hybrid", "weighted")]
+    if args.sweep:
+        configs = sweep(settings)
+    elif args.compare:
+        configs = [Config("dense"), Config("lexical"), Config("hybrid", "tmm", dense_weight=settings.dense_weight),
+                   Config("hybrid", "minmax", dense_weight=settings.dense_weight), Config("hybrid", "rrf")]
         if args.dim:
-            configs += [Config("dense", dim=args.dim), Config("hybrid", "rrf", dim=args.dim)]
+            configs += [Config("dense", dim=args.dim), Config.from_settings(settings, "hybrid", args.dim)]
     else:
-        configs = [Config(args.mode, args.fusion or "rrf", args.dim)]
+        configs = [Config.from_settings(settings, dim=args.dim)]
     print(f"{len(data.corpus_ids)} documents, {len(data.query_ids)} queries ({args.split}); "
           f"loading {settings.embed_model} …", file=sys.stderr)
     embedder = make_embedder(settings.with_(embed_dim=None))  # --dim is applied to the shared embeddings
     reranker = make_reranker(settings) if args.rerank else None
     with _Bars() as bars:
-        results = compare(data, embedder, configs, reranker=reranker, rerank_candidates=args.rerank_candidates,
-                          instruction=args.instruction, cache=args.index_cache, progress=bars.update)
-    header = f"{'configuration':<18} {'nDCG@10':>8} {'R@100':>7} {'MRR@10':>7} {'index MB':>9} {'ms/query':>9}"
-    print(header)
+        results = compare(data, embedder, configs, settings=settings, reranker=reranker,
+                          rerank_candidates=args.rerank_candidates, instruction=args.instruction,
+                          cache=args.index_cache, progress=bars.update)
+    print(f"{'configuration':<24} {'nDCG@10':>8} {'R@100':>7} {'MRR@10':>7} {'index MB':>9} {'ms/query':>9}")
     for r in results:
-        print(f"{r['config']:<18} {r['ndcg_at_10']:>8.4f} {r['recall_at_100']:>7.4f} {r['mrr_at_10']:>7.4f} "
+        print(f"{r['config']:<24} {r['ndcg_at_10']:>8.4f} {r['recall_at_100']:>7.4f} {r['mrr_at_10']:>7.4f} "
               f"{r['index_bytes'] / 2**20:>9.2f} {r['ms_per_query']:>9.2f}")
     first = results[0]
     docs_per_s = f"{first['docs_per_s']:.1f}" if first["docs_per_s"] is not None else "cached or not needed"
     print(f"{first['n_queries']} queries, {first['n_docs']} documents; documents/s {docs_per_s}")
     if args.json:
         extra = {"model": settings.embed_model, "rerank_model": settings.rerank_model if args.rerank else None,
-                 "split": args.split}
-        print(json.dumps({**extra, "configs": results} if args.compare else {**extra, **first}))
+                 "split": args.split, "dtype": args.dtype or settings.dtype}
+        many = args.compare or args.sweep
+        print(json.dumps({**extra, "configs": results} if many else {**extra, **first}))
     return EXIT_OK
 
 
 # --- helpers -----------------------------------------------------------------------------
 
 
+def _dtype_help() -> str:
+    from .loading import dtype_reason
+
+    return f"bf16/fp16 on a GPU; on this CPU {dtype_reason('cpu')}"
+
+
 def _settings(args: argparse.Namespace, **flags: Any) -> Settings:
     return Settings.from_env(embed_model=getattr(args, "embed_model", None), device=args.device,
+                             dtype=args.dtype, ocr=getattr(args, "ocr", None), ocr_lang=getattr(args, "ocr_lang", None),
                              max_batch_tokens=args.max_batch_tokens, max_file_mb=getattr(args, "max_file_mb", None),
                              embed_url=getattr(args, "embed_url", None), rerank_url=getattr(args, "rerank_url", None),
                              **flags)
@@ -214,6 +227,7 @@ def _parser() -> argparse.ArgumentParser:
                              "(…/v1/embeddings: SGLang, vLLM, TEI, qsearch) instead of a local model")
             cmd.add_argument("--rerank-url", metavar="URL", help="rerank with a …/v1/rerank server")
         cmd.add_argument("--max-batch-tokens", type=int, metavar="N", help="tokens per forward pass")
+        cmd.add_argument("--dtype", choices=DTYPES, help=f"model precision (default auto: {_dtype_help()})")
 
     def add(name: str, run: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text, description=help_text)
@@ -228,6 +242,7 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--dim", type=int, metavar="N", help="MRL: keep the first N dimensions (Qwen3: 32..1024)")
     cmd.add_argument("--index-kind", choices=INDEX_KINDS, help="flat (exact, default) or hnsw (approximate)")
     cmd.add_argument("--max-file-mb", type=float, metavar="N", help="largest file accepted (default 50)")
+    _ocr_flags(cmd)
     common(cmd)
 
     cmd = add("search", cmd_search, "Search an index.")
@@ -245,6 +260,7 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--chunk-tokens", type=int, metavar="N")
     cmd.add_argument("--overlap", type=int, metavar="N")
     cmd.add_argument("--show", type=int, default=2, metavar="N", help="chunks to show per file (default 2)")
+    _ocr_flags(cmd)
     cmd.add_argument("--max-file-mb", type=float, metavar="N")
     cmd.add_argument("--json", action="store_true", help="one JSON object per file per line")
     common(cmd, remote=False)
@@ -256,10 +272,11 @@ def _parser() -> argparse.ArgumentParser:
     _rerank_flags(cmd, candidates=100)
     cmd.add_argument("--instruction", metavar="TEXT", help="query instruction (Qwen3 models)")
     cmd.add_argument("--index-cache", metavar="DIR", help="keep the corpus embeddings here for the next run")
-    _mode_flags(cmd, default_text="dense, the model's own figure")
-    cmd.set_defaults(mode="dense")
+    _mode_flags(cmd, default_text="$QSEARCH_SEARCH_MODE or hybrid: what `search` does")
     cmd.add_argument("--compare", action="store_true",
-                     help="measure dense, lexical and hybrid (and --dim) over one embedding pass, as one table")
+                     help="measure dense, lexical and each fusion (and --dim) over one embedding pass, as one table")
+    cmd.add_argument("--sweep", action="store_true",
+                     help="the fusion study: RRF over k, min-max and theoretical-min convex fusion over the weight")
     cmd.add_argument("--json", action="store_true", help="last line: one JSON object with the figures")
     common(cmd)
     return p
@@ -268,8 +285,15 @@ def _parser() -> argparse.ArgumentParser:
 def _mode_flags(cmd: argparse.ArgumentParser, default_text: str) -> None:
     cmd.add_argument("--mode", choices=SEARCH_MODES, help=f"ranking: dense, lexical (BM25) or hybrid "
                      f"(both fused) (default: {default_text})")
-    cmd.add_argument("--fusion", choices=FUSIONS, help="hybrid: rrf (reciprocal rank fusion, default) or "
-                     "weighted (min-max normalised scores)")
+    cmd.add_argument("--fusion", choices=FUSIONS, help="hybrid: tmm (convex, theoretical-min normalised; the "
+                     "default), minmax (convex, min-max normalised) or rrf (reciprocal rank fusion)")
+
+
+def _ocr_flags(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--no-ocr", dest="ocr", action="store_false", default=None,
+                     help="don't read scanned pages and images with Tesseract")
+    cmd.add_argument("--ocr-lang", metavar="L", help="Tesseract language(s), e.g. eng+deu (default eng; more with "
+                     "`apt-get install tesseract-ocr-deu`, ...)")
 
 
 def _rerank_flags(cmd: argparse.ArgumentParser, candidates: int) -> None:

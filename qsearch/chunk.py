@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .lexical import CJK as _CJK
 from .types import Chunk, Document
 
 
@@ -25,7 +26,6 @@ class Tokenizer(Protocol):
                  return_offsets_mapping: bool) -> dict: ...
 
 
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 # Each pattern marks the positions where a new piece may start, most preferred first.
 _LEVELS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("heading", re.compile(r"(?m)^(?=#{1,6} )")),
@@ -54,8 +54,10 @@ def chunk_document(doc: Document, tokenizer: Tokenizer, max_tokens: int = 256,
         if text in seen:
             continue
         seen.add(text)
+        page, page_end = doc.page_at(start), doc.page_at(end - 1)
+        ocr = page is not None and any(page <= p <= page_end for p in doc.ocr_pages)
         chunks.append(Chunk(doc_id=doc.doc_id, source=doc.source, text=text, start=start, end=end,
-                            page=doc.page_at(start), page_end=doc.page_at(end - 1)))
+                            page=page, page_end=page_end, ocr=ocr))
     return chunks
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import typing
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -11,8 +12,9 @@ DEFAULT_EMBED_MODEL = "Qwen/Qwen3-Embedding-0.6B"
 DEFAULT_RERANK_MODEL = "Qwen/Qwen3-Reranker-0.6B"
 INDEX_KINDS = ("flat", "hnsw")
 SEARCH_MODES = ("hybrid", "dense", "lexical")
-FUSIONS = ("rrf", "weighted")
+FUSIONS = ("tmm", "minmax", "rrf")  # see fusion.py
 DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -29,9 +31,13 @@ class Settings:
     chunk_overlap: int = 32
     index_kind: str = "flat"  # "flat" is exact; "hnsw" is approximate, for large collections
     search_mode: str = "hybrid"  # dense + BM25, fused: best on SciFact (see README, Quality)
-    fusion: str = "rrf"  # how hybrid mode fuses: reciprocal rank fusion, or weighted scores
-    dense_weight: float = 0.5  # weighted fusion: share of the dense score
+    fusion: str = "tmm"  # how hybrid mode fuses (fusion.py); chosen on SciFact dev, README Quality
+    dense_weight: float = 0.5  # convex fusion: share of the dense score
+    rrf_k: int = 60  # rrf fusion: the rank constant
     device: str = "auto"  # "auto" takes the GPU when there is one
+    dtype: str = "auto"  # "auto": bf16/fp16 on GPU; on CPU bf16 where the CPU computes it natively, else fp32
+    ocr: bool = True  # read pages without a text layer, and images, with Tesseract when it is installed
+    ocr_lang: str = "eng"  # Tesseract language(s), e.g. "eng+deu"
     max_batch_tokens: int | None = None  # tokens per forward pass; None picks by device
     max_file_mb: float = 50.0
     max_pages: int = 2000
@@ -58,6 +64,8 @@ class Settings:
             raise ValueError(f"dense_weight must be in 0..1, got {self.dense_weight}")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.embed_dim is not None and self.embed_dim < 1:
             raise ValueError(f"embed_dim must be positive, got {self.embed_dim}")
         for name in ("max_file_mb", "max_pages", "max_chars", "max_seconds_per_file", "max_files", "max_chunks"):
@@ -68,15 +76,21 @@ class Settings:
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)
 
+    def chunk_sizes(self, model_max_tokens: int) -> tuple[int, int]:
+        """(tokens per chunk, overlap): the configured size within what the model reads, overlap <= a quarter."""
+        size = min(self.chunk_tokens, model_max_tokens)
+        return size, min(self.chunk_overlap, size // 4)
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then QSEARCH_* variables, then `overrides` (flags); None means unset."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
+        types = typing.get_type_hints(cls)
         for f in fields(cls):
             raw = env.get(f"QSEARCH_{f.name.upper()}")
             if raw not in (None, ""):
-                values[f.name] = _parse(f.name, raw, f.type)
+                values[f.name] = _parse(f.name, raw, types[f.name])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -84,13 +98,19 @@ class Settings:
         return replace(self, **changes)
 
 
-def _parse(name: str, raw: str, type_name: Any) -> Any:
-    text = str(type_name)
+def _parse(name: str, raw: str, annotation: Any) -> Any:
+    """`raw` as the field's type: `int | None` parses as int, `bool` from 1/0, true/false, yes/no, on/off."""
+    kinds = [t for t in typing.get_args(annotation) if t is not type(None)] or [annotation]
+    kind = kinds[0]
+    if kind is bool:
+        if raw.lower() not in _BOOLS:
+            raise ValueError(f"QSEARCH_{name.upper()}={raw!r} is not one of {', '.join(_BOOLS)}")
+        return _BOOLS[raw.lower()]
     try:
-        if "int" in text:
-            return int(raw)
-        if "float" in text:
-            return float(raw)
+        return kind(raw)
     except ValueError:
-        raise ValueError(f"QSEARCH_{name.upper()}={raw!r} is not a number") from None
-    return raw
+        raise ValueError(f"QSEARCH_{name.upper()}={raw!r} is not {'an' if kind is int else 'a'} "
+                         f"{kind.__name__}") from None
+
+
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}

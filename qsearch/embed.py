@@ -66,7 +66,7 @@ class TransformersEmbedder:
 
     def __init__(self, name_or_path: str, *, device: str = "auto", dim: int | None = None,
                  max_length: int | None = None, max_batch_tokens: int | None = None,
-                 max_batch_size: int = 512, window: int = 4096):
+                 max_batch_size: int = 512, window: int = 4096, dtype: str = "auto"):
         import torch
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -80,7 +80,7 @@ class TransformersEmbedder:
         self.tokenizer = AutoTokenizer.from_pretrained(
             folder, padding_side="left" if self.left_padding else "right")
         self.model = AutoModel.from_pretrained(
-            folder, dtype=loading.pick_dtype(self.device),
+            folder, dtype=loading.pick_dtype(self.device, dtype),
             attn_implementation=loading.pick_attention(self.device),
         ).to(self.device).eval()
         self._torch = torch

@@ -1,8 +1,10 @@
-"""Engine: files in (ingest -> chunk -> embed -> index), hits out (embed -> search -> rerank).
+"""Engine: files in (read -> chunk -> embed -> index), hits out (embed -> retrieval.retrieve).
 
 The one object the CLI, the web app and Python users drive. Models load lazily, once;
-the reranker only when first asked for. Index changes and searches take a lock, so
-one engine can serve several threads.
+the reranker only when first asked for. Reading and chunking need no model and take no
+model lock; only embedding does. Index changes and searches take the engine's lock, so
+one engine can serve several threads; a batch of files changes the index at its very end,
+so a cancelled or failed batch leaves the collection as it was.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +20,30 @@ import numpy as np
 
 from . import ingest
 from .chunk import chunk_document
-from .config import SEARCH_MODES, VERSION, Settings
+from .config import VERSION, Settings
 from .embed import Embedder
-from .fusion import fuse
 from .index import DocInfo, IndexFolderError, VectorIndex
 from .lexical import LexicalIndex
+from .models import make_embedder, make_reranker
 from .rerank import Reranker
-from .types import AddReport, Chunk, Document, FileReport, Hit, Hits
+from .retrieval import Ranking, retrieve
+from .types import AddReport, Chunk, Document, FileReport, Hits
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total): stage "reading" or "embedding"
-HYBRID_DEPTH = 100  # candidates each ranking contributes to fusion
+
+
+class Cancelled(Exception):
+    """An add_files run stopped on request; nothing was added."""
+
+
+@dataclass
+class Parsed:
+    """A file read and chunked, waiting to be embedded."""
+
+    doc: Document
+    chunks: list[Chunk]
+    report: FileReport
+    data: bytes
 
 
 class Engine:
@@ -102,45 +119,65 @@ class Engine:
                     })
         return self._index
 
+    def lexical_index(self) -> LexicalIndex:
+        """The BM25 index over the dense index's chunk ids, rebuilt once after a batch of changes."""
+        with self._lock:
+            if self._lexical_changes != self.index.changes:
+                ids = list(self.index.chunks)
+                self._lexical.build(ids, [self.index.chunks[i].text for i in ids])
+                self._lexical_changes = self.index.changes
+            return self._lexical
+
     # --- adding and removing -------------------------------------------------------------
 
     def add_files(self, paths: Iterable[str | Path], progress: Progress | None = None, *,
-                  names: Sequence[str] | None = None) -> AddReport:
+                  names: Sequence[str] | None = None, should_stop: Callable[[], bool] | None = None) -> AddReport:
         """Index files (folders are searched recursively). One bad file never stops the others.
 
         `names` gives the source shown for each path (e.g. an upload's original file name).
         An unchanged file (same content) is skipped; a changed file replaces its old version.
+        `should_stop` is asked between files and between embedding windows; when it answers
+        True, Cancelled is raised and the collection is left as it was.
         """
         started = time.perf_counter()
+        parsed, reports = self.read_files(paths, progress, names=names, should_stop=should_stop)
+        self.embed_and_add(parsed, progress, should_stop=should_stop)
+        return AddReport(reports, time.perf_counter() - started)
+
+    def read_files(self, paths: Iterable[str | Path], progress: Progress | None = None, *,
+                   names: Sequence[str] | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> tuple[list[Parsed], list[FileReport]]:
+        """Read and chunk files (no model work): the new documents, and one report per file."""
         files = ingest.find_files(paths) if names is None else [Path(p) for p in paths]
         sources = list(names) if names is not None else [str(p) for p in files]
         if len(sources) != len(files):
             raise ValueError(f"got {len(files)} paths but {len(sources)} names")
-        s = self.settings
-        limits = ingest.Limits(s.max_file_bytes, s.max_pages, s.max_chars, max_seconds=s.max_seconds_per_file)
-        reports: list[FileReport] = []
-        new_docs: list[tuple[Document, list[Chunk], FileReport]] = []
+        limits = ingest.Limits.from_settings(self.settings)
+        options = ingest.ReadOptions.from_settings(self.settings)
         index, embedder = self.index, self.embedder
-        max_tokens = min(self.settings.chunk_tokens, embedder.max_tokens)
-        overlap = min(self.settings.chunk_overlap, max_tokens // 4)
+        max_tokens, overlap = self.settings.chunk_sizes(embedder.max_tokens)
+        reports: list[FileReport] = []
+        parsed: list[Parsed] = []
         seen: set[str] = set()
         for i, (path, source) in enumerate(zip(files, sources)):
+            _check_stop(should_stop)
             report = FileReport(path=source, status="error")
             reports.append(report)
             try:
                 source, data = ingest.read(path, limits, name=source)
-                doc_id = ingest.content_hash(data)
-                report.doc_id = doc_id
+                report.doc_id = doc_id = ingest.content_hash(data)
                 if doc_id in seen or index.has_doc(doc_id):
-                    report.status, report.chunks = "unchanged", getattr(index.docs.get(doc_id), "chunks", 0)
-                    report.pages = getattr(index.docs.get(doc_id), "pages", None)
+                    info = index.docs.get(doc_id)
+                    report.status, report.chunks = "unchanged", getattr(info, "chunks", 0)
+                    report.pages = getattr(info, "pages", None)
                 else:
-                    self._check_room(len(new_docs))
-                    doc = ingest.parse(source, data, limits)
+                    self._check_room(len(parsed))
+                    doc = ingest.parse(source, data, limits, options)
                     chunks = chunk_document(doc, embedder.tokenizer, max_tokens, overlap)
-                    self._check_room(len(new_docs), sum(len(c) for _, c, _ in new_docs) + len(chunks))
+                    self._check_room(len(parsed), sum(len(p.chunks) for p in parsed) + len(chunks))
                     report.status, report.chunks, report.pages = "indexed", len(chunks), doc.n_pages
-                    new_docs.append((doc, chunks, report))
+                    report.ocr_pages, report.notes = list(doc.ocr_pages), list(doc.notes)
+                    parsed.append(Parsed(doc, chunks, report, data))
                 seen.add(doc_id)
             except ingest.IngestError as e:
                 report.error = e.reason
@@ -148,23 +185,28 @@ class Engine:
                 report.error = f"unexpected error while reading: {type(e).__name__}: {e}"
             if progress:
                 progress("reading", i + 1, len(files))
+        return parsed, reports
 
-        all_chunks = [c for _, chunks, _ in new_docs for c in chunks]
-        vectors = self._embed_unique([c.text for c in all_chunks], progress)
+    def embed_and_add(self, parsed: Sequence[Parsed], progress: Progress | None = None, *,
+                      should_stop: Callable[[], bool] | None = None) -> None:
+        """Embed the chunks of parsed files, then add them all at once (replacing older versions)."""
+        texts = [c.text for p in parsed for c in p.chunks]
+        vectors = self._embed_unique(texts, progress, should_stop)
+        _check_stop(should_stop)
+        index = self.index
         with self._lock:
             row = 0
-            for doc, chunks, report in new_docs:
-                if index.has_doc(doc.doc_id):  # added meanwhile by another thread
-                    report.status = "unchanged"
-                    row += len(chunks)
+            for p in parsed:
+                n, row = len(p.chunks), row + len(p.chunks)
+                if index.has_doc(p.doc.doc_id):  # added meanwhile by another thread
+                    p.report.status = "unchanged"
                     continue
-                for old in index.doc_ids_for_source(doc.source):
+                for old in index.doc_ids_for_source(p.doc.source):
                     index.remove(old)
-                    report.status = "replaced"
-                index.add(DocInfo(doc.doc_id, doc.source, len(chunks), doc.n_pages), chunks,
-                          vectors[row:row + len(chunks)])
-                row += len(chunks)
-        return AddReport(reports, time.perf_counter() - started)
+                    p.report.status = "replaced"
+                info = DocInfo(p.doc.doc_id, p.doc.source, n, p.doc.n_pages, kind=p.doc.kind,
+                               ocr_pages=list(p.doc.ocr_pages))
+                index.add(info, p.chunks, vectors[row - n:row], original=p.data if p.doc.kind == "pdf" else None)
 
     def _check_room(self, new_files: int, new_chunks: int = 0) -> None:
         """Refuse a file that would take the collection past its limits (settings.max_files/max_chunks)."""
@@ -180,9 +222,10 @@ class Engine:
             return self.index.remove(doc_id)
 
     def clear(self) -> None:
+        """Remove every document, in O(1): the index is replaced."""
         with self._lock:
-            for doc_id in list(self.index.docs):
-                self.index.remove(doc_id)
+            if self._index is not None:
+                self._index.clear()
 
     def documents(self) -> list[DocInfo]:
         return list(self._index.docs.values()) if self._index is not None else []
@@ -200,122 +243,55 @@ class Engine:
                instruction: str | None = None, mode: str | None = None, also: Sequence[Engine] = ()) -> Hits:
         """The k best chunks for `query`.
 
-        `mode` is "hybrid" (dense and BM25 rankings fused), "dense" or "lexical"; default
-        from the settings. With `rerank`, the top `rerank_candidates` are rescored. `also`
-        names other collections (e.g. a shared read-only index) searched alongside this
-        one with the same embedder; their candidates are merged by score before reranking.
+        `mode` is "hybrid" (dense and BM25 fused), "dense" or "lexical"; default from the
+        settings. With `rerank`, the top `rerank_candidates` are rescored. `also` names other
+        collections (e.g. a shared read-only index) searched alongside this one with the
+        same embedder; their candidates are merged by score before reranking.
         """
         if not query or not query.strip():
             raise ValueError("empty query: type something to search for")
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        mode = mode or self.settings.search_mode
-        if mode not in SEARCH_MODES:
-            raise ValueError(f"mode must be one of {SEARCH_MODES}, got {mode!r}")
+        ranking = Ranking.from_settings(self.settings, mode)
         instruction = instruction.strip() if instruction and instruction.strip() else None
         engines = [e for e in (self, *also) if e._index is not None and len(e._index)]
         if not engines:
             return Hits([], {})
-        depth = max(k, rerank_candidates if rerank else 0)
-        timings: dict[str, float] = {}
-        vector = None
-        if mode != "lexical":
+        vector, embed_ms = None, None
+        if ranking.mode != "lexical":
             embedder = self.embedder  # loaded (once) before the clock starts
             for other in engines:
                 other.index.check_model(embedder.model_name, embedder.dim, other.index_dir or "a collection")
             t = time.perf_counter()
-            vector = embedder.encode([query], is_query=True, instruction=instruction)
-            timings["embed_ms"] = _ms_since(t)
-        t = time.perf_counter()
-        candidates = [c for e in engines for c in e._candidates(query, vector, depth, mode)]
-        candidates.sort(key=lambda c: -c[0])  # stable: within a collection, its own order holds
-        candidates = candidates[:depth]
-        timings["search_ms"] = _ms_since(t)
-        rerank_scores: list[float | None] = [None] * len(candidates)
-        ranked = list(range(len(candidates)))
-        if rerank and candidates:
-            head = ranked[:rerank_candidates]
-            reranker = self.reranker
-            t = time.perf_counter()
-            values = reranker.score(query, [candidates[i][3].text for i in head], instruction=instruction)
-            for i, v in zip(head, values):
-                rerank_scores[i] = float(v)
-            ranked = sorted(head, key=lambda i: (-rerank_scores[i], i))
-            timings["rerank_ms"] = _ms_since(t)
-        hits = [_hit(rank, candidates[i][3], *candidates[i][:3], rerank_scores[i])
-                for rank, i in enumerate(ranked[:k], 1)]
-        return Hits(hits, timings)
-
-    def _candidates(self, query: str, vector: np.ndarray | None, depth: int,
-                    mode: str) -> list[tuple[float, float | None, float | None, Chunk]]:
-        """(score, dense score, lexical score, chunk) of this collection's best `depth` chunks."""
-        width = max(depth, HYBRID_DEPTH) if mode == "hybrid" else depth
-        dense = lexical = None
+            vector = embedder.encode([query], is_query=True, instruction=instruction)[0]
+            embed_ms = 1000 * (time.perf_counter() - t)
         with self._lock:
-            if mode != "lexical":
-                scores, rows = self.index.search(vector, width)
-                dense = (rows[0][rows[0] >= 0], scores[0][rows[0] >= 0])
-            if mode != "dense":
-                lexical_scores, lexical_rows = self._lexical_index().search(query, width)
-                lexical = (lexical_rows, lexical_scores)
-            order, fused = fuse(mode, dense, lexical, self.settings.fusion, self.settings.dense_weight)
-            chunks = [self.index.chunks[r] for r in order[:depth]]
-        dense_of = dict(zip(*dense)) if dense is not None else {}
-        lexical_of = dict(zip(*lexical)) if lexical is not None else {}
-        return [(fused[i], dense_of.get(r), lexical_of.get(r), chunk)
-                for i, (r, chunk) in enumerate(zip(order, chunks))]
+            hits = retrieve(engines, query, vector, k=k, ranking=ranking,
+                            reranker=self.reranker if rerank else None, rerank_candidates=rerank_candidates,
+                            instruction=instruction)
+        if embed_ms is not None:
+            hits.timings_ms = {"embed_ms": embed_ms, **hits.timings_ms}
+        return hits
 
-    def _lexical_index(self) -> LexicalIndex:
-        """The BM25 index over the same rows as the dense index, rebuilt after any change."""
-        with self._lock:
-            if self._lexical_changes != self.index.changes or len(self._lexical) != len(self.index):
-                self._lexical.build([c.text for c in self.index.chunks])
-                self._lexical_changes = self.index.changes
-            return self._lexical
-
-    def _embed_unique(self, texts: list[str], progress: Progress | None) -> np.ndarray:
+    def _embed_unique(self, texts: list[str], progress: Progress | None,
+                      should_stop: Callable[[], bool] | None) -> np.ndarray:
         """Embed each distinct text once; duplicates share the vector."""
         unique = list(dict.fromkeys(texts))
         where = {t: i for i, t in enumerate(unique)}
-        report = (lambda done, total: progress("embedding", done, total)) if progress else None
+
+        def report(done: int, total: int) -> None:
+            _check_stop(should_stop)
+            if progress:
+                progress("embedding", done, total)
+
         vectors = self.embedder.encode(unique, progress=report) if unique else \
             np.zeros((0, self.embedder.dim), np.float32)
         return vectors[[where[t] for t in texts]] if texts else vectors
 
 
-def make_embedder(settings: Settings) -> Embedder:
-    """The embedder the settings name: a remote server (embed_url), or a model loaded here."""
-    if settings.embed_url:
-        from .remote import RemoteEmbedder
-
-        return RemoteEmbedder(settings.embed_url, api_key=settings.remote_api_key, dim=settings.embed_dim)
-    from .embed import load_embedder
-
-    return load_embedder(settings.embed_model, device=settings.device, dim=settings.embed_dim,
-                         max_batch_tokens=settings.max_batch_tokens)
-
-
-def make_reranker(settings: Settings) -> Reranker:
-    """The reranker the settings name: a remote /v1/rerank server (rerank_url), or a model loaded here."""
-    if settings.rerank_url:
-        from .remote import RemoteReranker
-
-        return RemoteReranker(settings.rerank_url, api_key=settings.remote_api_key)
-    from .rerank import load_reranker
-
-    return load_reranker(settings.rerank_model, device=settings.device, max_batch_tokens=settings.max_batch_tokens)
-
-
-def _hit(rank: int, chunk: Chunk, score: float, dense: float | None, lexical: float | None,
-         rerank_score: float | None) -> Hit:
-    return Hit(rank=rank, score=float(score), rerank_score=rerank_score, source=chunk.source, page=chunk.page,
-               page_end=chunk.page_end, text=chunk.text, start=chunk.start, end=chunk.end, doc_id=chunk.doc_id,
-               dense_score=None if dense is None else float(dense),
-               lexical_score=None if lexical is None else float(lexical))
-
-
-def _ms_since(t: float) -> float:
-    return round((time.perf_counter() - t) * 1000, 2)
+def _check_stop(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise Cancelled("stopped on request: nothing was added")
 
 
 def _versions() -> dict[str, str]:
@@ -330,4 +306,4 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-__all__ = ["Engine", "IndexFolderError", "Progress", "make_embedder", "make_reranker"]
+__all__ = ["Cancelled", "Engine", "IndexFolderError", "Progress", "make_embedder", "make_reranker"]

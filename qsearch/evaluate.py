@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from .config import Settings
 from .embed import Embedder
-from .fusion import fuse
+from .engine import Engine
 from .index import DocInfo, IndexFolderError, VectorIndex
-from .lexical import LexicalIndex
 from .rerank import Reranker
+from .retrieval import Ranking, retrieve
 from .types import Chunk
 
 
@@ -119,68 +120,74 @@ def corpus_index(data: BeirData, embedder: Embedder, cache: str | Path | None = 
 
 @dataclass(frozen=True)
 class Config:
-    """One retrieval configuration to measure."""
+    """One retrieval configuration to measure: a Ranking, and optionally an MRL dimension."""
 
-    mode: str = "dense"  # "dense", "lexical" or "hybrid"
-    fusion: str = "rrf"
+    mode: str = "hybrid"  # "dense", "lexical" or "hybrid"
+    fusion: str = "tmm"
     dim: int | None = None  # MRL: first `dim` dimensions of the shared embeddings, renormalised
     dense_weight: float = 0.5
+    rrf_k: int = 60
+
+    @classmethod
+    def from_settings(cls, settings: Settings, mode: str | None = None, dim: int | None = None) -> Config:
+        r = Ranking.from_settings(settings, mode)
+        return cls(r.mode, r.fusion, dim, r.dense_weight, r.rrf_k)
+
+    @property
+    def ranking(self) -> Ranking:
+        return Ranking(self.mode, self.fusion, self.dense_weight, self.rrf_k)
 
     @property
     def name(self) -> str:
-        name = self.mode if self.mode != "hybrid" else f"hybrid-{self.fusion}"
+        if self.mode != "hybrid":
+            name = self.mode
+        elif self.fusion == "rrf":
+            name = f"hybrid-rrf(k={self.rrf_k})"
+        else:
+            name = f"hybrid-{self.fusion}(w={self.dense_weight:g})"
         return f"{name}@{self.dim}" if self.dim and self.mode != "lexical" else name
 
 
-def run_eval(data: BeirData, embedder: Embedder, *, config: Config = Config(), reranker: Reranker | None = None,
-             rerank_candidates: int = 100, instruction: str | None = None, cache: str | Path | None = None,
-             progress: Callable[[str, int, int], None] | None = None) -> dict[str, float | int | None]:
-    """Embed the corpus, search every query (top 100), optionally rerank; return the metrics."""
-    return compare(data, embedder, [config], reranker=reranker, rerank_candidates=rerank_candidates,
-                   instruction=instruction, cache=cache, progress=progress)[0]
+def sweep(settings: Settings) -> list[Config]:
+    """The fusion comparison of the README's Quality section: RRF over k, both convex fusions over the weight."""
+    configs = [Config("dense"), Config("lexical")]
+    configs += [Config("hybrid", "rrf", rrf_k=k) for k in (10, 30, 60, 100)]
+    weights = [round(0.1 * i, 1) for i in range(1, 10)]
+    configs += [Config("hybrid", f, dense_weight=w) for f in ("minmax", "tmm") for w in weights]
+    return configs
 
 
-def compare(data: BeirData, embedder: Embedder, configs: Sequence[Config], *, reranker: Reranker | None = None,
-            rerank_candidates: int = 100, instruction: str | None = None, cache: str | Path | None = None,
+def compare(data: BeirData, embedder: Embedder, configs: Sequence[Config], *, settings: Settings | None = None,
+            reranker: Reranker | None = None, rerank_candidates: int = 100, instruction: str | None = None,
+            cache: str | Path | None = None,
             progress: Callable[[str, int, int], None] | None = None) -> list[dict[str, Any]]:
-    """Measure several configurations over one shared embedding pass (corpus and queries)."""
+    """Measure configurations over one shared embedding pass (corpus and queries), each ranked by
+    `retrieval.retrieve`: the very code `Engine.search` runs."""
     report = (lambda stage: (lambda done, total: progress(stage, done, total))) if progress else (lambda _: None)
-    needs_dense = any(c.mode != "lexical" for c in configs)
-    index, docs_per_s, queries, query_s = None, None, None, 0.0
-    if needs_dense:
-        index, docs_per_s = corpus_index(data, embedder, cache, report("embedding corpus"))
-        started = time.perf_counter()
-        queries = embedder.encode(data.query_texts, is_query=True, instruction=instruction)
-        query_s = time.perf_counter() - started
-    lexical = None
-    if any(c.mode != "dense" for c in configs):
-        lexical = LexicalIndex()
-        lexical.build(data.corpus_texts)
+    settings = settings or Settings()
+    index, docs_per_s = corpus_index(data, embedder, cache, report("embedding corpus"))
+    started = time.perf_counter()
+    queries = embedder.encode(data.query_texts, is_query=True, instruction=instruction) \
+        if any(c.mode != "lexical" for c in configs) else None
+    query_s = time.perf_counter() - started
+    engines: dict[int | None, Engine] = {}
     results = []
     for config in configs:
+        dim = config.dim if config.mode != "lexical" else None
+        if dim not in engines:
+            engines[dim] = Engine(settings, embedder=embedder, index=_at_dim(index, dim))
+        engine, vectors = engines[dim], _cut(queries, dim) if queries is not None else None
         started = time.perf_counter()
-        dense_index, dense_queries = _at_dim(index, queries, config.dim) if config.mode != "lexical" else (None, None)
-        if dense_index is not None:
-            dense_scores, dense_rows = dense_index.search(dense_queries, 100)
         run: dict[str, list[str]] = {}
         for n, (qid, text) in enumerate(zip(data.query_ids, data.query_texts)):
-            dense = (dense_rows[n], dense_scores[n]) if dense_index is not None else None
-            lex = None
-            if config.mode != "dense":
-                lex_scores, lex_rows = lexical.search(text, 100)
-                lex = (lex_rows, lex_scores)
-            rows, _ = fuse(config.mode, dense, lex, config.fusion, config.dense_weight)
-            ranked = [data.corpus_ids[r] for r in rows[:100]]
-            if reranker is not None and ranked:
-                head = rows[:rerank_candidates]
-                scores = reranker.score(text, [data.corpus_texts[r] for r in head], instruction=instruction)
-                ranked = [data.corpus_ids[head[i]] for i in np.argsort(-scores, kind="stable")] + \
-                    ranked[rerank_candidates:]
+            hits = retrieve([engine], text, None if vectors is None else vectors[n], k=100, ranking=config.ranking,
+                            reranker=reranker, rerank_candidates=rerank_candidates, instruction=instruction)
+            run[qid] = [h.doc_id for h in hits]
+            if reranker is not None:
                 report(f"reranking ({config.name})")(n + 1, len(data.query_ids))
-            run[qid] = ranked
         seconds = time.perf_counter() - started + (query_s if config.mode != "lexical" else 0.0)
-        size = (len(data.corpus_ids) * (config.dim or embedder.dim) * 4 if config.mode != "lexical" else 0) + \
-            (lexical.nbytes if config.mode != "dense" else 0)
+        size = (len(data.corpus_ids) * (dim or embedder.dim) * 4 if config.mode != "lexical" else 0) + \
+            (engine.lexical_index().nbytes if config.mode != "dense" else 0)
         results.append({"config": config.name, **metrics(run, data.qrels),
                         "docs_per_s": docs_per_s if config.mode != "lexical" else None,
                         "ms_per_query": 1000 * seconds / max(len(data.query_ids), 1), "index_bytes": size,
@@ -188,17 +195,21 @@ def compare(data: BeirData, embedder: Embedder, configs: Sequence[Config], *, re
     return results
 
 
-def _at_dim(index: VectorIndex, queries: np.ndarray, dim: int | None) -> tuple[VectorIndex, np.ndarray]:
-    """The index and queries cut to the first `dim` dimensions and renormalised (MRL)."""
+def _cut(vectors: np.ndarray, dim: int | None) -> np.ndarray:
+    """The first `dim` dimensions, renormalised (MRL); all of them when dim is None."""
+    if dim is None or dim == vectors.shape[1]:
+        return vectors
+    v = np.ascontiguousarray(vectors[:, :dim])
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+def _at_dim(index: VectorIndex, dim: int | None) -> VectorIndex:
+    """The index cut to the first `dim` dimensions (MRL); the index itself when dim is None."""
     if dim is None or dim == index.dim:
-        return index, queries
+        return index
     if not 1 <= dim <= index.dim:
         raise ValueError(f"dimension must be in 1..{index.dim}, got {dim}")
-
-    def cut(v: np.ndarray) -> np.ndarray:
-        v = np.ascontiguousarray(v[:, :dim])
-        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-
-    small = VectorIndex(dim)
-    small.add(DocInfo("mrl", "corpus", len(index)), index.chunks, cut(index.vectors()))
-    return small, cut(queries)
+    small = VectorIndex(dim, meta=index.meta)
+    chunks = list(index.chunks.values())
+    small.add(DocInfo("mrl", "corpus", len(chunks)), chunks, _cut(index.vectors(), dim))
+    return small

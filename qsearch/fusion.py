@@ -1,62 +1,54 @@
-"""Fusing rankings: reciprocal rank fusion (default) and weighted score fusion. Pure functions.
+"""Fusing the dense and BM25 scores of one candidate set into one score in [0, 1]. Pure functions.
 
-A ranking is (rows, scores), best first. Fusion returns (rows, fused scores), best first,
-ties broken by the order in which rows were first seen, so results are deterministic.
+- "tmm": a convex combination of scores normalised by their theoretical minimum (cosine -1,
+  BM25 0) and the query's observed maximum (Bruch, Gai & Ingber, ACM TOIS 2023);
+- "minmax": the same with the observed minimum instead;
+- "rrf": reciprocal rank fusion (Cormack et al. 2009), divided by its largest possible
+  value so that it too lies in [0, 1].
+Every candidate carries both scores (the engine computes the one a ranking did not find),
+so a convex combination never has to guess a missing value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from .config import FUSIONS, SEARCH_MODES
+from .config import FUSIONS
 
 RRF_K = 60  # the constant of Cormack et al. (2009), used by most search engines
+THEORETICAL_MIN = {"dense": -1.0, "lexical": 0.0}  # cosine similarity; BM25
 
 
-def rrf(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> tuple[list[int], list[float]]:
-    """score(row) = sum over rankings of 1 / (k + rank), rank counted from 1."""
-    scores: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, row in enumerate(ranking, 1):
-            scores[int(row)] = scores.get(int(row), 0.0) + 1.0 / (k + rank)
-    return _sorted(scores)
+def normalise(values: np.ndarray, method: str, floor: float) -> np.ndarray:
+    """Scores onto [0, 1]: (s - low) / (max - low), low = `floor` ("tmm") or the observed minimum ("minmax")."""
+    values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        return values
+    low = floor if method == "tmm" else values.min()
+    span = values.max() - low
+    return np.clip((values - low) / span, 0.0, 1.0) if span > 0 else np.zeros_like(values)
 
 
-def weighted(rankings: Sequence[tuple[Sequence[int], Sequence[float]]],
-             weights: Sequence[float]) -> tuple[list[int], list[float]]:
-    """sum of weight x min-max-normalised score; a row missing from a ranking scores 0 there."""
-    if len(weights) != len(rankings):
-        raise ValueError(f"need one weight per ranking: {len(rankings)} rankings, {len(weights)} weights")
-    scores: dict[int, float] = {}
-    for (rows, values), weight in zip(rankings, weights):
-        values = np.asarray(values, dtype=np.float64)
-        if not len(values):
-            continue
-        low, span = values.min(), values.max() - values.min()
-        normalised = (values - low) / span if span > 0 else np.ones_like(values)
-        for row, value in zip(rows, normalised):
-            scores[int(row)] = scores.get(int(row), 0.0) + weight * float(value)
-    return _sorted(scores)
+def convex(dense: np.ndarray, lexical: np.ndarray, dense_weight: float, method: str = "tmm") -> np.ndarray:
+    """dense_weight x normalised cosine + (1 - dense_weight) x normalised BM25, per candidate."""
+    return (dense_weight * normalise(dense, method, THEORETICAL_MIN["dense"])
+            + (1 - dense_weight) * normalise(lexical, method, THEORETICAL_MIN["lexical"]))
 
 
-def _sorted(scores: dict[int, float]) -> tuple[list[int], list[float]]:
-    order = sorted(scores, key=lambda row: -scores[row])  # stable: first seen wins ties
-    return order, [scores[row] for row in order]
+def rrf(ranks: list[np.ndarray], k: int = RRF_K) -> np.ndarray:
+    """Sum over rankings of 1 / (k + rank), rank from 1 (0 = not in that ranking), over its maximum."""
+    total = np.zeros(len(ranks[0]) if ranks else 0)
+    for r in ranks:
+        r = np.asarray(r)
+        total += np.where(r > 0, 1.0 / (k + np.maximum(r, 1)), 0.0)
+    return total / (len(ranks) / (k + 1)) if ranks else total
 
 
-def fuse(mode: str, dense: tuple[Sequence[int], Sequence[float]] | None,
-         lexical: tuple[Sequence[int], Sequence[float]] | None, method: str = "rrf",
-         dense_weight: float = 0.5) -> tuple[list[int], list[float]]:
-    """The ranking of a search mode: one list as it is, or both fused by `method`."""
-    if mode not in SEARCH_MODES:
-        raise ValueError(f"mode must be one of {SEARCH_MODES}, got {mode!r}")
+def fuse(method: str, dense: np.ndarray, lexical: np.ndarray, dense_rank: np.ndarray, lexical_rank: np.ndarray,
+         *, dense_weight: float = 0.5, rrf_k: int = RRF_K) -> np.ndarray:
+    """The fused score of each candidate, in [0, 1]; higher is better."""
     if method not in FUSIONS:
         raise ValueError(f"fusion must be one of {FUSIONS}, got {method!r}")
-    if mode != "hybrid":
-        rows, scores = dense if mode == "dense" else lexical
-        return [int(r) for r in rows], [float(s) for s in scores]
     if method == "rrf":
-        return rrf([dense[0], lexical[0]])
-    return weighted([dense, lexical], [dense_weight, 1 - dense_weight])
+        return rrf([dense_rank, lexical_rank], rrf_k)
+    return convex(dense, lexical, dense_weight, method)

@@ -15,7 +15,10 @@ from functools import lru_cache
 
 import numpy as np
 
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+# Scripts written without spaces between words (kana, CJK ideographs, Hangul): the one home of these ranges.
+CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_CJK = CJK
+
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+")
 _CJK_RUN = re.compile(rf"[{_CJK}]")
 
@@ -50,39 +53,74 @@ def tokenize(text: str) -> list[str]:
 
 
 class LexicalIndex:
-    """BM25 over a list of texts, rebuilt when they change; rows match the dense index's rows."""
+    """BM25 over texts that each carry an id (the dense index's chunk ids), rebuilt when they change.
+
+    bm25s has no incremental update, so the index is rebuilt from the chunk rows, once per
+    batch of changes (lazily, at the next search), reusing the tokens of texts seen before.
+    """
 
     def __init__(self) -> None:
         self._bm25 = None
-        self._n = 0
+        self._ids = np.zeros(0, np.int64)
+        self._term_max = np.zeros(0, np.float32)  # per vocabulary term: its best BM25 contribution
         self._tokens: dict[str, list[str]] = {}  # text -> tokens, so a rebuild tokenizes only new texts
 
     def __len__(self) -> int:
-        return self._n
+        return len(self._ids)
 
-    def build(self, texts: Sequence[str]) -> None:
-        """Index `texts` (row i = texts[i]), reusing the tokens of texts seen before."""
+    def build(self, ids: Sequence[int], texts: Sequence[str]) -> None:
+        """Index `texts`, text i under id `ids[i]`."""
         import bm25s
 
         tokens = [self._tokens[t] if t in self._tokens else self._tokens.setdefault(t, tokenize(t))
                   for t in texts]
         self._tokens = {t: toks for t, toks in zip(texts, tokens)}  # forget removed texts
-        self._n = len(texts)
+        self._ids = np.asarray(ids, dtype=np.int64)
         self._bm25 = None
-        if texts:
+        if len(texts):
             self._bm25 = bm25s.BM25()
             self._bm25.index(tokens, show_progress=False)
+            data, indptr = self._bm25.scores["data"], self._bm25.scores["indptr"]
+            self._term_max = np.zeros(len(indptr) - 1, np.float32)
+            filled = indptr[1:] > indptr[:-1]
+            if filled.any():
+                self._term_max[filled] = np.maximum.reduceat(data, indptr[:-1][filled])
 
-    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, rows) of the k best rows for `query`, best first; rows without a match are left out."""
-        terms = [t for t in tokenize(query) if self._bm25 is not None and t in self._bm25.vocab_dict]
-        k = min(k, self._n)
-        if not terms or k <= 0:
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        rows, scores = self._bm25.retrieve([terms], k=k, show_progress=False, n_threads=1)
-        rows, scores = rows[0].astype(np.int64), scores[0].astype(np.float32)
-        keep = scores > 0
-        return scores[keep], rows[keep]
+    def terms(self, query: str) -> list[str]:
+        """The query's search terms that occur in the indexed texts."""
+        return [t for t in tokenize(query) if self._bm25 is not None and t in self._bm25.vocab_dict]
+
+    def scores(self, query: str) -> np.ndarray:
+        """The BM25 score of every indexed text for `query` (row i = ids[i]); zeros without matching terms."""
+        terms = self.terms(query)
+        if not terms:
+            return np.zeros(len(self._ids), np.float32)
+        return np.asarray(self._bm25.get_scores(terms), dtype=np.float32)
+
+    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(scores, ids, all scores) of the k best texts for `query`, best first; non-matches left out."""
+        every = self.scores(query)
+        k = min(k, len(every))
+        if k <= 0 or not every.any():
+            return np.zeros(0, np.float32), np.zeros(0, np.int64), every
+        top = np.argpartition(-every, k - 1)[:k]
+        top = top[np.lexsort((top, -every[top]))]  # best first; ties by row
+        top = top[every[top] > 0]
+        return every[top], self._ids[top], every
+
+    def upper_bound(self, query: str) -> float:
+        """The highest BM25 score any text here could reach for `query`: the sum of each term's best.
+
+        Dividing by it puts keyword scores on one 0..1 scale for every query."""
+        if self._bm25 is None:
+            return 0.0
+        ids = [self._bm25.vocab_dict[t] for t in self.terms(query)]
+        return float(self._term_max[ids].sum()) if ids else 0.0
+
+    def score_of(self, every: np.ndarray) -> dict[int, float]:
+        """id -> score, for the ids with a non-zero score in `every` (as returned by `search`)."""
+        rows = np.flatnonzero(every)
+        return dict(zip(self._ids[rows].tolist(), every[rows].tolist()))
 
     @property
     def nbytes(self) -> int:

@@ -7,8 +7,10 @@ that says how to point qsearch at a local folder.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
+import time
 from pathlib import Path
 
 # Fail in seconds, not minutes, when the hub can't be reached (users may set their own).
@@ -61,13 +63,71 @@ def pick_device(setting: str = "auto") -> str:
     return setting
 
 
-def pick_dtype(device: str):  # noqa: ANN201 - torch.dtype, without importing torch at module level
-    """bf16 on GPUs that have it, else fp16 on GPU; fp32 on CPU (fast and exact there)."""
+def pick_dtype(device: str, setting: str = "auto"):  # noqa: ANN201 - torch.dtype, torch imported lazily
+    """The dtype to run in: `setting` when given, else bf16 (fp16 without bf16) on GPU, and on CPU
+    bf16 where the CPU computes it natively (see cpu_dtype), fp32 elsewhere."""
     import torch
 
+    if setting != "auto":
+        return getattr(torch, setting)
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+    return torch.bfloat16 if cpu_dtype()[0] == "bfloat16" else torch.float32
+
+
+def dtype_reason(device: str, setting: str = "auto") -> str:
+    """Which dtype runs on `device`, and why: one line for the page and --help."""
+    if setting != "auto":
+        return f"{setting} (set by --dtype / QSEARCH_DTYPE)"
+    if device.startswith("cuda"):
+        return f"{str(pick_dtype(device)).removeprefix('torch.')} (GPU)"
+    return " — ".join(cpu_dtype())
+
+
+def cpu_bf16_flags() -> list[str]:
+    """The CPU features torch reports that compute bf16 natively: AMX tiles, AVX512-BF16."""
+    import torch
+
+    flags = []
+    if torch.cpu._is_amx_tile_supported():
+        flags.append("AMX")
+    if torch.cpu._is_avx512_bf16_supported():
+        flags.append("AVX512-BF16")
+    return flags
+
+
+BF16_MIN_SPEEDUP = 1.5  # bf16 must be at least this much faster than fp32 in the check to be chosen
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_dtype() -> tuple[str, str]:
+    """("bfloat16" or "float32", why) for this CPU: bf16 only where the CPU has AMX or AVX512-BF16
+    *and* a quick timing of one model-shaped matrix product confirms it is faster than fp32."""
+    flags = cpu_bf16_flags()
+    if not flags:
+        return "float32", "float32: this CPU has neither AMX nor AVX512-BF16, so bf16 would be emulated and slow"
+    speedup = bf16_speedup()
+    if speedup < BF16_MIN_SPEEDUP:
+        return "float32", (f"float32: the CPU reports {' and '.join(flags)}, but bf16 measured only "
+                           f"{speedup:.1f}x fp32 here")
+    return "bfloat16", f"bfloat16: this CPU has {' and '.join(flags)} (bf16 measured {speedup:.1f}x fp32 here)"
+
+
+def bf16_speedup(rows: int = 256, width: int = 1024, repeats: int = 3) -> float:
+    """fp32 time / bf16 time of one (rows x width) @ (width x 3 width) product, best of `repeats`."""
+    import torch
+
+    def best(dtype: torch.dtype) -> float:
+        a, b = torch.randn(rows, width, dtype=dtype), torch.randn(width, 3 * width, dtype=dtype)
+        a @ b  # warm up
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    return best(torch.float32) / best(torch.bfloat16)
 
 
 def pick_attention(device: str) -> str:
@@ -92,3 +152,12 @@ def bundled_small_model() -> Path | None:
         return None
     folder = Path(next(iter(spec.submodule_search_locations))) / "model"
     return folder if (folder / "config.json").is_file() else None
+
+
+def served_name(name_or_path: str) -> str:
+    """The name a server gives a model: 'Qwen3-Embedding-0.6B' for a hub id or a folder of that name,
+    'all-MiniLM-L6-v2' for the bundled model; never a file path."""
+    bundled = bundled_small_model()
+    if bundled is not None and Path(name_or_path).expanduser().resolve() == bundled.resolve():
+        return "all-MiniLM-L6-v2"
+    return Path(name_or_path.rstrip("/\\")).name or name_or_path

@@ -11,9 +11,10 @@ import html
 import re
 from collections.abc import Sequence
 
+from .lexical import CJK
 from .types import AddReport, Hit
 
-_TERM = re.compile(r"[^\W_]{3,}|[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]+")
+_TERM = re.compile(rf"[^\W_{CJK}]{{3,}}|[{CJK}]+")
 _STOP = frozenset("the and for with that this from are was were what which who how why when where does did "
                   "has have into onto about than then them they their there these those can could should would "
                   "not but all any its it's you your our".split())
@@ -39,7 +40,20 @@ def highlight(text: str, query: str) -> str:
 
 
 def _is_cjk(term: str) -> bool:
-    return bool(re.match(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]", term))
+    return bool(re.match(rf"[{CJK}]", term))
+
+
+BARS = (  # (key, label, colour, what the bar means): each on its own 0..1 scale
+    ("meaning", "meaning", "#2563eb", "cosine similarity of the passage and the query embeddings (0 to 1)"),
+    ("keywords", "keywords", "#d97706", "BM25 score over the best score the query's words can reach in this "
+                                        "collection (0 to 1)"),
+    ("overall", "overall", "#7c3aed", "the fused score that ranks the results (0 to 1)"),
+    ("reranker", "reranker", "#16a34a", "the reranker's probability that the passage is relevant (0 to 1)"),
+)
+LEGEND = ('<div class="qs-legend" style="font-size:0.85em;color:#4b5563">Each bar runs from 0 to 1: '
+          + " · ".join(f'<span title="{html.escape(tip)}"><span style="display:inline-block;width:10px;height:10px;'
+                       f'border-radius:2px;background:{color}"></span> <b>{label}</b>: {html.escape(tip)}</span>'
+                       for _, label, color, tip in BARS) + "</div>")
 
 
 def bar(value: float, color: str, width: int = 120) -> str:
@@ -50,42 +64,54 @@ def bar(value: float, color: str, width: int = 120) -> str:
 
 
 def where(hit: Hit) -> str:
-    """'file.pdf, page 3' or 'file.pdf, pages 3-4' or just the file name."""
+    """'file.pdf, page 3' or 'file.pdf, pages 3-4 (OCR)' or just the file name."""
     name = hit.source.replace("\\", "/").rsplit("/", 1)[-1]
     if hit.page is None:
         return name
+    ocr = " (OCR)" if hit.ocr else ""
     if hit.page_end is not None and hit.page_end != hit.page:
-        return f"{name}, pages {hit.page}\u2013{hit.page_end}"
-    return f"{name}, page {hit.page}"
+        return f"{name}, pages {hit.page}\u2013{hit.page_end}{ocr}"
+    return f"{name}, page {hit.page}{ocr}"
+
+
+def breakdown(h: Hit) -> dict[str, float | None]:
+    """The card's bars: meaning, keywords, overall, reranker (None when a bar doesn't apply)."""
+    return {"meaning": h.dense_score, "keywords": h.keyword_score, "overall": h.score, "reranker": h.rerank_score}
+
+
+def movement(h: Hit) -> str:
+    """'↑5, was #6', '↓2, was #1' or 'same place' after a rerank; '' without one."""
+    if h.retrieval_rank is None:
+        return ""
+    moved = h.retrieval_rank - h.rank
+    if not moved:
+        return "same place"
+    arrow = "\u2191" if moved > 0 else "\u2193"
+    return f"{arrow}{abs(moved)}, was #{h.retrieval_rank}"
+
+
+def _card(h: Hit, query: str) -> str:
+    scores = breakdown(h)
+    rows = [f'<div class="qs-score qs-{key}" title="{html.escape(tip)}" data-value="{scores[key]:.4f}">'
+            f'<span style="display:inline-block;width:70px">{label}</span>{bar(scores[key], color)} '
+            f"<small>{scores[key]:.2f}</small></div>"
+            for key, label, color, tip in BARS if scores[key] is not None]
+    moved = movement(h)
+    badge = f' <span class="qs-move" style="color:#15803d;font-size:0.9em">{moved}</span>' if moved else ""
+    return ('<div class="qs-card" style="border:1px solid #d1d5db;border-radius:8px;padding:10px 12px;margin:8px 0">'
+            f'<div style="display:flex;gap:12px;align-items:center;flex-wrap:wrap">'
+            f'<b>#{h.rank}</b> <span class="qs-source">{html.escape(where(h))}</span>{badge}</div>'
+            f'<div style="margin:4px 0;font-size:0.9em">{"".join(rows)}</div>'
+            f'<div class="qs-text" style="white-space:pre-wrap;line-height:1.4">{highlight(h.text, query)}</div>'
+            "</div>")
 
 
 def hits_html(hits: Sequence[Hit], query: str, timings_ms: dict[str, float], *, notice: str = "") -> str:
-    """Ranked result cards: score bars (retrieval, and rerank when there is one), source, passage."""
-    top = max((h.score for h in hits), default=0.0) or 1.0
-    cards = []
-    for h in hits:
-        rows = [f"{bar(h.score / top, '#2563eb')} <small>retrieval {h.score:.3f}</small>"]
-        details = []
-        if h.dense_score is not None:
-            details.append(f"cosine {h.dense_score:.3f}")
-        if h.lexical_score is not None:
-            details.append(f"BM25 {h.lexical_score:.2f}")
-        if h.rerank_score is not None:
-            rows.append(f"{bar(h.rerank_score, '#16a34a')} <small>rerank {h.rerank_score:.3f}</small>")
-        detail = f' <small style="color:#6b7280">({", ".join(details)})</small>' if details else ""
-        cards.append(
-            '<div class="qs-card" style="border:1px solid #d1d5db;border-radius:8px;padding:10px 12px;'
-            'margin:8px 0">'
-            f'<div style="display:flex;gap:12px;align-items:center;flex-wrap:wrap">'
-            f'<b>#{h.rank}</b> <span class="qs-source">{html.escape(where(h))}</span></div>'
-            f'<div style="margin:4px 0">{"<br>".join(rows)}{detail}</div>'
-            f'<div class="qs-text" style="white-space:pre-wrap;line-height:1.4">{highlight(h.text, query)}</div>'
-            "</div>"
-        )
+    """Ranked result cards: the score breakdown (each bar on its own 0..1 scale), source and page, passage."""
     times = " \u00b7 ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in timings_ms.items())
     head = f'<div class="qs-notice" style="color:#92400e">{html.escape(notice)}</div>' if notice else ""
     foot = f'<div class="qs-timings" style="color:#6b7280;font-size:0.85em">{times}</div>' if times else ""
-    return f'<div class="qs-results">{head}{"".join(cards)}{foot}</div>'
+    return f'<div class="qs-results">{head}{"".join(_card(h, query) for h in hits)}{foot}</div>'
 
 
 def message_html(text: str) -> str:
@@ -114,8 +140,10 @@ def report_html(report: AddReport) -> str:
     for f in report.files:
         if f.ok:
             pages = f", {f.pages} pages" if f.pages else ""
+            ocr = f", OCR on page{'s' if len(f.ocr_pages) > 1 else ''} {_numbers(f.ocr_pages)}" if f.ocr_pages else ""
+            notes = "".join(f'<br><small style="color:#92400e">{html.escape(n)}</small>' for n in f.notes)
             lines.append(f'<span style="color:#15803d">{f.status}</span> <code>{html.escape(f.path)}</code>: '
-                         f"{f.chunks} chunks{pages}")
+                         f"{f.chunks} chunks{pages}{ocr}{notes}")
         else:
             lines.append(f'<span style="color:#b91c1c">failed</span> <code>{html.escape(f.path)}</code>: '
                          f"{html.escape(f.error or 'unknown error')}")
@@ -123,3 +151,7 @@ def report_html(report: AddReport) -> str:
     summary = (f"<b>{len(report.indexed)} indexed, {n_unchanged} unchanged, {len(report.errors)} failed</b> "
                f"in {report.seconds:.1f} s")
     return f'<div class="qs-report">{"<br>".join([summary, *lines])}</div>'
+
+
+def _numbers(pages: Sequence[int]) -> str:
+    return ", ".join(map(str, pages[:10])) + (f" and {len(pages) - 10} more" if len(pages) > 10 else "")

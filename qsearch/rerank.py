@@ -42,7 +42,7 @@ class Qwen3Reranker:
     """Qwen3-Reranker (or any causal LM trained on the same yes/no template)."""
 
     def __init__(self, name_or_path: str, *, device: str = "auto", max_length: int = 8192,
-                 max_batch_tokens: int | None = None, max_batch_size: int = 256):
+                 max_batch_tokens: int | None = None, max_batch_size: int = 256, dtype: str = "auto"):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -52,7 +52,7 @@ class Qwen3Reranker:
         self.device = loading.pick_device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left")
         model = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=loading.pick_dtype(self.device),
+            folder, dtype=loading.pick_dtype(self.device, dtype),
             attn_implementation=loading.pick_attention(self.device),
         ).to(self.device).eval()
         self.body = model.base_model

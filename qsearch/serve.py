@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from .embed import Embedder
+from .loading import served_name
 from .rerank import Reranker
 
 
@@ -97,7 +98,7 @@ def openai_router(embedder: Callable[[], Embedder], reranker: Callable[[], Reran
         data = [{"object": "embedding", "index": i,
                  "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode() if encoding == "base64"
                  else v.tolist()} for i, v in enumerate(vectors)]
-        return {"object": "list", "data": data, "model": model.model_name,
+        return {"object": "list", "data": data, "model": served_name(model.model_name),
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     def rerank(body: dict[str, Any]) -> dict[str, Any]:
@@ -128,7 +129,7 @@ def openai_router(embedder: Callable[[], Embedder], reranker: Callable[[], Reran
                 r["document"] = {"text": documents[r["index"]]}
         prepare = getattr(model, "prepare", None)
         tokens = sum(map(len, prepare(query, documents, instruction))) if prepare else 0
-        return {"id": f"rerank-{uuid.uuid4().hex[:16]}", "model": model.model_name, "results": results,
+        return {"id": f"rerank-{uuid.uuid4().hex[:16]}", "model": served_name(model.model_name), "results": results,
                 "usage": {"total_tokens": tokens}}
 
     router.add_api_route("/v1/models", guarded(models), methods=["GET"])
@@ -163,9 +164,9 @@ def _model(getter: Callable[[], Any]) -> Any:
 def _check_model_name(body: dict[str, Any], served: str) -> None:
     from .index import model_key
 
-    asked = body.get("model")
-    if asked is not None and (not isinstance(asked, str) or model_key(asked) != model_key(served)):
-        raise ApiError(400, f"model {asked!r} is not served here; this server serves {served!r}")
+    asked, name = body.get("model"), served_name(served)
+    if asked is not None and (not isinstance(asked, str) or model_key(asked) != model_key(name)):
+        raise ApiError(400, f"model {asked!r} is not served here; this server serves {name!r}")
 
 
 def _count_tokens(model: Any, texts: list[str]) -> int:
@@ -174,4 +175,4 @@ def _count_tokens(model: Any, texts: list[str]) -> int:
 
 
 def _model_entry(name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": int(time.time()), "owned_by": "qsearch"}
+    return {"id": served_name(name), "object": "model", "created": int(time.time()), "owned_by": "qsearch"}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from .config import Settings
 
 
 @dataclass(frozen=True)
@@ -18,8 +21,10 @@ class Document:
     source: str
     text: str
     doc_id: str  # sha256 of the file's bytes: the same content is the same document
-    kind: str  # "pdf", "text", "html", "docx"
+    kind: str  # "pdf", "text", "html", "docx", "image"
     page_starts: tuple[int, ...] = ()
+    ocr_pages: tuple[int, ...] = ()  # pages (1-based) whose text was read by OCR
+    notes: tuple[str, ...] = ()  # what the reader wants a user to know, e.g. "page 4: OCR confidence too low"
 
     @property
     def n_pages(self) -> int | None:
@@ -43,6 +48,7 @@ class Chunk:
     end: int
     page: int | None = None  # first page the chunk lies on (1-based), None without pages
     page_end: int | None = None  # last page, equal to `page` unless the chunk spans pages
+    ocr: bool = False  # its text was read from a page image by OCR
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,13 +57,18 @@ class Chunk:
     def from_dict(cls, data: dict[str, Any]) -> Chunk:
         return cls(**data)
 
+    @property
+    def pages(self) -> list[int]:
+        """The pages the chunk lies on (empty without pages)."""
+        return list(range(self.page, (self.page_end or self.page) + 1)) if self.page else []
+
 
 @dataclass(frozen=True)
 class Hit:
     """One search result, ranked from 1."""
 
     rank: int
-    score: float  # retrieval score: cosine (dense), BM25 (lexical) or the fused score (hybrid)
+    score: float  # what ranked it before any rerank: fused (hybrid), cosine (dense), keywords (lexical)
     source: str
     page: int | None
     page_end: int | None
@@ -66,8 +77,11 @@ class Hit:
     end: int
     doc_id: str
     rerank_score: float | None = None  # P(relevant) from the reranker, when reranked
-    dense_score: float | None = None  # cosine similarity, when the dense index found the chunk
-    lexical_score: float | None = None  # BM25 score, when the lexical index found the chunk
+    dense_score: float | None = None  # "meaning": cosine similarity (None in lexical mode)
+    lexical_score: float | None = None  # raw BM25 score (None in dense mode)
+    keyword_score: float | None = None  # "keywords": BM25 / the best score the query's terms reach, 0..1
+    retrieval_rank: int | None = None  # its rank before reranking, when reranked
+    ocr: bool = False  # the passage was read by OCR
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +105,8 @@ class FileReport:
     pages: int | None = None
     error: str | None = None
     doc_id: str | None = None
+    ocr_pages: list[int] = field(default_factory=list)  # pages read by OCR
+    notes: list[str] = field(default_factory=list)  # e.g. pages skipped, OCR off
 
     @property
     def ok(self) -> bool:
@@ -111,3 +127,71 @@ class AddReport:
     @property
     def errors(self) -> list[FileReport]:
         return [f for f in self.files if f.status == "error"]
+
+
+# --- reading files -------------------------------------------------------------------------------
+
+
+class IngestError(Exception):
+    """A file that can't be turned into text; str() is one line naming file and reason."""
+
+    def __init__(self, path: object, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one file may cost: bytes on disk, pages, extracted characters."""
+
+    max_bytes: int = 50 * 1024 * 1024
+    max_pages: int = 2000
+    max_chars: int = 10_000_000
+    max_unzipped_bytes: int = 200 * 1024 * 1024  # a .docx is a zip: refuse zip bombs
+    max_seconds: float = 120.0  # extraction time, checked between pages and paragraphs
+    max_pixels: int = 60_000_000  # one image or rendered page: 60 megapixels
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(settings.max_file_bytes, settings.max_pages, settings.max_chars,
+                   max_seconds=settings.max_seconds_per_file)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How files are read: whether and in which language pages without text are OCR'd."""
+
+    ocr: bool = True
+    ocr_lang: str = "eng"
+    ocr_page_seconds: float = 60.0  # one page's OCR, within the file's max_seconds
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReadOptions:
+        return cls(settings.ocr, settings.ocr_lang)
+
+
+@dataclass
+class Extracted:
+    """What a loader found: the text of each page (one page for formats without pages)."""
+
+    kind: str
+    pages: list[str]
+    ocr_pages: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    no_text_reason: str = "no text found in the file"
+
+
+class Deadline(Limits):
+    """Limits plus the moment extraction started, so loaders can stop a file that takes too long."""
+
+    def __init__(self, limits: Limits):
+        super().__init__(**vars(limits))
+        object.__setattr__(self, "_started", time.monotonic())
+
+    def seconds_left(self) -> float:
+        return self.max_seconds - (time.monotonic() - self._started)
+
+    def check(self, source: str, where: str) -> None:
+        if time.monotonic() - self._started > self.max_seconds:
+            raise IngestError(source, f"took too long: over {self.max_seconds:g} s, stopped at {where}")

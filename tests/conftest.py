@@ -173,3 +173,30 @@ def app_server(minilm_dir, qwen3_reranker_dir):  # noqa: ANN201
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
     yield demo, url
     demo.close()
+
+
+@pytest.fixture(scope="session")
+def zerogpu_server(minilm_dir, qwen3_reranker_dir):  # noqa: ANN201
+    """The same app as it runs on ZeroGPU (tests/zerogpu.py as `spaces`), in its own process: (None, url)."""
+    import subprocess
+
+    process = subprocess.Popen([sys.executable, str(Path(__file__).parent / "zerogpu_app.py"), str(minilm_dir),
+                                str(qwen3_reranker_dir)], stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "SPACES_ZERO_GPU": "true"})
+    url = None
+    for line in process.stdout:
+        if line.startswith("URL "):
+            url = line.split()[1]
+            break
+    if url is None:
+        process.kill()
+        pytest.fail(f"the ZeroGPU stand-in app did not start (exit code {process.wait()})")
+    yield None, url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module", params=["plain", "zerogpu"])
+def any_server(request):  # noqa: ANN201
+    """The app as it runs off Spaces, then as it runs on ZeroGPU: the app's tests run on both."""
+    return request.getfixturevalue("app_server" if request.param == "plain" else "zerogpu_server")

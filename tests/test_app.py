@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import app as qsearch_app
@@ -12,8 +13,8 @@ gradio_client = pytest.importorskip("gradio_client")
 
 
 @pytest.fixture(scope="module")
-def server(app_server):
-    return app_server
+def server(any_server):
+    return any_server
 
 
 def client(url: str):
@@ -39,8 +40,10 @@ def test_upload_and_search_with_a_bad_file_among_good_ones(server, tmp_path):
     assert "broken.pdf</code>: not a readable PDF" in report
     html, hits = search(c, "what should I do for a burn?", top_k=2)
     assert hits[0]["source"] == "first-aid-basics.txt" and hits[0]["rank"] == 1
-    assert set(hits[0]) == {"rank", "score", "rerank_score", "source", "page", "text"}
+    assert set(hits[0]) == {"rank", "score", "meaning", "keywords", "bm25", "rerank_score", "rank_before_rerank",
+                            "source", "page", "page_end", "ocr", "text"}
     assert 'class="qs-card"' in html and "<mark>burn</mark>" in html and "qs-bar" in html
+    assert 0 <= hits[0]["score"] <= 1 and hits[0]["meaning"] > hits[1]["meaning"]
 
 
 def test_rerank_changes_the_order_as_the_reranker_scores_say(server, qwen3_reranker_dir):
@@ -58,7 +61,12 @@ def test_rerank_changes_the_order_as_the_reranker_scores_say(server, qwen3_reran
     expected = reranker.score("grind size for espresso", [h["text"] for h in reranked],
                               instruction=qsearch_app.INSTRUCTIONS[0][1])
     assert scores == pytest.approx(list(expected), abs=1e-5)
-    assert "rerank" in html
+    assert "reranker" in html
+    before = {h["text"]: h["rank"] for h in plain}
+    for h in reranked:  # each card says where it was before the rerank
+        assert h["rank_before_rerank"] is not None
+        if h["text"] in before:
+            assert h["rank_before_rerank"] == before[h["text"]]
 
 
 def test_sessions_never_see_each_others_documents(server, tmp_path):
@@ -93,10 +101,28 @@ def test_helpful_messages_and_escaping(server, tmp_path):
 def test_remove_and_clear(server):
     _, url = server
     c = client(url)
-    upload(c, qsearch_app.SAMPLES / "solar-system.md", qsearch_app.SAMPLES / "python-tips.md")
-    files, choices, *_ = c.predict(api_name="/clear_documents")
-    assert "No documents yet" in files
+    _, files, choices, _ = c.predict([gradio_client.handle_file(str(qsearch_app.SAMPLES / name)) for name in
+                                      ("solar-system.md", "python-tips.md")], api_name="/add_documents")
+    assert "solar-system.md" in files and "python-tips.md" in files
+    solar = next(doc_id for label, doc_id in choices["choices"] if label == "solar-system.md")
+    files, choices = c.predict(solar, api_name="/remove_document")
+    assert "solar-system.md" not in files and "python-tips.md" in files
+    assert [label for label, _ in choices["choices"]] == ["python-tips.md"]
+    assert all(h["source"] != "solar-system.md" for h in search(c, "planets orbit the sun", top_k=5)[1])
+    files, choices = c.predict(api_name="/clear_documents")
+    assert "No documents yet" in files and choices["choices"] == []
     assert "collection is empty" in search(c, "planets")[0]
+
+
+def test_v1_api_gives_the_engines_vectors(server, minilm):
+    import httpx
+
+    _, url = server
+    body = {"input": ["Tides follow the moon.", "Ferns reproduce with spores."], "encoding_format": "float"}
+    answer = httpx.post(f"{url}v1/embeddings", json=body, timeout=60).json()
+    vectors = np.array([d["embedding"] for d in answer["data"]], dtype=np.float32)
+    np.testing.assert_allclose(vectors, minilm.encode(body["input"]), atol=1e-5)
+    assert httpx.get(f"{url}v1/models").json()["data"][0]["id"] == "all-MiniLM-L6-v2"
 
 
 def test_a_shared_read_only_index_is_searched_by_every_session(minilm, minilm_dir, tmp_path):

@@ -54,7 +54,7 @@ def test_unchanged_changed_and_removed_files(engine, files):
     changed = engine.add_files([files[1]])
     assert changed.files[0].status == "replaced" and len(engine.documents()) == 3
     assert "Danube" in engine.search("which river reaches the Black Sea?", k=1)[0].text
-    assert all("Rhine" not in c.text for c in engine.index.chunks)
+    assert all("Rhine" not in c.text for c in engine.index.chunks.values())
     engine.remove(changed.files[0].doc_id)
     assert len(engine.documents()) == 2
     engine.clear()

@@ -2,39 +2,39 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from qsearch import Engine, Settings
-from qsearch.fusion import fuse, rrf, weighted
+from qsearch.fusion import convex, fuse, normalise, rrf
 from qsearch.lexical import LexicalIndex, tokenize
 
 
-def test_rrf_known_answer():
-    rows, scores = rrf([[7, 3, 5], [3, 9]], k=60)
-    assert rows == [3, 7, 9, 5]  # 3 is high in both lists
-    assert scores[0] == pytest.approx(1 / 62 + 1 / 61)
-    assert scores[1] == pytest.approx(1 / 61) and scores[2] == pytest.approx(1 / 62)
-    assert scores[3] == pytest.approx(1 / 63)
+def test_rrf_known_answer_is_scaled_to_one():
+    # candidates 7, 3, 5, 9: dense ranks 1, 2, 3, absent; lexical ranks absent, 1, absent, 2
+    scores = rrf([np.array([1, 2, 3, 0]), np.array([0, 1, 0, 2])], k=60)
+    top = 2 / 61
+    assert scores == pytest.approx([(1 / 61) / top, (1 / 62 + 1 / 61) / top, (1 / 63) / top, (1 / 62) / top])
+    assert rrf([np.array([1]), np.array([1])], k=60) == pytest.approx([1.0]), "first in both: full marks"
 
 
-def test_weighted_known_answer():
-    dense = ([1, 2, 3], [0.9, 0.5, 0.1])  # normalised: 1, 0.5, 0
-    lexical = ([3, 4], [12.0, 2.0])  # normalised: 1, 0
-    rows, scores = weighted([dense, lexical], [0.7, 0.3])
-    assert rows == [1, 2, 3, 4]
-    assert scores == pytest.approx([0.7, 0.35, 0.3, 0.0])
-    assert weighted([([5], [0.2]), ([], [])], [0.5, 0.5]) == ([5], [0.5])  # one score: full marks
+def test_convex_fusions_known_answers():
+    cosine, bm25 = np.array([0.9, 0.5, 0.1]), np.array([0.0, 6.0, 12.0])
+    # min-max: cosine -> 1, .5, 0; bm25 -> 0, .5, 1
+    assert convex(cosine, bm25, 0.7, "minmax") == pytest.approx([0.7, 0.5, 0.3])
+    # theoretical min: cosine (s + 1) / (0.9 + 1); bm25 s / 12
+    expected = 0.7 * (cosine + 1) / 1.9 + 0.3 * bm25 / 12
+    assert convex(cosine, bm25, 0.7, "tmm") == pytest.approx(expected)
+    assert normalise(np.array([0.0, 0.0]), "tmm", 0.0) == pytest.approx([0, 0]), "no keyword match: zero"
+    assert all(0 <= v <= 1 for v in convex(np.array([-0.2, 0.3]), np.array([0.0, 1.0]), 0.5, "tmm"))
 
 
-def test_fuse_modes_and_errors():
-    dense, lexical = ([1, 2], [0.9, 0.8]), ([2, 3], [5.0, 1.0])
-    assert fuse("dense", dense, lexical) == ([1, 2], [0.9, 0.8])
-    assert fuse("lexical", dense, lexical) == ([2, 3], [5.0, 1.0])
-    assert fuse("hybrid", dense, lexical)[0] == [2, 1, 3]
-    with pytest.raises(ValueError, match="mode must be one of"):
-        fuse("sparse", dense, lexical)
-    with pytest.raises(ValueError, match="fusion must be one of"):
-        fuse("hybrid", dense, lexical, method="max")
+def test_fuse_dispatches_and_names_the_valid_methods():
+    cosine, bm25, dr, lr = np.array([0.9, 0.8]), np.array([1.0, 5.0]), np.array([1, 2]), np.array([2, 1])
+    assert fuse("tmm", cosine, bm25, dr, lr, dense_weight=1.0) == pytest.approx((cosine + 1) / 1.9)
+    assert fuse("rrf", cosine, bm25, dr, lr)[0] == pytest.approx(fuse("rrf", cosine, bm25, dr, lr)[1])
+    with pytest.raises(ValueError, match=r"fusion must be one of \('tmm', 'minmax', 'rrf'\), got 'max'"):
+        fuse("max", cosine, bm25, dr, lr)
 
 
 def test_tokenizer_stems_drops_stop_words_and_splits_cjk():
@@ -46,11 +46,14 @@ def test_tokenizer_stems_drops_stop_words_and_splits_cjk():
 
 def test_lexical_index_finds_exact_terms():
     index = LexicalIndex()
-    index.build(["the reactor model RX-9000 overheats", "a story about reactors in general", "cooking pasta"])
-    scores, rows = index.search("RX-9000", 3)
-    assert list(rows) == [0] and scores[0] > 0
+    index.build([10, 11, 12], ["the reactor model RX-9000 overheats", "a story about reactors", "cooking pasta"])
+    scores, ids, every = index.search("RX-9000", 3)
+    assert list(ids) == [10] and scores[0] > 0 and every[0] == scores[0]
     assert len(index.search("words that appear nowhere", 3)[1]) == 0
     assert index.nbytes > 0 and len(index) == 3
+    # the upper bound is what a text holding every query term at its best would score
+    assert index.upper_bound("RX-9000") == pytest.approx(float(scores[0]))
+    assert index.upper_bound("reactor pasta") >= index.scores("reactor pasta").max() > 0
 
 
 @pytest.fixture
@@ -77,6 +80,9 @@ def test_modes_and_scores(engine, tmp_path):
     hybrid = engine.search("QX-7781 valve", k=2, mode="hybrid")
     assert hybrid[0].source.endswith("codes.txt")
     assert hybrid[0].dense_score is not None and hybrid[0].lexical_score is not None
+    assert all(h.dense_score is not None and h.keyword_score is not None for h in hybrid), "full breakdown"
+    assert all(0 <= h.score <= 1 and 0 <= h.keyword_score <= 1 for h in hybrid)
+    assert hybrid[1].lexical_score == 0.0 and hybrid[1].keyword_score == 0.0, "pump.txt lacks the part number"
     dense = engine.search("QX-7781", k=2, mode="dense")
     assert dense[0].score == dense[0].dense_score and dense[0].lexical_score is None
     assert "embed_ms" not in lexical.timings_ms
@@ -102,6 +108,6 @@ def test_lexical_stays_in_step_through_add_remove_save_load(engine, tmp_path, mi
     for query in ("quagga", "okapi"):
         assert [h.text for h in reopened.search(query, k=2, mode="lexical")] == \
             [h.text for h in engine.search(query, k=2, mode="lexical")]
-    texts = [c.text for c in reopened.index.chunks]
+    texts = [c.text for c in reopened.index.chunks.values()]
     for row, text in enumerate(texts):
         assert reopened.search(text, k=1, mode="lexical")[0].text == text, row

@@ -62,17 +62,32 @@ def test_remove_keeps_rows_and_chunks_aligned(kind):
     keep = np.array([c not in range(80, 120) for c in range(200)])
     remaining = vectors[keep]
     assert len(index) == 160 and "doc2" not in index.docs
-    assert all(c.doc_id != "doc2" for c in index.chunks)
+    assert all(c.doc_id != "doc2" for c in index.chunks.values())
     np.testing.assert_allclose(index.vectors(), remaining, atol=1e-6)
     queries = unit_vectors(5, DIM, seed=3)
     _, rows = index.search(queries, 5)
     _, ref_rows = brute_force_search(remaining, queries, 5)
-    if kind == "flat":
-        np.testing.assert_array_equal(rows, ref_rows)
+    if kind == "flat":  # ids are the original rows: map the reference's positions back to them
+        np.testing.assert_array_equal(rows, np.flatnonzero(keep)[ref_rows])
     for row in rows.ravel():
         assert index.chunks[row].text == f"text {index.chunks[row].doc_id[3:]}-{index.chunks[row].start}"
     with pytest.raises(KeyError, match="doc2"):
         index.remove("doc2")
+
+
+def test_clear_and_ids_after_removal():
+    index = VectorIndex(DIM)
+    vectors = fill(index, n_docs=3)
+    index.remove("doc0")
+    fill_more = unit_vectors(40, DIM, seed=9)
+    chunks = [Chunk("doc9", "file9.txt", f"text 9-{i}", i, i + 1) for i in range(40)]
+    index.add(DocInfo("doc9", "file9.txt", 40), chunks, fill_more)
+    assert sorted(index.chunks) == list(range(40, 160)), "ids are never reused"
+    _, ids = index.search(fill_more[:1], 1)
+    assert index.chunks[int(ids[0, 0])].doc_id == "doc9"
+    np.testing.assert_allclose(index.vectors_of([40, 159]), np.stack([vectors[40], fill_more[-1]]), atol=1e-6)
+    index.clear()
+    assert len(index) == 0 and not index.docs and index.search(fill_more[:1], 3)[1].shape == (1, 0)
 
 
 def test_adding_the_same_document_twice_is_refused():

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from factories import encrypted_pdf, make_pdf
 
-from qsearch.ingest import IngestError, Limits, find_files, load, load_many
+from qsearch.config import Settings
+from qsearch.ingest import IngestError, Limits, find_files, load
 
 
 def write(folder: Path, name: str, data: bytes | str) -> Path:
@@ -97,12 +98,16 @@ def test_limits_and_unsupported_types(tmp_path):
     assert "can't read" in reason(tmp_path / "missing.txt")
 
 
-def test_one_bad_file_never_stops_the_batch(tmp_path):
+def test_one_bad_file_never_stops_the_batch(tmp_path, minilm_dir):
     good = write(tmp_path, "a.txt", "fine")
     bad = write(tmp_path, "b.pdf", b"%PDF-1.4 broken")
     also_good = write(tmp_path, "c.md", "# also fine")
-    results = list(load_many([good, bad, also_good]))
-    assert [type(r).__name__ for _, r in results] == ["Document", "IngestError", "Document"]
+    from qsearch import Engine
+
+    engine = Engine(Settings(embed_model=str(minilm_dir), device="cpu"))
+    parsed, reports = engine.read_files([good, bad, also_good])
+    assert [r.status for r in reports] == ["indexed", "error", "indexed"] and len(parsed) == 2
+    assert "not a readable PDF" in reports[1].error
 
 
 def test_find_files_walks_folders(tmp_path):

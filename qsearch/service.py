@@ -1,0 +1,220 @@
+"""The models of a server process, shared by the web page, the /v1 API and MCP.
+
+- **Loading.** Created once, at startup, in the main process (ZeroGPU requires that too); when
+  the configured embedder can't be loaded, the bundled all-MiniLM-L6-v2 stands in, with a notice.
+- **One lock.** All model work in the process runs one call at a time, whoever asks.
+- **The GPU boundary.** `embed_texts` and `score_passages` are the only functions under
+  `spaces.GPU`: pure model calls, texts in, a numpy array out. On ZeroGPU each call runs in a
+  forked worker, its arguments and result pickled, its memory changes lost, so all state
+  (sessions, indexes, BM25, files) stays in the main process and only these cross.
+- **Work sized to the machine.** Embedding goes in windows of about WINDOW_SECONDS each, so
+  progress (with an ETA from the measured tokens/s) moves between GPU calls, and the default
+  number of rerank candidates keeps a rerank near RERANK_SECONDS.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .config import Settings
+from .embed import Embedder
+from .loading import ModelLoadError, bundled_small_model, resolve_model
+from .models import make_embedder, make_reranker
+from .rerank import Reranker
+from .sizing import Throughput, estimate_tokens, rerank_candidates_for, window_sizes
+
+_MODELS: dict[tuple[str, str], Any] = {}  # (service key, "embedder" | "reranker") -> the loaded model
+_MAIN_PID = os.getpid()
+ON_ZEROGPU = bool(os.environ.get("SPACES_ZERO_GPU"))
+
+
+def _gpu(duration: Callable[..., float]) -> Callable[[Callable], Callable]:
+    """`spaces.GPU(duration=...)` where the `spaces` package is installed (on Spaces it is); else as is."""
+    try:
+        import spaces
+    except ImportError:
+        return lambda fn: fn
+    return lambda fn: spaces.GPU(fn, duration=duration)
+
+
+def _embed_seconds(key: str, texts: Sequence[str], is_query: bool = False, instruction: str | None = None) -> int:
+    """ZeroGPU time to ask for: a margin for start-up plus a slow GPU's 20k tokens/s."""
+    return int(min(300, 15 + estimate_tokens(texts) / 20_000))
+
+
+def _score_seconds(key: str, query: str, texts: Sequence[str], instruction: str | None = None) -> int:
+    return int(min(300, 15 + estimate_tokens([query + t for t in texts]) / 20_000))
+
+
+@_gpu(_embed_seconds)
+def embed_texts(key: str, texts: list[str], is_query: bool = False, instruction: str | None = None) -> np.ndarray:
+    """Texts -> float32 vectors (len(texts), dim), with the service's embedder. Pure: changes nothing."""
+    _after_fork()
+    return _MODELS[key, "embedder"].encode(texts, is_query=is_query, instruction=instruction)
+
+
+@_gpu(_score_seconds)
+def score_passages(key: str, query: str, texts: list[str], instruction: str | None = None) -> np.ndarray:
+    """(query, passages) -> float32 relevance scores, with the service's reranker. Pure: changes nothing."""
+    _after_fork()
+    return _MODELS[key, "reranker"].score(query, texts, instruction=instruction)
+
+
+def _after_fork() -> None:
+    """In a forked worker (ZeroGPU's), CPU ops run on one thread: OpenMP's thread pool does not survive
+    fork(), and a parallel CPU op there can hang. GPU kernels are unaffected."""
+    if os.getpid() != _MAIN_PID:
+        import torch
+
+        torch.set_num_threads(1)
+
+
+class SharedEmbedder:
+    """The service's embedder as an `Embedder`: each window of texts crosses the GPU boundary under the lock."""
+
+    def __init__(self, service: ModelService, model: Embedder):
+        self._service, self._model = service, model
+        self.model_name, self.dim, self.max_tokens = model.model_name, model.dim, model.max_tokens
+        self.supports_instruction = model.supports_instruction
+        self.tokenizer = getattr(model, "tokenizer", None)  # chunking runs in the main process
+        self.device = str(getattr(model, "device", "remote"))
+
+    def prepare(self, texts: Sequence[str], **kwargs: Any) -> list[list[int]]:
+        return self._model.prepare(texts, **kwargs)
+
+    def encode(self, texts: Sequence[str], *, is_query: bool = False, instruction: str | None = None,
+               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        if isinstance(texts, str):
+            raise TypeError("encode takes a list of texts, not a single string")
+        service, out, done = self._service, np.empty((len(texts), self.dim), np.float32), 0
+        for window in window_sizes(len(texts), estimate_tokens(texts) / max(len(texts), 1), service.embed_rate):
+            batch = list(texts[done:done + window])
+            with service.lock:
+                started = time.perf_counter()
+                out[done:done + window] = service.embed(batch, is_query, instruction)
+                service.embed_rate.record(estimate_tokens(batch), time.perf_counter() - started)
+            done += window
+            if progress is not None:
+                progress(done, len(texts))
+        return out
+
+
+class SharedReranker:
+    """The service's reranker as a `Reranker`: one GPU-boundary call per query, under the lock."""
+
+    def __init__(self, service: ModelService, model: Reranker):
+        self._service, self._model, self.model_name = service, model, model.model_name
+
+    def prepare(self, query: str, texts: Sequence[str], instruction: str | None = None) -> list[list[int]]:
+        return self._model.prepare(query, texts, instruction)
+
+    def score(self, query: str, texts: Sequence[str], *, instruction: str | None = None) -> np.ndarray:
+        service = self._service
+        with service.lock:
+            started = time.perf_counter()
+            scores = service.score(query, list(texts), instruction)
+            service.rerank_rate.record(estimate_tokens([query + t for t in texts]), time.perf_counter() - started)
+        return scores
+
+
+class ModelService:
+    """The shared models of one server process: load once, one lock, the GPU boundary, measured speed."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, *, notice: str = "", rerank_unavailable: str = ""):
+        self.settings, self.notice, self.rerank_unavailable = settings, notice, rerank_unavailable
+        self.key = uuid.uuid4().hex  # this service's models in _MODELS (tests run several per process)
+        self.lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self.embed_rate, self.rerank_rate = Throughput(), Throughput()
+        self._local = {"embedder": not settings.embed_url, "reranker": not settings.rerank_url}
+        _MODELS[self.key, "embedder"] = embedder
+        self.embedder = SharedEmbedder(self, embedder)
+        self._reranker: SharedReranker | None = None
+
+    @classmethod
+    def load(cls, settings: Settings, *, measure: bool = not ON_ZEROGPU) -> ModelService:
+        """The configured models; without the embedder, the bundled small model and a notice saying so."""
+        notice = ""
+        try:
+            embedder = make_embedder(settings)
+        except (ModelLoadError, OSError, RuntimeError) as e:
+            fallback = bundled_small_model()
+            if fallback is None:
+                raise
+            wanted = settings.embed_url or settings.embed_model
+            settings = settings.with_(embed_model=str(fallback), embed_dim=None, embed_url=None)
+            embedder = make_embedder(settings)
+            notice = (f"Could not load {wanted} ({e}). Running on "
+                      "the small bundled model all-MiniLM-L6-v2 instead: it works, but results are weaker and "
+                      "task instructions are ignored.")
+        unavailable = ""
+        try:
+            if not settings.rerank_url:
+                resolve_model(settings.rerank_model, flag="--rerank-model", env="QSEARCH_RERANK_MODEL")
+        except ModelLoadError as e:
+            unavailable = f"Reranking is unavailable: {e}"
+        service = cls(settings, embedder, notice=notice, rerank_unavailable=unavailable)
+        if ON_ZEROGPU and not unavailable:
+            service.reranker()  # ZeroGPU: every model is created at startup, in the main process
+        if measure:
+            service.measure()
+        return service
+
+    def measure(self) -> None:
+        """Time one small batch, so the first progress bar has an ETA and windows fit the machine."""
+        sample = ["A sentence of ordinary length about nothing in particular, repeated to fill a chunk. " * 6] * 4
+        self.embedder.encode(sample[:1])  # warm-up: the first call pays for lazy initialisation
+        self.embed_rate.clear()
+        self.embedder.encode(sample)
+
+    def embed(self, texts: list[str], is_query: bool, instruction: str | None) -> np.ndarray:
+        """One model call; local models go through the GPU boundary, remote servers are called directly."""
+        if self._local["embedder"]:
+            return embed_texts(self.key, texts, is_query, instruction)
+        return _MODELS[self.key, "embedder"].encode(texts, is_query=is_query, instruction=instruction)
+
+    def score(self, query: str, texts: list[str], instruction: str | None) -> np.ndarray:
+        if self._local["reranker"]:
+            return score_passages(self.key, query, texts, instruction)
+        return _MODELS[self.key, "reranker"].score(query, texts, instruction=instruction)
+
+    def reranker(self) -> SharedReranker:
+        """The reranker, loaded the first time it is asked for (at startup on ZeroGPU)."""
+        with self._load_lock:
+            if self._reranker is None:
+                if self.rerank_unavailable:
+                    raise ModelLoadError(self.rerank_unavailable)
+                try:
+                    model = make_reranker(self.settings)
+                except (ModelLoadError, OSError, RuntimeError) as e:
+                    self.rerank_unavailable = f"Reranking is unavailable: {e}"
+                    raise ModelLoadError(self.rerank_unavailable) from None
+                _MODELS[self.key, "reranker"] = model
+                self._reranker = SharedReranker(self, model)
+            return self._reranker
+
+    def rerank_candidates(self) -> int:
+        """How many candidates rerank in about RERANK_SECONDS here (5..50)."""
+        rate = self.rerank_rate.per_second or (self.embed_rate.per_second and
+                                               self.embed_rate.per_second * self._rerank_speed_ratio())
+        return rerank_candidates_for(rate, self.settings.chunk_tokens)
+
+    def _rerank_speed_ratio(self) -> float:
+        """Reranker tokens/s over embedder tokens/s, estimated from their sizes before the reranker has run."""
+        from .sizing import model_size
+
+        embed_size = model_size(self.settings.embed_model)
+        rerank_size = model_size(self.settings.rerank_model)
+        return embed_size / rerank_size if embed_size and rerank_size else 1.0
+
+    def close(self) -> None:
+        """Forget this service's models (tests start several services in one process)."""
+        for role in ("embedder", "reranker"):
+            _MODELS.pop((self.key, role), None)

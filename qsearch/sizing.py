@@ -1,0 +1,89 @@
+"""Work sized to the machine: measured tokens/s, embedding windows of a few seconds, ETAs, and how
+many candidates a rerank can take in about RERANK_SECONDS. No heavy imports."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+
+WINDOW_SECONDS = 5.0  # one embedding window (one GPU call on ZeroGPU): progress moves at least this often
+FIRST_WINDOW = 8  # texts in the first window when the speed is not measured yet
+MAX_WINDOW = 4096  # texts in one window, however fast the machine
+RERANK_SECONDS = 10.0  # the default number of rerank candidates aims at this
+CHARS_PER_TOKEN = 4.0  # English in a subword vocabulary; only for estimates
+
+
+def estimate_tokens(texts: Sequence[str]) -> float:
+    """Tokens in `texts`, estimated from their length (the model's tokenizer is not needed)."""
+    return sum(len(t) for t in texts) / CHARS_PER_TOKEN + len(texts)
+
+
+class Throughput:
+    """Tokens per second of one kind of model work, measured as it runs (moving average)."""
+
+    def __init__(self, smoothing: float = 0.3):
+        self.smoothing = smoothing
+        self.per_second: float | None = None
+        self._lock = threading.Lock()
+
+    def record(self, tokens: float, seconds: float) -> None:
+        if seconds <= 0 or tokens <= 0:
+            return
+        rate = tokens / seconds
+        with self._lock:
+            old = self.per_second
+            self.per_second = rate if old is None else (1 - self.smoothing) * old + self.smoothing * rate
+
+    def clear(self) -> None:
+        self.per_second = None
+
+    def seconds_for(self, tokens: float) -> float | None:
+        return tokens / self.per_second if self.per_second else None
+
+
+def window_sizes(n_texts: int, tokens_per_text: float, throughput: Throughput) -> Iterator[int]:
+    """Sizes of consecutive windows covering `n_texts` texts, each about WINDOW_SECONDS of work
+    at the measured speed (re-read before each window)."""
+    done = 0
+    while done < n_texts:
+        rate = throughput.per_second
+        size = FIRST_WINDOW if rate is None else int(WINDOW_SECONDS * rate / max(tokens_per_text, 1.0))
+        size = max(1, min(size, MAX_WINDOW, n_texts - done))
+        yield size
+        done += size
+
+
+def rerank_candidates_for(tokens_per_second: float | None, chunk_tokens: int) -> int:
+    """Candidates (a multiple of 5, 5..50) that rerank in about RERANK_SECONDS; 30 when unmeasured."""
+    if not tokens_per_second:
+        return 30
+    per_candidate = chunk_tokens + 100  # the passage, the query and the reranker's template
+    n = int(RERANK_SECONDS * tokens_per_second / per_candidate) // 5 * 5
+    return max(5, min(50, n))
+
+
+def eta_text(seconds: float | None) -> str:
+    """'about 1 min 20 s left', or '' when unknown."""
+    if seconds is None:
+        return ""
+    seconds = max(1, round(seconds))
+    minutes, seconds = divmod(seconds, 60)
+    return f"about {minutes} min {seconds} s left" if minutes else f"about {seconds} s left"
+
+
+def model_size(name_or_path: str) -> float | None:
+    """Parameters outside the embedding table, from the model's config.json (no weights loaded)."""
+    from .loading import ModelLoadError, resolve_model
+
+    try:
+        config = json.loads((resolve_model(name_or_path) / "config.json").read_text())
+        hidden, layers = config["hidden_size"], config["num_hidden_layers"]
+        heads = config["num_attention_heads"]
+        head_dim = config.get("head_dim") or hidden // heads
+        kv = config.get("num_key_value_heads") or heads
+        attention = 2 * hidden * heads * head_dim + 2 * hidden * kv * head_dim
+        mlp = (3 if config.get("model_type", "").startswith("qwen") else 2) * hidden * config["intermediate_size"]
+        return float(layers * (attention + mlp))
+    except (ModelLoadError, OSError, KeyError, ValueError, TypeError):
+        return None
