@@ -12,16 +12,18 @@ OpenAI-compatible /v1 API and, with `--mcp`, serves `search` and `add_documents`
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from qsearch import ModelLoadError
+from qsearch import ModelLoadError, export
 from qsearch.config import SEARCH_MODES
 from qsearch.engine import Cancelled, Engine
+from qsearch.evidence import evidence_html
 from qsearch.ingest import SUPPORTED_SUFFIXES
-from qsearch.render import LEGEND, files_html, hits_html, message_html, report_html
+from qsearch.render import LEGEND, files_html, hits_html, message_html, report_html, where
 from qsearch.server import Context, bind, hit_json, launch, parse_args
 from qsearch.sizing import eta_text
 
@@ -133,6 +135,37 @@ def search(ctx: Context, query: str, top_k: float, rerank: bool, instruction: st
     return hits_html(hits, query, hits.timings_ms, notice=notice), [hit_json(h) for h in hits]
 
 
+def evidence_choices(ctx: Context, request: gr.Request) -> tuple[Any, str, None]:
+    """After a search: the results to open, an empty evidence panel, no download yet."""
+    last = ctx.last.get(_session(request))
+    choices = [(f"#{h.rank} {where(h)}", h.rank) for h in (last["hits"] if last else [])]
+    return gr.update(choices=choices, value=None, interactive=bool(choices)), "", None
+
+
+def show_evidence(ctx: Context, rank: int | None, request: gr.Request) -> str:
+    """Where result #rank came from: its page with the passage highlighted, or the passage in its text."""
+    session = _session(request)
+    last = ctx.last.get(session)
+    hit = next((h for h in (last["hits"] if last else []) if h.rank == rank), None)
+    if hit is None:
+        return ""
+    index = ctx.index_holding(session, hit.doc_id)
+    if index is None:
+        return message_html("That document is no longer in the collection.")
+    return evidence_html(hit, index, last["query"])
+
+
+def export_results(ctx: Context, request: gr.Request) -> list[str] | None:
+    """The latest results as JSON and CSV files: query, settings, every score, source and page."""
+    last = ctx.last.get(_session(request))
+    if not last:
+        raise gr.Error("Search first: there are no results to export yet.")
+    folder = Path(tempfile.mkdtemp(prefix="qsearch-results-"))
+    (folder / "results.json").write_text(export.as_json(last["query"], last["settings"], last["hits"]))
+    (folder / "results.csv").write_text(export.as_csv(last["query"], last["settings"], last["hits"]))
+    return [str(folder / "results.json"), str(folder / "results.csv")]
+
+
 def remove_document(ctx: Context, doc_id: str | None, request: gr.Request) -> tuple[str, Any]:
     engine = ctx.sessions.peek(_session(request))
     if engine is not None and doc_id and engine.index.has_doc(doc_id):
@@ -204,6 +237,13 @@ def build_page(ctx: Context, *, upload_cache: tuple[int, int] = UPLOAD_CACHE) ->
                           "This embedding model ignores instructions; the reranker reads them"))
                 gr.HTML(LEGEND, elem_id="qs-legend")
                 results = gr.HTML(message_html("Results appear here."), elem_id="qs-results")
+                with gr.Row():
+                    to_open = gr.Dropdown(label="Open a result where it came from (its page, or its text)",
+                                          choices=[], interactive=False, scale=3, elem_id="qs-open")
+                    export_button = gr.Button("Export results (JSON, CSV)", scale=1)
+                evidence = gr.HTML(elem_id="qs-evidence")
+                downloads = gr.File(label="Results to download", file_count="multiple", interactive=False,
+                                    visible=True, height=80)
                 with gr.Accordion("Results as JSON", open=False):
                     hits_json = gr.JSON(label="hits")
         _wire(ctx, locals())
@@ -221,8 +261,13 @@ def _wire(ctx: Context, c: dict[str, Any]) -> None:
     c["stop_button"].click(bind(stop_indexing, ctx), None, None, api_visibility="private", queue=False)
     inputs = [c["query"], c["top_k"], c["rerank"], c["instruction"], c["mode"], c["rerank_candidates"]]
     outputs = [c["results"], c["hits_json"]]
-    c["query"].submit(bind(search, ctx), inputs, outputs, api_name="search", concurrency_limit=4)
-    c["search_button"].click(bind(search, ctx), inputs, outputs, api_visibility="private", concurrency_limit=4)
+    after = [c["to_open"], c["evidence"], c["downloads"]]
+    c["query"].submit(bind(search, ctx), inputs, outputs, api_name="search", concurrency_limit=4).then(
+        bind(evidence_choices, ctx), None, after, api_visibility="private", queue=False)
+    c["search_button"].click(bind(search, ctx), inputs, outputs, api_visibility="private", concurrency_limit=4).then(
+        bind(evidence_choices, ctx), None, after, api_visibility="private", queue=False)
+    c["to_open"].change(bind(show_evidence, ctx), [c["to_open"]], [c["evidence"]], api_visibility="private")
+    c["export_button"].click(bind(export_results, ctx), None, [c["downloads"]], api_visibility="private")
     c["remove_button"].click(bind(remove_document, ctx), [c["to_remove"]], [c["files"], c["to_remove"]],
                              api_name="remove_document", api_visibility="undocumented")
     c["clear_button"].click(bind(clear_documents, ctx), None, [c["files"], c["to_remove"]],

@@ -34,6 +34,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32, help="sentence-transformers' and the naive loop's batch")
     p.add_argument("--limit", type=int, help="only the first N chunks (so a CPU run fits in minutes)")
     p.add_argument("--rounds", type=int, default=3, help="timed runs of each system")
+    p.add_argument("--cpu-default", choices=["float32", "bfloat16"],
+                   help="on a CPU: the dtype compared with fp32 (default: what qsearch picks on this CPU)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
@@ -48,9 +50,9 @@ def main() -> None:
     else:
         folder = Path(args.model) if args.model else loading.bundled_small_model()
     device = loading.pick_device(args.device)
-    dtype = getattr(torch, args.dtype) if args.dtype else loading.pick_dtype(device)
-    embedder = load_embedder(str(folder), device=device, max_batch_tokens=args.max_batch_tokens)
-    embedder.model.to(dtype)
+    dtype = loading.pick_dtype(device, args.dtype or "auto")
+    embedder = load_embedder(str(folder), device=device, max_batch_tokens=args.max_batch_tokens,
+                             dtype=str(dtype).removeprefix("torch."))
     texts = common.chunk_texts(args.data, embedder.tokenizer, limit=args.limit)
     ids = embedder.prepare(texts)
     lengths = [len(s) for s in ids]
@@ -121,6 +123,8 @@ def main() -> None:
     }
     if args.random_weights:
         report["note"] = "random weights: throughput is the real model's, the vectors mean nothing"
+    if device == "cpu":
+        report.update(cpu_dtype_contract(args, folder, texts))
     print(f"{len(texts)} chunks, {tokens} tokens, {report['dtype']} on {device}")
     print(f"{'system':<22} {'tokens/s':>10} {'chunks/s':>9} {'padding':>8} {'median s':>9}")
     for name, r in results.items():
@@ -130,6 +134,26 @@ def main() -> None:
           f"{report['ratio_vs_naive_loop']:.2f}x the naive loop; max cosine difference {report['max_cosine_diff']:.2e}")
     if args.json:
         print(json.dumps(report))
+
+
+def cpu_dtype_contract(args: argparse.Namespace, folder: Path, texts: list[str]) -> dict:
+    """qsearch's CPU default against fp32 (embedder, and with --random-weights the 0.6B reranker too)."""
+    import cpu_dtype
+
+    from qsearch import loading
+
+    default, why = (args.cpu_default, "forced by --cpu-default") if args.cpu_default else loading.cpu_dtype()
+    result = {"cpu_default_reason": why, **cpu_dtype.compare_embedders(folder, texts, default, max(args.rounds, 2))}
+    if args.random_weights:
+        reranker = common.random_qwen3(Path(tempfile.gettempdir()) / "qsearch-bench-qwen3-reranker-0.6b-random",
+                                       reranker=True)
+        pairs = [(f"what does passage {i} say?", t) for i, t in enumerate(texts[:8])]
+        result.update(cpu_dtype.compare_rerankers(reranker, pairs, default, max(args.rounds, 2)))
+    print(f"CPU default {default} ({why}): {result['ratio_cpu_default_vs_fp32']:.2f}x fp32, "
+          f"min cosine {result['min_cosine_cpu_default_vs_fp32']:.5f}"
+          + (f"; reranker P(yes) max diff {result['max_abs_diff_cpu_default_vs_fp32']:.4f}"
+             if "max_abs_diff_cpu_default_vs_fp32" in result else ""))
+    return result
 
 
 if __name__ == "__main__":

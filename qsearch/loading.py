@@ -81,7 +81,7 @@ def dtype_reason(device: str, setting: str = "auto") -> str:
         return f"{setting} (set by --dtype / QSEARCH_DTYPE)"
     if device.startswith("cuda"):
         return f"{str(pick_dtype(device)).removeprefix('torch.')} (GPU)"
-    return " — ".join(cpu_dtype())
+    return cpu_dtype()[1]
 
 
 def cpu_bf16_flags() -> list[str]:

@@ -75,13 +75,13 @@ def read_image(image: Any, lang: str = "eng", timeout: float = 60.0) -> OcrText:
     try:
         data = pytesseract.image_to_data(image.convert("L"), lang=lang, timeout=max(timeout, 1.0),
                                          output_type=pytesseract.Output.DICT)
+    except pytesseract.TesseractError as e:  # a RuntimeError too, so caught first
+        message = str(e.message or e).strip()
+        if "Failed loading language" in message or "couldn't load any languages" in message:
+            raise OcrError(f"Tesseract has no language pack {lang!r}; {LANG_HINT}") from None
+        raise OcrError(f"Tesseract failed: {message.splitlines()[-1] if message else e}") from None
     except RuntimeError:  # pytesseract's timeout
         raise OcrError(f"OCR took too long (over {timeout:.0f} s)") from None
-    except pytesseract.TesseractError as e:
-        message = str(e.message or e).strip().splitlines()
-        if any("Failed loading language" in m for m in message):
-            raise OcrError(f"Tesseract has no language pack {lang!r}; {LANG_HINT}") from None
-        raise OcrError(f"Tesseract failed: {message[-1] if message else e}") from None
     return _assemble(data)
 
 

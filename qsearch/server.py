@@ -55,6 +55,13 @@ class Context:
         settings = {k: v for k, v in options.items() if k != "also"} | {"rerank": rerank}
         self.last[session] = {"query": query, "settings": settings, "hits": list(hits)}
 
+    def index_holding(self, session: str, doc_id: str) -> Any:
+        """The index (the session's, or the shared one) that holds `doc_id`, or None."""
+        for engine in (self.sessions.peek(session), self.shared):
+            if engine is not None and engine.documents() and engine.index.has_doc(doc_id):
+                return engine.index
+        return None
+
     def status_markdown(self) -> str:
         """Which models run where, in which dtype and why, and whether OCR is on."""
         service, s = self.service, self.service.settings

@@ -11,7 +11,7 @@ import pytest
 import app as qsearch_app
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOT = os.environ.get("QSEARCH_SCREENSHOT")  # e.g. assets/screenshot.png to refresh the README's
+SCREENSHOT = Path(os.environ.get("QSEARCH_SCREENSHOT") or Path(__file__).parents[1] / "assets" / "screenshot.png")
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,20 @@ def page(app_server):
         browser.close()
 
 
+def search(page, query: str, contains: str) -> None:
+    """Search, and wait until the first result card shows `contains` (the old results may show it too)."""
+    page.evaluate("window.qsBefore = document.querySelector('#qs-results').innerHTML")
+    page.fill("#qs-query textarea", query)
+    page.press("#qs-query textarea", "Enter")
+    page.wait_for_function(f"document.querySelector('#qs-results').innerHTML !== window.qsBefore && "
+                           f"(document.querySelector('#qs-results .qs-card') || {{innerText: ''}})"
+                           f".innerText.includes({contains!r})", timeout=60_000)
+
+
+def bar_width(card, key: str) -> float:
+    return card.locator(f".qs-{key} .qs-bar").bounding_box()["width"]
+
+
 def test_upload_search_and_see_result_cards(page, tmp_path):
     hostile = tmp_path / "notes.html"
     hostile.write_text("<p>The reactor manual: &lt;img src=x onerror=alert(1)&gt; "
@@ -40,24 +54,49 @@ def test_upload_search_and_see_result_cards(page, tmp_path):
     files = [str(p) for p in sorted(qsearch_app.SAMPLES.iterdir())] + [str(hostile)]
     page.set_input_files("#qs-upload input[type=file]", files)
     page.wait_for_selector("#qs-report .qs-report", timeout=60_000)
-    assert "5 indexed" in page.inner_text("#qs-report")
-    page.fill("#qs-query textarea", "how do I treat a burn?")
-    page.press("#qs-query textarea", "Enter")
-    page.wait_for_selector("#qs-results .qs-card", timeout=60_000)
-    assert page.locator("#qs-results .qs-card").count() >= 3
-    assert page.locator("#qs-results .qs-bar").count() >= 3
-    assert "first-aid-basics.txt" in page.locator("#qs-results .qs-source").first.inner_text()
-    if SCREENSHOT:
-        Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=SCREENSHOT, full_page=True)
-    page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
+    assert f"{len(files)} indexed" in page.inner_text("#qs-report")
+    search(page, "how do I treat a burn?", "first-aid-basics.txt")
+    cards = page.locator("#qs-results .qs-card")
+    assert cards.count() >= 3 and "first-aid-basics.txt" in cards.first.locator(".qs-source").inner_text()
+    first, last = cards.first, cards.nth(cards.count() - 1)
+    cosines = [float(c.locator(".qs-meaning").get_attribute("data-value")) for c in (first, last)]
+    assert cosines[0] - cosines[1] > 0.1, cosines
+    assert bar_width(first, "meaning") - bar_width(last, "meaning") > 10, "a higher cosine draws a longer bar"
+    assert page.locator("#qs-legend").inner_text().count("0 to 1") >= 3, "the legend states every bar's scale"
 
-    page.fill("#qs-query textarea", "coolant pump reactor manual")
-    page.press("#qs-query textarea", "Enter")
-    page.wait_for_function("document.querySelector('#qs-results').innerText.includes('coolant')", timeout=60_000)
+    search(page, "coolant pump reactor manual", "coolant")
     text = page.inner_text("#qs-results")
     assert "<script>alert(2)</script>" in text and "<img src=x onerror=alert(1)>" in text
     assert page.locator("#qs-results img").count() == 0 and page.dialogs == []
+
+
+def test_rerank_shows_how_results_moved(page):
+    page.locator("#qs-rerank input").check()
+    try:
+        search(page, "grind size for espresso", "reranker")
+        moves = page.locator("#qs-results .qs-move")
+        assert moves.count() >= 3 and all(("was #" in t) or t == "same place" for t in moves.all_inner_texts())
+        assert page.locator("#qs-results .qs-reranker .qs-bar").count() >= 3
+    finally:
+        page.locator("#qs-rerank input").uncheck()
+
+
+def test_open_a_pdf_result_on_its_page_with_the_passage_highlighted(page, tmp_path):
+    search(page, "what should I wear against volcanic ash?", "volcanoes-field-guide.pdf")
+    where = page.locator("#qs-results .qs-source").first.inner_text()
+    assert where == "volcanoes-field-guide.pdf, pages 1\u20132", where  # one passage over both pages
+    page.locator("#qs-open input").click()
+    page.get_by_role("option", name=f"#1 {where}").click()
+    page.wait_for_selector("#qs-evidence figure.qs-page[data-page='2']", timeout=60_000)
+    figures = page.locator("#qs-evidence figure.qs-page")
+    assert figures.count() == 2, "a passage over two pages shows both"
+    for n in range(2):
+        assert int(figures.nth(n).get_attribute("data-highlights")) >= 3, "the passage's lines are highlighted"
+        image = figures.nth(n).locator("img.qs-page-image")
+        assert image.get_attribute("src").startswith("data:image/png;base64,")
+        assert image.bounding_box()["height"] > 300
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
 
 
 def test_file_names_show_as_text_in_the_file_list(page, tmp_path):

@@ -1,0 +1,141 @@
+"""What collection changes cost, and whether one user's parse holds another's search.
+
+1. Clearing a collection of 200 documents / 20k chunks: qsearch (a new index, O(1)) against
+   removing the documents one by one with a rebuild each (the naive loop qsearch used to run).
+2. Removing one document from a 100k-chunk flat index: qsearch (FAISS `remove_ids` over the
+   document's id range) against rebuilding the index without it.
+3. On the real app (bundled MiniLM, CPU): session A uploads a 400-page PDF; session B searches
+   while A's file is being parsed. B's search latency, and how long A's parse took.
+
+    python bench/collection_ops.py --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import common
+import numpy as np
+
+sys.path.insert(0, str(common.ROOT / "tests"))  # factories: the test suite's PDF maker
+
+
+def build(n_docs: int, per_doc: int, dim: int, seed: int = 0):  # noqa: ANN201 - VectorIndex
+    from qsearch.index import DocInfo, VectorIndex
+    from qsearch.types import Chunk
+
+    rng = np.random.default_rng(seed)
+    index = VectorIndex(dim)
+    for d in range(n_docs):
+        v = rng.standard_normal((per_doc, dim), dtype=np.float32)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        chunks = [Chunk(f"d{d}", f"f{d}.txt", f"chunk {i}", i, i + 1) for i in range(per_doc)]
+        index.add(DocInfo(f"d{d}", f"f{d}.txt", per_doc), chunks, v)
+    return index
+
+
+def rebuild_without(index, doc_id: str) -> None:  # noqa: ANN001
+    """The naive removal: read back every vector, keep the others, build a new FAISS index."""
+    import faiss
+
+    keep = [i for i, c in index.chunks.items() if c.doc_id != doc_id]
+    vectors = index.vectors_of(keep) if keep else np.zeros((0, index.dim), np.float32)
+    fresh = faiss.IndexFlatIP(index.dim)
+    fresh.add(vectors)
+
+
+def timed(fn, repeats: int) -> list[float]:  # noqa: ANN001
+    out = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        out.append(1000 * (time.perf_counter() - started))
+    return out
+
+
+def clear_and_remove(dim: int, repeats: int) -> dict:
+    clear_ms, naive_clear_ms = [], []
+    for _ in range(repeats):
+        index = build(200, 100, dim)
+        clear_ms += timed(index.clear, 1)
+        index = build(200, 100, dim)
+        started = time.perf_counter()
+        for doc_id in list(index.docs)[:20]:  # 20 of the 200 rebuilds, scaled: the whole loop takes minutes
+            rebuild_without(index, doc_id)
+        naive_clear_ms.append(1000 * (time.perf_counter() - started) * 10)
+    big = build(1000, 100, dim)
+    remove_ms = []
+    for d in range(repeats):
+        started = time.perf_counter()
+        big.remove(f"d{d}")
+        remove_ms.append(1000 * (time.perf_counter() - started))
+    naive_remove_ms = timed(lambda: rebuild_without(big, "d999"), repeats)
+    return {"dim": dim,
+            "clear_200_docs_20k_chunks": {"qsearch_ms": statistics.median(clear_ms),
+                                          "naive_one_by_one_rebuild_ms_estimated": statistics.median(naive_clear_ms)},
+            "remove_one_doc_from_100k_chunks": {"qsearch_ms": statistics.median(remove_ms),
+                                                "qsearch_ms_all": remove_ms,
+                                                "naive_rebuild_ms": statistics.median(naive_remove_ms)}}
+
+
+def search_during_parse() -> dict:
+    import gradio_client
+    from factories import make_pdf
+
+    import app
+    from qsearch import Settings
+    from qsearch.loading import bundled_small_model
+
+    folder = Path(tempfile.mkdtemp())
+    pdf = folder / "long-report.pdf"
+    pdf.write_bytes(make_pdf([f"Page {i} of the long report on tides and harbour charts." for i in range(400)]))
+    small = app.SAMPLES / "first-aid-basics.txt"
+    demo = app.create_app(Settings(embed_model=str(bundled_small_model()), rerank_model="none/none", device="cpu"))
+    _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
+    try:
+        a, b = gradio_client.Client(url, verbose=False), gradio_client.Client(url, verbose=False)
+        b.predict([gradio_client.handle_file(str(small))], api_name="/add_documents")
+        parse: dict[str, float] = {}
+
+        def upload() -> None:
+            started = time.perf_counter()
+            a.predict([gradio_client.handle_file(str(pdf))], api_name="/add_documents")
+            parse["upload_s"] = time.perf_counter() - started
+
+        thread = threading.Thread(target=upload)
+        thread.start()
+        time.sleep(1.0)  # A's file is uploaded and being read by now
+        started = time.perf_counter()
+        _, hits = b.predict(query="how do I treat a burn?", top_k=3, rerank=False, api_name="/search")
+        search_s = time.perf_counter() - started
+        still_parsing = thread.is_alive()
+        thread.join()
+        return {"search_s": search_s, "a_upload_still_running_when_b_answered": still_parsing,
+                "a_upload_s": parse["upload_s"], "b_found": hits[0]["source"] if hits else None}
+    finally:
+        demo.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dim", type=int, default=384)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--no-app", action="store_true", help="skip the app measurement (3)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    report = {"benchmark": "collection_ops", **clear_and_remove(args.dim, args.repeats)}
+    if not args.no_app:
+        report["search_while_another_session_parses"] = search_during_parse()
+    report["environment"] = common.environment("cpu")
+    print(json.dumps(report, indent=1) if not args.json else json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

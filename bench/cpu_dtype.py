@@ -1,0 +1,63 @@
+"""qsearch's CPU default dtype against fp32, interleaved on the same inputs: embedder and reranker.
+
+Used by embed_throughput.py on a CPU (and runnable alone). The default is what qsearch picks
+(`loading.cpu_dtype`: bf16 where the CPU has AMX or AVX512-BF16 and a timing confirms it,
+else fp32); `--cpu-default bfloat16` forces bf16, to measure its accuracy and speed anyway.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def compare_embedders(folder: Path, texts: list[str], default: str, rounds: int) -> dict[str, Any]:
+    """tokens/s of fp32 and of `default`, timed alternately, and the smallest cosine between their vectors."""
+    from qsearch.embed import load_embedder
+
+    models = {dtype: load_embedder(str(folder), device="cpu", dtype=dtype) for dtype in dict.fromkeys(
+        ["float32", default])}
+    tokens = sum(len(s) for s in models["float32"].prepare(texts))
+    seconds, vectors = _interleaved({d: (lambda m=m: m.encode(texts)) for d, m in models.items()}, rounds)
+    a, b = vectors["float32"], vectors[default]
+    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return {"cpu_default": default, "tokens": tokens,
+            "tokens_per_s": {d: tokens / statistics.median(s) for d, s in seconds.items()},
+            "ratio_cpu_default_vs_fp32": statistics.median(seconds["float32"]) / statistics.median(seconds[default]),
+            "min_cosine_cpu_default_vs_fp32": float(cosine.min())}
+
+
+def compare_rerankers(folder: Path, query_passages: list[tuple[str, str]], default: str,
+                      rounds: int) -> dict[str, Any]:
+    """P(yes) of fp32 and of `default` for the same pairs, timed alternately: the largest difference."""
+    from qsearch.rerank import load_reranker
+
+    models = {dtype: load_reranker(str(folder), device="cpu", dtype=dtype) for dtype in dict.fromkeys(
+        ["float32", default])}
+
+    def score(model: Any) -> np.ndarray:
+        return np.concatenate([model.score(q, [p]) for q, p in query_passages])
+
+    seconds, scores = _interleaved({d: (lambda m=m: score(m)) for d, m in models.items()}, rounds)
+    return {"pairs": len(query_passages),
+            "rerank_ratio_cpu_default_vs_fp32": statistics.median(seconds["float32"])
+            / statistics.median(seconds[default]),
+            "max_abs_diff_cpu_default_vs_fp32": float(np.abs(scores["float32"] - scores[default]).max())}
+
+
+def _interleaved(runs: dict[str, Any], rounds: int) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
+    for run in runs.values():
+        run()  # warm-up
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    outputs: dict[str, np.ndarray] = {}
+    names = list(runs)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            started = time.perf_counter()
+            outputs[name] = runs[name]()
+            seconds[name].append(time.perf_counter() - started)
+    return seconds, outputs
