@@ -178,13 +178,9 @@ def compare(data: BeirData, embedder: Embedder, configs: Sequence[Config], *, se
             engines[dim] = Engine(settings, embedder=embedder, index=_at_dim(index, dim))
         engine, vectors = engines[dim], _cut(queries, dim) if queries is not None else None
         started = time.perf_counter()
-        run: dict[str, list[str]] = {}
-        for n, (qid, text) in enumerate(zip(data.query_ids, data.query_texts)):
-            hits = retrieve([engine], text, None if vectors is None else vectors[n], k=100, ranking=config.ranking,
-                            reranker=reranker, rerank_candidates=rerank_candidates, instruction=instruction)
-            run[qid] = [h.doc_id for h in hits]
-            if reranker is not None:
-                report(f"reranking ({config.name})")(n + 1, len(data.query_ids))
+        run = rank_queries(data, engine, vectors, config.ranking, reranker=reranker,
+                           rerank_candidates=rerank_candidates, instruction=instruction,
+                           progress=report(f"reranking ({config.name})") if reranker is not None else None)
         seconds = time.perf_counter() - started + (query_s if config.mode != "lexical" else 0.0)
         size = (len(data.corpus_ids) * (dim or embedder.dim) * 4 if config.mode != "lexical" else 0) + \
             (engine.lexical_index().nbytes if config.mode != "dense" else 0)
@@ -193,6 +189,20 @@ def compare(data: BeirData, embedder: Embedder, configs: Sequence[Config], *, se
                         "ms_per_query": 1000 * seconds / max(len(data.query_ids), 1), "index_bytes": size,
                         "n_queries": len(data.query_ids), "n_docs": len(data.corpus_ids)})
     return results
+
+
+def rank_queries(data: BeirData, engine: Engine, vectors: np.ndarray | None, ranking: Ranking, *,
+                 reranker: Reranker | None = None, rerank_candidates: int = 100, instruction: str | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> dict[str, list[str]]:
+    """Query id -> the top 100 document ids, ranked by `retrieve` exactly as `Engine.search` ranks."""
+    run: dict[str, list[str]] = {}
+    for n, (qid, text) in enumerate(zip(data.query_ids, data.query_texts)):
+        hits = retrieve([engine], text, None if vectors is None else vectors[n], k=100, ranking=ranking,
+                        reranker=reranker, rerank_candidates=rerank_candidates, instruction=instruction)
+        run[qid] = [h.doc_id for h in hits]
+        if progress is not None:
+            progress(n + 1, len(data.query_ids))
+    return run
 
 
 def _cut(vectors: np.ndarray, dim: int | None) -> np.ndarray:

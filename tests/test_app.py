@@ -148,3 +148,14 @@ def test_a_shared_read_only_index_is_searched_by_every_session(minilm, minilm_di
         assert names(search(alice, "office")[1]) == {"handbook.md"}, "clearing a session spares the shared index"
     finally:
         demo.close()
+
+
+def test_a_weak_best_match_says_so(server):
+    _, url = server
+    c = client(url)
+    upload(c, qsearch_app.SAMPLES / "coffee-brewing.html")
+    html, hits = search(c, "lattice quantum chromodynamics gluon propagator", mode="dense")
+    assert hits and max(h["meaning"] for h in hits) < qsearch_app.LOW_COSINE
+    assert "No strong match" in html
+    html, _ = search(c, "how fine should espresso coffee be ground?", mode="dense")
+    assert "No strong match" not in html

@@ -34,3 +34,21 @@ def test_scifact_train_with_the_real_small_model(shared_data, minilm, tmp_path):
                                      cache=tmp_path / "cache")
     assert 0.62 <= dense["ndcg_at_10"] <= 0.70, dense  # published: ≈ 0.645 on the test split
     assert hybrid["ndcg_at_10"] > max(dense["ndcg_at_10"], lexical["ndcg_at_10"]), (dense, lexical, hybrid)
+
+
+def test_eval_ranks_exactly_as_search_does(minilm, tmp_path):
+    from test_bench import tiny_beir
+
+    from qsearch import Engine, Settings
+    from qsearch.evaluate import corpus_index, load_beir, rank_queries
+    from qsearch.retrieval import Ranking
+
+    data = load_beir(tiny_beir(tmp_path / "beir"), "test")
+    settings = Settings(embed_model=minilm.model_name)
+    index, _ = corpus_index(data, minilm)
+    engine = Engine(settings, embedder=minilm, index=index)
+    vectors = minilm.encode(data.query_texts, is_query=True)
+    for mode in ("hybrid", "dense", "lexical"):
+        run = rank_queries(data, engine, vectors, Ranking.from_settings(settings, mode))
+        for qid, text in zip(data.query_ids, data.query_texts):
+            assert run[qid] == [h.doc_id for h in engine.search(text, k=100, mode=mode)], (mode, qid)

@@ -1,0 +1,108 @@
+"""One contract suite over every Embedder backend and every Reranker backend (as txtai runs one suite
+over every ANN backend): the tiny Qwen3 (last-token), MiniLM (mean), a remote /v1 server, the model
+service's shared proxy, and the test fake."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fakes import HashingEmbedder, OverlapReranker
+
+from qsearch.embed import Embedder
+from qsearch.rerank import Reranker
+
+TEXTS = ["Paris is the capital of France.", "The mitochondria is the powerhouse of the cell.", "yes",
+         "Tides follow the moon. " * 20, "東京大学は日本の国立大学です。"]
+QUERY = "what is the capital of France?"
+
+
+@pytest.fixture(scope="module", params=["qwen3-last-token", "minilm-mean", "remote", "shared", "fake"])
+def embedder(request, qwen3_embedder_dir) -> Embedder:
+    from qsearch.embed import load_embedder
+
+    kind = request.param
+    if kind == "qwen3-last-token":
+        return load_embedder(str(qwen3_embedder_dir), device="cpu")
+    if kind == "minilm-mean":
+        return request.getfixturevalue("minilm")
+    if kind == "remote":
+        from qsearch.remote import RemoteEmbedder
+
+        return RemoteEmbedder(request.getfixturevalue("app_server")[1])
+    if kind == "shared":
+        from qsearch import Settings
+        from qsearch.service import ModelService
+
+        return ModelService.load(Settings(embed_model=str(qwen3_embedder_dir), rerank_model="none/none",
+                                          device="cpu")).embedder
+    return HashingEmbedder()
+
+
+def test_embedder_contract(embedder):
+    assert isinstance(embedder, Embedder) and embedder.dim > 0 and embedder.max_tokens > 0
+    out = embedder.encode(TEXTS)
+    assert out.dtype == np.float32 and out.shape == (len(TEXTS), embedder.dim)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert embedder.encode([]).shape == (0, embedder.dim)
+    with pytest.raises(TypeError, match="a list of texts"):
+        embedder.encode("one string")
+    progress: list[tuple[int, int]] = []
+    queries = embedder.encode([QUERY, "cells"], is_query=True, progress=lambda d, t: progress.append((d, t)))
+    assert queries.shape == (2, embedder.dim) and progress[-1] == (2, 2)
+
+
+def test_embedder_batch_invariance_and_order(embedder):
+    together = embedder.encode(TEXTS)
+    alone = np.vstack([embedder.encode([t]) for t in TEXTS])
+    np.testing.assert_allclose(together, alone, atol=2e-5)
+    np.testing.assert_allclose(embedder.encode(TEXTS[::-1]), together[::-1], atol=2e-5)
+
+
+def test_embedder_meaning(embedder):
+    if embedder.model_name.startswith("fake/") or "qwen3" in embedder.model_name.lower():
+        pytest.skip("random or hashed weights: vectors carry no meaning")
+    docs = embedder.encode(TEXTS[:3])
+    query = embedder.encode([QUERY], is_query=True)[0]
+    assert int(np.argmax(docs @ query)) == 0
+
+
+@pytest.fixture(scope="module", params=["qwen3", "remote", "shared", "fake"])
+def reranker(request, qwen3_reranker_dir, qwen3_embedder_dir) -> Reranker:
+    from qsearch.rerank import load_reranker
+
+    kind = request.param
+    if kind == "qwen3":
+        return load_reranker(str(qwen3_reranker_dir), device="cpu")
+    if kind == "remote":
+        from qsearch.remote import RemoteReranker
+
+        return RemoteReranker(request.getfixturevalue("app_server")[1])
+    if kind == "shared":
+        from qsearch import Settings
+        from qsearch.service import ModelService
+
+        return ModelService.load(Settings(embed_model=str(qwen3_embedder_dir), rerank_model=str(qwen3_reranker_dir),
+                                          device="cpu"), measure=False).reranker()
+    return OverlapReranker()
+
+
+def test_reranker_contract(reranker):
+    assert isinstance(reranker, Reranker)
+    scores = reranker.score(QUERY, TEXTS)
+    assert scores.dtype == np.float32 and scores.shape == (len(TEXTS),)
+    assert ((0 <= scores) & (scores <= 1)).all()
+    assert reranker.score(QUERY, []).shape == (0,)
+    np.testing.assert_allclose(reranker.score(QUERY, TEXTS[::-1]), scores[::-1], atol=1e-5)
+    one_by_one = np.concatenate([reranker.score(QUERY, [t]) for t in TEXTS])
+    np.testing.assert_allclose(one_by_one, scores, atol=1e-5)
+
+
+def test_remote_and_shared_rerankers_give_the_local_scores(reranker, qwen3_reranker_dir):
+    if isinstance(reranker, OverlapReranker):
+        pytest.skip("the fake is its own reference")
+    from qsearch.rerank import load_reranker
+
+    local = load_reranker(str(qwen3_reranker_dir), device="cpu")
+    for instruction in (None, "Find facts about cities"):
+        np.testing.assert_allclose(reranker.score(QUERY, TEXTS, instruction=instruction),
+                                   local.score(QUERY, TEXTS, instruction=instruction), atol=1e-5)

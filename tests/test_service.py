@@ -1,0 +1,141 @@
+"""Engine logic on the fake embedder, the model service (fallback, lock, windows), sessions, settings, dtype."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from fakes import HashingEmbedder
+
+from qsearch import Engine, Settings, loading
+from qsearch.engine import Cancelled
+
+
+@pytest.fixture
+def engine():
+    return Engine(Settings(embed_model=HashingEmbedder.model_name, chunk_tokens=32, chunk_overlap=4),
+                  embedder=HashingEmbedder())
+
+
+def write(folder, **files):  # noqa: ANN001, ANN003
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return sorted(folder / name for name in files)
+
+
+def test_a_cancelled_run_leaves_the_collection_as_it_was(engine, tmp_path):
+    first = write(tmp_path, **{"a.txt": "alpha beta gamma"})
+    engine.add_files(first)
+    before = (dict(engine.index.docs), dict(engine.index.chunks))
+    more = write(tmp_path, **{f"n{i}.txt": f"note {i} " * 50 for i in range(5)})
+    asked = []
+
+    def stop_after_reading() -> bool:
+        asked.append(1)
+        return len(asked) > 5  # the five files are read, then the embedding is stopped
+    with pytest.raises(Cancelled, match="nothing was added"):
+        engine.add_files(more, should_stop=stop_after_reading)
+    assert (dict(engine.index.docs), dict(engine.index.chunks)) == before
+
+
+def test_clear_is_one_step_and_removal_uses_ids(engine, tmp_path):
+    files = write(tmp_path, **{f"d{i}.txt": f"document {i} about topic{i} " * 30 for i in range(20)})
+    report = engine.add_files(files)
+    assert len(engine.documents()) == 20
+    removed = next(f.doc_id for f in report.files if f.path.endswith("d3.txt"))
+    n = engine.remove(removed)
+    assert n > 0 and all(c.doc_id != removed for c in engine.index.chunks.values())
+    assert engine.search("topic3", k=3, mode="lexical") == []
+    assert engine.search("topic4", k=1)[0].source.endswith("d4.txt")
+    started = time.perf_counter()
+    engine.clear()
+    assert time.perf_counter() - started < 0.05 and engine.documents() == [] and len(engine.index) == 0
+    assert engine.search("topic4", k=1) == []
+
+
+def test_reading_takes_no_model_lock(tmp_path):
+    """A parse runs while the model service's lock is held elsewhere (another user's embedding)."""
+    from qsearch.service import ModelService
+
+    service = ModelService(Settings(embed_model=HashingEmbedder.model_name), HashingEmbedder())
+    engine = Engine(service.settings, embedder=service.embedder)
+    files = write(tmp_path, **{"a.txt": "one two three"})
+    with service.lock:  # held: embedding must wait, reading must not
+        parsed, reports = engine.read_files(files)
+        assert reports[0].status == "indexed" and len(parsed) == 1
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (engine.embed_and_add(parsed), done.set()))
+        worker.start()
+        assert not done.wait(0.3), "embedding waits for the model lock"
+    assert done.wait(10) and len(engine.documents()) == 1
+
+
+def test_the_fallback_notice_when_the_configured_model_cannot_load(minilm_dir):
+    from qsearch.service import ModelService
+
+    service = ModelService.load(Settings(embed_model="/no/such/model", rerank_model="/no/such/reranker",
+                                         device="cpu"), measure=False)
+    assert service.settings.embed_model == str(minilm_dir)
+    assert "Could not load /no/such/model" in service.notice and "all-MiniLM-L6-v2" in service.notice
+    assert service.rerank_unavailable.startswith("Reranking is unavailable: model folder '/no/such/reranker'")
+    with pytest.raises(loading.ModelLoadError, match="Reranking is unavailable"):
+        service.reranker()
+
+
+def test_embedding_runs_in_windows_that_fit_the_measured_speed():
+    from qsearch.service import ModelService
+    from qsearch.sizing import FIRST_WINDOW
+
+    fake = HashingEmbedder()
+    service = ModelService(Settings(embed_model=fake.model_name), fake)
+    texts = [f"text number {i} " * 10 for i in range(40)]
+    seen = []
+    out = service.embedder.encode(texts, progress=lambda d, t: seen.append(d))
+    np.testing.assert_allclose(out, fake.encode(texts), atol=1e-6)
+    assert len(fake.calls[0]) == FIRST_WINDOW and len(seen) >= 2 and seen[-1] == 40
+    assert service.embed_rate.per_second > 0
+
+
+def test_settings_parse_the_environment_by_type():
+    s = Settings.from_env({"QSEARCH_MAX_FILES": "7", "QSEARCH_DENSE_WEIGHT": "0.3", "QSEARCH_OCR": "off",
+                           "QSEARCH_EMBED_DIM": "256", "QSEARCH_DTYPE": "bfloat16"})
+    assert (s.max_files, s.dense_weight, s.ocr, s.embed_dim, s.dtype) == (7, 0.3, False, 256, "bfloat16")
+    with pytest.raises(ValueError, match="QSEARCH_MAX_FILES='many' is not an int"):
+        Settings.from_env({"QSEARCH_MAX_FILES": "many"})
+    with pytest.raises(ValueError, match="QSEARCH_OCR='maybe' is not one of 1, true, yes, on, 0, false, no, off"):
+        Settings.from_env({"QSEARCH_OCR": "maybe"})
+    with pytest.raises(ValueError, match="dtype must be one of .*'float32', 'bfloat16'.*got 'int4'"):
+        Settings(dtype="int4")
+
+
+def test_cpu_dtype_follows_the_capability(monkeypatch):
+    loading.cpu_dtype.cache_clear()
+    monkeypatch.setattr(loading, "cpu_bf16_flags", lambda: [])  # a CPU without AMX or AVX512-BF16
+    assert loading.pick_dtype("cpu") == torch.float32
+    assert "neither AMX nor AVX512-BF16" in loading.dtype_reason("cpu")
+    loading.cpu_dtype.cache_clear()
+    monkeypatch.setattr(loading, "cpu_bf16_flags", lambda: ["AMX"])
+    monkeypatch.setattr(loading, "bf16_speedup", lambda: 0.9)  # the flag says yes, the timing says no
+    assert loading.pick_dtype("cpu") == torch.float32 and "measured only 0.9x" in loading.dtype_reason("cpu")
+    loading.cpu_dtype.cache_clear()
+    monkeypatch.setattr(loading, "bf16_speedup", lambda: 3.5)
+    assert loading.pick_dtype("cpu") == torch.bfloat16 and "AMX" in loading.dtype_reason("cpu")
+    assert loading.pick_dtype("cpu", "float32") == torch.float32, "--dtype wins"
+    loading.cpu_dtype.cache_clear()
+
+
+def test_bf16_vectors_and_scores_agree_with_fp32(qwen3_embedder_dir, qwen3_reranker_dir):
+    """The CPU default where bf16 is native: same vectors (cosine >= 0.999) and P(yes) within 0.01."""
+    from qsearch.embed import load_embedder
+    from qsearch.rerank import load_reranker
+
+    texts = ["Paris is the capital of France.", "The quick brown fox jumps over the lazy dog. " * 8]
+    fp32 = load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="float32").encode(texts)
+    bf16 = load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="bfloat16").encode(texts)
+    assert (fp32 * bf16).sum(1).min() >= 0.999
+    scores = [load_reranker(str(qwen3_reranker_dir), device="cpu", dtype=d).score("capital of France?", texts)
+              for d in ("float32", "bfloat16")]
+    assert np.abs(scores[0] - scores[1]).max() <= 0.01
