@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,49 +14,42 @@ import numpy as np
 from .embed import Progress, format_query
 from .loading import ModelLoadError
 
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-
 
 class RemoteError(RuntimeError):
     """A remote model server that failed, or answered something that isn't the expected shape."""
 
 
 class _Client:
-    """POST/GET JSON with retries and exponential backoff (honouring Retry-After)."""
+    """JSON calls to a /v1 server through the official `openai` client, which retries with exponential
+    backoff (honouring Retry-After) on connection errors, 408, 409, 429 and 5xx; errors name the server."""
 
-    def __init__(self, url: str, api_key: str | None, timeout: float, retries: int):
-        import httpx
+    def __init__(self, url: str, api_key: str | None, timeout: float, retries: int, http_client: Any = None):
+        import openai
 
         self.base = url.rstrip("/")
         if not self.base.endswith("/v1"):
             self.base += "/v1"
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = httpx.Client(timeout=timeout, headers=headers)
+        self.openai = openai.OpenAI(base_url=self.base, api_key=api_key or "none", timeout=timeout,
+                                    max_retries=retries, http_client=http_client)
         self.retries = retries
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        import httpx
+        import openai
 
-        url, delay = f"{self.base}{path}", 0.5
-        for attempt in range(self.retries + 1):
-            try:
-                response = self.http.request(method, url, json=body)
-            except httpx.TransportError as e:  # refused, reset, timed out
-                if attempt == self.retries:
-                    raise RemoteError(f"{url}: no answer after {attempt + 1} tries ({type(e).__name__}: {e})") from None
+        url = f"{self.base}{path}"
+        try:
+            if method == "GET":
+                answer = self.openai.get(path, cast_to=object)
             else:
-                if response.status_code < 400:
-                    try:
-                        return response.json()
-                    except ValueError:
-                        raise RemoteError(f"{url} answered with something that isn't JSON") from None
-                if response.status_code not in RETRY_STATUS or attempt == self.retries:
-                    raise RemoteError(f"{url} answered {response.status_code}: {_message(response)}")
-                retry_after = response.headers.get("retry-after", "")
-                delay = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else delay
-            time.sleep(min(delay, 30.0))
-            delay *= 2
-        raise AssertionError("unreachable")
+                answer = self.openai.post(path, body=body, cast_to=object)
+        except openai.APIStatusError as e:
+            raise RemoteError(f"{url} answered {e.status_code}: {_message(e.response)}") from None
+        except openai.APIConnectionError as e:
+            raise RemoteError(f"{url}: no answer after {self.retries + 1} tries ({type(e).__name__}: "
+                              f"{e.__cause__ or e})") from None
+        if not isinstance(answer, dict):
+            raise RemoteError(f"{url} answered with something that isn't a JSON object")
+        return answer
 
 
 class RemoteEmbedder:
@@ -69,8 +61,9 @@ class RemoteEmbedder:
     """
 
     def __init__(self, url: str, model: str | None = None, *, api_key: str | None = None, dim: int | None = None,
-                 batch_size: int = 64, timeout: float = 120.0, retries: int = 4, tokenizer: Any = None):
-        self.client = _Client(url, api_key, timeout, retries)
+                 batch_size: int = 64, timeout: float = 120.0, retries: int = 4, tokenizer: Any = None,
+                 http_client: Any = None):
+        self.client = _Client(url, api_key, timeout, retries, http_client)
         self.url = url
         self.model_name = model or self._served_model()
         self.batch_size = batch_size

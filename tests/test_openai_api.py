@@ -126,7 +126,7 @@ def test_a_remote_engine_ranks_like_the_local_one(api, minilm, tmp_path, qwen3_r
     assert Engine.open(tmp_path / "ix", Settings(embed_model=model), embedder=minilm).search("tides", k=1)
 
 
-def test_retries_then_a_clear_error(monkeypatch):
+def test_retries_then_a_clear_error():
     calls = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -138,13 +138,11 @@ def test_retries_then_a_clear_error(monkeypatch):
         vector = base64.b64encode(np.ones(4, "<f4").tobytes()).decode()
         return httpx.Response(200, json={"data": [{"index": 0, "embedding": vector}]})
 
-    transport = httpx.MockTransport(handler)
-    real_client = httpx.Client
-    monkeypatch.setattr(httpx, "Client", lambda **kw: real_client(transport=transport, **kw))
-    embedder = RemoteEmbedder("http://model-server.invalid", retries=3)
-    assert embedder.dim == 4 and calls[:3] == ["/v1/models"] * 3
+    embedder = RemoteEmbedder("http://model-server.invalid", retries=3,
+                              http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    assert embedder.dim == 4 and calls[:3] == ["/v1/models"] * 3, "two 503s, then the answer"
     np.testing.assert_allclose(np.linalg.norm(embedder.encode(["a"]), axis=1), 1.0)
-    monkeypatch.setattr(httpx, "Client", lambda **kw: real_client(transport=httpx.MockTransport(
-        lambda r: httpx.Response(500, json={"error": {"message": "exploded"}})), **kw))
-    with pytest.raises(RemoteError, match="answered 500: exploded"):
-        RemoteEmbedder("http://model-server.invalid", retries=1)
+    exploded = httpx.Client(transport=httpx.MockTransport(
+        lambda r: httpx.Response(500, json={"error": {"message": "exploded"}})))
+    with pytest.raises(RemoteError, match="model-server.invalid/v1/models answered 500: exploded"):
+        RemoteEmbedder("http://model-server.invalid", retries=1, http_client=exploded)
