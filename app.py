@@ -41,8 +41,8 @@ UPLOAD_CACHE = (300, 900)  # every 5 minutes, delete uploaded files older than 1
 
 
 def _session(request: gr.Request) -> str:
-    """An MCP client's own session id, else the browser's or API client's Gradio session."""
-    session = (request.headers.get("mcp-session-id") if request.headers else None) or request.session_hash
+    """The browser's or API client's Gradio session (MCP calls arrive through one internal client)."""
+    session = request.session_hash
     if not session:
         raise gr.Error("This request has no session; reload the page.")
     return session
@@ -57,7 +57,7 @@ def _engine(ctx: Context, request: gr.Request) -> Engine:
 
 def add_documents(ctx: Context, files: list[str] | None, request: gr.Request,
                   progress: gr.Progress = gr.Progress()) -> tuple[str, str, Any, None]:
-    """Add documents to your own collection, which `search` then searches.
+    """Add documents to your collection (over MCP: the collection all MCP clients share), which `search` then searches.
 
     Args:
         files: documents to index: PDF (scanned pages are read by OCR), TXT, MD, HTML, DOCX, or images
@@ -97,7 +97,7 @@ def load_samples(ctx: Context, request: gr.Request, progress: gr.Progress = gr.P
 
 def search(ctx: Context, query: str, top_k: float, rerank: bool, instruction: str | None, mode: str,
            rerank_candidates: float, request: gr.Request) -> tuple[str, list[dict]]:
-    """Search the shared collection and the documents added to your own collection with `add_documents`.
+    """Search the shared collection and the documents added to your collection with `add_documents`.
 
     Args:
         query: a question or keywords, in any words; it is matched by meaning and by exact terms.

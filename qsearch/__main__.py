@@ -33,12 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .engine import Engine
-
     settings = _settings(args, chunk_tokens=args.chunk_tokens, chunk_overlap=args.overlap,
                          embed_dim=args.dim, index_kind=args.index_kind)
-    engine = Engine.open(args.index, settings, follow_index_model=_model_unset(args))
-    print(f"loading {engine.settings.embed_model} …", file=sys.stderr)
+    print(f"loading {settings.embed_model} …", file=sys.stderr)
+    engine = _open(args, settings, create=True)
     _ = engine.embedder
     with _Bars() as bars:
         report = engine.add_files(args.paths, progress=bars.update)
@@ -51,7 +49,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             print(f"  error     {f.path}: {f.error}")
     n_unchanged = sum(f.status == "unchanged" for f in report.files)
     print(f"{len(report.indexed)} indexed, {n_unchanged} unchanged, {len(report.errors)} failed "
-          f"in {report.seconds:.1f}s; the index at {args.index} holds {len(engine.index.docs)} documents, "
+          f"in {report.seconds:.1f}s; the index at {settings.milvus_uri or args.index} holds {len(engine.index.docs)} documents, "
           f"{len(engine.index)} chunks")
     if not report.files:
         print("error: no supported files found in the given paths", file=sys.stderr)
@@ -60,14 +58,13 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .engine import Engine
     from .index import IndexFolderError
 
-    if not os.path.isfile(os.path.join(args.index, "CURRENT")):
+    settings = _settings(args, rerank_model=args.rerank_model, search_mode=args.mode, fusion=args.fusion)
+    if not settings.milvus_uri and not os.path.isfile(os.path.join(args.index, "CURRENT")):
         raise IndexFolderError(f"{args.index} holds no qsearch index: build one with "
                                f"`python -m qsearch index --index {args.index} PATH...`")
-    engine = Engine.open(args.index, _settings(args, rerank_model=args.rerank_model, search_mode=args.mode,
-                                               fusion=args.fusion), follow_index_model=_model_unset(args))
+    engine = _open(args, settings)
     hits = engine.search(args.query, k=args.k, rerank=args.rerank, rerank_candidates=args.rerank_candidates,
                          instruction=args.instruction)
     if args.json:
@@ -178,7 +175,21 @@ def _settings(args: argparse.Namespace, **flags: Any) -> Settings:
                              dtype=args.dtype, ocr=getattr(args, "ocr", None), ocr_lang=getattr(args, "ocr_lang", None),
                              max_batch_tokens=args.max_batch_tokens, max_file_mb=getattr(args, "max_file_mb", None),
                              embed_url=getattr(args, "embed_url", None), rerank_url=getattr(args, "rerank_url", None),
+                             milvus_uri=getattr(args, "milvus_uri", None),
+                             milvus_collection=getattr(args, "milvus_collection", None),
                              **flags)
+
+
+def _open(args: argparse.Namespace, settings: Settings, create: bool = False) -> Any:
+    """The engine over --index DIR, or over the Milvus collection of --milvus URI --collection NAME."""
+    from .engine import Engine
+
+    if settings.milvus_uri:
+        return Engine.open_milvus(settings.milvus_uri, settings.milvus_collection, settings, create=create,
+                                  follow_index_model=_model_unset(args))
+    if not args.index:
+        raise ValueError("say where the index is: --index DIR, or --milvus URI --collection NAME")
+    return Engine.open(args.index, settings, follow_index_model=_model_unset(args))
 
 
 def _model_unset(args: argparse.Namespace) -> bool:
@@ -235,7 +246,8 @@ def _parser() -> argparse.ArgumentParser:
         return cmd
 
     cmd = add("index", cmd_index, "Add files or folders (recursively) to an index.")
-    cmd.add_argument("--index", required=True, metavar="DIR", help="index folder (created if missing)")
+    cmd.add_argument("--index", metavar="DIR", help="index folder (created if missing)")
+    _milvus_flags(cmd)
     cmd.add_argument("paths", nargs="+", metavar="PATH")
     cmd.add_argument("--chunk-tokens", type=int, metavar="N", help="tokens per chunk (default 256)")
     cmd.add_argument("--overlap", type=int, metavar="N", help="tokens shared by neighbouring chunks (default 32)")
@@ -246,7 +258,8 @@ def _parser() -> argparse.ArgumentParser:
     common(cmd)
 
     cmd = add("search", cmd_search, "Search an index.")
-    cmd.add_argument("--index", required=True, metavar="DIR")
+    cmd.add_argument("--index", metavar="DIR", help="the index folder")
+    _milvus_flags(cmd)
     cmd.add_argument("query", metavar="QUERY")
     cmd.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     _rerank_flags(cmd, candidates=50)
@@ -287,6 +300,13 @@ def _mode_flags(cmd: argparse.ArgumentParser, default_text: str) -> None:
                      f"(both fused) (default: {default_text})")
     cmd.add_argument("--fusion", choices=FUSIONS, help="hybrid: tmm (convex, theoretical-min normalised; the "
                      "default), minmax (convex, min-max normalised) or rrf (reciprocal rank fusion)")
+
+
+def _milvus_flags(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--milvus", dest="milvus_uri", metavar="URI", help="a Milvus collection instead of a folder: "
+                     "a Milvus Lite file (x.db) or http://host:19530 (or $QSEARCH_MILVUS_URI)")
+    cmd.add_argument("--collection", dest="milvus_collection", metavar="NAME",
+                     help="the Milvus collection (default qsearch; $QSEARCH_MILVUS_COLLECTION)")
 
 
 def _ocr_flags(cmd: argparse.ArgumentParser) -> None:

@@ -43,6 +43,9 @@ class Settings:
     max_pages: int = 2000
     max_chars: int = 10_000_000
     max_seconds_per_file: float = 120.0  # text extraction time for one file
+    milvus_uri: str | None = None  # a Milvus Lite .db file or http://host:19530: the shared collection's store
+    milvus_collection: str = "qsearch"
+    milvus_token: str | None = None  # Milvus / Zilliz Cloud credentials ("user:password" or an API key)
     max_files: int | None = None  # documents one collection may hold (the app sets one per session)
     max_chunks: int | None = None  # chunks one collection may hold
 

@@ -84,6 +84,28 @@ class Engine:
                 index.check_model(settings.embed_model, index.dim, index_dir)
         return engine
 
+    @classmethod
+    def open_milvus(cls, uri: str, collection: str, settings: Settings | None = None, *, create: bool = False,
+                    follow_index_model: bool = False, **kwargs: Any) -> Engine:
+        """An engine over a Milvus collection (`uri`: a Milvus Lite `.db` file or `http://host:19530`).
+
+        With `create`, a missing collection is made for the embedder's model and dimension;
+        without it, a missing collection is an error naming the URI."""
+        from .milvus import MilvusIndex, connect
+
+        settings = settings or Settings.from_env()
+        client = connect(uri, settings.milvus_token)
+        if client.has_collection(collection) or not create:
+            index = MilvusIndex(client, collection, uri=uri)
+            if follow_index_model and index.meta.get("embed_model"):
+                settings = settings.with_(embed_model=index.meta["embed_model"])
+            return cls(settings, index=index, **kwargs)
+        engine = cls(settings, **kwargs)
+        embedder = engine.embedder
+        engine._index = MilvusIndex(client, collection, uri=uri, dim=embedder.dim,
+                                    meta={"embed_model": embedder.model_name})
+        return engine
+
     # --- models, loaded on first use -----------------------------------------------------
 
     @property
@@ -121,6 +143,9 @@ class Engine:
 
     def lexical_index(self) -> LexicalIndex:
         """The BM25 index over the dense index's chunk ids, rebuilt once after a batch of changes."""
+        lexical = getattr(self.index, "lexical", None)
+        if lexical is not None:  # a backend with its own BM25 (Milvus)
+            return lexical()
         with self._lock:
             if self._lexical_changes != self.index.changes:
                 ids = list(self.index.chunks)
@@ -230,7 +255,10 @@ class Engine:
     def documents(self) -> list[DocInfo]:
         return list(self._index.docs.values()) if self._index is not None else []
 
-    def save(self, index_dir: str | Path | None = None) -> Path:
+    def save(self, index_dir: str | Path | None = None) -> Path | None:
+        """Save a folder index atomically (a Milvus collection is flushed: it keeps what was added)."""
+        if self.index.kind == "milvus":
+            return self.index.save()
         folder = Path(index_dir) if index_dir is not None else self.index_dir
         if folder is None:
             raise ValueError("no index folder given: pass index_dir to save() or Engine.open()")

@@ -257,13 +257,7 @@ class VectorIndex:
 
     def check_model(self, model_name: str, dim: int, folder: str | Path = "the index") -> None:
         """Refuse to mix vectors of two models or dimensions in one index."""
-        built_with = self.meta.get("embed_model")
-        if dim != self.dim or (built_with and model_key(built_with) != model_key(model_name)):
-            raise IndexFolderError(
-                f"{folder} was built with model {built_with!r} at dimension {self.dim}, but the "
-                f"embedder is {model_name!r} at dimension {dim}. Use --embed-model {built_with}"
-                f"{f' --dim {self.dim}' if dim != self.dim else ''}, or index into a new folder."
-            )
+        check_model(self.meta.get("embed_model"), self.dim, model_name, dim, folder)
 
     def _new_faiss(self) -> Any:
         import faiss
@@ -277,6 +271,16 @@ class VectorIndex:
         index.own_fields = True
         inner.this.disown()  # the id map owns the inner index now
         return index
+
+
+def check_model(built_with: str | None, built_dim: int, model_name: str, dim: int, where: str | Path) -> None:
+    """Refuse to mix vectors of two models or dimensions in one collection."""
+    if dim != built_dim or (built_with and model_key(built_with) != model_key(model_name)):
+        raise IndexFolderError(
+            f"{where} was built with model {built_with!r} at dimension {built_dim}, but the "
+            f"embedder is {model_name!r} at dimension {dim}. Use --embed-model {built_with}"
+            f"{f' --dim {built_dim}' if dim != built_dim else ''}, or index into a new folder or collection."
+        )
 
 
 def model_key(name: str) -> str:

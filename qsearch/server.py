@@ -43,9 +43,12 @@ class Context:
     @classmethod
     def create(cls, settings: Settings, index_dir: str | None = None) -> Context:
         service = ModelService.load(settings)
-        shared = None
-        if index_dir:
-            shared = Engine.open(index_dir, service.settings, embedder=service.embedder, reranker=service.reranker)
+        shared, s = None, service.settings
+        models = {"embedder": service.embedder, "reranker": service.reranker}
+        if s.milvus_uri:
+            shared = Engine.open_milvus(s.milvus_uri, s.milvus_collection, s, **models)
+        elif index_dir:
+            shared = Engine.open(index_dir, s, **models)
         return cls(service, shared)
 
     def new_engine(self) -> Engine:
@@ -153,6 +156,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
                    help="also serve on a temporary public *.gradio.live link (anyone with it can use the app)")
     p.add_argument("--index", default=os.environ.get("QSEARCH_INDEX"), metavar="DIR",
                    help="a read-only index every session searches besides its uploads")
+    p.add_argument("--milvus", metavar="URI", help="the shared collection in Milvus instead: a Milvus Lite file or "
+                   "http://host:19530 ($QSEARCH_MILVUS_URI; $QSEARCH_MILVUS_TOKEN for auth)")
+    p.add_argument("--collection", metavar="NAME", help="the Milvus collection (default qsearch)")
     p.add_argument("--embed-model", metavar="M")
     p.add_argument("--rerank-model", metavar="M")
     p.add_argument("--max-file-mb", type=float, metavar="N")
@@ -170,7 +176,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
     settings = Settings.from_env(embed_model=args.embed_model, rerank_model=args.rerank_model,
                                  max_file_mb=args.max_file_mb, device=args.device, dtype=args.dtype,
                                  ocr=args.ocr, ocr_lang=args.ocr_lang, embed_url=args.embed_url,
-                                 rerank_url=args.rerank_url)
+                                 rerank_url=args.rerank_url, milvus_uri=args.milvus,
+                                 milvus_collection=args.collection)
     if settings.max_files is None and settings.max_chunks is None:  # per-session limits on a shared server
         settings = settings.with_(max_files=200, max_chunks=100_000)
     return args, settings

@@ -48,7 +48,7 @@ def test_an_agent_lists_the_tools_and_finds_a_passage_of_the_shared_index(served
     tools, result = asyncio.run(_session(served_with_shared_index, work))
     assert {"search", "add_documents"} <= set(tools)
     assert not {"remove_document", "clear_documents", "end_session"} & set(tools), "page-only events stay private"
-    assert "Args" not in tools["search"].description and "your own collection" in tools["search"].description
+    assert "Args" not in tools["search"].description and "add_documents" in tools["search"].description
     assert set(tools["search"].inputSchema["properties"]) >= {"query", "top_k", "mode"}
     assert not result.isError, result.content
     text = "".join(c.text for c in result.content if getattr(c, "type", "") == "text")
