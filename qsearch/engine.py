@@ -12,38 +12,23 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import ingest
-from .chunk import chunk_document
 from .config import VERSION, Settings
 from .embed import Embedder
 from .index import DocInfo, IndexFolderError, VectorIndex
 from .lexical import LexicalIndex
 from .models import make_embedder, make_reranker
+from .reading import Cancelled, Parsed, check_stop, read_files
 from .rerank import Reranker
 from .retrieval import Ranking, retrieve
-from .types import AddReport, Chunk, Document, FileReport, Hits
+from .types import AddReport, FileReport, Hits
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total): stage "reading" or "embedding"
-
-
-class Cancelled(Exception):
-    """An add_files run stopped on request; nothing was added."""
-
-
-@dataclass
-class Parsed:
-    """A file read and chunked, waiting to be embedded."""
-
-    doc: Document
-    chunks: list[Chunk]
-    report: FileReport
-    data: bytes
 
 
 class Engine:
@@ -173,51 +158,15 @@ class Engine:
                    names: Sequence[str] | None = None,
                    should_stop: Callable[[], bool] | None = None) -> tuple[list[Parsed], list[FileReport]]:
         """Read and chunk files (no model work): the new documents, and one report per file."""
-        files = ingest.find_files(paths) if names is None else [Path(p) for p in paths]
-        sources = list(names) if names is not None else [str(p) for p in files]
-        if len(sources) != len(files):
-            raise ValueError(f"got {len(files)} paths but {len(sources)} names")
-        limits = ingest.Limits.from_settings(self.settings)
-        options = ingest.ReadOptions.from_settings(self.settings)
-        index, embedder = self.index, self.embedder
-        max_tokens, overlap = self.settings.chunk_sizes(embedder.max_tokens)
-        reports: list[FileReport] = []
-        parsed: list[Parsed] = []
-        seen: set[str] = set()
-        for i, (path, source) in enumerate(zip(files, sources)):
-            _check_stop(should_stop)
-            report = FileReport(path=source, status="error")
-            reports.append(report)
-            try:
-                source, data = ingest.read(path, limits, name=source)
-                report.doc_id = doc_id = ingest.content_hash(data)
-                if doc_id in seen or index.has_doc(doc_id):
-                    info = index.docs.get(doc_id)
-                    report.status, report.chunks = "unchanged", getattr(info, "chunks", 0)
-                    report.pages = getattr(info, "pages", None)
-                else:
-                    self._check_room(len(parsed))
-                    doc = ingest.parse(source, data, limits, options)
-                    chunks = chunk_document(doc, embedder.tokenizer, max_tokens, overlap)
-                    self._check_room(len(parsed), sum(len(p.chunks) for p in parsed) + len(chunks))
-                    report.status, report.chunks, report.pages = "indexed", len(chunks), doc.n_pages
-                    report.ocr_pages, report.notes = list(doc.ocr_pages), list(doc.notes)
-                    parsed.append(Parsed(doc, chunks, report, data))
-                seen.add(doc_id)
-            except ingest.IngestError as e:
-                report.error = e.reason
-            except Exception as e:  # noqa: BLE001 - a loader bug must not end the batch either
-                report.error = f"unexpected error while reading: {type(e).__name__}: {e}"
-            if progress:
-                progress("reading", i + 1, len(files))
-        return parsed, reports
+        return read_files(paths, self.settings, self.index, self.embedder, progress=progress, names=names,
+                          should_stop=should_stop, check_room=self._check_room)
 
     def embed_and_add(self, parsed: Sequence[Parsed], progress: Progress | None = None, *,
                       should_stop: Callable[[], bool] | None = None) -> None:
         """Embed the chunks of parsed files, then add them all at once (replacing older versions)."""
         texts = [c.text for p in parsed for c in p.chunks]
         vectors = self._embed_unique(texts, progress, should_stop)
-        _check_stop(should_stop)
+        check_stop(should_stop)
         index = self.index
         with self._lock:
             row = 0
@@ -308,18 +257,13 @@ class Engine:
         where = {t: i for i, t in enumerate(unique)}
 
         def report(done: int, total: int) -> None:
-            _check_stop(should_stop)
+            check_stop(should_stop)
             if progress:
                 progress("embedding", done, total)
 
         vectors = self.embedder.encode(unique, progress=report) if unique else \
             np.zeros((0, self.embedder.dim), np.float32)
         return vectors[[where[t] for t in texts]] if texts else vectors
-
-
-def _check_stop(should_stop: Callable[[], bool] | None) -> None:
-    if should_stop is not None and should_stop():
-        raise Cancelled("stopped on request: nothing was added")
 
 
 def _versions() -> dict[str, str]:

@@ -16,11 +16,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, StrictInt, StringConstraints, ValidationError, field_validator
+from starlette.concurrency import run_in_threadpool
 
 from .embed import Embedder
 from .loading import served_name
@@ -39,32 +41,45 @@ class ApiLimits:
     max_chars: int = 100_000  # characters per text
 
 
+Text = Annotated[str, StringConstraints(min_length=1)]
+
+
+class EmbeddingsRequest(BaseModel):
+    """The body of POST /v1/embeddings (OpenAI's shape; unknown fields are ignored, as servers do)."""
+
+    input: Annotated[list[Text], Field(min_length=1)]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] | None = "float"
+    dimensions: Annotated[StrictInt, Field(ge=1)] | None = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class RerankRequest(BaseModel):
+    """The body of POST /v1/rerank (the Jina/Cohere shape that vLLM and SGLang serve)."""
+
+    query: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    documents: Annotated[list[str], Field(min_length=1)]
+    top_n: Annotated[StrictInt, Field(ge=1)] | None = None
+    instruction: str | None = None
+    return_documents: bool = False
+    model: str | None = None
+
+    @field_validator("documents", mode="before")
+    @classmethod
+    def _texts(cls, value: Any) -> Any:  # Cohere/Jina also accept {"text": ...} objects
+        return [d.get("text") if isinstance(d, dict) else d for d in value] if isinstance(value, list) else value
+
+
 def openai_router(embedder: Callable[[], Embedder], reranker: Callable[[], Reranker] | None = None, *,
                   api_key: str | None = None, limits: ApiLimits = ApiLimits()) -> APIRouter:
     """The /v1 routes. `embedder` and `reranker` are getters, so a model can load (or fail) lazily."""
     router = APIRouter()
 
-    def guarded(handler: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable:
-        async def route(request: Request) -> JSONResponse:
-            try:
-                _check_key(request, api_key)
-                body: Any = {}
-                if request.method == "POST":
-                    try:
-                        body = await request.json()
-                    except ValueError:
-                        raise ApiError(400, "the request body is not valid JSON") from None
-                    if not isinstance(body, dict):
-                        raise ApiError(400, "the request body must be a JSON object")
-                from starlette.concurrency import run_in_threadpool
-
-                return JSONResponse(await run_in_threadpool(handler, body))
-            except ApiError as e:
-                return JSONResponse({"error": {"message": e.message, "type": e.kind, "code": e.status}},
-                                    status_code=e.status)
-        return route
-
-    def models(_: dict[str, Any]) -> dict[str, Any]:
+    def models(_: None) -> dict[str, Any]:
         served = [_model_entry(embedder().model_name)]
         if reranker is not None:
             try:
@@ -73,69 +88,74 @@ def openai_router(embedder: Callable[[], Embedder], reranker: Callable[[], Reran
                 pass
         return {"object": "list", "data": served}
 
-    def embeddings(body: dict[str, Any]) -> dict[str, Any]:
+    def embeddings(body: EmbeddingsRequest) -> dict[str, Any]:
         model = _model(embedder)
-        texts = body.get("input")
-        if isinstance(texts, str):
-            texts = [texts]
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-            raise ApiError(400, "'input' must be a non-empty string or a non-empty list of strings")
-        _check_size(texts, limits, "input")
-        if any(not t for t in texts):
-            raise ApiError(400, "'input' contains an empty string")
-        _check_model_name(body, model.model_name)
-        encoding = body.get("encoding_format", "float") or "float"
-        if encoding not in ("float", "base64"):
-            raise ApiError(400, f"'encoding_format' must be 'float' or 'base64', got {encoding!r}")
-        dims = body.get("dimensions")
-        if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool) or not 1 <= dims <= model.dim):
-            raise ApiError(400, f"'dimensions' must be an integer in 1..{model.dim}, got {dims!r}")
-        vectors = model.encode(texts)
-        if dims is not None and dims < model.dim:
-            vectors = np.ascontiguousarray(vectors[:, :dims])
+        _check_size(body.input, limits, "input")
+        _check_model_name(body.model, model.model_name)
+        if body.dimensions is not None and body.dimensions > model.dim:
+            raise ApiError(400, f"'dimensions' must be an integer in 1..{model.dim}, got {body.dimensions}")
+        vectors = model.encode(body.input)
+        if body.dimensions is not None and body.dimensions < model.dim:
+            vectors = np.ascontiguousarray(vectors[:, :body.dimensions])
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        tokens = _count_tokens(model, texts)
+        tokens = _count_tokens(model, body.input)
         data = [{"object": "embedding", "index": i,
-                 "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode() if encoding == "base64"
-                 else v.tolist()} for i, v in enumerate(vectors)]
+                 "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode()
+                 if body.encoding_format == "base64" else v.tolist()} for i, v in enumerate(vectors)]
         return {"object": "list", "data": data, "model": served_name(model.model_name),
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
-    def rerank(body: dict[str, Any]) -> dict[str, Any]:
+    def rerank(body: RerankRequest) -> dict[str, Any]:
         if reranker is None:
             raise ApiError(503, "no reranker is served here", "service_unavailable")
-        query, documents = body.get("query"), body.get("documents")
-        if not isinstance(query, str) or not query.strip():
-            raise ApiError(400, "'query' must be a non-empty string")
-        if isinstance(documents, list):  # Cohere/Jina also accept {"text": ...} objects
-            documents = [d.get("text") if isinstance(d, dict) else d for d in documents]
-        if not isinstance(documents, list) or not documents or not all(isinstance(d, str) for d in documents):
-            raise ApiError(400, "'documents' must be a non-empty list of strings")
-        _check_size(documents, limits, "documents")
-        _check_size([query], limits, "query")
-        top_n = body.get("top_n", len(documents))
-        if not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1:
-            raise ApiError(400, f"'top_n' must be a positive integer, got {top_n!r}")
-        instruction = body.get("instruction")
-        if instruction is not None and not isinstance(instruction, str):
-            raise ApiError(400, "'instruction' must be a string")
+        _check_size(body.documents, limits, "documents")
+        _check_size([body.query], limits, "query")
         model = _model(reranker)
-        _check_model_name(body, model.model_name)
-        scores = model.score(query, documents, instruction=instruction)
-        order = np.argsort(-scores, kind="stable")[:top_n]
+        _check_model_name(body.model, model.model_name)
+        scores = model.score(body.query, body.documents, instruction=body.instruction)
+        order = np.argsort(-scores, kind="stable")[:body.top_n or len(body.documents)]
         results = [{"index": int(i), "relevance_score": float(scores[i])} for i in order]
-        if body.get("return_documents"):
+        if body.return_documents:
             for r in results:
-                r["document"] = {"text": documents[r["index"]]}
+                r["document"] = {"text": body.documents[r["index"]]}
         prepare = getattr(model, "prepare", None)
-        tokens = sum(map(len, prepare(query, documents, instruction))) if prepare else 0
-        return {"id": f"rerank-{uuid.uuid4().hex[:16]}", "model": served_name(model.model_name), "results": results,
-                "usage": {"total_tokens": tokens}}
+        tokens = sum(map(len, prepare(body.query, body.documents, body.instruction))) if prepare else 0
+        return {"id": f"rerank-{uuid.uuid4().hex[:16]}", "model": served_name(model.model_name),
+                "results": results, "usage": {"total_tokens": tokens}}
 
-    router.add_api_route("/v1/models", guarded(models), methods=["GET"])
-    router.add_api_route("/v1/embeddings", guarded(embeddings), methods=["POST"])
-    router.add_api_route("/v1/rerank", guarded(rerank), methods=["POST"])
+    router.add_api_route("/v1/models", _route(models, None, api_key), methods=["GET"])
+    router.add_api_route("/v1/embeddings", _route(embeddings, EmbeddingsRequest, api_key), methods=["POST"])
+    router.add_api_route("/v1/rerank", _route(rerank, RerankRequest, api_key), methods=["POST"])
     return router
+
+
+def _route(handler: Callable[[Any], dict[str, Any]], body_type: type[BaseModel] | None,
+           api_key: str | None) -> Callable:
+    """An endpoint: the key checked, the body parsed into `body_type`, the handler run in a thread,
+    every failure answered as OpenAI does: {"error": {"message", "type", "code"}}."""
+    async def route(request: Request) -> JSONResponse:
+        try:
+            _check_key(request, api_key)
+            body = None
+            if body_type is not None:
+                try:
+                    body = body_type.model_validate(await request.json())
+                except ValueError as e:  # broken JSON, or a body that isn't the model
+                    raise ApiError(400, _why(e)) from None
+            return JSONResponse(await run_in_threadpool(handler, body))
+        except ApiError as e:
+            return JSONResponse({"error": {"message": e.message, "type": e.kind, "code": e.status}},
+                                status_code=e.status)
+    return route
+
+
+def _why(error: ValueError) -> str:
+    """One line for a client: where the body is wrong, and how."""
+    if not isinstance(error, ValidationError):
+        return "the request body is not valid JSON"
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "the request body"
+    return f"'{where}': {first['msg'].lower()} (got {first.get('input')!r:.80})"
 
 
 def _check_key(request: Request, api_key: str | None) -> None:
@@ -161,11 +181,11 @@ def _model(getter: Callable[[], Any]) -> Any:
         raise ApiError(503, f"the model is not available: {e}", "service_unavailable") from None
 
 
-def _check_model_name(body: dict[str, Any], served: str) -> None:
+def _check_model_name(asked: str | None, served: str) -> None:
     from .index import model_key
 
-    asked, name = body.get("model"), served_name(served)
-    if asked is not None and (not isinstance(asked, str) or model_key(asked) != model_key(name)):
+    name = served_name(served)
+    if asked is not None and model_key(asked) != model_key(name):
         raise ApiError(400, f"model {asked!r} is not served here; this server serves {name!r}")
 
 

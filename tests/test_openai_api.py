@@ -59,11 +59,12 @@ def test_rerank_over_plain_http(api, qwen3_reranker_dir):
 
 
 @pytest.mark.parametrize(("body", "status", "phrase"), [
-    ({"input": []}, 400, "non-empty"),
-    ({"input": [""]}, 400, "empty string"),
-    ({"input": [1, 2]}, 400, "list of strings"),
-    ({"input": "x", "encoding_format": "int8"}, 400, "encoding_format"),
-    ({"input": "x", "dimensions": 4096}, 400, "dimensions"),
+    ({"input": []}, 400, "'input': list should have at least 1 item"),
+    ({"input": [""]}, 400, "'input.0': string should have at least 1 character"),
+    ({"input": [1, 2]}, 400, "'input.0': input should be a valid string"),
+    ({"input": "x", "encoding_format": "int8"}, 400, "'encoding_format': input should be 'float' or 'base64'"),
+    ({"input": "x", "dimensions": 4096}, 400, "'dimensions' must be an integer in 1..384, got 4096"),
+    ({"input": "x", "dimensions": True}, 400, "'dimensions': input should be a valid integer"),
     ({"input": "x", "model": "someone/else"}, 400, "is not served here"),
     ({"input": ["x"] * 600}, 413, "too many"),
     ({"input": "x" * 200_000}, 413, "characters"),
