@@ -13,6 +13,7 @@ DEFAULT_RERANK_MODEL = "Qwen/Qwen3-Reranker-0.6B"
 INDEX_KINDS = ("flat", "hnsw")
 SEARCH_MODES = ("hybrid", "dense", "lexical")
 FUSIONS = ("tmm", "minmax", "rrf")  # see fusion.py
+DEFAULT_FUSION, DEFAULT_DENSE_WEIGHT = "tmm", 0.8  # the best of the SciFact dev sweep (README, Quality)
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -31,8 +32,8 @@ class Settings:
     chunk_overlap: int = 32
     index_kind: str = "flat"  # "flat" is exact; "hnsw" is approximate, for large collections
     search_mode: str = "hybrid"  # dense + BM25, fused: best on SciFact (see README, Quality)
-    fusion: str = "tmm"  # how hybrid mode fuses (fusion.py); chosen on SciFact dev, README Quality
-    dense_weight: float = 0.5  # convex fusion: share of the dense score
+    fusion: str = DEFAULT_FUSION  # how hybrid mode fuses (fusion.py); chosen on SciFact dev, README Quality
+    dense_weight: float = DEFAULT_DENSE_WEIGHT  # convex fusion: share of the dense score
     rrf_k: int = 60  # rrf fusion: the rank constant
     device: str = "auto"  # "auto" takes the GPU when there is one
     dtype: str = "auto"  # "auto": bf16/fp16 on GPU; on CPU bf16 where the CPU computes it natively, else fp32

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import Settings
+from .config import DEFAULT_DENSE_WEIGHT, DEFAULT_FUSION, Settings
 from .embed import Embedder
 from .engine import Engine
 from .index import DocInfo, IndexFolderError, VectorIndex
@@ -123,9 +123,9 @@ class Config:
     """One retrieval configuration to measure: a Ranking, and optionally an MRL dimension."""
 
     mode: str = "hybrid"  # "dense", "lexical" or "hybrid"
-    fusion: str = "tmm"
+    fusion: str = DEFAULT_FUSION
     dim: int | None = None  # MRL: first `dim` dimensions of the shared embeddings, renormalised
-    dense_weight: float = 0.5
+    dense_weight: float = DEFAULT_DENSE_WEIGHT
     rrf_k: int = 60
 
     @classmethod

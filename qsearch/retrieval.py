@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .config import FUSIONS, SEARCH_MODES, Settings
+from .config import DEFAULT_DENSE_WEIGHT, DEFAULT_FUSION, FUSIONS, SEARCH_MODES, Settings
 from .fusion import RRF_K, fuse
 from .index import VectorIndex
 from .lexical import LexicalIndex
@@ -41,8 +41,8 @@ class Ranking:
     """How candidates are ranked: the search mode and, for hybrid, how scores are fused."""
 
     mode: str = "hybrid"
-    fusion: str = "tmm"
-    dense_weight: float = 0.5
+    fusion: str = DEFAULT_FUSION
+    dense_weight: float = DEFAULT_DENSE_WEIGHT
     rrf_k: int = RRF_K
     depth: int = DEPTH
 

@@ -353,3 +353,22 @@ def test_a_full_queue_says_busy_at_once(minilm_dir):
         assert max(busy) < 5, f"a full queue answers at once, not after waiting: {max(busy):.1f} s"
     finally:
         demo.close()
+
+
+def test_share_without_a_route_to_the_share_server_keeps_serving_locally(minilm_dir, capsys, monkeypatch):
+    import httpx
+
+    import app
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # no outbound connection, whatever this machine has
+    demo = app.create_app(Settings(embed_model=str(minilm_dir), rerank_model="none/none", device="cpu"))
+    started = time.perf_counter()
+    _, url, share_url = app.launch(demo, prevent_thread_lock=True, quiet=True, share=True)
+    try:
+        assert share_url is None and time.perf_counter() - started < 60
+        assert httpx.get(url, timeout=10).status_code == 200
+        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("No public link")]
+        assert lines == [f"No public link: the share server can't be reached from here (no outbound connection); "
+                         f"the app is serving locally at {url}"]
+    finally:
+        demo.close()
