@@ -8,6 +8,7 @@ embedded, single-process Milvus: it shows the code path and its cost, not a clus
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import tempfile
 import time
@@ -25,7 +26,7 @@ def documents(n: int, dim: int, per_doc: int = 100, seed: int = 0):  # noqa: ANN
     vectors = rng.standard_normal((n, dim), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     for d, start in enumerate(range(0, n, per_doc)):
-        doc_id = f"{d:012x}" + "0" * 52
+        doc_id = hashlib.sha256(f"document {d}".encode()).hexdigest()  # as qsearch names documents
         rows = range(start, min(start + per_doc, n))
         chunks = [Chunk(doc_id, f"f{d}.txt", f"chunk {i} of document {d}", 0, 1) for i in rows]
         yield DocInfo(doc_id, f"f{d}.txt", len(chunks)), chunks, vectors[start:start + len(chunks)]

@@ -15,6 +15,7 @@ an embedder of another model or dimension is refused, as with the folder index.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -24,7 +25,6 @@ import numpy as np
 from .index import DocInfo, IndexFolderError, check_model
 from .types import Chunk
 
-INDEX_BITS = 19  # chunk ids: 44 bits of the document's hash, then the chunk's number (up to 524,288)
 MAX_TEXT = 65_535  # Milvus' longest VARCHAR
 BATCH = 1000  # rows per insert
 
@@ -110,7 +110,7 @@ class MilvusIndex:
     def doc_chunks(self, doc_id: str) -> list[Chunk]:
         rows = self.client.query(self.name, filter=f"doc_id == {json.dumps(doc_id)}",
                                  output_fields=["doc_id", "text", "chunk"], limit=16384)
-        return [_chunk(r) for r in sorted(rows, key=lambda r: r["id"])]
+        return sorted((_chunk(r) for r in rows), key=lambda c: c.start)
 
     def add(self, doc: DocInfo, chunks: Sequence[Chunk], vectors: np.ndarray, original: bytes | None = None) -> None:
         """Add one document's chunks; a document already here is an error, as in the folder index."""
@@ -119,8 +119,7 @@ class MilvusIndex:
             raise ValueError(f"expected vectors of shape ({len(chunks)}, {self.dim}), got {vectors.shape}")
         if self.has_doc(doc.doc_id):
             raise ValueError(f"document {doc.doc_id[:12]}… ({doc.source}) is already in the collection")
-        first = _first_id(doc.doc_id)
-        rows = [{"id": first + n, "doc_id": c.doc_id, "text": c.text[:MAX_TEXT], "vector": v.tolist(),
+        rows = [{"id": chunk_id(doc.doc_id, n), "doc_id": c.doc_id, "text": c.text[:MAX_TEXT], "vector": v.tolist(),
                  "chunk": {"source": c.source, "start": c.start, "end": c.end, "page": c.page,
                            "page_end": c.page_end, "ocr": c.ocr}} for n, (c, v) in enumerate(zip(chunks, vectors))]
         for start in range(0, len(rows), BATCH):
@@ -247,6 +246,7 @@ def _chunk(row: dict[str, Any]) -> Chunk:
                  end=meta["end"], page=meta.get("page"), page_end=meta.get("page_end"), ocr=bool(meta.get("ocr")))
 
 
-def _first_id(doc_id: str) -> int:
-    """The id of a document's first chunk: 44 bits of its content hash, then room for its chunks."""
-    return int(doc_id[:11], 16) << INDEX_BITS
+def chunk_id(doc_id: str, number: int) -> int:
+    """A chunk's Milvus id: 60 bits of the hash of its document's content hash and its number, the same
+    in every process and replica (two chunks collide with odds of about n² / 2⁶¹)."""
+    return int(hashlib.sha256(f"{doc_id}:{number}".encode()).hexdigest()[:15], 16)

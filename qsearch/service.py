@@ -7,7 +7,7 @@
   `spaces.GPU`: pure model calls, texts in, a numpy array out. On ZeroGPU each call runs in a
   forked worker, its arguments and result pickled, its memory changes lost, so all state
   (sessions, indexes, BM25, files) stays in the main process and only these cross.
-- **Work sized to the machine.** Embedding goes in windows of about WINDOW_SECONDS each, so
+- **Work sized to the machine.** Embedding goes in windows of about WINDOW_SECONDS each (a waiting query goes first), so
   progress (with an ETA from the measured tokens/s) moves between GPU calls, and the default
   number of rerank candidates keeps a rerank near RERANK_SECONDS.
 """
@@ -18,7 +18,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ from .embed import Embedder
 from .loading import ModelLoadError, bundled_small_model, resolve_model
 from .models import make_embedder, make_reranker
 from .rerank import Reranker
-from .sizing import Throughput, estimate_tokens, rerank_candidates_for, window_sizes
+from .sizing import FIRST_WINDOW, Throughput, estimate_tokens, rerank_candidates_for, window_sizes
 
 _MODELS: dict[tuple[str, str], Any] = {}  # (service key, "embedder" | "reranker") -> the loaded model
 _MAIN_PID = os.getpid()
@@ -76,6 +77,41 @@ def _after_fork() -> None:
         torch.set_num_threads(1)
 
 
+class ModelLock:
+    """The one lock of all model work, with priority for short calls: a window of a long indexing run
+    waits while a query (or a rerank) waits, so a search during someone's upload waits one window at
+    most, not the whole upload."""
+
+    def __init__(self) -> None:
+        self._lock, self._turn = threading.Lock(), threading.Condition()
+        self._urgent = 0
+
+    @contextmanager
+    def hold(self, urgent: bool) -> Iterator[None]:
+        with self._turn:
+            if urgent:
+                self._urgent += 1
+            else:
+                self._turn.wait_for(lambda: self._urgent == 0)
+        try:
+            self._lock.acquire()
+        finally:
+            if urgent:
+                with self._turn:
+                    self._urgent -= 1
+                    self._turn.notify_all()
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def __enter__(self) -> None:  # `with service.lock:` holds it as a short call does
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 class SharedEmbedder:
     """The service's embedder as an `Embedder`: each window of texts crosses the GPU boundary under the lock."""
 
@@ -94,9 +130,10 @@ class SharedEmbedder:
         if isinstance(texts, str):
             raise TypeError("encode takes a list of texts, not a single string")
         service, out, done = self._service, np.empty((len(texts), self.dim), np.float32), 0
+        urgent = is_query or len(texts) <= FIRST_WINDOW  # a query, or a short call: ahead of indexing windows
         for window in window_sizes(len(texts), estimate_tokens(texts) / max(len(texts), 1), service.embed_rate):
             batch = list(texts[done:done + window])
-            with service.lock:
+            with service.lock.hold(urgent):
                 started = time.perf_counter()
                 out[done:done + window] = service.embed(batch, is_query, instruction)
                 service.embed_rate.record(estimate_tokens(batch), time.perf_counter() - started)
@@ -117,7 +154,7 @@ class SharedReranker:
 
     def score(self, query: str, texts: Sequence[str], *, instruction: str | None = None) -> np.ndarray:
         service = self._service
-        with service.lock:
+        with service.lock.hold(urgent=True):
             started = time.perf_counter()
             scores = service.score(query, list(texts), instruction)
             service.rerank_rate.record(estimate_tokens([query + t for t in texts]), time.perf_counter() - started)
@@ -130,7 +167,7 @@ class ModelService:
     def __init__(self, settings: Settings, embedder: Embedder, *, notice: str = "", rerank_unavailable: str = ""):
         self.settings, self.notice, self.rerank_unavailable = settings, notice, rerank_unavailable
         self.key = uuid.uuid4().hex  # this service's models in _MODELS (tests run several per process)
-        self.lock = threading.Lock()
+        self.lock = ModelLock()
         self._load_lock = threading.Lock()
         self.embed_rate, self.rerank_rate = Throughput(), Throughput()
         self._local = {"embedder": not settings.embed_url, "reranker": not settings.rerank_url}

@@ -7,7 +7,7 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 
-WINDOW_SECONDS = 5.0  # one embedding window (one GPU call on ZeroGPU): progress moves at least this often
+WINDOW_SECONDS = 2.0  # one embedding window (one GPU call on ZeroGPU): progress moves, and a query waits, at most this long
 FIRST_WINDOW = 8  # texts in the first window when the speed is not measured yet
 MAX_WINDOW = 4096  # texts in one window, however fast the machine
 RERANK_SECONDS = 10.0  # the default number of rerank candidates aims at this

@@ -139,3 +139,23 @@ def test_bf16_vectors_and_scores_agree_with_fp32(qwen3_embedder_dir, qwen3_reran
     scores = [load_reranker(str(qwen3_reranker_dir), device="cpu", dtype=d).score("capital of France?", texts)
               for d in ("float32", "bfloat16")]
     assert np.abs(scores[0] - scores[1]).max() <= 0.01
+
+
+def test_a_query_waits_for_one_indexing_window_not_the_whole_upload():
+    from qsearch.service import ModelService
+
+    class Slow(HashingEmbedder):
+        def encode(self, texts, **kwargs):  # noqa: ANN001, ANN003, ANN201
+            time.sleep(0.25)  # every call, whatever its size: one window = 0.25 s
+            return super().encode(texts, **kwargs)
+
+    service = ModelService(Settings(embed_model=Slow.model_name), Slow())
+    indexing = threading.Thread(target=service.embedder.encode, args=([f"text {i}" for i in range(80)],))
+    indexing.start()  # 10 windows of 8 texts: 2.5 s in all
+    time.sleep(0.3)
+    started = time.perf_counter()
+    service.embedder.encode(["a query"], is_query=True)
+    waited = time.perf_counter() - started
+    assert indexing.is_alive(), "the upload is still embedding"
+    assert waited < 0.75, f"the query waited {waited:.2f} s: at most one window (0.25 s) and its own call"
+    indexing.join()
