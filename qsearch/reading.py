@@ -6,7 +6,11 @@ A file whose content is already in the collection (or earlier in the batch) is "
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,33 @@ class Parsed:
     chunks: list[Chunk]
     report: FileReport
     data: bytes
+
+
+_PARSERS: ProcessPoolExecutor | None = None
+_PARSERS_LOCK = threading.Lock()
+
+
+def parse(source: str, data: bytes, limits: ingest.Limits, options: ingest.ReadOptions) -> Document:
+    """`ingest.parse` in a reader process: PDF parsing is pure Python, and in the server's own
+    process it would hold the GIL against every other user's search. The readers are forked once,
+    after the parsing libraries are imported, so they start instantly and never re-run `__main__`."""
+    global _PARSERS
+    with _PARSERS_LOCK:
+        if _PARSERS is None:
+            import bs4  # noqa: F401 - imported before the fork, so no reader imports while another thread does
+            import docx  # noqa: F401
+            import pypdf  # noqa: F401
+
+            _PARSERS = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("fork"))
+        readers = _PARSERS
+    try:
+        return readers.submit(ingest.parse, source, data, limits, options).result(timeout=limits.max_seconds + 60)
+    except (BrokenProcessPool, TimeoutError):  # the reader died or hung: say so for this file, start anew
+        with _PARSERS_LOCK:
+            _PARSERS = None
+        readers.shutdown(wait=False, cancel_futures=True)
+        raise ingest.IngestError(source, "the reader stopped while reading this file (too large or damaged?)") \
+            from None
 
 
 def check_stop(should_stop: Callable[[], bool] | None) -> None:
@@ -68,7 +99,7 @@ def read_files(paths: Iterable[str | Path], settings: Settings, index: Any, embe
                 report.pages = getattr(info, "pages", None)
             else:
                 check_room(len(parsed))
-                doc = ingest.parse(source, data, limits, options)
+                doc = parse(source, data, limits, options)
                 chunks = chunk_document(doc, embedder.tokenizer, max_tokens, overlap)
                 check_room(len(parsed), sum(len(p.chunks) for p in parsed) + len(chunks))
                 report.status, report.chunks, report.pages = "indexed", len(chunks), doc.n_pages

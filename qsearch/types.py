@@ -140,6 +140,9 @@ class IngestError(Exception):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self) -> tuple:  # crosses from the parsing process intact
+        return (IngestError, (self.path, self.reason))
+
 
 @dataclass(frozen=True)
 class Limits:
