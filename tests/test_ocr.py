@@ -156,3 +156,14 @@ def test_shared_scanned_pdfs_report(shared_data):
             continue
         if doc.ocr_pages or doc.notes:
             print(f"{path.name}: OCR pages {list(doc.ocr_pages)}, {len(doc.text)} chars; notes {list(doc.notes)}")
+
+
+def test_a_scanned_pdf_is_searchable_and_its_hits_say_ocr(tmp_path, minilm):
+    from qsearch import Engine, Settings
+
+    (tmp_path / "scan.pdf").write_bytes(image_pdf(scan(SENTENCES)))
+    engine = Engine(Settings(embed_model=minilm.model_name), embedder=minilm)
+    report = engine.add_files([tmp_path / "scan.pdf"])
+    assert report.files[0].status == "indexed" and report.files[0].ocr_pages == [1]
+    hit = engine.search("which invoice was paid by cheque?", k=1)[0]
+    assert hit.source.endswith("scan.pdf") and hit.ocr and hit.page == 1 and "4471" in hit.text
