@@ -47,7 +47,8 @@ BARS = (  # (key, label, colour, what the bar means): each on its own 0..1 scale
     ("meaning", "meaning", "#2563eb", "cosine similarity of the passage and the query embeddings (0 to 1)"),
     ("keywords", "keywords", "#d97706", "BM25 score over the best score the query's words can reach in this "
                                         "collection (0 to 1)"),
-    ("overall", "overall", "#7c3aed", "the fused score that ranks the results (0 to 1)"),
+    ("overall", "overall", "#7c3aed", "the fused score that ranks the results: meaning and keywords combined, "
+                                      "each relative to this query's best match (0 to 1)"),
     ("reranker", "reranker", "#16a34a", "the reranker's probability that the passage is relevant (0 to 1)"),
 )
 LEGEND = ('<div class="qs-legend" style="font-size:0.85em;color:#4b5563">Each bar runs from 0 to 1: '
