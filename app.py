@@ -137,7 +137,7 @@ def search(ctx: Context, query: str, top_k: float, rerank: bool, instruction: st
 
 def evidence_choices(ctx: Context, request: gr.Request) -> tuple[Any, str, None]:
     """After a search: the results to open, an empty evidence panel, no download yet."""
-    last = ctx.last.get(_session(request))
+    last = ctx.results(_session(request))
     choices = [(f"#{h.rank} {where(h)}", h.rank) for h in (last["hits"] if last else [])]
     return gr.update(choices=choices, value=None, interactive=bool(choices)), "", None
 
@@ -145,7 +145,7 @@ def evidence_choices(ctx: Context, request: gr.Request) -> tuple[Any, str, None]
 def show_evidence(ctx: Context, rank: int | None, request: gr.Request) -> str:
     """Where result #rank came from: its page with the passage highlighted, or the passage in its text."""
     session = _session(request)
-    last = ctx.last.get(session)
+    last = ctx.results(session)
     hit = next((h for h in (last["hits"] if last else []) if h.rank == rank), None)
     if hit is None:
         return ""
@@ -157,7 +157,7 @@ def show_evidence(ctx: Context, rank: int | None, request: gr.Request) -> str:
 
 def export_results(ctx: Context, request: gr.Request) -> list[str] | None:
     """The latest results as JSON and CSV files: query, settings, every score, source and page."""
-    last = ctx.last.get(_session(request))
+    last = ctx.results(_session(request))
     if not last:
         raise gr.Error("Search first: there are no results to export yet.")
     folder = Path(tempfile.mkdtemp(prefix="qsearch-results-"))
@@ -167,14 +167,16 @@ def export_results(ctx: Context, request: gr.Request) -> list[str] | None:
 
 
 def remove_document(ctx: Context, doc_id: str | None, request: gr.Request) -> tuple[str, Any]:
-    engine = ctx.sessions.peek(_session(request))
+    entry = ctx.sessions.peek(_session(request))
+    engine = entry.engine if entry is not None else None
     if engine is not None and doc_id and engine.index.has_doc(doc_id):
         engine.remove(doc_id)
     return _files(engine), _choices(engine)
 
 
 def clear_documents(ctx: Context, request: gr.Request) -> tuple[str, Any]:
-    engine = ctx.sessions.peek(_session(request))
+    entry = ctx.sessions.peek(_session(request))
+    engine = entry.engine if entry is not None else None
     if engine is not None:
         engine.clear()
     return _files(engine), _choices(engine)

@@ -116,12 +116,11 @@ def _in_context(hit: Hit, index: VectorIndex, query: str) -> str:
     """The passage marked inside the text around it, rebuilt from the document's chunks."""
     chunks = sorted(index.doc_chunks(hit.doc_id), key=lambda c: c.start)
     lo, hi = max(0, hit.start - CONTEXT_CHARS), hit.end + CONTEXT_CHARS
-    text = [" "] * (max((c.end for c in chunks), default=hit.end) - lo)
+    text = [" "] * (hi - lo)  # only the window shown, however long the document
     for c in chunks:
         if c.end > lo and c.start < hi:
-            for i, ch in enumerate(c.text):
-                if lo <= c.start + i < hi:
-                    text[c.start + i - lo] = ch
+            start, end = max(c.start, lo), min(c.end, hi)
+            text[start - lo:end - lo] = c.text[start - c.start:end - c.start]
     before = "".join(text[: hit.start - lo]).lstrip()
     after = "".join(text[hit.end - lo: hi - lo]).rstrip()
     return ("<div class='qs-context' style='white-space:pre-wrap;line-height:1.4'>"

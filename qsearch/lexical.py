@@ -62,6 +62,7 @@ class LexicalIndex:
     def __init__(self) -> None:
         self._bm25 = None
         self._ids = np.zeros(0, np.int64)
+        self._row_of: dict[int, int] = {}
         self._term_max = np.zeros(0, np.float32)  # per vocabulary term: its best BM25 contribution
         self._tokens: dict[str, list[str]] = {}  # text -> tokens, so a rebuild tokenizes only new texts
 
@@ -76,6 +77,7 @@ class LexicalIndex:
                   for t in texts]
         self._tokens = {t: toks for t, toks in zip(texts, tokens)}  # forget removed texts
         self._ids = np.asarray(ids, dtype=np.int64)
+        self._row_of = {int(i): row for row, i in enumerate(ids)}
         self._bm25 = None
         if len(texts):
             self._bm25 = bm25s.BM25()
@@ -117,10 +119,9 @@ class LexicalIndex:
         ids = [self._bm25.vocab_dict[t] for t in self.terms(query)]
         return float(self._term_max[ids].sum()) if ids else 0.0
 
-    def score_of(self, every: np.ndarray) -> dict[int, float]:
-        """id -> score, for the ids with a non-zero score in `every` (as returned by `search`)."""
-        rows = np.flatnonzero(every)
-        return dict(zip(self._ids[rows].tolist(), every[rows].tolist()))
+    def scores_of(self, every: np.ndarray, ids: list[int]) -> list[float]:
+        """The scores of `ids` in `every` (as returned by `search`): only the candidates are looked up."""
+        return [float(every[self._row_of[i]]) if i in self._row_of else 0.0 for i in ids]
 
     @property
     def nbytes(self) -> int:

@@ -132,10 +132,10 @@ def _load_image(data: bytes, source: str, limits: Limits, options: ReadOptions) 
         limits.check(source, f"page {number}")
         try:
             result = ocr.read_image(image, options.ocr_lang, min(options.ocr_page_seconds, limits.seconds_left()))
+            found.pages.append(_use_ocr(result, number, "", found))
         except ocr.OcrError as e:
             found.notes.append(f"page {number}: {e}")
-            result = ocr.OcrText("", 0.0, 0)
-        found.pages.append(_use_ocr(result, number, "", found) if result.words or not found.notes else "")
+            found.pages.append("")
     return found
 
 

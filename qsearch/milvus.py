@@ -206,8 +206,8 @@ class MilvusLexical:
         self._best = float(scores.max()) if len(scores) else 0.0
         return scores, ids, dict(zip(ids.tolist(), scores.tolist()))
 
-    def score_of(self, every: dict[int, float]) -> dict[int, float]:
-        return every
+    def scores_of(self, every: dict[int, float], ids: list[int]) -> list[float]:
+        return [every.get(i, 0.0) for i in ids]
 
     def upper_bound(self, query: str) -> float:
         return self._best

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -79,13 +79,11 @@ def candidates(collection: Collection, query: str, vector: np.ndarray | None, n:
         scores, ids = index.search(vector[None, :], width)
         dense_ids = ids[0][ids[0] >= 0].tolist()
         cosine_of = dict(zip(dense_ids, scores[0][: len(dense_ids)].tolist()))
-    lexical_ids: list[int] = []
-    bm25_of: dict[int, float] = {}
-    bound = 0.0
+    lexical, every, lexical_ids, bound = None, None, [], 0.0
     if ranking.mode != "dense":
         lexical = collection.lexical_index()
         _, top, every = lexical.search(query, width)
-        lexical_ids, bm25_of, bound = top.tolist(), lexical.score_of(every), lexical.upper_bound(query)
+        lexical_ids, bound = top.tolist(), lexical.upper_bound(query)
     ids = list(dict.fromkeys(dense_ids + lexical_ids))  # first seen first: ties keep this order
     if not ids:
         return []
@@ -94,7 +92,7 @@ def candidates(collection: Collection, query: str, vector: np.ndarray | None, n:
         if missing:
             cosine_of.update(zip(missing, (index.vectors_of(missing) @ vector).tolist()))
     cosine = np.array([cosine_of.get(i, np.nan) for i in ids])
-    bm25 = np.array([bm25_of.get(i, 0.0) for i in ids])
+    bm25 = np.array(lexical.scores_of(every, ids) if lexical is not None else [0.0] * len(ids))
     keywords = bm25 / bound if bound > 0 else np.zeros(len(ids))
     if ranking.mode == "dense":
         score = cosine
@@ -144,6 +142,3 @@ def _hit(rank: int, c: Candidate, rerank_score: float | None, retrieval_rank: in
                lexical_score=c.bm25, keyword_score=c.keywords, retrieval_rank=retrieval_rank,
                ocr=ch.ocr)
 
-
-def with_mode(ranking: Ranking, mode: str | None) -> Ranking:
-    return replace(ranking, mode=mode) if mode else ranking

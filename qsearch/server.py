@@ -35,7 +35,6 @@ class Context:
     service: ModelService
     shared: Engine | None = None  # read-only collection every session searches (--index)
     sessions: Sessions = field(init=False)
-    last: dict[str, dict[str, Any]] = field(default_factory=dict)  # session -> its latest search, for export
 
     def __post_init__(self) -> None:
         self.sessions = Sessions(self.new_engine)
@@ -55,12 +54,20 @@ class Context:
         return Engine(self.service.settings, embedder=self.service.embedder, reranker=self.service.reranker)
 
     def remember(self, session: str, query: str, hits: Hits, options: dict[str, Any], rerank: bool) -> None:
-        settings = {k: v for k, v in options.items() if k != "also"} | {"rerank": rerank}
-        self.last[session] = {"query": query, "settings": settings, "hits": list(hits)}
+        """Keep a session's latest results (freed with the session), for export and page views."""
+        entry = self.sessions.peek(session)
+        if entry is not None:
+            settings = {k: v for k, v in options.items() if k != "also"} | {"rerank": rerank}
+            entry.results = {"query": query, "settings": settings, "hits": list(hits)}
+
+    def results(self, session: str) -> dict[str, Any] | None:
+        entry = self.sessions.peek(session)
+        return entry.results if entry is not None else None
 
     def index_holding(self, session: str, doc_id: str) -> Any:
         """The index (the session's, or the shared one) that holds `doc_id`, or None."""
-        for engine in (self.sessions.peek(session), self.shared):
+        entry = self.sessions.peek(session)
+        for engine in (entry.engine if entry is not None else None, self.shared):
             if engine is not None and engine.documents() and engine.index.has_doc(doc_id):
                 return engine.index
         return None

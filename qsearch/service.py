@@ -105,12 +105,6 @@ class ModelLock:
         finally:
             self._lock.release()
 
-    def __enter__(self) -> None:  # `with service.lock:` holds it as a short call does
-        self._lock.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
-
 
 class SharedEmbedder:
     """The service's embedder as an `Embedder`: each window of texts crosses the GPU boundary under the lock."""

@@ -63,7 +63,7 @@ def test_reading_takes_no_model_lock(tmp_path):
     service = ModelService(Settings(embed_model=HashingEmbedder.model_name), HashingEmbedder())
     engine = Engine(service.settings, embedder=service.embedder)
     files = write(tmp_path, **{"a.txt": "one two three"})
-    with service.lock:  # held: embedding must wait, reading must not
+    with service.lock.hold(urgent=True):  # held: embedding must wait, reading must not
         parsed, reports = engine.read_files(files)
         assert reports[0].status == "indexed" and len(parsed) == 1
         done = threading.Event()
