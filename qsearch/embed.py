@@ -2,8 +2,8 @@
 
 `TransformersEmbedder` reads how to pool from the model folder (sentence-transformers'
 `modules.json` / `1_Pooling/config.json`), so one class serves both kinds we use:
-- last-token pooling (Qwen3-Embedding): left padding, EOS guaranteed at the end of
-  every sequence, queries as `Instruct: {task}\\nQuery:{query}`, optional MRL dimension;
+- last-token pooling (Qwen3-Embedding): a causal decoder, so right padding with no padding
+  mask; EOS guaranteed at the end of every sequence, queries as `Instruct: {task}\\nQuery:{query}`, optional MRL dimension;
 - mean (or CLS) pooling (all-MiniLM-L6-v2 and other sentence-transformers models).
 Vectors are float32 and L2-normalised, so inner product = cosine similarity.
 """
@@ -76,9 +76,7 @@ class TransformersEmbedder:
         self.device = loading.pick_device(device)
         config = AutoConfig.from_pretrained(folder)
         self.pooling = read_pooling(folder, config.model_type)
-        self.left_padding = self.pooling == "lasttoken"
-        self.tokenizer = AutoTokenizer.from_pretrained(
-            folder, padding_side="left" if self.left_padding else "right")
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(
             folder, dtype=loading.pick_dtype(self.device, dtype),
             attn_implementation=loading.pick_attention(self.device),
@@ -148,24 +146,26 @@ class TransformersEmbedder:
 
     def _forward(self, sequences: list[list[int]]) -> np.ndarray:
         torch = self._torch
-        ids, mask = batching.pad(sequences, self.pad_id, left=self.left_padding)
+        ids, mask = batching.pad(sequences, self.pad_id, left=False)
         input_ids, attention = torch.from_numpy(ids), torch.from_numpy(mask)
         if self.device.startswith("cuda"):  # pinned host memory: the copy runs asynchronously
             input_ids, attention = input_ids.pin_memory(), attention.pin_memory()
         input_ids = input_ids.to(self.device, non_blocking=True)
         attention = attention.to(self.device, non_blocking=True)
-        kwargs: dict[str, Any] = {}
-        if self.left_padding:  # positions count from each row's first real token
-            kwargs["position_ids"] = (attention.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            hidden = self.model(input_ids=input_ids, attention_mask=attention, **kwargs).last_hidden_state
             if self.pooling == "lasttoken":
-                pooled = hidden[:, -1]  # left padding: the last position is each row's EOS
-            elif self.pooling == "cls":
-                pooled = hidden[:, 0]
+                # A causal decoder: no token sees a later one, so right padding needs no padding mask.
+                # Attention stays purely causal (SDPA's fast is_causal path, no mask built or read),
+                # positions count from 0 in every row, and each row's EOS sits at its length - 1.
+                hidden = self.model(input_ids=input_ids, use_cache=False).last_hidden_state
+                pooled = hidden[torch.arange(len(sequences), device=hidden.device), attention.sum(-1) - 1]
             else:
-                weights = attention.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+                hidden = self.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
+                if self.pooling == "cls":
+                    pooled = hidden[:, 0]
+                else:
+                    weights = attention.unsqueeze(-1).to(hidden.dtype)
+                    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
             pooled = torch.nn.functional.normalize(pooled[:, : self.dim].float(), dim=-1)
         return pooled.cpu().numpy()
 

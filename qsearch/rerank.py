@@ -50,7 +50,7 @@ class Qwen3Reranker:
         folder = loading.resolve_model(name_or_path, flag="--rerank-model", env="QSEARCH_RERANK_MODEL")
         self.model_name = name_or_path
         self.device = loading.pick_device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left")
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(
             folder, dtype=loading.pick_dtype(self.device, dtype),
             attn_implementation=loading.pick_attention(self.device),
@@ -94,14 +94,14 @@ class Qwen3Reranker:
 
     def _p_yes(self, sequences: list[list[int]]) -> np.ndarray:
         torch = self._torch
-        ids, mask = batching.pad(sequences, self.pad_id, left=True)
+        ids, _ = batching.pad(sequences, self.pad_id, left=False)
         input_ids = torch.from_numpy(ids).to(self.device)
-        attention = torch.from_numpy(mask).to(self.device)
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        last = torch.tensor([len(s) - 1 for s in sequences], device=self.device)
         with torch.inference_mode():
-            last = self.body(input_ids=input_ids, attention_mask=attention,
-                             position_ids=positions).last_hidden_state[:, -1]
-            logits = last @ self.head_rows.T
+            # Causal attention: right padding needs no padding mask (see embed.py); each row's
+            # answer position is its own last token.
+            hidden = self.body(input_ids=input_ids, use_cache=False).last_hidden_state
+            logits = hidden[torch.arange(len(sequences), device=hidden.device), last] @ self.head_rows.T
             if self.head_bias is not None:
                 logits = logits + self.head_bias
             p_yes = torch.softmax(logits.float(), dim=-1)[:, 1]

@@ -128,7 +128,7 @@ def minilm_dir() -> Path:
 def minilm(minilm_dir: Path):  # noqa: ANN201
     from qsearch.embed import load_embedder
 
-    return load_embedder(str(minilm_dir), device="cpu")
+    return load_embedder(str(minilm_dir), device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="session")
@@ -163,12 +163,13 @@ def unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def app_server(minilm_dir, qwen3_reranker_dir):  # noqa: ANN201
-    """The real web app on a free local port: the real small embedder, the tiny Qwen3 reranker."""
+    """The real web app on a free local port: the real small embedder, the tiny Qwen3 reranker, in fp32
+    (the contract tests compare its numbers with fp32 references to 1e-5)."""
     import app
     from qsearch import Settings
 
     settings = Settings(embed_model=str(minilm_dir), rerank_model=str(qwen3_reranker_dir), device="cpu",
-                        max_files=20, max_chunks=2000)
+                        dtype="float32", max_files=20, max_chunks=2000)
     demo = app.create_app(settings)
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
     yield demo, url

@@ -22,7 +22,7 @@ def embedder(request, qwen3_embedder_dir) -> Embedder:
 
     kind = request.param
     if kind == "qwen3-last-token":
-        return load_embedder(str(qwen3_embedder_dir), device="cpu")
+        return load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="float32")
     if kind == "minilm-mean":
         return request.getfixturevalue("minilm")
     if kind == "remote":
@@ -34,7 +34,7 @@ def embedder(request, qwen3_embedder_dir) -> Embedder:
         from qsearch.service import ModelService
 
         return ModelService.load(Settings(embed_model=str(qwen3_embedder_dir), rerank_model="none/none",
-                                          device="cpu")).embedder
+                                          device="cpu", dtype="float32")).embedder
     return HashingEmbedder()
 
 
@@ -72,7 +72,7 @@ def reranker(request, qwen3_reranker_dir, qwen3_embedder_dir) -> Reranker:
 
     kind = request.param
     if kind == "qwen3":
-        return load_reranker(str(qwen3_reranker_dir), device="cpu")
+        return load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32")
     if kind == "remote":
         from qsearch.remote import RemoteReranker
 
@@ -82,7 +82,7 @@ def reranker(request, qwen3_reranker_dir, qwen3_embedder_dir) -> Reranker:
         from qsearch.service import ModelService
 
         return ModelService.load(Settings(embed_model=str(qwen3_embedder_dir), rerank_model=str(qwen3_reranker_dir),
-                                          device="cpu"), measure=False).reranker()
+                                          device="cpu", dtype="float32"), measure=False).reranker()
     return OverlapReranker()
 
 
@@ -102,7 +102,7 @@ def test_remote_and_shared_rerankers_give_the_local_scores(reranker, qwen3_reran
         pytest.skip("the fake is its own reference")
     from qsearch.rerank import load_reranker
 
-    local = load_reranker(str(qwen3_reranker_dir), device="cpu")
+    local = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32")
     for instruction in (None, "Find facts about cities"):
         np.testing.assert_allclose(reranker.score(QUERY, TEXTS, instruction=instruction),
                                    local.score(QUERY, TEXTS, instruction=instruction), atol=1e-5)

@@ -36,7 +36,7 @@ def official_qwen3_embeddings(folder, texts: list[str]) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def qwen3(qwen3_embedder_dir):
-    return load_embedder(str(qwen3_embedder_dir), device="cpu")
+    return load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="float32")
 
 
 def test_contract(qwen3, minilm):
@@ -66,7 +66,7 @@ def test_qwen3_queries_carry_the_official_instruction(qwen3, qwen3_embedder_dir)
 
 
 def test_eos_ends_every_sequence_exactly_once(qwen3, qwen3_embedder_dir_no_eos):
-    old = load_embedder(str(qwen3_embedder_dir_no_eos), device="cpu", max_length=12)
+    old = load_embedder(str(qwen3_embedder_dir_no_eos), device="cpu", dtype="float32", max_length=12)
     for embedder in (qwen3, old):
         eos = embedder.tokenizer.eos_token_id
         for ids in embedder.prepare(TEXTS) + embedder.prepare(TEXTS, is_query=True):
@@ -75,7 +75,7 @@ def test_eos_ends_every_sequence_exactly_once(qwen3, qwen3_embedder_dir_no_eos):
     truncated = old.prepare([TEXTS[-1]])[0]
     assert len(truncated) == 12 and truncated[-1] == old.tokenizer.eos_token_id
     # With EOS appended by hand, the old tokenizer gives the same vectors as the new one.
-    np.testing.assert_allclose(load_embedder(str(qwen3_embedder_dir_no_eos), device="cpu").encode(TEXTS),
+    np.testing.assert_allclose(load_embedder(str(qwen3_embedder_dir_no_eos), device="cpu", dtype="float32").encode(TEXTS),
                                qwen3.encode(TEXTS), atol=2e-5)
 
 
@@ -88,23 +88,23 @@ def test_batch_invariance_and_input_order(qwen3, minilm):
 
 
 def test_token_budget_batches_windows_and_progress(qwen3_embedder_dir):
-    embedder = load_embedder(str(qwen3_embedder_dir), device="cpu", max_batch_tokens=64, window=7)
+    embedder = load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="float32", max_batch_tokens=64, window=7)
     texts = [f"the quick brown fox number {i} " * (1 + i % 7) for i in range(40)]
     seen: list[tuple[int, int]] = []
     out = embedder.encode(texts, progress=lambda done, total: seen.append((done, total)))
     assert len(seen) > 3 and seen[-1] == (40, 40)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
-    np.testing.assert_allclose(out, load_embedder(str(qwen3_embedder_dir), device="cpu").encode(texts), atol=2e-5)
+    np.testing.assert_allclose(out, load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="float32").encode(texts), atol=2e-5)
 
 
 def test_mrl_dimension(qwen3_embedder_dir, qwen3):
-    small = load_embedder(str(qwen3_embedder_dir), device="cpu", dim=32)
+    small = load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="float32", dim=32)
     full = qwen3.encode(TEXTS)
     expected = full[:, :32] / np.linalg.norm(full[:, :32], axis=1, keepdims=True)
     np.testing.assert_allclose(small.encode(TEXTS), expected, atol=2e-5)
     for bad in (16, 65):
         with pytest.raises(ValueError, match="32..64"):
-            load_embedder(str(qwen3_embedder_dir), device="cpu", dim=bad)
+            load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="float32", dim=bad)
 
 
 def test_minilm_matches_sentence_transformers(minilm, minilm_dir):

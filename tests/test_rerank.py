@@ -37,7 +37,7 @@ def official_scores(folder, query: str, docs: list[str], instruction: str | None
 
 @pytest.fixture(scope="module")
 def reranker(qwen3_reranker_dir):
-    return load_reranker(str(qwen3_reranker_dir), device="cpu")
+    return load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32")
 
 
 def test_contract(reranker):
@@ -64,7 +64,7 @@ def test_template_is_exact(reranker):
 
 
 def test_only_the_body_is_truncated(qwen3_reranker_dir):
-    short = load_reranker(str(qwen3_reranker_dir), device="cpu", max_length=120)
+    short = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32", max_length=120)
     for ids in short.prepare(QUERY, DOCS):
         assert len(ids) <= 120
         assert ids[: len(short.prefix_ids)] == short.prefix_ids
@@ -74,7 +74,7 @@ def test_only_the_body_is_truncated(qwen3_reranker_dir):
 
 
 def test_batches_do_not_change_scores(qwen3_reranker_dir, reranker):
-    tiny_batches = load_reranker(str(qwen3_reranker_dir), device="cpu", max_batch_tokens=100)
+    tiny_batches = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32", max_batch_tokens=100)
     np.testing.assert_allclose(tiny_batches.score(QUERY, DOCS), reranker.score(QUERY, DOCS), atol=1e-5)
     alone = [reranker.score(QUERY, [d])[0] for d in DOCS]
     np.testing.assert_allclose(reranker.score(QUERY, DOCS), alone, atol=1e-5)

@@ -127,15 +127,19 @@ def test_cpu_dtype_follows_the_capability(monkeypatch):
     loading.cpu_dtype.cache_clear()
 
 
-def test_bf16_vectors_and_scores_agree_with_fp32(qwen3_embedder_dir, qwen3_reranker_dir):
-    """The CPU default where bf16 is native: same vectors (cosine >= 0.999) and P(yes) within 0.01."""
+def test_bf16_vectors_and_scores_agree_with_fp32(qwen3_embedder_dir, qwen3_reranker_dir, minilm_dir):
+    """The CPU default where bf16 is native: same vectors (cosine >= 0.999, alone or in a padded batch)
+    and P(yes) within 0.01, for the last-token and the mean-pooling model."""
     from qsearch.embed import load_embedder
     from qsearch.rerank import load_reranker
 
-    texts = ["Paris is the capital of France.", "The quick brown fox jumps over the lazy dog. " * 8]
-    fp32 = load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="float32").encode(texts)
-    bf16 = load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="bfloat16").encode(texts)
-    assert (fp32 * bf16).sum(1).min() >= 0.999
+    texts = ["Paris is the capital of France.", "The quick brown fox jumps over the lazy dog. " * 8, "yes"]
+    for folder in (qwen3_embedder_dir, minilm_dir):
+        fp32 = load_embedder(str(folder), device="cpu", dtype="float32").encode(texts)
+        bf16_model = load_embedder(str(folder), device="cpu", dtype="bfloat16")
+        bf16 = bf16_model.encode(texts)
+        alone = np.vstack([bf16_model.encode([t]) for t in texts])
+        assert (fp32 * bf16).sum(1).min() >= 0.999 and (alone * bf16).sum(1).min() >= 0.999, folder.name
     scores = [load_reranker(str(qwen3_reranker_dir), device="cpu", dtype=d).score("capital of France?", texts)
               for d in ("float32", "bfloat16")]
     assert np.abs(scores[0] - scores[1]).max() <= 0.01
