@@ -167,7 +167,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _settings(args: argparse.Namespace, **flags: Any) -> Settings:
     return Settings.from_env(embed_model=getattr(args, "embed_model", None), device=args.device,
-                             dtype=args.dtype, ocr=getattr(args, "ocr", None), ocr_lang=getattr(args, "ocr_lang", None),
+                             dtype=args.dtype, compile=getattr(args, "compile", None),
+                             ocr=getattr(args, "ocr", None), ocr_lang=getattr(args, "ocr_lang", None),
                              max_batch_tokens=args.max_batch_tokens, max_file_mb=getattr(args, "max_file_mb", None),
                              embed_url=getattr(args, "embed_url", None), rerank_url=getattr(args, "rerank_url", None),
                              milvus_uri=getattr(args, "milvus_uri", None),

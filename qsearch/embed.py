@@ -66,7 +66,7 @@ class TransformersEmbedder:
 
     def __init__(self, name_or_path: str, *, device: str = "auto", dim: int | None = None,
                  max_length: int | None = None, max_batch_tokens: int | None = None,
-                 max_batch_size: int = 512, window: int = 4096, dtype: str = "auto"):
+                 max_batch_size: int = 512, window: int = 4096, dtype: str = "auto", compile: bool = True):
         import torch
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -90,7 +90,7 @@ class TransformersEmbedder:
         self.dim = dim or hidden
         self.max_length = max_length or _max_length(folder, config, self.tokenizer)
         self.max_tokens = self.max_length - _n_reserved(self.tokenizer, self.pooling)
-        self.max_batch_tokens = max_batch_tokens or (16384 if self.device.startswith("cuda") else 4096)
+        self.max_batch_tokens = max_batch_tokens or batching.default_token_budget(self.device)
         self.max_batch_size = max_batch_size
         self.window = window  # texts tokenized (and length-sorted) together
         self.supports_instruction = self.pooling == "lasttoken"
@@ -99,6 +99,10 @@ class TransformersEmbedder:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id
         if self.pooling == "lasttoken" and self.eos_id is None:
             raise loading.ModelLoadError(f"{name_or_path}: last-token pooling needs an EOS token")
+        self.compiled = loading.compile_on_cpu(self.model, self.device, compile)
+        if self.compiled:  # compile now, not on a user's first upload: one text, then a batch
+            self.encode(["warm-up"])
+            self.encode(["warm-up", "the compiled modules, with two rows"])
 
     def __repr__(self) -> str:
         return f"TransformersEmbedder({self.model_name!r}, pooling={self.pooling}, dim={self.dim}, device={self.device})"

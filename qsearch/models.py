@@ -16,7 +16,8 @@ def make_embedder(settings: Settings) -> Embedder:
     from .embed import load_embedder
 
     return load_embedder(settings.embed_model, device=settings.device, dim=settings.embed_dim,
-                         max_batch_tokens=settings.max_batch_tokens, dtype=settings.dtype)
+                         max_batch_tokens=settings.max_batch_tokens, dtype=settings.dtype,
+                         compile=settings.compile)
 
 
 def make_reranker(settings: Settings) -> Reranker:
@@ -28,4 +29,4 @@ def make_reranker(settings: Settings) -> Reranker:
     from .rerank import load_reranker
 
     return load_reranker(settings.rerank_model, device=settings.device, max_batch_tokens=settings.max_batch_tokens,
-                         dtype=settings.dtype)
+                         dtype=settings.dtype, compile=settings.compile)

@@ -42,7 +42,8 @@ class Qwen3Reranker:
     """Qwen3-Reranker (or any causal LM trained on the same yes/no template)."""
 
     def __init__(self, name_or_path: str, *, device: str = "auto", max_length: int = 8192,
-                 max_batch_tokens: int | None = None, max_batch_size: int = 256, dtype: str = "auto"):
+                 max_batch_tokens: int | None = None, max_batch_size: int = 256, dtype: str = "auto",
+                 compile: bool = True):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -65,11 +66,15 @@ class Qwen3Reranker:
         self.prefix_ids = self.tokenizer(PREFIX, add_special_tokens=False)["input_ids"]
         self.suffix_ids = self.tokenizer(SUFFIX, add_special_tokens=False)["input_ids"]
         self.max_length = max_length
-        self.max_batch_tokens = max_batch_tokens or (16384 if self.device.startswith("cuda") else 4096)
+        self.max_batch_tokens = max_batch_tokens or batching.default_token_budget(self.device)
         self.max_batch_size = max_batch_size
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
         self._torch = torch
+        self.compiled = loading.compile_on_cpu(model, self.device, compile)
+        if self.compiled:  # compile now, not on a user's first query: one passage, then a batch
+            self.score("warm-up", ["one passage"])
+            self.score("warm-up", ["one passage", "and a second, longer passage"])
 
     def __repr__(self) -> str:
         return f"Qwen3Reranker({self.model_name!r}, device={self.device})"

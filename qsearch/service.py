@@ -115,6 +115,7 @@ class SharedEmbedder:
         self.supports_instruction = model.supports_instruction
         self.tokenizer = getattr(model, "tokenizer", None)  # chunking runs in the main process
         self.device = str(getattr(model, "device", "remote"))
+        self.compiled = bool(getattr(model, "compiled", False))  # torch.compile'd parts (loading.compile_on_cpu)
 
     def prepare(self, texts: Sequence[str], **kwargs: Any) -> list[list[int]]:
         return self._model.prepare(texts, **kwargs)
@@ -173,6 +174,8 @@ class ModelService:
     def load(cls, settings: Settings, *, measure: bool = not ON_ZEROGPU) -> ModelService:
         """The configured models; without the embedder, the bundled small model and a notice saying so."""
         notice = ""
+        if ON_ZEROGPU:  # models run in forked workers there, where a recompile would recur on every call
+            settings = settings.with_(compile=False)
         try:
             embedder = make_embedder(settings)
         except (ModelLoadError, OSError, RuntimeError) as e:

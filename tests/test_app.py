@@ -57,8 +57,10 @@ def test_rerank_changes_the_order_as_the_reranker_scores_say(server, qwen3_reran
     assert scores == sorted(scores, reverse=True) and None not in scores
     from qsearch.rerank import load_reranker
 
-    # the plain server runs fp32 (conftest's app_server); the ZeroGPU one runs the CPU default, as users get it
-    reranker = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32" if server[0] else "auto")
+    # the plain server runs fp32 (conftest's app_server); the ZeroGPU one runs the CPU default, as users get
+    # it, uncompiled (qsearch.service: no torch.compile on ZeroGPU)
+    reranker = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32" if server[0] else "auto",
+                             compile=False)
     expected = reranker.score("grind size for espresso", [h["text"] for h in reranked],
                               instruction=qsearch_app.INSTRUCTIONS[0][1])
     assert scores == pytest.approx(list(expected), abs=1e-5)
@@ -115,10 +117,14 @@ def test_remove_and_clear(server):
     assert "collection is empty" in search(c, "planets")[0]
 
 
-def test_v1_api_gives_the_engines_vectors(server, minilm):
+def test_v1_api_gives_the_engines_vectors(server, minilm, minilm_dir):
     import httpx
 
+    from qsearch.embed import load_embedder
+
     _, url = server
+    if server[0] is None:  # the ZeroGPU server runs the CPU default dtype; the plain one fp32, as `minilm`
+        minilm = load_embedder(str(minilm_dir), device="cpu")
     body = {"input": ["Tides follow the moon.", "Ferns reproduce with spores."], "encoding_format": "float"}
     answer = httpx.post(f"{url}v1/embeddings", json=body, timeout=60).json()
     vectors = np.array([d["embedding"] for d in answer["data"]], dtype=np.float32)

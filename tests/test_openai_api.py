@@ -50,7 +50,7 @@ def test_rerank_over_plain_http(api, qwen3_reranker_dir):
     docs = ["The capital of France is Paris.", "Bananas are yellow.", "France borders Spain."]
     answer = httpx.post(f"{url}v1/rerank", json={"query": "capital of France", "documents": docs, "top_n": 2,
                                                   "instruction": "Find facts", "return_documents": True}).json()
-    expected = load_reranker(str(qwen3_reranker_dir), device="cpu").score("capital of France", docs,
+    expected = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32").score("capital of France", docs,
                                                                           instruction="Find facts")
     order = list(np.argsort(-expected, kind="stable")[:2])
     assert [r["index"] for r in answer["results"]] == order

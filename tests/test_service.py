@@ -145,6 +145,25 @@ def test_bf16_vectors_and_scores_agree_with_fp32(qwen3_embedder_dir, qwen3_reran
     assert np.abs(scores[0] - scores[1]).max() <= 0.01
 
 
+def test_cpu_bf16_compiles_norms_and_mlps_without_changing_the_vectors(qwen3_embedder_dir, monkeypatch):
+    """loading.compile_on_cpu: only on a CPU in bf16, only where torch.compile works; same vectors."""
+    from qsearch.embed import load_embedder
+
+    texts = ["Paris is the capital of France.", "yes", "The quick brown fox jumps over the lazy dog. " * 6]
+    eager = load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="bfloat16", compile=False)
+    assert not eager.compiled
+    assert not load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="float32").compiled
+    if not loading._can_compile():
+        pytest.skip("torch.compile does not work here (no C++ compiler)")
+    compiled = load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="bfloat16")
+    assert compiled.compiled
+    together, alone = compiled.encode(texts), np.vstack([compiled.encode([t]) for t in texts])
+    reference = eager.encode(texts)
+    assert (together * reference).sum(1).min() >= 0.9995 and (alone * reference).sum(1).min() >= 0.9995
+    monkeypatch.setattr(loading, "_can_compile", lambda: False)  # no C++ compiler: eager, as before
+    assert not load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="bfloat16").compiled
+
+
 def test_a_query_waits_for_one_indexing_window_not_the_whole_upload():
     from qsearch.service import ModelService
 
