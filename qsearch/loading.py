@@ -133,7 +133,7 @@ def bf16_speedup(rows: int = 256, width: int = 1024, repeats: int = 3) -> float:
 FUSED_MODULES = ("RMSNorm", "MLP")  # class-name endings of the decoder parts torch.compile fuses
 
 
-def compile_on_cpu(model, device: str, setting: str | bool) -> bool:  # noqa: ANN001 - a transformers model
+def compile_on_cpu(model, device: str, setting: bool) -> bool:  # noqa: ANN001 - a transformers model
     """On a CPU in bf16, compile the model's RMSNorm and MLP modules in place (`Module.compile`,
     dynamic shapes), unless `setting` is False.
 
