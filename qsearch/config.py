@@ -37,7 +37,7 @@ class Settings:
     rrf_k: int = 60  # rrf fusion: the rank constant
     device: str = "auto"  # "auto" takes the GPU when there is one
     dtype: str = "auto"  # "auto": bf16/fp16 on GPU; on CPU bf16 where the CPU computes it natively, else fp32
-    compile: bool = True  # on a CPU in bf16, torch.compile the norms and MLPs (loading.compile_on_cpu)
+    compile: bool = True  # on a CPU in bf16, torch.compile a decoder's attention, MLPs and norms (loading.compile_on_cpu)
     ocr: bool = True  # read pages without a text layer, and images, with Tesseract when it is installed
     ocr_lang: str = "eng"  # Tesseract language(s), e.g. "eng+deu"
     max_batch_tokens: int | None = None  # tokens per forward pass; None picks by device

@@ -99,7 +99,8 @@ class TransformersEmbedder:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id
         if self.pooling == "lasttoken" and self.eos_id is None:
             raise loading.ModelLoadError(f"{name_or_path}: last-token pooling needs an EOS token")
-        self.compiled = loading.compile_on_cpu(self.model, self.device, compile)
+        # measured on the Qwen3 decoder only (bench/cpu_forward.py): encoders such as MiniLM stay eager
+        self.compiled = loading.compile_on_cpu(self.model, self.device, compile and self.pooling == "lasttoken")
         if self.compiled:  # compile now, not on a user's first upload: one text, then a batch
             self.encode(["warm-up"])
             self.encode(["warm-up", "the compiled modules, with two rows"])

@@ -130,24 +130,29 @@ def bf16_speedup(rows: int = 256, width: int = 1024, repeats: int = 3) -> float:
     return best(torch.float32) / best(torch.bfloat16)
 
 
-FUSED_MODULES = ("RMSNorm", "MLP")  # class-name endings of the decoder parts torch.compile fuses
+FUSED_MODULES = ("Attention", "MLP", "RMSNorm")  # class-name endings of the decoder blocks torch.compile fuses
 
 
 def compile_on_cpu(model, device: str, setting: bool) -> bool:  # noqa: ANN001 - a transformers model
-    """On a CPU in bf16, compile the model's RMSNorm and MLP modules in place (`Module.compile`,
-    dynamic shapes), unless `setting` is False.
+    """On a CPU in bf16, compile a decoder's attention, MLP and RMSNorm modules in place
+    (`Module.compile`, dynamic shapes), unless `setting` is False. Returns whether it compiled.
 
-    Why: there the matrix products run on AMX and the rest is memory-bound element-wise work (norms
-    upcast to fp32, SiLU times up-projection), a third of the time; fusing it gives 1.2-1.4x
-    (bench/results/cpu-forward-qwen3-0.6b-random-xeon-amx.json). Compiling takes ~20 s once per
-    machine (inductor's on-disk cache serves later starts) and needs a C++ compiler: without one,
-    or if a trial compile fails, the model stays as it is. Returns whether it compiled.
+    Why: there the matrix products run on AMX and much of the rest is memory-bound element-wise
+    work (norms upcast to fp32, rotary embeddings, SiLU times up-projection); fusing it gives
+    1.2-1.4x (bench/results/cpu-forward-qwen3-0.6b-random-xeon-amx.json). Compiling takes ~20 s
+    once per machine (inductor's on-disk cache serves later starts) and needs a C++ compiler:
+    without one, or if a trial compile fails, the model stays as it is. A module inside one already
+    compiled (the q/k norms inside attention) is compiled with it, not again.
     """
     import torch
 
     if not setting or device != "cpu" or model.dtype != torch.bfloat16:
         return False
-    modules = [m for m in model.modules() if type(m).__name__.endswith(FUSED_MODULES)]
+    modules, inside = [], ()
+    for name, module in model.named_modules():  # parents come before their children
+        if type(module).__name__.endswith(FUSED_MODULES) and not (inside and name.startswith(inside)):
+            modules.append(module)
+            inside = (*inside, name + ".")
     if not modules or not _can_compile():
         return False
     for module in modules:

@@ -89,7 +89,7 @@ class Context:
         speed = service.embed_rate.per_second
         lines = [f"**Embedding:** `{model_label(s.embed_model)}` · **Reranker:** {rerank} · **Device:** {where}",
                  f"**Precision:** {dtype_reason(device, s.dtype) if device != 'remote' else 'set by the server'}"
-                 + ("; norms and MLPs compiled" if getattr(service.embedder, "compiled", False) else "")
+                 + ("; attention, MLPs and norms compiled" if getattr(service.embedder, "compiled", False) else "")
                  + (f" · **Speed:** about {speed:,.0f} tokens/s" if speed else "")
                  + f" · **Scans:** {ocr.status(s.ocr_lang, s.ocr)}"]
         if service.notice:
@@ -173,7 +173,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
     p.add_argument("--device", choices=DEVICES)
     p.add_argument("--dtype", choices=DTYPES, help=f"model precision (default auto: here {dtype_reason('cpu')})")
     p.add_argument("--no-compile", dest="compile", action="store_false", default=None,
-                   help="on a CPU in bf16, don't torch.compile the norms and MLPs (saves ~20 s at the first start)")
+                   help="on a CPU in bf16, don't torch.compile attention, MLPs and norms (saves ~20 s at the first start)")
     p.add_argument("--no-ocr", dest="ocr", action="store_false", default=None, help="don't OCR scans and images")
     p.add_argument("--ocr-lang", metavar="L", help="Tesseract language(s), e.g. eng+deu (default eng)")
     p.add_argument("--embed-url", metavar="URL", help="embed with an OpenAI-compatible server instead of locally")

@@ -145,7 +145,7 @@ def test_bf16_vectors_and_scores_agree_with_fp32(qwen3_embedder_dir, qwen3_reran
     assert np.abs(scores[0] - scores[1]).max() <= 0.01
 
 
-def test_cpu_bf16_compiles_norms_and_mlps_without_changing_the_vectors(qwen3_embedder_dir, monkeypatch):
+def test_cpu_bf16_compiles_decoder_blocks_without_changing_the_vectors(qwen3_embedder_dir, minilm_dir, monkeypatch):
     """loading.compile_on_cpu: only on a CPU in bf16, only where torch.compile works; same vectors."""
     from qsearch.embed import load_embedder
 
@@ -157,9 +157,15 @@ def test_cpu_bf16_compiles_norms_and_mlps_without_changing_the_vectors(qwen3_emb
         pytest.skip("torch.compile does not work here (no C++ compiler)")
     compiled = load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="bfloat16")
     assert compiled.compiled
+    kinds = {type(m).__name__ for m in compiled.model.modules() if m._compiled_call_impl is not None}
+    assert kinds == {"Qwen3Attention", "Qwen3MLP", "Qwen3RMSNorm"}
+    attention = compiled.model.layers[0].self_attn
+    assert attention.q_norm._compiled_call_impl is None, "a norm inside compiled attention is compiled with it"
+    assert compiled.model.norm._compiled_call_impl is not None  # the final norm, outside any block
     together, alone = compiled.encode(texts), np.vstack([compiled.encode([t]) for t in texts])
     reference = eager.encode(texts)
     assert (together * reference).sum(1).min() >= 0.9995 and (alone * reference).sum(1).min() >= 0.9995
+    assert not load_embedder(str(minilm_dir), device="cpu", dtype="bfloat16").compiled  # encoders stay eager
     monkeypatch.setattr(loading, "_can_compile", lambda: False)  # no C++ compiler: eager, as before
     assert not load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="bfloat16").compiled
 
