@@ -149,12 +149,13 @@ def cpu_dtype_contract(args: argparse.Namespace, folder: Path, texts: list[str])
     from qsearch import loading
 
     default, why = (args.cpu_default, "forced by --cpu-default") if args.cpu_default else loading.cpu_dtype()
-    result = {"cpu_default_reason": why, **cpu_dtype.compare_embedders(folder, texts, default, max(args.rounds, 2))}
+    rounds = max(args.rounds, 4)  # fastest rounds are compared: a few more of them ride out a noisy neighbour
+    result = {"cpu_default_reason": why, **cpu_dtype.compare_embedders(folder, texts, default, rounds)}
     if args.random_weights:
         reranker = common.random_qwen3(Path(tempfile.gettempdir()) / "qsearch-bench-qwen3-reranker-0.6b-random",
                                        reranker=True)
         pairs = [(f"what does passage {i} say?", t) for i, t in enumerate(texts[:8])]
-        result.update(cpu_dtype.compare_rerankers(reranker, pairs, default, max(args.rounds, 2)))
+        result.update(cpu_dtype.compare_rerankers(reranker, pairs, default, rounds))
     print(f"CPU default {default} ({why}): {result['ratio_cpu_default_vs_fp32']:.2f}x fp32 (fastest rounds; "
           f"medians {result['ratio_cpu_default_vs_fp32_median']:.2f}x), "
           f"min cosine {result['min_cosine_cpu_default_vs_fp32']:.5f}"

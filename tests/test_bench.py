@@ -44,6 +44,9 @@ def test_embed_throughput(tmp_path):
     # the CPU-dtype contract: the default named with its reason, and its vectors the fp32 ones
     assert result["cpu_default"] in ("float32", "bfloat16") and result["cpu_default_reason"]
     assert result["min_cosine_cpu_default_vs_fp32"] >= 0.999 and result["ratio_cpu_default_vs_fp32"] > 0
+    rounds = result["seconds_all"]  # the ratio compares each dtype's fastest round (timeit's rule)
+    assert result["ratio_cpu_default_vs_fp32"] == min(rounds["float32"]) / min(rounds[result["cpu_default"]])
+    assert result["ratio_cpu_default_vs_fp32_median"] > 0
 
 
 def test_search_latency(tmp_path, qwen3_reranker_dir):
