@@ -34,18 +34,15 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_items: int
     return batches
 
 
-def pad(sequences: Sequence[Sequence[int]], pad_id: int, *, left: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(input_ids, attention_mask) as int64 arrays, padded on the left or on the right."""
+def pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(input_ids, attention_mask) as int64 arrays, padded on the right (causal models need no mask
+    there, and encoders read the mask)."""
     width = max(len(s) for s in sequences)
     ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(sequences), width), dtype=np.int64)
     for row, seq in enumerate(sequences):
-        if left:
-            ids[row, width - len(seq):] = seq
-            mask[row, width - len(seq):] = 1
-        else:
-            ids[row, :len(seq)] = seq
-            mask[row, :len(seq)] = 1
+        ids[row, :len(seq)] = seq
+        mask[row, :len(seq)] = 1
     return ids, mask
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from .config import DEFAULT_EMBED_MODEL, DEFAULT_RERANK_MODEL, DTYPES, FUSIONS, INDEX_KINDS, SEARCH_MODES
+from .config import (
+    DEFAULT_EMBED_MODEL,
+    DEFAULT_RERANK_MODEL,
+    DTYPES,
+    FUSIONS,
+    INDEX_KINDS,
+    NO_COMPILE_HELP,
+    SEARCH_MODES,
+)
 
 Run = Callable[[argparse.Namespace], int]
 
@@ -92,7 +100,7 @@ def _common(cmd: argparse.ArgumentParser, *, model: bool = True, remote: bool = 
     cmd.add_argument("--max-batch-tokens", type=int, metavar="N", help="tokens per forward pass")
     cmd.add_argument("--dtype", choices=DTYPES, help=f"model precision (default auto: {_dtype_help()})")
     cmd.add_argument("--no-compile", dest="compile", action="store_false", default=None,
-                     help="on a CPU in bf16, don't torch.compile attention, MLPs and norms (saves ~20 s at the first start)")
+                     help=NO_COMPILE_HELP)
 
 
 def _mode_flags(cmd: argparse.ArgumentParser, default_text: str) -> None:

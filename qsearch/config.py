@@ -16,6 +16,7 @@ FUSIONS = ("tmm", "minmax", "rrf")  # see fusion.py
 DEFAULT_FUSION, DEFAULT_DENSE_WEIGHT = "tmm", 0.8  # the best of the SciFact dev sweep (README, Quality)
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+NO_COMPILE_HELP = "on a CPU in bf16, don't torch.compile attention, MLPs and norms (saves ~20 s at the first start)"
 
 
 @dataclass(frozen=True)

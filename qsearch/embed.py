@@ -151,7 +151,7 @@ class TransformersEmbedder:
 
     def _forward(self, sequences: list[list[int]]) -> np.ndarray:
         torch = self._torch
-        ids, mask = batching.pad(sequences, self.pad_id, left=False)
+        ids, mask = batching.pad(sequences, self.pad_id)
         input_ids, attention = torch.from_numpy(ids), torch.from_numpy(mask)
         if self.device.startswith("cuda"):  # pinned host memory: the copy runs asynchronously
             input_ids, attention = input_ids.pin_memory(), attention.pin_memory()

@@ -99,7 +99,7 @@ class Qwen3Reranker:
 
     def _p_yes(self, sequences: list[list[int]]) -> np.ndarray:
         torch = self._torch
-        ids, _ = batching.pad(sequences, self.pad_id, left=False)
+        ids, _ = batching.pad(sequences, self.pad_id)
         input_ids = torch.from_numpy(ids).to(self.device)
         last = torch.tensor([len(s) - 1 for s in sequences], device=self.device)
         with torch.inference_mode():

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ocr
-from .config import DEVICES, DTYPES, Settings
+from .config import DEVICES, DTYPES, NO_COMPILE_HELP, Settings
 from .engine import Engine
 from .loading import bundled_small_model, dtype_reason
 from .serve import openai_router
@@ -173,7 +173,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
     p.add_argument("--device", choices=DEVICES)
     p.add_argument("--dtype", choices=DTYPES, help=f"model precision (default auto: here {dtype_reason('cpu')})")
     p.add_argument("--no-compile", dest="compile", action="store_false", default=None,
-                   help="on a CPU in bf16, don't torch.compile attention, MLPs and norms (saves ~20 s at the first start)")
+                   help=NO_COMPILE_HELP)
     p.add_argument("--no-ocr", dest="ocr", action="store_false", default=None, help="don't OCR scans and images")
     p.add_argument("--ocr-lang", metavar="L", help="Tesseract language(s), e.g. eng+deu (default eng)")
     p.add_argument("--embed-url", metavar="URL", help="embed with an OpenAI-compatible server instead of locally")
