@@ -1,8 +1,8 @@
 """qsearch web app: upload documents, search them, see why each passage ranks where it does.
 
 The page and its handlers only: search logic lives in `qsearch.Engine`, the shared models in
-`qsearch.service.ModelService` (the one lock, and the only code under ZeroGPU's `spaces.GPU`),
-each client's collection in `qsearch.sessions.Sessions`. The same server answers the
+`qsearch.web.model_service.ModelService` (the one lock, and the only code under ZeroGPU's `spaces.GPU`),
+each client's collection in `qsearch.web.sessions.Sessions`. The same server answers the
 OpenAI-compatible /v1 API and, with `--mcp`, serves `search` and `add_documents` as MCP tools.
 
     python app.py [--host H] [--port P] [--share] [--index DIR] [--embed-model M] [--rerank-model M]
@@ -18,14 +18,15 @@ from typing import Any
 
 import gradio as gr
 
-from qsearch import ModelLoadError, export
+from qsearch import ModelLoadError
 from qsearch.config import SEARCH_MODES
+from qsearch.documents.read import SUPPORTED_SUFFIXES
 from qsearch.engine import Cancelled, Engine
-from qsearch.evidence import evidence_html
-from qsearch.ingest import SUPPORTED_SUFFIXES
-from qsearch.render import LEGEND, files_html, hits_html, message_html, report_html, where
-from qsearch.server import Context, bind, hit_json, launch, parse_args
-from qsearch.sizing import eta_text
+from qsearch.web import export
+from qsearch.web.evidence import evidence_html
+from qsearch.web.render import LEGEND, files_html, hits_html, message_html, report_html, where
+from qsearch.web.server import Context, bind, hit_json, launch, parse_args
+from qsearch.web.sizing import eta_text
 
 SAMPLES = Path(__file__).resolve().parent / "assets" / "samples"
 INSTRUCTIONS = [

@@ -19,7 +19,7 @@ import numpy as np
 
 
 def documents(n: int, dim: int, per_doc: int = 100, seed: int = 0):  # noqa: ANN201
-    from qsearch.index import DocInfo
+    from qsearch.store.vectors import DocInfo
     from qsearch.types import Chunk
 
     rng = np.random.default_rng(seed)
@@ -63,8 +63,8 @@ def main() -> None:
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
-    from qsearch.index import VectorIndex
-    from qsearch.milvus import MilvusIndex, connect
+    from qsearch.store.milvus import MilvusIndex, connect
+    from qsearch.store.vectors import VectorIndex
 
     rng = np.random.default_rng(1)
     queries = rng.standard_normal((args.queries, args.dim), dtype=np.float32)

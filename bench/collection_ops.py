@@ -28,7 +28,7 @@ sys.path.insert(0, str(common.ROOT / "tests"))  # factories: the test suite's PD
 
 
 def build(n_docs: int, per_doc: int, dim: int, seed: int = 0):  # noqa: ANN201 - VectorIndex
-    from qsearch.index import DocInfo, VectorIndex
+    from qsearch.store.vectors import DocInfo, VectorIndex
     from qsearch.types import Chunk
 
     rng = np.random.default_rng(seed)
@@ -91,7 +91,7 @@ def search_during_parse() -> dict:
 
     import app
     from qsearch import Settings
-    from qsearch.loading import bundled_small_model
+    from qsearch.models.loading import bundled_small_model
 
     folder = Path(tempfile.mkdtemp())
     pdf = folder / "long-report.pdf"

@@ -83,8 +83,8 @@ def random_qwen3(folder: Path, *, reranker: bool = False) -> Path:
 def chunk_texts(source: Path, tokenizer: Any, max_tokens: int = 256, overlap: int = 32,
                 limit: int | None = None) -> list[str]:
     """Chunks as qsearch makes them: of a BEIR corpus (title + text per entry) or of a folder of files."""
-    from qsearch import ingest
-    from qsearch.chunk import chunk_document
+    from qsearch.documents.chunk import chunk_document
+    from qsearch.documents.read import IngestError, find_files, load
     from qsearch.types import Document
 
     texts: list[str] = []
@@ -98,10 +98,10 @@ def chunk_texts(source: Path, tokenizer: Any, max_tokens: int = 256, overlap: in
                 if limit and len(texts) >= limit:
                     break
     else:
-        for path in ingest.find_files([source]):
+        for path in find_files([source]):
             try:
-                texts.extend(c.text for c in chunk_document(ingest.load(path), tokenizer, max_tokens, overlap))
-            except ingest.IngestError:
+                texts.extend(c.text for c in chunk_document(load(path), tokenizer, max_tokens, overlap))
+            except IngestError:
                 continue
             if limit and len(texts) >= limit:
                 break
@@ -131,7 +131,7 @@ def model_label(model: str | None, folder: Path) -> str:
     """What a result names the model by: as given, or what the bundled folder holds."""
     if model:
         return model
-    from qsearch.loading import bundled_small_model
+    from qsearch.models.loading import bundled_small_model
 
     return "sentence-transformers/all-MiniLM-L6-v2 (bundled)" if folder == bundled_small_model() else folder.name
 

@@ -21,7 +21,7 @@ import numpy as np
 
 def compare_embedders(folder: Path, texts: list[str], default: str, rounds: int) -> dict[str, Any]:
     """tokens/s of fp32 and of `default`, timed alternately, and the smallest cosine between their vectors."""
-    from qsearch.embed import load_embedder
+    from qsearch.models.embedder import load_embedder
 
     models = {dtype: load_embedder(str(folder), device="cpu", dtype=dtype) for dtype in dict.fromkeys(
         ["float32", default])}
@@ -41,7 +41,7 @@ def compare_embedders(folder: Path, texts: list[str], default: str, rounds: int)
 def compare_rerankers(folder: Path, query_passages: list[tuple[str, str]], default: str,
                       rounds: int) -> dict[str, Any]:
     """P(yes) of fp32 and of `default` for the same pairs, timed alternately: the largest difference."""
-    from qsearch.rerank import load_reranker
+    from qsearch.models.reranker import load_reranker
 
     models = {dtype: load_reranker(str(folder), device="cpu", dtype=dtype) for dtype in dict.fromkeys(
         ["float32", default])}

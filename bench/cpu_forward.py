@@ -70,7 +70,7 @@ def main() -> None:
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
-    from qsearch.embed import load_embedder
+    from qsearch.models.embedder import load_embedder
 
     folder = common.random_qwen3(Path(tempfile.gettempdir()) / "qsearch-bench-qwen3-embedding-0.6b-random")
     started = time.perf_counter()

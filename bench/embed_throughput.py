@@ -46,8 +46,8 @@ def main() -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from qsearch import batching, loading
-    from qsearch.embed import load_embedder
+    from qsearch.models import batching, loading
+    from qsearch.models.embedder import load_embedder
 
     if args.random_weights:
         folder = common.random_qwen3(Path(tempfile.gettempdir()) / "qsearch-bench-qwen3-embedding-0.6b-random")
@@ -146,7 +146,7 @@ def cpu_dtype_contract(args: argparse.Namespace, folder: Path, texts: list[str])
     """qsearch's CPU default against fp32 (embedder, and with --random-weights the 0.6B reranker too)."""
     import cpu_dtype
 
-    from qsearch import loading
+    from qsearch.models import loading
 
     default, why = (args.cpu_default, "forced by --cpu-default") if args.cpu_default else loading.cpu_dtype()
     rounds = max(args.rounds, 4)  # fastest rounds are compared: a few more of them ride out a noisy neighbour

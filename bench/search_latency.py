@@ -58,9 +58,9 @@ def main() -> None:
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
-    from qsearch import loading
-    from qsearch.embed import load_embedder
-    from qsearch.index import DocInfo, VectorIndex
+    from qsearch.models import loading
+    from qsearch.models.embedder import load_embedder
+    from qsearch.store.vectors import DocInfo, VectorIndex
     from qsearch.types import Chunk
 
     tmp = Path(tempfile.gettempdir())
@@ -116,7 +116,7 @@ def main() -> None:
                   f"built in {row['hnsw']['build_s']:.0f} s" if "hnsw" in row else ""))
 
     if args.rerank:
-        from qsearch.rerank import load_reranker
+        from qsearch.models.reranker import load_reranker
 
         rerank_folder = common.random_qwen3(tmp / "qsearch-bench-qwen3-reranker-0.6b-random", reranker=True) \
             if args.random_weights else args.rerank_model

@@ -2,10 +2,10 @@
 
 from .config import VERSION as __version__
 from .config import Settings
+from .documents.read import IngestError
 from .engine import Engine
-from .index import IndexFolderError, VectorIndex
-from .ingest import IngestError
-from .loading import ModelLoadError
+from .models.loading import ModelLoadError
+from .store.vectors import IndexFolderError, VectorIndex
 from .types import AddReport, Chunk, Document, FileReport, Hit, Hits
 
 __all__ = [

@@ -17,8 +17,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(cmd_index, cmd_search, cmd_chunk, cmd_eval).parse_args(argv)
-    from .index import IndexFolderError
-    from .loading import ModelLoadError
+    from .models.loading import ModelLoadError
+    from .store.vectors import IndexFolderError
 
     try:
         return args.run(args)
@@ -59,7 +59,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .index import IndexFolderError
+    from .store.vectors import IndexFolderError
 
     settings = _settings(args, rerank_model=args.rerank_model, search_mode=args.mode, fusion=args.fusion)
     if not settings.milvus_uri and not os.path.isfile(os.path.join(args.index, "CURRENT")):
@@ -87,24 +87,25 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_chunk(args: argparse.Namespace) -> int:
-    from . import ingest, ocr
-    from .chunk import chunk_document
-    from .embed import load_tokenizer
+    from .documents import ocr
+    from .documents.chunk import chunk_document
+    from .documents.read import IngestError, Limits, ReadOptions, find_files, load
+    from .models.embedder import load_tokenizer
 
     settings = _settings(args, chunk_tokens=args.chunk_tokens, chunk_overlap=args.overlap)
     tokenizer, model_max = load_tokenizer(settings.embed_model)
     max_tokens, overlap = settings.chunk_sizes(model_max)
-    limits, options = ingest.Limits.from_settings(settings), ingest.ReadOptions.from_settings(settings)
+    limits, options = Limits.from_settings(settings), ReadOptions.from_settings(settings)
     print(ocr.status(settings.ocr_lang, settings.ocr), file=sys.stderr)
-    files = ingest.find_files(args.paths)
+    files = find_files(args.paths)
     if not files:
         print("error: no supported files found in the given paths", file=sys.stderr)
     for path in files:
         try:
-            doc = ingest.load(path, limits, options)
+            doc = load(path, limits, options)
             chunks = chunk_document(doc, tokenizer, max_tokens, overlap)
         except Exception as e:  # noqa: BLE001 - errors are data here: report and go on
-            reason = e.reason if isinstance(e, ingest.IngestError) else f"unexpected error: {type(e).__name__}: {e}"
+            reason = e.reason if isinstance(e, IngestError) else f"unexpected error: {type(e).__name__}: {e}"
             print(json.dumps({"path": str(path), "error": reason}, ensure_ascii=False) if args.json
                   else f"{path}: error: {reason}")
             continue
@@ -126,7 +127,7 @@ def cmd_chunk(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import Config, compare, load_beir, sweep
-    from .models import make_embedder, make_reranker
+    from .models.choose import make_embedder, make_reranker
 
     settings = _settings(args, rerank_model=args.rerank_model, search_mode=args.mode, fusion=args.fusion)
     data = load_beir(args.beir_dir, args.split)

@@ -133,6 +133,6 @@ def _rerank_flags(cmd: argparse.ArgumentParser, candidates: int) -> None:
 
 
 def _dtype_help() -> str:
-    from .loading import dtype_reason
+    from .models.loading import dtype_reason
 
     return f"bf16/fp16 on a GPU; on this CPU {dtype_reason('cpu')}"

@@ -17,16 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from . import ingest
 from .config import VERSION, Settings
-from .embed import Embedder
-from .index import DocInfo, IndexFolderError, VectorIndex
-from .lexical import LexicalIndex
-from .models import make_embedder, make_reranker
-from .reading import Cancelled, Parsed, check_stop, read_files
-from .rerank import Reranker
-from .retrieval import Ranking, retrieve
-from .types import AddReport, FileReport, Hits
+from .documents.pool import Cancelled, Parsed, check_stop, read_files
+from .models.choose import make_embedder, make_reranker
+from .models.embedder import Embedder
+from .models.reranker import Reranker
+from .search.retrieval import Ranking, retrieve
+from .store.bm25 import LexicalIndex
+from .store.vectors import DocInfo, IndexFolderError, VectorIndex
+from .types import AddReport, FileReport, Hits, IngestError
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total): stage "reading" or "embedding"
 
@@ -76,7 +75,7 @@ class Engine:
 
         With `create`, a missing collection is made for the embedder's model and dimension;
         without it, a missing collection is an error naming the URI."""
-        from .milvus import MilvusIndex, connect
+        from .store.milvus import MilvusIndex, connect
 
         settings = settings or Settings.from_env()
         client = connect(uri, settings.milvus_token)
@@ -186,9 +185,9 @@ class Engine:
         """Refuse a file that would take the collection past its limits (settings.max_files/max_chunks)."""
         s = self.settings
         if s.max_files is not None and len(self.index.docs) + new_files >= s.max_files:
-            raise ingest.IngestError("", f"not added: the collection is full ({s.max_files} files at most)")
+            raise IngestError("", f"not added: the collection is full ({s.max_files} files at most)")
         if s.max_chunks is not None and len(self.index) + new_chunks > s.max_chunks:
-            raise ingest.IngestError("", f"not added: it would take the collection past {s.max_chunks:,} chunks")
+            raise IngestError("", f"not added: it would take the collection past {s.max_chunks:,} chunks")
 
     def remove(self, doc_id: str) -> int:
         """Remove one document by id; returns how many chunks it had."""

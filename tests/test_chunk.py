@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from qsearch.chunk import chunk_document, split_spans, token_starts
+from qsearch.documents.chunk import chunk_document, split_spans, token_starts
 from qsearch.types import Document
 
 

@@ -18,7 +18,7 @@ from conftest import unit_vectors
 from fakes import HashingEmbedder
 
 from qsearch import Engine, IndexFolderError, Settings
-from qsearch.index import DocInfo, VectorIndex, brute_force_search
+from qsearch.store.vectors import DocInfo, VectorIndex, brute_force_search
 from qsearch.types import Chunk
 
 pymilvus = pytest.importorskip("pymilvus")
@@ -57,7 +57,7 @@ def milvus_server(tmp_path_factory):
 @pytest.fixture(params=["folder", "milvus-file", pytest.param("milvus-server", marks=pytest.mark.slow)])
 def new_index(request, tmp_path):
     """A factory of empty collections of one backend, for the fake embedder's model."""
-    from qsearch.milvus import MilvusIndex, connect
+    from qsearch.store.milvus import MilvusIndex, connect
 
     meta = {"embed_model": HashingEmbedder.model_name}
     if request.param == "folder":
@@ -150,7 +150,7 @@ def test_milvus_and_the_folder_agree_on_dense_top_10(tmp_path, minilm):
 
 
 def test_unreachable_milvus_and_a_missing_collection_are_one_line_errors(tmp_path):
-    from qsearch.milvus import connect
+    from qsearch.store.milvus import connect
 
     started = time.perf_counter()
     port = _free_port()

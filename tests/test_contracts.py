@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from fakes import HashingEmbedder, OverlapReranker
 
-from qsearch.embed import Embedder
-from qsearch.rerank import Reranker
+from qsearch.models.embedder import Embedder
+from qsearch.models.reranker import Reranker
 
 TEXTS = ["Paris is the capital of France.", "The mitochondria is the powerhouse of the cell.", "yes",
          "Tides follow the moon. " * 20, "東京大学は日本の国立大学です。"]
@@ -18,7 +18,7 @@ QUERY = "what is the capital of France?"
 
 @pytest.fixture(scope="module", params=["qwen3-last-token", "minilm-mean", "remote", "shared", "fake"])
 def embedder(request, qwen3_embedder_dir) -> Embedder:
-    from qsearch.embed import load_embedder
+    from qsearch.models.embedder import load_embedder
 
     kind = request.param
     if kind == "qwen3-last-token":
@@ -26,12 +26,12 @@ def embedder(request, qwen3_embedder_dir) -> Embedder:
     if kind == "minilm-mean":
         return request.getfixturevalue("minilm")
     if kind == "remote":
-        from qsearch.remote import RemoteEmbedder
+        from qsearch.models.remote import RemoteEmbedder
 
         return RemoteEmbedder(request.getfixturevalue("app_server")[1])
     if kind == "shared":
         from qsearch import Settings
-        from qsearch.service import ModelService
+        from qsearch.web.model_service import ModelService
 
         return ModelService.load(Settings(embed_model=str(qwen3_embedder_dir), rerank_model="none/none",
                                           device="cpu", dtype="float32")).embedder
@@ -68,18 +68,18 @@ def test_embedder_meaning(embedder):
 
 @pytest.fixture(scope="module", params=["qwen3", "remote", "shared", "fake"])
 def reranker(request, qwen3_reranker_dir, qwen3_embedder_dir) -> Reranker:
-    from qsearch.rerank import load_reranker
+    from qsearch.models.reranker import load_reranker
 
     kind = request.param
     if kind == "qwen3":
         return load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32")
     if kind == "remote":
-        from qsearch.remote import RemoteReranker
+        from qsearch.models.remote import RemoteReranker
 
         return RemoteReranker(request.getfixturevalue("app_server")[1])
     if kind == "shared":
         from qsearch import Settings
-        from qsearch.service import ModelService
+        from qsearch.web.model_service import ModelService
 
         return ModelService.load(Settings(embed_model=str(qwen3_embedder_dir), rerank_model=str(qwen3_reranker_dir),
                                           device="cpu", dtype="float32"), measure=False).reranker()
@@ -100,7 +100,7 @@ def test_reranker_contract(reranker):
 def test_remote_and_shared_rerankers_give_the_local_scores(reranker, qwen3_reranker_dir):
     if isinstance(reranker, OverlapReranker):
         pytest.skip("the fake is its own reference")
-    from qsearch.rerank import load_reranker
+    from qsearch.models.reranker import load_reranker
 
     local = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32")
     for instruction in (None, "Find facts about cities"):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from qsearch.embed import DEFAULT_TASK, Embedder, format_query, load_embedder, load_tokenizer
-from qsearch.loading import ModelLoadError, resolve_model
+from qsearch.models.embedder import DEFAULT_TASK, Embedder, format_query, load_embedder, load_tokenizer
+from qsearch.models.loading import ModelLoadError, resolve_model
 
 TEXTS = [
     "Paris is the capital and largest city of France.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qsearch import Engine, IndexFolderError, Settings
-from qsearch.rerank import load_reranker
+from qsearch.models.reranker import load_reranker
 
 DOCS = {
     "plants.md": "# Photosynthesis\n\nPlants turn sunlight, water and carbon dioxide into sugar and oxygen.",

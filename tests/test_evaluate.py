@@ -43,7 +43,7 @@ def test_eval_ranks_exactly_as_search_does(minilm, tmp_path):
 
     from qsearch import Engine, Settings
     from qsearch.evaluate import corpus_index, load_beir, rank_queries
-    from qsearch.retrieval import Ranking
+    from qsearch.search.retrieval import Ranking
 
     data = load_beir(tiny_beir(tmp_path / "beir"), "test")
     settings = Settings(embed_model=minilm.model_name)

@@ -6,8 +6,8 @@ import csv
 import io
 import json
 
-from qsearch import export
 from qsearch.types import Hit
+from qsearch.web import export
 
 HITS = [Hit(rank=1, score=0.91, source="a.pdf", page=3, page_end=4, text='He said "yes", then left.', start=0, end=9,
             doc_id="d", rerank_score=0.8, dense_score=0.55, lexical_score=7.5, keyword_score=0.6, retrieval_rank=4,

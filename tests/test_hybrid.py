@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from qsearch import Engine, Settings
-from qsearch.fusion import convex, fuse, normalise, rrf
-from qsearch.lexical import LexicalIndex, tokenize
+from qsearch.search.fusion import convex, fuse, normalise, rrf
+from qsearch.store.bm25 import LexicalIndex, tokenize
 
 
 def test_rrf_known_answer_is_scaled_to_one():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import unit_vectors
 
-from qsearch.index import DocInfo, IndexFolderError, VectorIndex, brute_force_search, model_key
+from qsearch.store.vectors import DocInfo, IndexFolderError, VectorIndex, brute_force_search, model_key
 from qsearch.types import Chunk
 
 DIM = 48

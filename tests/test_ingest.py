@@ -10,7 +10,7 @@ import pytest
 from factories import encrypted_pdf, make_pdf
 
 from qsearch.config import Settings
-from qsearch.ingest import IngestError, Limits, find_files, load
+from qsearch.documents.read import IngestError, Limits, find_files, load
 
 
 def write(folder: Path, name: str, data: bytes | str) -> Path:

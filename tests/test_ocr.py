@@ -12,8 +12,8 @@ import sys
 import pytest
 from factories import make_pdf
 
-from qsearch import ocr
-from qsearch.ingest import IngestError, Limits, ReadOptions, load
+from qsearch.documents import ocr
+from qsearch.documents.read import IngestError, Limits, ReadOptions, load
 
 pytestmark = pytest.mark.skipif(not ocr.available(), reason="tesseract-ocr is not installed (make test installs it)")
 SENTENCES = ["The harbour master logs every ship at dawn.", "Invoice 4471 was paid in March by cheque.",
@@ -56,7 +56,7 @@ def test_a_scanned_pdf_is_read_by_ocr(tmp_path):
 def test_a_mixed_pdf_gives_both_pages_and_marks_only_the_scan(tmp_path, tok):
     from pypdf import PdfReader, PdfWriter
 
-    from qsearch.chunk import chunk_document
+    from qsearch.documents.chunk import chunk_document
 
     writer = PdfWriter()
     for data in (make_pdf(["A typed page about tide tables and harbour charts."]), image_pdf(scan(SENTENCES))):
@@ -145,7 +145,7 @@ def _png(image) -> bytes:  # noqa: ANN001
 
 def test_shared_scanned_pdfs_report(shared_data):
     """The real-world PDFs without a text layer: what OCR finds in each (printed for the record)."""
-    from qsearch.ingest import find_files
+    from qsearch.documents.read import find_files
 
     assert shutil.which("tesseract")
     for path in find_files([shared_data / "pdfs"]):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from qsearch import Engine, Settings
-from qsearch.remote import RemoteEmbedder, RemoteError, RemoteReranker
+from qsearch.models.remote import RemoteEmbedder, RemoteError, RemoteReranker
 
 openai = pytest.importorskip("openai")
 TEXTS = ["Paris is the capital of France.", "Photosynthesis happens in chloroplasts.", "Tides follow the moon."]
@@ -44,7 +44,7 @@ def test_openai_client_gets_the_engines_own_vectors(api, minilm):
 
 
 def test_rerank_over_plain_http(api, qwen3_reranker_dir):
-    from qsearch.rerank import load_reranker
+    from qsearch.models.reranker import load_reranker
 
     url, _ = api
     docs = ["The capital of France is Paris.", "Bananas are yellow.", "France borders Spain."]

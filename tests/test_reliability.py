@@ -17,9 +17,9 @@ import pytest
 from factories import broken_xref_pdf, encrypted_pdf, make_pdf, zip_bomb
 
 from qsearch import Engine, Settings
-from qsearch.index import VectorIndex
-from qsearch.ingest import IngestError, Limits, load
-from qsearch.render import files_html
+from qsearch.documents.read import IngestError, Limits, load
+from qsearch.store.vectors import VectorIndex
+from qsearch.web.render import files_html
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,7 +149,7 @@ def test_concurrent_sessions_never_see_each_other(app_server, tmp_path):
 
 
 def test_sessions_are_freed_when_they_end_or_idle(minilm):
-    from qsearch.sessions import Sessions, TooManySessions
+    from qsearch.web.sessions import Sessions, TooManySessions
 
     made = []
     sessions = Sessions(lambda: made.append(Engine(embedder=minilm)) or made[-1], idle_seconds=0.2, max_sessions=3)
@@ -214,7 +214,7 @@ def test_oversized_uploads_are_refused_by_the_server(minilm_dir, tmp_path):
 
 SAVER = textwrap.dedent("""
     import sys, numpy as np
-    from qsearch.index import VectorIndex, DocInfo
+    from qsearch.store.vectors import VectorIndex, DocInfo
     from qsearch.types import Chunk
     folder = sys.argv[1]
     try:

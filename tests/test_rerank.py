@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from qsearch.embed import DEFAULT_TASK
-from qsearch.rerank import PREFIX, SUFFIX, Reranker, format_body, load_reranker
+from qsearch.models.embedder import DEFAULT_TASK
+from qsearch.models.reranker import PREFIX, SUFFIX, Reranker, format_body, load_reranker
 
 QUERY = "what is the capital of France?"
 DOCS = ["Paris is the capital and largest city of France.", "The mitochondria is the powerhouse of the cell.",

@@ -10,8 +10,9 @@ import pytest
 import torch
 from fakes import HashingEmbedder
 
-from qsearch import Engine, Settings, loading
+from qsearch import Engine, Settings
 from qsearch.engine import Cancelled
+from qsearch.models import loading
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def test_clear_is_one_step_and_removal_uses_ids(engine, tmp_path):
 
 def test_reading_takes_no_model_lock(tmp_path):
     """A parse runs while the model service's lock is held elsewhere (another user's embedding)."""
-    from qsearch.service import ModelService
+    from qsearch.web.model_service import ModelService
 
     service = ModelService(Settings(embed_model=HashingEmbedder.model_name), HashingEmbedder())
     engine = Engine(service.settings, embedder=service.embedder)
@@ -74,7 +75,7 @@ def test_reading_takes_no_model_lock(tmp_path):
 
 
 def test_the_fallback_notice_when_the_configured_model_cannot_load(minilm_dir):
-    from qsearch.service import ModelService
+    from qsearch.web.model_service import ModelService
 
     service = ModelService.load(Settings(embed_model="/no/such/model", rerank_model="/no/such/reranker",
                                          device="cpu"), measure=False)
@@ -86,8 +87,8 @@ def test_the_fallback_notice_when_the_configured_model_cannot_load(minilm_dir):
 
 
 def test_embedding_runs_in_windows_that_fit_the_measured_speed():
-    from qsearch.service import ModelService
-    from qsearch.sizing import FIRST_WINDOW
+    from qsearch.web.model_service import ModelService
+    from qsearch.web.sizing import FIRST_WINDOW
 
     fake = HashingEmbedder()
     service = ModelService(Settings(embed_model=fake.model_name), fake)
@@ -130,8 +131,8 @@ def test_cpu_dtype_follows_the_capability(monkeypatch):
 def test_bf16_vectors_and_scores_agree_with_fp32(qwen3_embedder_dir, qwen3_reranker_dir, minilm_dir):
     """The CPU default where bf16 is native: same vectors (cosine >= 0.999, alone or in a padded batch)
     and P(yes) within 0.01, for the last-token and the mean-pooling model."""
-    from qsearch.embed import load_embedder
-    from qsearch.rerank import load_reranker
+    from qsearch.models.embedder import load_embedder
+    from qsearch.models.reranker import load_reranker
 
     texts = ["Paris is the capital of France.", "The quick brown fox jumps over the lazy dog. " * 8, "yes"]
     for folder in (qwen3_embedder_dir, minilm_dir):
@@ -147,7 +148,7 @@ def test_bf16_vectors_and_scores_agree_with_fp32(qwen3_embedder_dir, qwen3_reran
 
 def test_cpu_bf16_compiles_decoder_blocks_without_changing_the_vectors(qwen3_embedder_dir, minilm_dir, monkeypatch):
     """loading.compile_on_cpu: only on a CPU in bf16, only where torch.compile works; same vectors."""
-    from qsearch.embed import load_embedder
+    from qsearch.models.embedder import load_embedder
 
     texts = ["Paris is the capital of France.", "yes", "The quick brown fox jumps over the lazy dog. " * 6]
     eager = load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="bfloat16", compile=False)
@@ -171,7 +172,7 @@ def test_cpu_bf16_compiles_decoder_blocks_without_changing_the_vectors(qwen3_emb
 
 
 def test_a_query_waits_for_one_indexing_window_not_the_whole_upload():
-    from qsearch.service import ModelService
+    from qsearch.web.model_service import ModelService
 
     class Slow(HashingEmbedder):
         def encode(self, texts, **kwargs):  # noqa: ANN001, ANN003, ANN201

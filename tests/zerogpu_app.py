@@ -11,11 +11,11 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 import zerogpu  # noqa: E402
 
-sys.modules["spaces"] = zerogpu  # before the app, and so qsearch.service, is imported
+sys.modules["spaces"] = zerogpu  # before the app, and so qsearch.web.model_service, is imported
 
 import app  # noqa: E402
 from qsearch import Settings  # noqa: E402
-from qsearch.server import launch  # noqa: E402
+from qsearch.web.server import launch  # noqa: E402
 
 if __name__ == "__main__":
     settings = Settings(embed_model=sys.argv[1], rerank_model=sys.argv[2], device="cpu", max_files=20,

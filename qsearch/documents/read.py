@@ -12,8 +12,8 @@ import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
-from .loaders import LOADERS
-from .types import Deadline, Document, IngestError, Limits, ReadOptions
+from ..types import Deadline, Document, IngestError, Limits, ReadOptions
+from .formats import LOADERS
 
 __all__ = ["IngestError", "Limits", "ReadOptions", "SUPPORTED_SUFFIXES", "content_hash", "find_files", "load",
            "parse", "read"]

@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import ocr
-from .config import DEVICES, DTYPES, NO_COMPILE_HELP, Settings
-from .engine import Engine
-from .loading import bundled_small_model, dtype_reason
-from .serve import openai_router
-from .service import ModelService
+from ..config import DEVICES, DTYPES, NO_COMPILE_HELP, Settings
+from ..documents import ocr
+from ..engine import Engine
+from ..models.loading import bundled_small_model, dtype_reason
+from ..types import Hit, Hits
+from .model_service import ModelService
+from .openai_api import openai_router
 from .sessions import Sessions
 from .sizing import RERANK_SECONDS
-from .types import Hit, Hits
 
 
 @dataclass

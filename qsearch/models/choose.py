@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .config import Settings
-from .embed import Embedder
-from .rerank import Reranker
+from ..config import Settings
+from .embedder import Embedder
+from .reranker import Reranker
 
 
 def make_embedder(settings: Settings) -> Embedder:
@@ -13,7 +13,7 @@ def make_embedder(settings: Settings) -> Embedder:
         from .remote import RemoteEmbedder
 
         return RemoteEmbedder(settings.embed_url, api_key=settings.remote_api_key, dim=settings.embed_dim)
-    from .embed import load_embedder
+    from .embedder import load_embedder
 
     return load_embedder(settings.embed_model, device=settings.device, dim=settings.embed_dim,
                          max_batch_tokens=settings.max_batch_tokens, dtype=settings.dtype,
@@ -26,7 +26,7 @@ def make_reranker(settings: Settings) -> Reranker:
         from .remote import RemoteReranker
 
         return RemoteReranker(settings.rerank_url, api_key=settings.remote_api_key)
-    from .rerank import load_reranker
+    from .reranker import load_reranker
 
     return load_reranker(settings.rerank_model, device=settings.device, max_batch_tokens=settings.max_batch_tokens,
                          dtype=settings.dtype, compile=settings.compile)

@@ -117,7 +117,7 @@ def image_pages(data: bytes, source: str, max_pixels: int, max_pages: int) -> It
     """The pages of an image file (one, or each frame of a TIFF), each checked against `max_pixels`."""
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
-    from .types import IngestError
+    from ..types import IngestError
 
     try:
         image = Image.open(io.BytesIO(data))

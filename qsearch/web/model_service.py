@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from .config import Settings
-from .embed import Embedder
-from .loading import ModelLoadError, bundled_small_model, resolve_model
-from .models import make_embedder, make_reranker
-from .rerank import Reranker
+from ..config import Settings
+from ..models.choose import make_embedder, make_reranker
+from ..models.embedder import Embedder
+from ..models.loading import ModelLoadError, bundled_small_model, resolve_model
+from ..models.reranker import Reranker
 from .sizing import FIRST_WINDOW, Throughput, estimate_tokens, rerank_candidates_for, window_sizes
 
 _MODELS: dict[tuple[str, str], Any] = {}  # (service key, "embedder" | "reranker") -> the loaded model

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .embed import Progress, format_query
+from .embedder import Progress, format_query
 from .loading import ModelLoadError
 
 
@@ -72,7 +72,7 @@ class RemoteEmbedder:
         self.tokenizer, self.max_tokens = tokenizer, 8192
         if self.tokenizer is None:
             try:
-                from .embed import load_tokenizer
+                from .embedder import load_tokenizer
 
                 self.tokenizer, self.max_tokens = load_tokenizer(self.model_name)
             except (ModelLoadError, OSError, ValueError):

@@ -13,9 +13,9 @@ import re
 import zipfile
 from collections.abc import Callable
 
+from ..types import Extracted, IngestError, Limits, ReadOptions
 from . import ocr
-from .decode import decode_text
-from .types import Extracted, IngestError, Limits, ReadOptions
+from .text import decode_text
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)  # damaged files are reported by us, in one line
 

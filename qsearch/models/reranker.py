@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from . import batching, loading
-from .embed import DEFAULT_TASK
+from .embedder import DEFAULT_TASK
 
 PREFIX = (
     "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and "

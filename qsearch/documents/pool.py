@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import ingest
+from ..config import Settings
+from ..types import Chunk, Document, FileReport
 from .chunk import chunk_document
-from .config import Settings
-from .types import Chunk, Document, FileReport
+from .read import IngestError, Limits, ReadOptions, content_hash, find_files, read
+from .read import parse as parse_file
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -41,8 +42,8 @@ _PARSERS: ProcessPoolExecutor | None = None
 _PARSERS_LOCK = threading.Lock()
 
 
-def parse(source: str, data: bytes, limits: ingest.Limits, options: ingest.ReadOptions) -> Document:
-    """`ingest.parse` in a reader process: PDF parsing is pure Python, and in the server's own
+def parse(source: str, data: bytes, limits: Limits, options: ReadOptions) -> Document:
+    """`read.parse` in a reader process: PDF parsing is pure Python, and in the server's own
     process it would hold the GIL against every other user's search. The readers are forked once,
     after the parsing libraries are imported, so they start instantly and never re-run `__main__`."""
     global _PARSERS
@@ -55,12 +56,12 @@ def parse(source: str, data: bytes, limits: ingest.Limits, options: ingest.ReadO
             _PARSERS = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("fork"))
         readers = _PARSERS
     try:
-        return readers.submit(ingest.parse, source, data, limits, options).result(timeout=limits.max_seconds + 60)
+        return readers.submit(parse_file, source, data, limits, options).result(timeout=limits.max_seconds + 60)
     except (BrokenProcessPool, TimeoutError):  # the reader died or hung: say so for this file, start anew
         with _PARSERS_LOCK:
             _PARSERS = None
         readers.shutdown(wait=False, cancel_futures=True)
-        raise ingest.IngestError(source, "the reader stopped while reading this file (too large or damaged?)") \
+        raise IngestError(source, "the reader stopped while reading this file (too large or damaged?)") \
             from None
 
 
@@ -76,12 +77,12 @@ def read_files(paths: Iterable[str | Path], settings: Settings, index: Any, embe
                ) -> tuple[list[Parsed], list[FileReport]]:
     """Read and chunk `paths` (folders recursively) with the embedder's tokenizer; `check_room` refuses
     a file that would take the collection past its limits (IngestError)."""
-    files = ingest.find_files(paths) if names is None else [Path(p) for p in paths]
+    files = find_files(paths) if names is None else [Path(p) for p in paths]
     sources = list(names) if names is not None else [str(p) for p in files]
     if len(sources) != len(files):
         raise ValueError(f"got {len(files)} paths but {len(sources)} names")
-    limits = ingest.Limits.from_settings(settings)
-    options = ingest.ReadOptions.from_settings(settings)
+    limits = Limits.from_settings(settings)
+    options = ReadOptions.from_settings(settings)
     max_tokens, overlap = settings.chunk_sizes(embedder.max_tokens)
     reports: list[FileReport] = []
     parsed: list[Parsed] = []
@@ -91,8 +92,8 @@ def read_files(paths: Iterable[str | Path], settings: Settings, index: Any, embe
         report = FileReport(path=source, status="error")
         reports.append(report)
         try:
-            source, data = ingest.read(path, limits, name=source)
-            report.doc_id = doc_id = ingest.content_hash(data)
+            source, data = read(path, limits, name=source)
+            report.doc_id = doc_id = content_hash(data)
             if doc_id in seen or index.has_doc(doc_id):
                 info = index.docs.get(doc_id)
                 report.status, report.chunks = "unchanged", getattr(info, "chunks", 0)
@@ -106,7 +107,7 @@ def read_files(paths: Iterable[str | Path], settings: Settings, index: Any, embe
                 report.ocr_pages, report.notes = list(doc.ocr_pages), list(doc.notes)
                 parsed.append(Parsed(doc, chunks, report, data))
             seen.add(doc_id)
-        except ingest.IngestError as e:
+        except IngestError as e:
             report.error = e.reason
         except Exception as e:  # noqa: BLE001 - a loader bug must not end the batch either
             report.error = f"unexpected error while reading: {type(e).__name__}: {e}"

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .index import DocInfo, IndexFolderError, check_model
-from .types import Chunk
+from ..types import Chunk
+from .vectors import DocInfo, IndexFolderError, check_model
 
 MAX_TEXT = 65_535  # Milvus' longest VARCHAR
 BATCH = 1000  # rows per insert

@@ -74,7 +74,7 @@ def eta_text(seconds: float | None) -> str:
 
 def model_size(name_or_path: str) -> float | None:
     """Parameters outside the embedding table, from the model's config.json (no weights loaded)."""
-    from .loading import ModelLoadError, resolve_model
+    from ..models.loading import ModelLoadError, resolve_model
 
     try:
         config = json.loads((resolve_model(name_or_path) / "config.json").read_text())

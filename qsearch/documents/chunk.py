@@ -15,8 +15,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .lexical import CJK as _CJK
-from .types import Chunk, Document
+from ..store.bm25 import CJK as _CJK
+from ..types import Chunk, Document
 
 
 class Tokenizer(Protocol):

@@ -24,9 +24,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictInt, StringConstraints, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from .embed import Embedder
-from .loading import served_name
-from .rerank import Reranker
+from ..models.embedder import Embedder
+from ..models.loading import served_name
+from ..models.reranker import Reranker
 
 
 class ApiError(Exception):
@@ -182,7 +182,7 @@ def _model(getter: Callable[[], Any]) -> Any:
 
 
 def _check_model_name(asked: str | None, served: str) -> None:
-    from .index import model_key
+    from ..store.vectors import model_key
 
     name = served_name(served)
     if asked is not None and model_key(asked) != model_key(name):

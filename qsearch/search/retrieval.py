@@ -17,12 +17,12 @@ from typing import Protocol
 
 import numpy as np
 
-from .config import DEFAULT_DENSE_WEIGHT, DEFAULT_FUSION, FUSIONS, SEARCH_MODES, Settings
+from ..config import DEFAULT_DENSE_WEIGHT, DEFAULT_FUSION, FUSIONS, SEARCH_MODES, Settings
+from ..models.reranker import Reranker
+from ..store.bm25 import LexicalIndex
+from ..store.vectors import VectorIndex
+from ..types import Chunk, Hit, Hits
 from .fusion import RRF_K, fuse
-from .index import VectorIndex
-from .lexical import LexicalIndex
-from .rerank import Reranker
-from .types import Chunk, Hit, Hits
 
 DEPTH = 100  # candidates each ranking contributes to fusion
 

@@ -47,6 +47,6 @@ def _looks_binary(data: bytes) -> bool:
 
 
 def _error(source: str, reason: str) -> Exception:
-    from .types import IngestError
+    from ..types import IngestError
 
     return IngestError(source, reason)

@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .types import Hit
+from ..types import Hit
 
 COLUMNS = ["rank", "source", "page", "page_end", "ocr", "overall", "meaning", "keywords", "bm25", "reranker",
            "rank_before_rerank", "text"]

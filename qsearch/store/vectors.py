@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from .config import INDEX_KINDS
+from ..config import INDEX_KINDS
+from ..models.loading import served_name
+from ..types import Chunk
 from .folders import POINTER, current_version, write_version
-from .loading import served_name
-from .types import Chunk
 
 FORMAT_VERSION = 2  # 2: FAISS ids (IndexIDMap2); 1 (rows, no ids) still loads
 MAX_ORIGINAL_BYTES = 20 * 2**20  # a PDF this size or smaller is kept, so its pages can be shown

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import FUSIONS
+from ..config import FUSIONS
 
 RRF_K = 60  # the constant of Cormack et al. (2009), used by most search engines
 THEORETICAL_MIN = {"dense": -1.0, "lexical": 0.0}  # cosine similarity; BM25

@@ -12,9 +12,9 @@ import io
 import re
 from typing import Any
 
-from .index import VectorIndex
+from ..store.vectors import VectorIndex
+from ..types import Hit
 from .render import highlight, where
-from .types import Hit
 
 DPI = 110  # a page about as wide as the results column
 MAX_PAGES = 3  # a passage spanning more pages shows its first three

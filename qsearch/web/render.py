@@ -11,8 +11,8 @@ import html
 import re
 from collections.abc import Sequence
 
-from .lexical import CJK
-from .types import AddReport, Hit
+from ..store.bm25 import CJK
+from ..types import AddReport, Hit
 
 _TERM = re.compile(rf"[^\W_{CJK}]{{3,}}|[{CJK}]+")
 _STOP = frozenset("the and for with that this from are was were what which who how why when where does did "

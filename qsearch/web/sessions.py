@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engine import Engine
+from ..engine import Engine
 
 
 class TooManySessions(RuntimeError):
