@@ -45,6 +45,7 @@ $(VENV)/.dev: $(VENV)/.app requirements-dev.txt
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check qsearch app.py bench tests
+	$(BIN)/ruff format --check qsearch app.py bench tests
 
 clean:
 	rm -rf $(VENV)

@@ -30,10 +30,19 @@ from qsearch.web.sizing import eta_text
 
 SAMPLES = Path(__file__).resolve().parent / "assets" / "samples"
 INSTRUCTIONS = [
-    ("Web search (default)", "Given a web search query, retrieve relevant passages that answer the query"),
+    (
+        "Web search (default)",
+        "Given a web search query, retrieve relevant passages that answer the query",
+    ),
     ("Question answering", "Given a question, retrieve passages that answer the question"),
-    ("Scientific claim → evidence", "Given a scientific claim, retrieve documents that support or refute the claim"),
-    ("Code search", "Given a programming question, retrieve code snippets or documentation that answer it"),
+    (
+        "Scientific claim → evidence",
+        "Given a scientific claim, retrieve documents that support or refute the claim",
+    ),
+    (
+        "Code search",
+        "Given a programming question, retrieve code snippets or documentation that answer it",
+    ),
     ("Find similar passages", "Retrieve passages that are semantically similar to the given text"),
 ]
 LOW_COSINE = 0.25  # below this the best passage is probably not an answer: say so
@@ -56,8 +65,12 @@ def _engine(ctx: Context, request: gr.Request) -> Engine:
         raise gr.Error(str(e)) from None
 
 
-def add_documents(ctx: Context, files: list[str] | None, request: gr.Request,
-                  progress: gr.Progress = gr.Progress()) -> tuple[str, str, Any, None]:
+def add_documents(
+    ctx: Context,
+    files: list[str] | None,
+    request: gr.Request,
+    progress: gr.Progress = gr.Progress(),
+) -> tuple[str, str, Any, None]:
     """Add documents to your collection (over MCP: the collection all MCP clients share), which `search` then searches.
 
     Args:
@@ -70,20 +83,35 @@ def add_documents(ctx: Context, files: list[str] | None, request: gr.Request,
     engine = _engine(ctx, request)
     paths = [Path(f) for f in files or []]
     if not paths:
-        return message_html("Choose one or more files first."), _files(engine), _choices(engine), None
+        return (
+            message_html("Choose one or more files first."),
+            _files(engine),
+            _choices(engine),
+            None,
+        )
     stop = ctx.sessions.stop_flag(_session(request))
     stop.clear()
     chunk_tokens = ctx.service.settings.chunk_tokens
 
     def report(stage: str, done: int, total: int) -> None:
-        left = eta_text(ctx.service.embed_rate.seconds_for((total - done) * chunk_tokens)) \
-            if stage == "embedding" else ""
+        left = (
+            eta_text(ctx.service.embed_rate.seconds_for((total - done) * chunk_tokens))
+            if stage == "embedding"
+            else ""
+        )
         progress((done, total), desc=f"{stage} {done}/{total}" + (f" · {left}" if left else ""))
 
     try:  # uploads stay in Gradio's shared cache, which deletes them itself (UPLOAD_CACHE)
-        result = engine.add_files(paths, report, names=[p.name for p in paths], should_stop=stop.is_set)
+        result = engine.add_files(
+            paths, report, names=[p.name for p in paths], should_stop=stop.is_set
+        )
     except Cancelled:
-        return message_html("Stopped: nothing from this upload was added."), _files(engine), _choices(engine), None
+        return (
+            message_html("Stopped: nothing from this upload was added."),
+            _files(engine),
+            _choices(engine),
+            None,
+        )
     return report_html(result), _files(engine), _choices(engine), None
 
 
@@ -96,8 +124,16 @@ def load_samples(ctx: Context, request: gr.Request, progress: gr.Progress = gr.P
     return add_documents(ctx, [str(p) for p in sorted(SAMPLES.iterdir())], request, progress)
 
 
-def search(ctx: Context, query: str, top_k: float, rerank: bool, instruction: str | None, mode: str,
-           rerank_candidates: float, request: gr.Request) -> tuple[str, list[dict]]:
+def search(
+    ctx: Context,
+    query: str,
+    top_k: float,
+    rerank: bool,
+    instruction: str | None,
+    mode: str,
+    rerank_candidates: float,
+    request: gr.Request,
+) -> tuple[str, list[dict]]:
     """Search the shared collection and the documents added to your collection with `add_documents`.
 
     Args:
@@ -117,21 +153,29 @@ def search(ctx: Context, query: str, top_k: float, rerank: bool, instruction: st
         return message_html("Type a question or some keywords, then press Enter."), []
     shared = [ctx.shared] if ctx.shared is not None and len(ctx.shared.documents()) else []
     if not engine.documents() and not shared:
-        return message_html("Your collection is empty: upload documents (or load the samples) first."), []
+        return message_html(
+            "Your collection is empty: upload documents (or load the samples) first."
+        ), []
     notice = ""
     if rerank and ctx.service.rerank_unavailable:
         rerank, notice = False, ctx.service.rerank_unavailable
     options = dict(k=int(top_k), instruction=instruction or None, mode=mode, also=shared)
     try:
-        hits = engine.search(query, rerank=rerank, rerank_candidates=int(rerank_candidates), **options)
+        hits = engine.search(
+            query, rerank=rerank, rerank_candidates=int(rerank_candidates), **options
+        )
     except ModelLoadError as e:
         hits, notice = engine.search(query, **options), str(e)
     if not hits:
-        return message_html(f"No passage matches “{query}”. Try other words, or the dense or hybrid mode."), []
+        return message_html(
+            f"No passage matches “{query}”. Try other words, or the dense or hybrid mode."
+        ), []
     best = max((h.dense_score for h in hits if h.dense_score is not None), default=None)
     if best is not None and best < LOW_COSINE and not notice:
-        notice = ("No strong match: these are the closest passages, but they may not answer the query. "
-                  "Try other words or more specific terms.")
+        notice = (
+            "No strong match: these are the closest passages, but they may not answer the query. "
+            "Try other words or more specific terms."
+        )
     ctx.remember(_session(request), query, hits, options, rerank)
     return hits_html(hits, query, hits.timings_ms, notice=notice), [hit_json(h) for h in hits]
 
@@ -162,8 +206,12 @@ def export_results(ctx: Context, request: gr.Request) -> list[str] | None:
     if not last:
         raise gr.Error("Search first: there are no results to export yet.")
     folder = Path(tempfile.mkdtemp(prefix="qsearch-results-"))
-    (folder / "results.json").write_text(export.as_json(last["query"], last["settings"], last["hits"]))
-    (folder / "results.csv").write_text(export.as_csv(last["query"], last["settings"], last["hits"]))
+    (folder / "results.json").write_text(
+        export.as_json(last["query"], last["settings"], last["hits"])
+    )
+    (folder / "results.csv").write_text(
+        export.as_csv(last["query"], last["settings"], last["hits"])
+    )
     return [str(folder / "results.json"), str(folder / "results.csv")]
 
 
@@ -189,24 +237,34 @@ def end_session(ctx: Context, request: gr.Request) -> None:
 
 
 def _files(engine: Engine | None) -> str:
-    return files_html([(d.source, d.chunks, d.pages) for d in (engine.documents() if engine else [])])
+    return files_html(
+        [(d.source, d.chunks, d.pages) for d in (engine.documents() if engine else [])]
+    )
 
 
 def _choices(engine: Engine | None) -> Any:
-    return gr.update(choices=[(d.source, d.doc_id) for d in (engine.documents() if engine else [])], value=None)
+    return gr.update(
+        choices=[(d.source, d.doc_id) for d in (engine.documents() if engine else [])], value=None
+    )
 
 
 def build_page(ctx: Context, *, upload_cache: tuple[int, int] = UPLOAD_CACHE) -> gr.Blocks:
     """The Blocks app over `ctx`: upload and collection on the left, search and results on the right."""
     service = ctx.service
-    with gr.Blocks(title="qsearch — semantic search over your documents", delete_cache=upload_cache) as demo:
+    with gr.Blocks(
+        title="qsearch — semantic search over your documents", delete_cache=upload_cache
+    ) as demo:
         gr.Markdown("# qsearch\nUpload documents, then ask questions in your own words.")
         gr.Markdown(ctx.status_markdown(), elem_id="qs-status")
         with gr.Row():
             with gr.Column(scale=2, min_width=300):
-                uploads = gr.File(label="Drop documents here: PDF, TXT, MD, HTML, DOCX, images (PNG, JPEG, TIFF, "
-                                  "WebP: read by OCR). Indexed on upload.", file_count="multiple",
-                                  file_types=list(SUPPORTED_SUFFIXES), elem_id="qs-upload")
+                uploads = gr.File(
+                    label="Drop documents here: PDF, TXT, MD, HTML, DOCX, images (PNG, JPEG, TIFF, "
+                    "WebP: read by OCR). Indexed on upload.",
+                    file_count="multiple",
+                    file_types=list(SUPPORTED_SUFFIXES),
+                    elem_id="qs-upload",
+                )
                 with gr.Row():
                     samples_button = gr.Button("Load sample documents", scale=3)
                     stop_button = gr.Button("Stop indexing", scale=1, variant="secondary")
@@ -218,35 +276,70 @@ def build_page(ctx: Context, *, upload_cache: tuple[int, int] = UPLOAD_CACHE) ->
                 clear_button = gr.Button("Clear all documents", variant="stop")
             with gr.Column(scale=3, min_width=400):
                 with gr.Row():
-                    query = gr.Textbox(label="Query", placeholder="Ask a question or type keywords, then Enter",
-                                       scale=5, elem_id="qs-query")
-                    search_button = gr.Button("Search", variant="primary", scale=1, elem_id="qs-search")
+                    query = gr.Textbox(
+                        label="Query",
+                        placeholder="Ask a question or type keywords, then Enter",
+                        scale=5,
+                        elem_id="qs-query",
+                    )
+                    search_button = gr.Button(
+                        "Search", variant="primary", scale=1, elem_id="qs-search"
+                    )
                 with gr.Row():
                     top_k = gr.Slider(1, 50, value=5, step=1, label="Results")
-                    mode = gr.Radio(list(SEARCH_MODES), value=service.settings.search_mode, label="Ranking",
-                                    info="hybrid = meaning + exact words")
+                    mode = gr.Radio(
+                        list(SEARCH_MODES),
+                        value=service.settings.search_mode,
+                        label="Ranking",
+                        info="hybrid = meaning + exact words",
+                    )
                 candidates = service.rerank_candidates()
                 with gr.Row():
-                    rerank = gr.Checkbox(label="Rerank with Qwen3-Reranker", value=False,
-                                         interactive=not service.rerank_unavailable, elem_id="qs-rerank",
-                                         info=service.rerank_unavailable[:300] or "slower, more precise")
-                    rerank_candidates = gr.Slider(5, 100, value=candidates, step=5, label="Candidates to rerank",
-                                                  info=ctx.rerank_hint(candidates))
+                    rerank = gr.Checkbox(
+                        label="Rerank with Qwen3-Reranker",
+                        value=False,
+                        interactive=not service.rerank_unavailable,
+                        elem_id="qs-rerank",
+                        info=service.rerank_unavailable[:300] or "slower, more precise",
+                    )
+                    rerank_candidates = gr.Slider(
+                        5,
+                        100,
+                        value=candidates,
+                        step=5,
+                        label="Candidates to rerank",
+                        info=ctx.rerank_hint(candidates),
+                    )
                 instruction = gr.Dropdown(
-                    choices=INSTRUCTIONS, value=INSTRUCTIONS[0][1], allow_custom_value=True,
+                    choices=INSTRUCTIONS,
+                    value=INSTRUCTIONS[0][1],
+                    allow_custom_value=True,
                     label="Task instruction (pick one or type your own)",
-                    info=("Qwen3 models read it for the query and the reranker"
-                          if service.embedder.supports_instruction else
-                          "This embedding model ignores instructions; the reranker reads them"))
+                    info=(
+                        "Qwen3 models read it for the query and the reranker"
+                        if service.embedder.supports_instruction
+                        else "This embedding model ignores instructions; the reranker reads them"
+                    ),
+                )
                 gr.HTML(LEGEND, elem_id="qs-legend")
                 results = gr.HTML(message_html("Results appear here."), elem_id="qs-results")
                 with gr.Row():
-                    to_open = gr.Dropdown(label="Open a result where it came from (its page, or its text)",
-                                          choices=[], interactive=False, scale=3, elem_id="qs-open")
+                    to_open = gr.Dropdown(
+                        label="Open a result where it came from (its page, or its text)",
+                        choices=[],
+                        interactive=False,
+                        scale=3,
+                        elem_id="qs-open",
+                    )
                     export_button = gr.Button("Export results (JSON, CSV)", scale=1)
                 evidence = gr.HTML(elem_id="qs-evidence")
-                downloads = gr.File(label="Results to download", file_count="multiple", interactive=False,
-                                    visible=True, height=80)
+                downloads = gr.File(
+                    label="Results to download",
+                    file_count="multiple",
+                    interactive=False,
+                    visible=True,
+                    height=80,
+                )
                 with gr.Accordion("Results as JSON", open=False):
                     hits_json = gr.JSON(label="hits")
         _wire(ctx, locals())
@@ -259,22 +352,51 @@ def _wire(ctx: Context, c: dict[str, Any]) -> None:
     the model service's lock, so one user's long parse never holds another's search."""
     collection = [c["report"], c["files"], c["to_remove"], c["uploads"]]
     ingest = {"concurrency_id": "ingest", "concurrency_limit": 2}
-    c["uploads"].upload(bind(add_documents, ctx), [c["uploads"]], collection, api_name="add_documents", **ingest)
-    c["samples_button"].click(bind(load_samples, ctx), None, collection, api_visibility="private", **ingest)
-    c["stop_button"].click(bind(stop_indexing, ctx), None, None, api_visibility="private", queue=False)
-    inputs = [c["query"], c["top_k"], c["rerank"], c["instruction"], c["mode"], c["rerank_candidates"]]
+    c["uploads"].upload(
+        bind(add_documents, ctx), [c["uploads"]], collection, api_name="add_documents", **ingest
+    )
+    c["samples_button"].click(
+        bind(load_samples, ctx), None, collection, api_visibility="private", **ingest
+    )
+    c["stop_button"].click(
+        bind(stop_indexing, ctx), None, None, api_visibility="private", queue=False
+    )
+    inputs = [
+        c["query"],
+        c["top_k"],
+        c["rerank"],
+        c["instruction"],
+        c["mode"],
+        c["rerank_candidates"],
+    ]
     outputs = [c["results"], c["hits_json"]]
     after = [c["to_open"], c["evidence"], c["downloads"]]
-    c["query"].submit(bind(search, ctx), inputs, outputs, api_name="search", concurrency_limit=4).then(
-        bind(evidence_choices, ctx), None, after, api_visibility="private", queue=False)
-    c["search_button"].click(bind(search, ctx), inputs, outputs, api_visibility="private", concurrency_limit=4).then(
-        bind(evidence_choices, ctx), None, after, api_visibility="private", queue=False)
-    c["to_open"].change(bind(show_evidence, ctx), [c["to_open"]], [c["evidence"]], api_visibility="private")
-    c["export_button"].click(bind(export_results, ctx), None, [c["downloads"]], api_visibility="private")
-    c["remove_button"].click(bind(remove_document, ctx), [c["to_remove"]], [c["files"], c["to_remove"]],
-                             api_name="remove_document", api_visibility="undocumented")
-    c["clear_button"].click(bind(clear_documents, ctx), None, [c["files"], c["to_remove"]],
-                            api_name="clear_documents", api_visibility="undocumented")
+    c["query"].submit(
+        bind(search, ctx), inputs, outputs, api_name="search", concurrency_limit=4
+    ).then(bind(evidence_choices, ctx), None, after, api_visibility="private", queue=False)
+    c["search_button"].click(
+        bind(search, ctx), inputs, outputs, api_visibility="private", concurrency_limit=4
+    ).then(bind(evidence_choices, ctx), None, after, api_visibility="private", queue=False)
+    c["to_open"].change(
+        bind(show_evidence, ctx), [c["to_open"]], [c["evidence"]], api_visibility="private"
+    )
+    c["export_button"].click(
+        bind(export_results, ctx), None, [c["downloads"]], api_visibility="private"
+    )
+    c["remove_button"].click(
+        bind(remove_document, ctx),
+        [c["to_remove"]],
+        [c["files"], c["to_remove"]],
+        api_name="remove_document",
+        api_visibility="undocumented",
+    )
+    c["clear_button"].click(
+        bind(clear_documents, ctx),
+        None,
+        [c["files"], c["to_remove"]],
+        api_name="clear_documents",
+        api_visibility="undocumented",
+    )
     c["demo"].unload(bind(end_session, ctx))
 
 
@@ -283,11 +405,20 @@ def create_app(settings: Any, index_dir: str | None = None, **page: Any) -> gr.B
     return build_page(Context.create(settings, index_dir), **page)
 
 
-if __name__ == "__main__":  # `python app.py`, and `gradio app.py`, which re-runs this to rebuild `demo`
+if (
+    __name__ == "__main__"
+):  # `python app.py`, and `gradio app.py`, which re-runs this to rebuild `demo`
     if gr.NO_RELOAD:
         ARGS, SETTINGS = parse_args()
         CONTEXT = Context.create(SETTINGS, ARGS.index)
     demo = build_page(CONTEXT)
     if gr.NO_RELOAD:
-        launch(demo, host=ARGS.host, port=ARGS.port, share=ARGS.share, max_file_mb=SETTINGS.max_file_mb,
-               api_key=ARGS.api_key, mcp=ARGS.mcp)
+        launch(
+            demo,
+            host=ARGS.host,
+            port=ARGS.port,
+            share=ARGS.share,
+            max_file_mb=SETTINGS.max_file_mb,
+            api_key=ARGS.api_key,
+            mcp=ARGS.mcp,
+        )

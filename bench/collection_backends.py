@@ -29,7 +29,11 @@ def documents(n: int, dim: int, per_doc: int = 100, seed: int = 0):  # noqa: ANN
         doc_id = hashlib.sha256(f"document {d}".encode()).hexdigest()  # as qsearch names documents
         rows = range(start, min(start + per_doc, n))
         chunks = [Chunk(doc_id, f"f{d}.txt", f"chunk {i} of document {d}", 0, 1) for i in rows]
-        yield DocInfo(doc_id, f"f{d}.txt", len(chunks)), chunks, vectors[start:start + len(chunks)]
+        yield (
+            DocInfo(doc_id, f"f{d}.txt", len(chunks)),
+            chunks,
+            vectors[start : start + len(chunks)],
+        )
 
 
 def measure(index, n: int, dim: int, queries: np.ndarray, k: int = 10) -> dict:  # noqa: ANN001
@@ -51,8 +55,12 @@ def measure(index, n: int, dim: int, queries: np.ndarray, k: int = 10) -> dict: 
         found = {index.chunks[int(i)].text for i in ids[0] if i >= 0}
         expected = {text_of.setdefault(r, f"chunk {r} of document {r // 100}") for r in truth[q]}
         recalls.append(len(found & expected) / k)
-    return {"build_s": build_s, "p50_ms": float(np.percentile(latencies, 50)),
-            "p95_ms": float(np.percentile(latencies, 95)), "recall_at_10_vs_exact": float(np.mean(recalls))}
+    return {
+        "build_s": build_s,
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p95_ms": float(np.percentile(latencies, 95)),
+        "recall_at_10_vs_exact": float(np.mean(recalls)),
+    }
 
 
 def main() -> None:
@@ -73,13 +81,23 @@ def main() -> None:
     for n in map(int, args.sizes.split(",")):
         folder = measure(VectorIndex(args.dim), n, args.dim, queries)
         uri = str(Path(tempfile.mkdtemp()) / "bench.db")
-        milvus = measure(MilvusIndex(connect(uri), f"bench{n}", uri=uri, dim=args.dim), n, args.dim, queries)
+        milvus = measure(
+            MilvusIndex(connect(uri), f"bench{n}", uri=uri, dim=args.dim), n, args.dim, queries
+        )
         rows.append({"size": n, "faiss_folder_flat": folder, "milvus_lite_flat": milvus})
-        print(f"{n:>8} chunks  FAISS build {folder['build_s']:.1f} s, p50 {folder['p50_ms']:.2f} ms, "
-              f"recall {folder['recall_at_10_vs_exact']:.3f} | Milvus Lite build {milvus['build_s']:.1f} s, "
-              f"p50 {milvus['p50_ms']:.2f} ms, p95 {milvus['p95_ms']:.2f} ms, recall {milvus['recall_at_10_vs_exact']:.3f}")
-    report = {"benchmark": "collection_backends", "dim": args.dim, "queries": args.queries, "collections": rows,
-              "note": "Milvus Lite is embedded and single-process: not a cluster", "environment": common.environment("cpu")}
+        print(
+            f"{n:>8} chunks  FAISS build {folder['build_s']:.1f} s, p50 {folder['p50_ms']:.2f} ms, "
+            f"recall {folder['recall_at_10_vs_exact']:.3f} | Milvus Lite build {milvus['build_s']:.1f} s, "
+            f"p50 {milvus['p50_ms']:.2f} ms, p95 {milvus['p95_ms']:.2f} ms, recall {milvus['recall_at_10_vs_exact']:.3f}"
+        )
+    report = {
+        "benchmark": "collection_backends",
+        "dim": args.dim,
+        "queries": args.queries,
+        "collections": rows,
+        "note": "Milvus Lite is embedded and single-process: not a cluster",
+        "environment": common.environment("cpu"),
+    }
     if args.json:
         print(json.dumps(report))
 

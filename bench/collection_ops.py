@@ -67,7 +67,9 @@ def clear_and_remove(dim: int, repeats: int) -> dict:
         clear_ms += timed(index.clear, 1)
         index = build(200, 100, dim)
         started = time.perf_counter()
-        for doc_id in list(index.docs)[:20]:  # 20 of the 200 rebuilds, scaled: the whole loop takes minutes
+        for doc_id in list(index.docs)[
+            :20
+        ]:  # 20 of the 200 rebuilds, scaled: the whole loop takes minutes
             rebuild_without(index, doc_id)
         naive_clear_ms.append(1000 * (time.perf_counter() - started) * 10)
     big = build(1000, 100, dim)
@@ -77,12 +79,18 @@ def clear_and_remove(dim: int, repeats: int) -> dict:
         big.remove(f"d{d}")
         remove_ms.append(1000 * (time.perf_counter() - started))
     naive_remove_ms = timed(lambda: rebuild_without(big, "d999"), repeats)
-    return {"dim": dim,
-            "clear_200_docs_20k_chunks": {"qsearch_ms": statistics.median(clear_ms),
-                                          "naive_one_by_one_rebuild_ms_estimated": statistics.median(naive_clear_ms)},
-            "remove_one_doc_from_100k_chunks": {"qsearch_ms": statistics.median(remove_ms),
-                                                "qsearch_ms_all": remove_ms,
-                                                "naive_rebuild_ms": statistics.median(naive_remove_ms)}}
+    return {
+        "dim": dim,
+        "clear_200_docs_20k_chunks": {
+            "qsearch_ms": statistics.median(clear_ms),
+            "naive_one_by_one_rebuild_ms_estimated": statistics.median(naive_clear_ms),
+        },
+        "remove_one_doc_from_100k_chunks": {
+            "qsearch_ms": statistics.median(remove_ms),
+            "qsearch_ms_all": remove_ms,
+            "naive_rebuild_ms": statistics.median(naive_remove_ms),
+        },
+    }
 
 
 def search_during_parse() -> dict:
@@ -95,9 +103,13 @@ def search_during_parse() -> dict:
 
     folder = Path(tempfile.mkdtemp())
     pdf = folder / "long-report.pdf"
-    pdf.write_bytes(make_pdf([f"Page {i} of the long report on tides and harbour charts." for i in range(1500)]))
+    pdf.write_bytes(
+        make_pdf([f"Page {i} of the long report on tides and harbour charts." for i in range(1500)])
+    )
     small = app.SAMPLES / "first-aid-basics.txt"
-    demo = app.create_app(Settings(embed_model=str(bundled_small_model()), rerank_model="none/none", device="cpu"))
+    demo = app.create_app(
+        Settings(embed_model=str(bundled_small_model()), rerank_model="none/none", device="cpu")
+    )
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
     try:
         a, b = gradio_client.Client(url, verbose=False), gradio_client.Client(url, verbose=False)
@@ -114,15 +126,24 @@ def search_during_parse() -> dict:
 
         thread = threading.Thread(target=upload)
         thread.start()
-        time.sleep(0.5)  # A's file is uploaded and being read by now (reading 1,500 pages takes seconds)
+        time.sleep(
+            0.5
+        )  # A's file is uploaded and being read by now (reading 1,500 pages takes seconds)
         started = time.perf_counter()
-        _, hits = b.predict(query="how do I treat a burn?", top_k=3, rerank=False, api_name="/search")
+        _, hits = b.predict(
+            query="how do I treat a burn?", top_k=3, rerank=False, api_name="/search"
+        )
         search_s = time.perf_counter() - started
         still_parsing = thread.is_alive()
         thread.join()
-        return {"search_s": search_s, "search_alone_s": alone_s, "waited_s": search_s - alone_s,
-                "a_upload_still_running_when_b_answered": still_parsing,
-                "a_upload_s": parse["upload_s"], "b_found": hits[0]["source"] if hits else None}
+        return {
+            "search_s": search_s,
+            "search_alone_s": alone_s,
+            "waited_s": search_s - alone_s,
+            "a_upload_still_running_when_b_answered": still_parsing,
+            "a_upload_s": parse["upload_s"],
+            "b_found": hits[0]["source"] if hits else None,
+        }
     finally:
         demo.close()
 

@@ -16,18 +16,53 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 QWEN_TIKTOKEN = SHARED / "tokenizer" / "qwen.tiktoken"
-QWEN_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 QWEN_SPECIALS = [  # ids 151643..151668, in order
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
-    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
-    "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>",
-    "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>",
-    "<think>", "</think>"]
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+    "<tool_response>",
+    "</tool_response>",
+    "<think>",
+    "</think>",
+]
 # Qwen3-Embedding-0.6B / Qwen3-Reranker-0.6B: the exact architecture.
-QWEN3_06B = dict(vocab_size=151669, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
-                 num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=32768,
-                 rope_theta=1_000_000.0, rms_norm_eps=1e-6, tie_word_embeddings=True, eos_token_id=151643)
+QWEN3_06B = dict(
+    vocab_size=151669,
+    hidden_size=1024,
+    intermediate_size=3072,
+    num_hidden_layers=28,
+    num_attention_heads=16,
+    num_key_value_heads=8,
+    head_dim=128,
+    max_position_embeddings=32768,
+    rope_theta=1_000_000.0,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=True,
+    eos_token_id=151643,
+)
 
 
 def qwen_tokenizer(folder: Path, *, append_eos: bool, tiktoken_file: Path = QWEN_TIKTOKEN) -> Any:
@@ -37,17 +72,30 @@ def qwen_tokenizer(folder: Path, *, append_eos: bool, tiktoken_file: Path = QWEN
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     if not tiktoken_file.is_file():
-        raise SystemExit(f"{tiktoken_file} is missing: the real Qwen vocabulary lives in ../shared/data/tokenizer")
-    tok = TikTokenConverter(vocab_file=str(tiktoken_file), pattern=QWEN_PATTERN,
-                            extra_special_tokens=QWEN_SPECIALS).converted()
+        raise SystemExit(
+            f"{tiktoken_file} is missing: the real Qwen vocabulary lives in ../shared/data/tokenizer"
+        )
+    tok = TikTokenConverter(
+        vocab_file=str(tiktoken_file), pattern=QWEN_PATTERN, extra_special_tokens=QWEN_SPECIALS
+    ).converted()
     tok.normalizer = normalizers.NFC()
     if append_eos:  # as current Qwen3-Embedding revisions do
         eos = tok.token_to_id("<|endoftext|>")
-        tok.post_processor = processors.TemplateProcessing(single="$A <|endoftext|>", pair="$A $B <|endoftext|>",
-                                                           special_tokens=[("<|endoftext|>", eos)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-                                   padding_side="left")
-    assert fast.convert_tokens_to_ids("<|endoftext|>") == 151643 and fast.convert_tokens_to_ids("</think>") == 151668
+        tok.post_processor = processors.TemplateProcessing(
+            single="$A <|endoftext|>",
+            pair="$A $B <|endoftext|>",
+            special_tokens=[("<|endoftext|>", eos)],
+        )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        padding_side="left",
+    )
+    assert (
+        fast.convert_tokens_to_ids("<|endoftext|>") == 151643
+        and fast.convert_tokens_to_ids("</think>") == 151668
+    )
     fast.save_pretrained(folder)
     return fast
 
@@ -69,19 +117,47 @@ def random_qwen3(folder: Path, *, reranker: bool = False) -> Path:
     model = (Qwen3ForCausalLM if reranker else Qwen3Model)(config)
     model.to(torch.bfloat16).save_pretrained(folder)
     if not reranker:
-        (folder / "modules.json").write_text(json.dumps([
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+        (folder / "modules.json").write_text(
+            json.dumps(
+                [
+                    {
+                        "idx": 0,
+                        "name": "0",
+                        "path": "",
+                        "type": "sentence_transformers.models.Transformer",
+                    },
+                    {
+                        "idx": 1,
+                        "name": "1",
+                        "path": "1_Pooling",
+                        "type": "sentence_transformers.models.Pooling",
+                    },
+                    {
+                        "idx": 2,
+                        "name": "2",
+                        "path": "2_Normalize",
+                        "type": "sentence_transformers.models.Normalize",
+                    },
+                ]
+            )
+        )
         (folder / "1_Pooling").mkdir(exist_ok=True)
-        (folder / "1_Pooling" / "config.json").write_text(json.dumps(
-            {"word_embedding_dimension": 1024, "pooling_mode_lasttoken": True, "include_prompt": True}))
+        (folder / "1_Pooling" / "config.json").write_text(
+            json.dumps(
+                {
+                    "word_embedding_dimension": 1024,
+                    "pooling_mode_lasttoken": True,
+                    "include_prompt": True,
+                }
+            )
+        )
         (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 8192}))
     return folder
 
 
-def chunk_texts(source: Path, tokenizer: Any, max_tokens: int = 256, overlap: int = 32,
-                limit: int | None = None) -> list[str]:
+def chunk_texts(
+    source: Path, tokenizer: Any, max_tokens: int = 256, overlap: int = 32, limit: int | None = None
+) -> list[str]:
     """Chunks as qsearch makes them: of a BEIR corpus (title + text per entry) or of a folder of files."""
     from qsearch.documents.chunk import chunk_document
     from qsearch.documents.read import IngestError, find_files, load
@@ -100,7 +176,9 @@ def chunk_texts(source: Path, tokenizer: Any, max_tokens: int = 256, overlap: in
     else:
         for path in find_files([source]):
             try:
-                texts.extend(c.text for c in chunk_document(load(path), tokenizer, max_tokens, overlap))
+                texts.extend(
+                    c.text for c in chunk_document(load(path), tokenizer, max_tokens, overlap)
+                )
             except IngestError:
                 continue
             if limit and len(texts) >= limit:
@@ -115,16 +193,35 @@ def environment(device: str) -> dict[str, Any]:
     import torch
 
     versions = {}
-    for package in ("torch", "transformers", "sentence-transformers", "faiss-gpu", "faiss-cpu", "numpy", "gradio"):
+    for package in (
+        "torch",
+        "transformers",
+        "sentence-transformers",
+        "faiss-gpu",
+        "faiss-cpu",
+        "numpy",
+        "gradio",
+    ):
         try:
             versions[package] = md.version(package)
         except md.PackageNotFoundError:
             pass
-    gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else None
-    return {"device": device, "gpu": gpu, "cpu": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "versions": versions, "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    gpu = (
+        torch.cuda.get_device_name(0)
+        if device.startswith("cuda") and torch.cuda.is_available()
+        else None
+    )
+    return {
+        "device": device,
+        "gpu": gpu,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
 
 
 def model_label(model: str | None, folder: Path) -> str:
@@ -133,7 +230,11 @@ def model_label(model: str | None, folder: Path) -> str:
         return model
     from qsearch.models.loading import bundled_small_model
 
-    return "sentence-transformers/all-MiniLM-L6-v2 (bundled)" if folder == bundled_small_model() else folder.name
+    return (
+        "sentence-transformers/all-MiniLM-L6-v2 (bundled)"
+        if folder == bundled_small_model()
+        else folder.name
+    )
 
 
 def peak_rss_mb() -> float:

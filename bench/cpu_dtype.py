@@ -23,48 +23,65 @@ def compare_embedders(folder: Path, texts: list[str], default: str, rounds: int)
     """tokens/s of fp32 and of `default`, timed alternately, and the smallest cosine between their vectors."""
     from qsearch.models.embedder import load_embedder
 
-    models = {dtype: load_embedder(str(folder), device="cpu", dtype=dtype) for dtype in dict.fromkeys(
-        ["float32", default])}
+    models = {
+        dtype: load_embedder(str(folder), device="cpu", dtype=dtype)
+        for dtype in dict.fromkeys(["float32", default])
+    }
     tokens = sum(len(s) for s in models["float32"].prepare(texts))
-    seconds, vectors = _interleaved({d: (lambda m=m: m.encode(texts)) for d, m in models.items()}, rounds)
+    seconds, vectors = _interleaved(
+        {d: (lambda m=m: m.encode(texts)) for d, m in models.items()}, rounds
+    )
     a, b = vectors["float32"], vectors[default]
     cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-    return {"cpu_default": default, "tokens": tokens, "seconds_all": seconds,
-            "tokens_per_s": {d: tokens / min(s) for d, s in seconds.items()},
-            "tokens_per_s_median": {d: tokens / statistics.median(s) for d, s in seconds.items()},
-            "ratio_cpu_default_vs_fp32": min(seconds["float32"]) / min(seconds[default]),
-            "ratio_cpu_default_vs_fp32_median": statistics.median(seconds["float32"])
-            / statistics.median(seconds[default]),
-            "min_cosine_cpu_default_vs_fp32": float(cosine.min())}
+    return {
+        "cpu_default": default,
+        "tokens": tokens,
+        "seconds_all": seconds,
+        "tokens_per_s": {d: tokens / min(s) for d, s in seconds.items()},
+        "tokens_per_s_median": {d: tokens / statistics.median(s) for d, s in seconds.items()},
+        "ratio_cpu_default_vs_fp32": min(seconds["float32"]) / min(seconds[default]),
+        "ratio_cpu_default_vs_fp32_median": statistics.median(seconds["float32"])
+        / statistics.median(seconds[default]),
+        "min_cosine_cpu_default_vs_fp32": float(cosine.min()),
+    }
 
 
-def compare_rerankers(folder: Path, query_passages: list[tuple[str, str]], default: str,
-                      rounds: int) -> dict[str, Any]:
+def compare_rerankers(
+    folder: Path, query_passages: list[tuple[str, str]], default: str, rounds: int
+) -> dict[str, Any]:
     """P(yes) of fp32 and of `default` for the same pairs, timed alternately: the largest difference."""
     from qsearch.models.reranker import load_reranker
 
-    models = {dtype: load_reranker(str(folder), device="cpu", dtype=dtype) for dtype in dict.fromkeys(
-        ["float32", default])}
+    models = {
+        dtype: load_reranker(str(folder), device="cpu", dtype=dtype)
+        for dtype in dict.fromkeys(["float32", default])
+    }
 
     def score(model: Any) -> np.ndarray:
         return np.concatenate([model.score(q, [p]) for q, p in query_passages])
 
     seconds, scores = _interleaved({d: (lambda m=m: score(m)) for d, m in models.items()}, rounds)
-    return {"pairs": len(query_passages),
-            "rerank_ratio_cpu_default_vs_fp32": min(seconds["float32"]) / min(seconds[default]),
-            "rerank_ratio_cpu_default_vs_fp32_median": statistics.median(seconds["float32"])
-            / statistics.median(seconds[default]),
-            "max_abs_diff_cpu_default_vs_fp32": float(np.abs(scores["float32"] - scores[default]).max())}
+    return {
+        "pairs": len(query_passages),
+        "rerank_ratio_cpu_default_vs_fp32": min(seconds["float32"]) / min(seconds[default]),
+        "rerank_ratio_cpu_default_vs_fp32_median": statistics.median(seconds["float32"])
+        / statistics.median(seconds[default]),
+        "max_abs_diff_cpu_default_vs_fp32": float(
+            np.abs(scores["float32"] - scores[default]).max()
+        ),
+    }
 
 
-def _interleaved(runs: dict[str, Any], rounds: int) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
+def _interleaved(
+    runs: dict[str, Any], rounds: int
+) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
     for run in runs.values():
         run()  # warm-up
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     outputs: dict[str, np.ndarray] = {}
     names = list(runs)
     for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             started = time.perf_counter()
             outputs[name] = runs[name]()
             seconds[name].append(time.perf_counter() - started)

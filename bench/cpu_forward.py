@@ -21,12 +21,24 @@ from pathlib import Path
 import common
 import numpy as np
 
-VARIANTS = ["budget-1024", "budget-4096", "budget-8192", "eager-attention", "compile-norms",
-            "compile-norms-mlp", "compile-attention-mlp", "compile-layers"]
+VARIANTS = [
+    "budget-1024",
+    "budget-4096",
+    "budget-8192",
+    "eager-attention",
+    "compile-norms",
+    "compile-norms-mlp",
+    "compile-attention-mlp",
+    "compile-layers",
+]
 COMPILED = {  # variant: the module classes it compiles (each with Module.compile, dynamic shapes)
     "compile-norms": ("Qwen3RMSNorm",),
     "compile-norms-mlp": ("Qwen3RMSNorm", "Qwen3MLP"),
-    "compile-attention-mlp": ("Qwen3Attention", "Qwen3MLP", "Qwen3RMSNorm"),  # norms outside attention too
+    "compile-attention-mlp": (
+        "Qwen3Attention",
+        "Qwen3MLP",
+        "Qwen3RMSNorm",
+    ),  # norms outside attention too
     "compile-layers": ("Qwen3DecoderLayer",),
 }
 
@@ -72,9 +84,13 @@ def main() -> None:
 
     from qsearch.models.embedder import load_embedder
 
-    folder = common.random_qwen3(Path(tempfile.gettempdir()) / "qsearch-bench-qwen3-embedding-0.6b-random")
+    folder = common.random_qwen3(
+        Path(tempfile.gettempdir()) / "qsearch-bench-qwen3-embedding-0.6b-random"
+    )
     started = time.perf_counter()
-    base = load_embedder(str(folder), device="cpu", dtype=args.dtype)  # what qsearch loads, compiled or not
+    base = load_embedder(
+        str(folder), device="cpu", dtype=args.dtype
+    )  # what qsearch loads, compiled or not
     default_load_s = time.perf_counter() - started
     eager = load_embedder(str(folder), device="cpu", dtype=args.dtype, compile=False)
     texts = common.chunk_texts(args.data, base.tokenizer, limit=args.limit)
@@ -95,22 +111,44 @@ def main() -> None:
             vectors[name] = embedders[name].encode(texts)
             seconds[name].append(time.perf_counter() - started)
     reference = vectors["qsearch-default"]
-    results = {name: {"tokens_per_s": tokens / statistics.median(seconds[name]), "seconds_all": seconds[name],
-                      "warmup_s": warmup[name], "max_batch_tokens": embedders[name].max_batch_tokens,
-                      "min_cosine_vs_default": float((vectors[name] * reference).sum(1).min())}
-               for name in names}
+    results = {
+        name: {
+            "tokens_per_s": tokens / statistics.median(seconds[name]),
+            "seconds_all": seconds[name],
+            "warmup_s": warmup[name],
+            "max_batch_tokens": embedders[name].max_batch_tokens,
+            "min_cosine_vs_default": float((vectors[name] * reference).sum(1).min()),
+        }
+        for name in names
+    }
     results["qsearch-default"]["warmup_s"] += default_load_s  # its compile ran inside load_embedder
-    print(f"{len(texts)} chunks, {tokens} tokens, {args.dtype}, default budget {base.max_batch_tokens}, "
-          f"default compiled: {base.compiled}")
+    print(
+        f"{len(texts)} chunks, {tokens} tokens, {args.dtype}, default budget {base.max_batch_tokens}, "
+        f"default compiled: {base.compiled}"
+    )
     print(f"{'variant':<20} {'tokens/s':>9} {'vs default':>10} {'warm-up s':>10} {'min cos':>8}")
     for name, r in results.items():
-        print(f"{name:<20} {r['tokens_per_s']:>9.0f} {r['tokens_per_s'] / results[names[0]]['tokens_per_s']:>9.2f}x "
-              f"{r['warmup_s']:>10.1f} {r['min_cosine_vs_default']:>8.5f}")
+        print(
+            f"{name:<20} {r['tokens_per_s']:>9.0f} {r['tokens_per_s'] / results[names[0]]['tokens_per_s']:>9.2f}x "
+            f"{r['warmup_s']:>10.1f} {r['min_cosine_vs_default']:>8.5f}"
+        )
     if args.json:
-        print(json.dumps({"benchmark": "cpu_forward", "model": "Qwen3-Embedding-0.6B architecture, random weights",
-                          "dtype": args.dtype, "default_compiled": base.compiled, "chunks": len(texts), "tokens": tokens, "rounds": args.rounds,
-                          "variants": results, "peak_rss_mb": common.peak_rss_mb(),
-                          "environment": common.environment("cpu")}))
+        print(
+            json.dumps(
+                {
+                    "benchmark": "cpu_forward",
+                    "model": "Qwen3-Embedding-0.6B architecture, random weights",
+                    "dtype": args.dtype,
+                    "default_compiled": base.compiled,
+                    "chunks": len(texts),
+                    "tokens": tokens,
+                    "rounds": args.rounds,
+                    "variants": results,
+                    "peak_rss_mb": common.peak_rss_mb(),
+                    "environment": common.environment("cpu"),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,17 @@ from .store.vectors import IndexFolderError, VectorIndex
 from .types import AddReport, Chunk, Document, FileReport, Hit, Hits
 
 __all__ = [
-    "AddReport", "Chunk", "Document", "Engine", "FileReport", "Hit", "Hits", "IndexFolderError",
-    "IngestError", "ModelLoadError", "Settings", "VectorIndex", "__version__",
+    "AddReport",
+    "Chunk",
+    "Document",
+    "Engine",
+    "FileReport",
+    "Hit",
+    "Hits",
+    "IndexFolderError",
+    "IngestError",
+    "ModelLoadError",
+    "Settings",
+    "VectorIndex",
+    "__version__",
 ]

@@ -34,8 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    settings = _settings(args, chunk_tokens=args.chunk_tokens, chunk_overlap=args.overlap,
-                         embed_dim=args.dim, index_kind=args.index_kind)
+    settings = _settings(
+        args,
+        chunk_tokens=args.chunk_tokens,
+        chunk_overlap=args.overlap,
+        embed_dim=args.dim,
+        index_kind=args.index_kind,
+    )
     print(f"loading {settings.embed_model} …", file=sys.stderr)
     engine = _open(args, settings, create=True)
     _ = engine.embedder
@@ -49,9 +54,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         else:
             print(f"  error     {f.path}: {f.error}")
     n_unchanged = sum(f.status == "unchanged" for f in report.files)
-    print(f"{len(report.indexed)} indexed, {n_unchanged} unchanged, {len(report.errors)} failed "
-          f"in {report.seconds:.1f}s; the index at {settings.milvus_uri or args.index} holds {len(engine.index.docs)} documents, "
-          f"{len(engine.index)} chunks")
+    print(
+        f"{len(report.indexed)} indexed, {n_unchanged} unchanged, {len(report.errors)} failed "
+        f"in {report.seconds:.1f}s; the index at {settings.milvus_uri or args.index} holds {len(engine.index.docs)} documents, "
+        f"{len(engine.index)} chunks"
+    )
     if not report.files:
         print("error: no supported files found in the given paths", file=sys.stderr)
         return EXIT_FAILED
@@ -61,28 +68,60 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from .store.vectors import IndexFolderError
 
-    settings = _settings(args, rerank_model=args.rerank_model, search_mode=args.mode, fusion=args.fusion)
+    settings = _settings(
+        args, rerank_model=args.rerank_model, search_mode=args.mode, fusion=args.fusion
+    )
     if not settings.milvus_uri and not os.path.isfile(os.path.join(args.index, "CURRENT")):
-        raise IndexFolderError(f"{args.index} holds no qsearch index: build one with "
-                               f"`python -m qsearch index --index {args.index} PATH...`")
+        raise IndexFolderError(
+            f"{args.index} holds no qsearch index: build one with "
+            f"`python -m qsearch index --index {args.index} PATH...`"
+        )
     engine = _open(args, settings)
-    hits = engine.search(args.query, k=args.k, rerank=args.rerank, rerank_candidates=args.rerank_candidates,
-                         instruction=args.instruction)
+    hits = engine.search(
+        args.query,
+        k=args.k,
+        rerank=args.rerank,
+        rerank_candidates=args.rerank_candidates,
+        instruction=args.instruction,
+    )
     if args.json:
-        print(json.dumps({"query": args.query, "hits": [h.to_dict() for h in hits],
-                          "timings_ms": hits.timings_ms}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "query": args.query,
+                    "hits": [h.to_dict() for h in hits],
+                    "timings_ms": hits.timings_ms,
+                },
+                ensure_ascii=False,
+            )
+        )
         return EXIT_OK
     if not hits:
         print("no results: the index is empty")
     for h in hits:
-        where = h.source + (f", page {h.page}" if h.page else "") + \
-            (f"-{h.page_end}" if h.page_end and h.page_end != h.page else "")
-        parts = [f"overall {h.score:.3f}"] + [f"{name} {v:.3f}" for name, v in (
-            ("meaning", h.dense_score), ("keywords", h.keyword_score), ("rerank", h.rerank_score)) if v is not None]
-        moved = f" (was #{h.retrieval_rank})" if h.retrieval_rank and h.retrieval_rank != h.rank else ""
+        where = (
+            h.source
+            + (f", page {h.page}" if h.page else "")
+            + (f"-{h.page_end}" if h.page_end and h.page_end != h.page else "")
+        )
+        parts = [f"overall {h.score:.3f}"] + [
+            f"{name} {v:.3f}"
+            for name, v in (
+                ("meaning", h.dense_score),
+                ("keywords", h.keyword_score),
+                ("rerank", h.rerank_score),
+            )
+            if v is not None
+        ]
+        moved = (
+            f" (was #{h.retrieval_rank})" if h.retrieval_rank and h.retrieval_rank != h.rank else ""
+        )
         print(f"{h.rank:>2}.{moved} {'  '.join(parts)}  {where}{' (OCR)' if h.ocr else ''}")
         print("    " + _preview(h.text, 300))
-    print("  ".join(f"{k.removesuffix('_ms')} {v:.1f} ms" for k, v in hits.timings_ms.items()), file=sys.stderr)
+    print(
+        "  ".join(f"{k.removesuffix('_ms')} {v:.1f} ms" for k, v in hits.timings_ms.items()),
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -105,17 +144,37 @@ def cmd_chunk(args: argparse.Namespace) -> int:
             doc = load(path, limits, options)
             chunks = chunk_document(doc, tokenizer, max_tokens, overlap)
         except Exception as e:  # noqa: BLE001 - errors are data here: report and go on
-            reason = e.reason if isinstance(e, IngestError) else f"unexpected error: {type(e).__name__}: {e}"
-            print(json.dumps({"path": str(path), "error": reason}, ensure_ascii=False) if args.json
-                  else f"{path}: error: {reason}")
+            reason = (
+                e.reason
+                if isinstance(e, IngestError)
+                else f"unexpected error: {type(e).__name__}: {e}"
+            )
+            print(
+                json.dumps({"path": str(path), "error": reason}, ensure_ascii=False)
+                if args.json
+                else f"{path}: error: {reason}"
+            )
             continue
         if args.json:
-            print(json.dumps({"path": str(path), "chunks": len(chunks), "pages": doc.n_pages,
-                              "ocr_pages": list(doc.ocr_pages), "notes": list(doc.notes), "characters": len(doc.text),
-                              "first_chunks": [c.to_dict() for c in chunks[: args.show]]}, ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "path": str(path),
+                        "chunks": len(chunks),
+                        "pages": doc.n_pages,
+                        "ocr_pages": list(doc.ocr_pages),
+                        "notes": list(doc.notes),
+                        "characters": len(doc.text),
+                        "first_chunks": [c.to_dict() for c in chunks[: args.show]],
+                    },
+                    ensure_ascii=False,
+                )
+            )
             continue
         pages = f", {doc.n_pages} pages" if doc.n_pages else ""
-        read_by_ocr = f", OCR on pages {', '.join(map(str, doc.ocr_pages))}" if doc.ocr_pages else ""
+        read_by_ocr = (
+            f", OCR on pages {', '.join(map(str, doc.ocr_pages))}" if doc.ocr_pages else ""
+        )
         print(f"{path}: {len(chunks)} chunks{pages}, {len(doc.text):,} characters{read_by_ocr}")
         for note in doc.notes:
             print(f"   note: {note}")
@@ -129,35 +188,68 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import Config, compare, load_beir, sweep
     from .models.choose import make_embedder, make_reranker
 
-    settings = _settings(args, rerank_model=args.rerank_model, search_mode=args.mode, fusion=args.fusion)
+    settings = _settings(
+        args, rerank_model=args.rerank_model, search_mode=args.mode, fusion=args.fusion
+    )
     data = load_beir(args.beir_dir, args.split)
     if args.sweep:
         configs = sweep(settings)
     elif args.compare:
-        configs = [Config("dense"), Config("lexical"), Config("hybrid", "tmm", dense_weight=settings.dense_weight),
-                   Config("hybrid", "minmax", dense_weight=settings.dense_weight), Config("hybrid", "rrf")]
+        configs = [
+            Config("dense"),
+            Config("lexical"),
+            Config("hybrid", "tmm", dense_weight=settings.dense_weight),
+            Config("hybrid", "minmax", dense_weight=settings.dense_weight),
+            Config("hybrid", "rrf"),
+        ]
         if args.dim:
-            configs += [Config("dense", dim=args.dim), Config.from_settings(settings, "hybrid", args.dim)]
+            configs += [
+                Config("dense", dim=args.dim),
+                Config.from_settings(settings, "hybrid", args.dim),
+            ]
     else:
         configs = [Config.from_settings(settings, dim=args.dim)]
-    print(f"{len(data.corpus_ids)} documents, {len(data.query_ids)} queries ({args.split}); "
-          f"loading {settings.embed_model} …", file=sys.stderr)
-    embedder = make_embedder(settings.with_(embed_dim=None))  # --dim is applied to the shared embeddings
+    print(
+        f"{len(data.corpus_ids)} documents, {len(data.query_ids)} queries ({args.split}); "
+        f"loading {settings.embed_model} …",
+        file=sys.stderr,
+    )
+    embedder = make_embedder(
+        settings.with_(embed_dim=None)
+    )  # --dim is applied to the shared embeddings
     reranker = make_reranker(settings) if args.rerank else None
     with _Bars() as bars:
-        results = compare(data, embedder, configs, settings=settings, reranker=reranker,
-                          rerank_candidates=args.rerank_candidates, instruction=args.instruction,
-                          cache=args.index_cache, progress=bars.update)
-    print(f"{'configuration':<24} {'nDCG@10':>8} {'R@100':>7} {'MRR@10':>7} {'index MB':>9} {'ms/query':>9}")
+        results = compare(
+            data,
+            embedder,
+            configs,
+            settings=settings,
+            reranker=reranker,
+            rerank_candidates=args.rerank_candidates,
+            instruction=args.instruction,
+            cache=args.index_cache,
+            progress=bars.update,
+        )
+    print(
+        f"{'configuration':<24} {'nDCG@10':>8} {'R@100':>7} {'MRR@10':>7} {'index MB':>9} {'ms/query':>9}"
+    )
     for r in results:
-        print(f"{r['config']:<24} {r['ndcg_at_10']:>8.4f} {r['recall_at_100']:>7.4f} {r['mrr_at_10']:>7.4f} "
-              f"{r['index_bytes'] / 2**20:>9.2f} {r['ms_per_query']:>9.2f}")
+        print(
+            f"{r['config']:<24} {r['ndcg_at_10']:>8.4f} {r['recall_at_100']:>7.4f} {r['mrr_at_10']:>7.4f} "
+            f"{r['index_bytes'] / 2**20:>9.2f} {r['ms_per_query']:>9.2f}"
+        )
     first = results[0]
-    docs_per_s = f"{first['docs_per_s']:.1f}" if first["docs_per_s"] is not None else "cached or not needed"
+    docs_per_s = (
+        f"{first['docs_per_s']:.1f}" if first["docs_per_s"] is not None else "cached or not needed"
+    )
     print(f"{first['n_queries']} queries, {first['n_docs']} documents; documents/s {docs_per_s}")
     if args.json:
-        extra = {"model": settings.embed_model, "rerank_model": settings.rerank_model if args.rerank else None,
-                 "split": args.split, "dtype": args.dtype or settings.dtype}
+        extra = {
+            "model": settings.embed_model,
+            "rerank_model": settings.rerank_model if args.rerank else None,
+            "split": args.split,
+            "dtype": args.dtype or settings.dtype,
+        }
         many = args.compare or args.sweep
         print(json.dumps({**extra, "configs": results} if many else {**extra, **first}))
     return EXIT_OK
@@ -167,14 +259,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace, **flags: Any) -> Settings:
-    return Settings.from_env(embed_model=getattr(args, "embed_model", None), device=args.device,
-                             dtype=args.dtype, compile=getattr(args, "compile", None),
-                             ocr=getattr(args, "ocr", None), ocr_lang=getattr(args, "ocr_lang", None),
-                             max_batch_tokens=args.max_batch_tokens, max_file_mb=getattr(args, "max_file_mb", None),
-                             embed_url=getattr(args, "embed_url", None), rerank_url=getattr(args, "rerank_url", None),
-                             milvus_uri=getattr(args, "milvus_uri", None),
-                             milvus_collection=getattr(args, "milvus_collection", None),
-                             **flags)
+    return Settings.from_env(
+        embed_model=getattr(args, "embed_model", None),
+        device=args.device,
+        dtype=args.dtype,
+        compile=getattr(args, "compile", None),
+        ocr=getattr(args, "ocr", None),
+        ocr_lang=getattr(args, "ocr_lang", None),
+        max_batch_tokens=args.max_batch_tokens,
+        max_file_mb=getattr(args, "max_file_mb", None),
+        embed_url=getattr(args, "embed_url", None),
+        rerank_url=getattr(args, "rerank_url", None),
+        milvus_uri=getattr(args, "milvus_uri", None),
+        milvus_collection=getattr(args, "milvus_collection", None),
+        **flags,
+    )
 
 
 def _open(args: argparse.Namespace, settings: Settings, create: bool = False) -> Any:
@@ -182,8 +281,13 @@ def _open(args: argparse.Namespace, settings: Settings, create: bool = False) ->
     from .engine import Engine
 
     if settings.milvus_uri:
-        return Engine.open_milvus(settings.milvus_uri, settings.milvus_collection, settings, create=create,
-                                  follow_index_model=_model_unset(args))
+        return Engine.open_milvus(
+            settings.milvus_uri,
+            settings.milvus_collection,
+            settings,
+            create=create,
+            follow_index_model=_model_unset(args),
+        )
     if not args.index:
         raise ValueError("say where the index is: --index DIR, or --milvus URI --collection NAME")
     return Engine.open(args.index, settings, follow_index_model=_model_unset(args))
@@ -211,7 +315,9 @@ class _Bars:
 
         bar = self.bars.get(stage)
         if bar is None:
-            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit="", file=sys.stderr, dynamic_ncols=True)
+            bar = self.bars[stage] = tqdm(
+                total=total, desc=stage, unit="", file=sys.stderr, dynamic_ncols=True
+            )
         bar.total = total
         bar.update(done - bar.n)
 

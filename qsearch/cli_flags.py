@@ -18,19 +18,29 @@ from .config import (
 Run = Callable[[argparse.Namespace], int]
 
 
-def build_parser(cmd_index: Run, cmd_search: Run, cmd_chunk: Run, cmd_eval: Run) -> argparse.ArgumentParser:
+def build_parser(
+    cmd_index: Run, cmd_search: Run, cmd_chunk: Run, cmd_eval: Run
+) -> argparse.ArgumentParser:
     """`python -m qsearch`'s parser; each subcommand runs the function given for it."""
-    p = argparse.ArgumentParser(prog="python -m qsearch", description="Semantic search over your documents.")
+    p = argparse.ArgumentParser(
+        prog="python -m qsearch", description="Semantic search over your documents."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
-    def add(name: str, run: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, run: Callable[[argparse.Namespace], int], help_text: str
+    ) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.set_defaults(run=run)
         return cmd
 
     _index_command(add("index", cmd_index, "Add files or folders (recursively) to an index."))
     _search_command(add("search", cmd_search, "Search an index."))
-    _chunk_command(add("chunk", cmd_chunk, "Show what ingestion and chunking make of files, without embedding."))
+    _chunk_command(
+        add(
+            "chunk", cmd_chunk, "Show what ingestion and chunking make of files, without embedding."
+        )
+    )
     _eval_command(add("eval", cmd_eval, "Measure retrieval quality on a BEIR-format data set."))
     return p
 
@@ -40,10 +50,18 @@ def _index_command(cmd: argparse.ArgumentParser) -> None:
     _milvus_flags(cmd)
     cmd.add_argument("paths", nargs="+", metavar="PATH")
     cmd.add_argument("--chunk-tokens", type=int, metavar="N", help="tokens per chunk (default 256)")
-    cmd.add_argument("--overlap", type=int, metavar="N", help="tokens shared by neighbouring chunks (default 32)")
-    cmd.add_argument("--dim", type=int, metavar="N", help="MRL: keep the first N dimensions (Qwen3: 32..1024)")
-    cmd.add_argument("--index-kind", choices=INDEX_KINDS, help="flat (exact, default) or hnsw (approximate)")
-    cmd.add_argument("--max-file-mb", type=float, metavar="N", help="largest file accepted (default 50)")
+    cmd.add_argument(
+        "--overlap", type=int, metavar="N", help="tokens shared by neighbouring chunks (default 32)"
+    )
+    cmd.add_argument(
+        "--dim", type=int, metavar="N", help="MRL: keep the first N dimensions (Qwen3: 32..1024)"
+    )
+    cmd.add_argument(
+        "--index-kind", choices=INDEX_KINDS, help="flat (exact, default) or hnsw (approximate)"
+    )
+    cmd.add_argument(
+        "--max-file-mb", type=float, metavar="N", help="largest file accepted (default 50)"
+    )
     _ocr_flags(cmd)
     _common(cmd)
 
@@ -54,7 +72,9 @@ def _search_command(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("query", metavar="QUERY")
     cmd.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     _rerank_flags(cmd, candidates=50)
-    cmd.add_argument("--instruction", metavar="TEXT", help="task instruction for the query (Qwen3 models)")
+    cmd.add_argument(
+        "--instruction", metavar="TEXT", help="task instruction for the query (Qwen3 models)"
+    )
     _mode_flags(cmd, default_text="$QSEARCH_SEARCH_MODE or hybrid")
     cmd.add_argument("--json", action="store_true", help="print one JSON object")
     _common(cmd)
@@ -64,7 +84,9 @@ def _chunk_command(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("paths", nargs="+", metavar="PATH")
     cmd.add_argument("--chunk-tokens", type=int, metavar="N")
     cmd.add_argument("--overlap", type=int, metavar="N")
-    cmd.add_argument("--show", type=int, default=2, metavar="N", help="chunks to show per file (default 2)")
+    cmd.add_argument(
+        "--show", type=int, default=2, metavar="N", help="chunks to show per file (default 2)"
+    )
     _ocr_flags(cmd)
     cmd.add_argument("--max-file-mb", type=float, metavar="N")
     cmd.add_argument("--json", action="store_true", help="one JSON object per file per line")
@@ -77,59 +99,117 @@ def _eval_command(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--dim", type=int, metavar="N")
     _rerank_flags(cmd, candidates=100)
     cmd.add_argument("--instruction", metavar="TEXT", help="query instruction (Qwen3 models)")
-    cmd.add_argument("--index-cache", metavar="DIR", help="keep the corpus embeddings here for the next run")
+    cmd.add_argument(
+        "--index-cache", metavar="DIR", help="keep the corpus embeddings here for the next run"
+    )
     _mode_flags(cmd, default_text="$QSEARCH_SEARCH_MODE or hybrid: what `search` does")
-    cmd.add_argument("--compare", action="store_true",
-                     help="measure dense, lexical and each fusion (and --dim) over one embedding pass, as one table")
-    cmd.add_argument("--sweep", action="store_true",
-                     help="the fusion study: RRF over k, min-max and theoretical-min convex fusion over the weight")
-    cmd.add_argument("--json", action="store_true", help="last line: one JSON object with the figures")
+    cmd.add_argument(
+        "--compare",
+        action="store_true",
+        help="measure dense, lexical and each fusion (and --dim) over one embedding pass, as one table",
+    )
+    cmd.add_argument(
+        "--sweep",
+        action="store_true",
+        help="the fusion study: RRF over k, min-max and theoretical-min convex fusion over the weight",
+    )
+    cmd.add_argument(
+        "--json", action="store_true", help="last line: one JSON object with the figures"
+    )
     _common(cmd)
 
 
 def _common(cmd: argparse.ArgumentParser, *, model: bool = True, remote: bool = True) -> None:
     if model:
-        cmd.add_argument("--embed-model", metavar="M", help=f"hub id or local folder "
-                         f"(default: $QSEARCH_EMBED_MODEL or {DEFAULT_EMBED_MODEL}; for an existing "
-                         f"index, the model it was built with)")
-    cmd.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="default: auto")
+        cmd.add_argument(
+            "--embed-model",
+            metavar="M",
+            help=f"hub id or local folder "
+            f"(default: $QSEARCH_EMBED_MODEL or {DEFAULT_EMBED_MODEL}; for an existing "
+            f"index, the model it was built with)",
+        )
+    cmd.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default=None, help="default: auto"
+    )
     if remote:
-        cmd.add_argument("--embed-url", metavar="URL", help="embed with an OpenAI-compatible server "
-                         "(…/v1/embeddings: SGLang, vLLM, TEI, qsearch) instead of a local model")
+        cmd.add_argument(
+            "--embed-url",
+            metavar="URL",
+            help="embed with an OpenAI-compatible server "
+            "(…/v1/embeddings: SGLang, vLLM, TEI, qsearch) instead of a local model",
+        )
         cmd.add_argument("--rerank-url", metavar="URL", help="rerank with a …/v1/rerank server")
     cmd.add_argument("--max-batch-tokens", type=int, metavar="N", help="tokens per forward pass")
-    cmd.add_argument("--dtype", choices=DTYPES, help=f"model precision (default auto: {_dtype_help()})")
-    cmd.add_argument("--no-compile", dest="compile", action="store_false", default=None,
-                     help=NO_COMPILE_HELP)
+    cmd.add_argument(
+        "--dtype", choices=DTYPES, help=f"model precision (default auto: {_dtype_help()})"
+    )
+    cmd.add_argument(
+        "--no-compile", dest="compile", action="store_false", default=None, help=NO_COMPILE_HELP
+    )
 
 
 def _mode_flags(cmd: argparse.ArgumentParser, default_text: str) -> None:
-    cmd.add_argument("--mode", choices=SEARCH_MODES, help=f"ranking: dense, lexical (BM25) or hybrid "
-                     f"(both fused) (default: {default_text})")
-    cmd.add_argument("--fusion", choices=FUSIONS, help="hybrid: tmm (convex, theoretical-min normalised; the "
-                     "default), minmax (convex, min-max normalised) or rrf (reciprocal rank fusion)")
+    cmd.add_argument(
+        "--mode",
+        choices=SEARCH_MODES,
+        help=f"ranking: dense, lexical (BM25) or hybrid (both fused) (default: {default_text})",
+    )
+    cmd.add_argument(
+        "--fusion",
+        choices=FUSIONS,
+        help="hybrid: tmm (convex, theoretical-min normalised; the "
+        "default), minmax (convex, min-max normalised) or rrf (reciprocal rank fusion)",
+    )
 
 
 def _milvus_flags(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--milvus", dest="milvus_uri", metavar="URI", help="a Milvus collection instead of a folder: "
-                     "a Milvus Lite file (x.db) or http://host:19530 (or $QSEARCH_MILVUS_URI)")
-    cmd.add_argument("--collection", dest="milvus_collection", metavar="NAME",
-                     help="the Milvus collection (default qsearch; $QSEARCH_MILVUS_COLLECTION)")
+    cmd.add_argument(
+        "--milvus",
+        dest="milvus_uri",
+        metavar="URI",
+        help="a Milvus collection instead of a folder: "
+        "a Milvus Lite file (x.db) or http://host:19530 (or $QSEARCH_MILVUS_URI)",
+    )
+    cmd.add_argument(
+        "--collection",
+        dest="milvus_collection",
+        metavar="NAME",
+        help="the Milvus collection (default qsearch; $QSEARCH_MILVUS_COLLECTION)",
+    )
 
 
 def _ocr_flags(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--no-ocr", dest="ocr", action="store_false", default=None,
-                     help="don't read scanned pages and images with Tesseract")
-    cmd.add_argument("--ocr-lang", metavar="L", help="Tesseract language(s), e.g. eng+deu (default eng; more with "
-                     "`apt-get install tesseract-ocr-deu`, ...)")
+    cmd.add_argument(
+        "--no-ocr",
+        dest="ocr",
+        action="store_false",
+        default=None,
+        help="don't read scanned pages and images with Tesseract",
+    )
+    cmd.add_argument(
+        "--ocr-lang",
+        metavar="L",
+        help="Tesseract language(s), e.g. eng+deu (default eng; more with "
+        "`apt-get install tesseract-ocr-deu`, ...)",
+    )
 
 
 def _rerank_flags(cmd: argparse.ArgumentParser, candidates: int) -> None:
-    cmd.add_argument("--rerank", action="store_true", help="rescore the top candidates with the reranker")
-    cmd.add_argument("--rerank-model", metavar="M",
-                     help=f"hub id or local folder (default: $QSEARCH_RERANK_MODEL or {DEFAULT_RERANK_MODEL})")
-    cmd.add_argument("--rerank-candidates", type=int, default=candidates, metavar="N",
-                     help=f"how many candidates the reranker sees (default {candidates})")
+    cmd.add_argument(
+        "--rerank", action="store_true", help="rescore the top candidates with the reranker"
+    )
+    cmd.add_argument(
+        "--rerank-model",
+        metavar="M",
+        help=f"hub id or local folder (default: $QSEARCH_RERANK_MODEL or {DEFAULT_RERANK_MODEL})",
+    )
+    cmd.add_argument(
+        "--rerank-candidates",
+        type=int,
+        default=candidates,
+        metavar="N",
+        help=f"how many candidates the reranker sees (default {candidates})",
+    )
 
 
 def _dtype_help() -> str:

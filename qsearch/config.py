@@ -13,7 +13,10 @@ DEFAULT_RERANK_MODEL = "Qwen/Qwen3-Reranker-0.6B"
 INDEX_KINDS = ("flat", "hnsw")
 SEARCH_MODES = ("hybrid", "dense", "lexical")
 FUSIONS = ("tmm", "minmax", "rrf")  # see fusion.py
-DEFAULT_FUSION, DEFAULT_DENSE_WEIGHT = "tmm", 0.8  # the best of the SciFact dev sweep (README, Quality)
+DEFAULT_FUSION, DEFAULT_DENSE_WEIGHT = (
+    "tmm",
+    0.8,
+)  # the best of the SciFact dev sweep (README, Quality)
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 NO_COMPILE_HELP = "on a CPU in bf16, don't torch.compile attention, MLPs and norms (saves ~20 s at the first start)"
@@ -26,29 +29,39 @@ class Settings:
     embed_model: str = DEFAULT_EMBED_MODEL
     rerank_model: str = DEFAULT_RERANK_MODEL
     embed_dim: int | None = None  # MRL: keep the first N dimensions (Qwen3: 32..1024)
-    embed_url: str | None = None  # an OpenAI-compatible server's /v1 to embed with instead of a local model
+    embed_url: str | None = (
+        None  # an OpenAI-compatible server's /v1 to embed with instead of a local model
+    )
     rerank_url: str | None = None  # a /v1/rerank server to rerank with instead of a local model
     remote_api_key: str | None = None  # bearer token for those servers
     chunk_tokens: int = 256
     chunk_overlap: int = 32
     index_kind: str = "flat"  # "flat" is exact; "hnsw" is approximate, for large collections
     search_mode: str = "hybrid"  # dense + BM25, fused: best on SciFact (see README, Quality)
-    fusion: str = DEFAULT_FUSION  # how hybrid mode fuses (fusion.py); chosen on SciFact dev, README Quality
+    fusion: str = (
+        DEFAULT_FUSION  # how hybrid mode fuses (fusion.py); chosen on SciFact dev, README Quality
+    )
     dense_weight: float = DEFAULT_DENSE_WEIGHT  # convex fusion: share of the dense score
     rrf_k: int = 60  # rrf fusion: the rank constant
     device: str = "auto"  # "auto" takes the GPU when there is one
     dtype: str = "auto"  # "auto": bf16/fp16 on GPU; on CPU bf16 where the CPU computes it natively, else fp32
     compile: bool = True  # on a CPU in bf16, torch.compile a decoder's attention, MLPs and norms (loading.compile_on_cpu)
-    ocr: bool = True  # read pages without a text layer, and images, with Tesseract when it is installed
+    ocr: bool = (
+        True  # read pages without a text layer, and images, with Tesseract when it is installed
+    )
     ocr_lang: str = "eng"  # Tesseract language(s), e.g. "eng+deu"
     max_batch_tokens: int | None = None  # tokens per forward pass; None picks by device
     max_file_mb: float = 50.0
     max_pages: int = 2000
     max_chars: int = 10_000_000
     max_seconds_per_file: float = 120.0  # text extraction time for one file
-    milvus_uri: str | None = None  # a Milvus Lite .db file or http://host:19530: the shared collection's store
+    milvus_uri: str | None = (
+        None  # a Milvus Lite .db file or http://host:19530: the shared collection's store
+    )
     milvus_collection: str = "qsearch"
-    milvus_token: str | None = None  # Milvus / Zilliz Cloud credentials ("user:password" or an API key)
+    milvus_token: str | None = (
+        None  # Milvus / Zilliz Cloud credentials ("user:password" or an API key)
+    )
     max_files: int | None = None  # documents one collection may hold (the app sets one per session)
     max_chunks: int | None = None  # chunks one collection may hold
 
@@ -74,7 +87,14 @@ class Settings:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.embed_dim is not None and self.embed_dim < 1:
             raise ValueError(f"embed_dim must be positive, got {self.embed_dim}")
-        for name in ("max_file_mb", "max_pages", "max_chars", "max_seconds_per_file", "max_files", "max_chunks"):
+        for name in (
+            "max_file_mb",
+            "max_pages",
+            "max_chars",
+            "max_seconds_per_file",
+            "max_files",
+            "max_chunks",
+        ):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -115,8 +135,18 @@ def _parse(name: str, raw: str, annotation: Any) -> Any:
     try:
         return kind(raw)
     except ValueError:
-        raise ValueError(f"QSEARCH_{name.upper()}={raw!r} is not {'an' if kind is int else 'a'} "
-                         f"{kind.__name__}") from None
+        raise ValueError(
+            f"QSEARCH_{name.upper()}={raw!r} is not {'an' if kind is int else 'a'} {kind.__name__}"
+        ) from None
 
 
-_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+_BOOLS = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}

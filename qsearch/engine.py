@@ -33,9 +33,15 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total): stage "readi
 class Engine:
     """A searchable collection of documents, with the models that index and search it."""
 
-    def __init__(self, settings: Settings | None = None, *, embedder: Embedder | None = None,
-                 reranker: Reranker | Callable[[], Reranker] | None = None, index: VectorIndex | None = None,
-                 index_dir: str | Path | None = None):
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        reranker: Reranker | Callable[[], Reranker] | None = None,
+        index: VectorIndex | None = None,
+        index_dir: str | Path | None = None,
+    ):
         """`reranker` may be a zero-argument loader, called on first use (the app shares one)."""
         self.settings = settings or Settings.from_env()
         self.index_dir = Path(index_dir) if index_dir is not None else None
@@ -50,8 +56,14 @@ class Engine:
             index.check_model(embedder.model_name, embedder.dim, self.index_dir or "the index")
 
     @classmethod
-    def open(cls, index_dir: str | Path, settings: Settings | None = None, *,
-             follow_index_model: bool = False, **kwargs: Any) -> Engine:
+    def open(
+        cls,
+        index_dir: str | Path,
+        settings: Settings | None = None,
+        *,
+        follow_index_model: bool = False,
+        **kwargs: Any,
+    ) -> Engine:
         """An engine over the index saved in `index_dir` (empty if there is none yet).
 
         With `follow_index_model`, the embedding model and dimension are the ones the
@@ -60,7 +72,9 @@ class Engine:
         settings = settings or Settings.from_env()
         index = VectorIndex.load(index_dir) if (Path(index_dir) / "CURRENT").is_file() else None
         if index is not None and follow_index_model and index.meta.get("embed_model"):
-            settings = settings.with_(embed_model=index.meta["embed_model"], embed_dim=index.meta.get("embed_dim"))
+            settings = settings.with_(
+                embed_model=index.meta["embed_model"], embed_dim=index.meta.get("embed_dim")
+            )
         engine = cls(settings, index=index, index_dir=index_dir, **kwargs)
         if index is not None and engine._embedder is None:
             built_with = index.meta.get("embed_model")
@@ -69,8 +83,16 @@ class Engine:
         return engine
 
     @classmethod
-    def open_milvus(cls, uri: str, collection: str, settings: Settings | None = None, *, create: bool = False,
-                    follow_index_model: bool = False, **kwargs: Any) -> Engine:
+    def open_milvus(
+        cls,
+        uri: str,
+        collection: str,
+        settings: Settings | None = None,
+        *,
+        create: bool = False,
+        follow_index_model: bool = False,
+        **kwargs: Any,
+    ) -> Engine:
         """An engine over a Milvus collection (`uri`: a Milvus Lite `.db` file or `http://host:19530`).
 
         With `create`, a missing collection is made for the embedder's model and dimension;
@@ -86,8 +108,9 @@ class Engine:
             return cls(settings, index=index, **kwargs)
         engine = cls(settings, **kwargs)
         embedder = engine.embedder
-        engine._index = MilvusIndex(client, collection, uri=uri, dim=embedder.dim,
-                                    meta={"embed_model": embedder.model_name})
+        engine._index = MilvusIndex(
+            client, collection, uri=uri, dim=embedder.dim, meta={"embed_model": embedder.model_name}
+        )
         return engine
 
     # --- models, loaded on first use -----------------------------------------------------
@@ -98,8 +121,9 @@ class Engine:
             if self._embedder is None:
                 self._embedder = make_embedder(self.settings)
                 if self._index is not None:
-                    self._index.check_model(self._embedder.model_name, self._embedder.dim,
-                                            self.index_dir or "the index")
+                    self._index.check_model(
+                        self._embedder.model_name, self._embedder.dim, self.index_dir or "the index"
+                    )
             return self._embedder
 
     @property
@@ -118,11 +142,17 @@ class Engine:
             with self._lock:  # threads racing here must end up with one index
                 if self._index is None:
                     s = self.settings
-                    self._index = VectorIndex(embedder.dim, s.index_kind, meta={
-                        "embed_model": embedder.model_name, "embed_dim": s.embed_dim,
-                        "chunk_tokens": s.chunk_tokens, "chunk_overlap": s.chunk_overlap,
-                        "versions": _versions(),
-                    })
+                    self._index = VectorIndex(
+                        embedder.dim,
+                        s.index_kind,
+                        meta={
+                            "embed_model": embedder.model_name,
+                            "embed_dim": s.embed_dim,
+                            "chunk_tokens": s.chunk_tokens,
+                            "chunk_overlap": s.chunk_overlap,
+                            "versions": _versions(),
+                        },
+                    )
         return self._index
 
     def lexical_index(self) -> LexicalIndex:
@@ -139,8 +169,14 @@ class Engine:
 
     # --- adding and removing -------------------------------------------------------------
 
-    def add_files(self, paths: Iterable[str | Path], progress: Progress | None = None, *,
-                  names: Sequence[str] | None = None, should_stop: Callable[[], bool] | None = None) -> AddReport:
+    def add_files(
+        self,
+        paths: Iterable[str | Path],
+        progress: Progress | None = None,
+        *,
+        names: Sequence[str] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> AddReport:
         """Index files (folders are searched recursively). One bad file never stops the others.
 
         `names` gives the source shown for each path (e.g. an upload's original file name).
@@ -153,15 +189,33 @@ class Engine:
         self.embed_and_add(parsed, progress, should_stop=should_stop)
         return AddReport(reports, time.perf_counter() - started)
 
-    def read_files(self, paths: Iterable[str | Path], progress: Progress | None = None, *,
-                   names: Sequence[str] | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> tuple[list[Parsed], list[FileReport]]:
+    def read_files(
+        self,
+        paths: Iterable[str | Path],
+        progress: Progress | None = None,
+        *,
+        names: Sequence[str] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> tuple[list[Parsed], list[FileReport]]:
         """Read and chunk files (no model work): the new documents, and one report per file."""
-        return read_files(paths, self.settings, self.index, self.embedder, progress=progress, names=names,
-                          should_stop=should_stop, check_room=self._check_room)
+        return read_files(
+            paths,
+            self.settings,
+            self.index,
+            self.embedder,
+            progress=progress,
+            names=names,
+            should_stop=should_stop,
+            check_room=self._check_room,
+        )
 
-    def embed_and_add(self, parsed: Sequence[Parsed], progress: Progress | None = None, *,
-                      should_stop: Callable[[], bool] | None = None) -> None:
+    def embed_and_add(
+        self,
+        parsed: Sequence[Parsed],
+        progress: Progress | None = None,
+        *,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
         """Embed the chunks of parsed files, then add them all at once (replacing older versions)."""
         texts = [c.text for p in parsed for c in p.chunks]
         vectors = self._embed_unique(texts, progress, should_stop)
@@ -177,17 +231,32 @@ class Engine:
                 for old in index.doc_ids_for_source(p.doc.source):
                     index.remove(old)
                     p.report.status = "replaced"
-                info = DocInfo(p.doc.doc_id, p.doc.source, n, p.doc.n_pages, kind=p.doc.kind,
-                               ocr_pages=list(p.doc.ocr_pages))
-                index.add(info, p.chunks, vectors[row - n:row], original=p.data if p.doc.kind == "pdf" else None)
+                info = DocInfo(
+                    p.doc.doc_id,
+                    p.doc.source,
+                    n,
+                    p.doc.n_pages,
+                    kind=p.doc.kind,
+                    ocr_pages=list(p.doc.ocr_pages),
+                )
+                index.add(
+                    info,
+                    p.chunks,
+                    vectors[row - n : row],
+                    original=p.data if p.doc.kind == "pdf" else None,
+                )
 
     def _check_room(self, new_files: int, new_chunks: int = 0) -> None:
         """Refuse a file that would take the collection past its limits (settings.max_files/max_chunks)."""
         s = self.settings
         if s.max_files is not None and len(self.index.docs) + new_files >= s.max_files:
-            raise IngestError("", f"not added: the collection is full ({s.max_files} files at most)")
+            raise IngestError(
+                "", f"not added: the collection is full ({s.max_files} files at most)"
+            )
         if s.max_chunks is not None and len(self.index) + new_chunks > s.max_chunks:
-            raise IngestError("", f"not added: it would take the collection past {s.max_chunks:,} chunks")
+            raise IngestError(
+                "", f"not added: it would take the collection past {s.max_chunks:,} chunks"
+            )
 
     def remove(self, doc_id: str) -> int:
         """Remove one document by id; returns how many chunks it had."""
@@ -215,8 +284,16 @@ class Engine:
 
     # --- searching -----------------------------------------------------------------------
 
-    def search(self, query: str, k: int = 10, rerank: bool = False, rerank_candidates: int = 50,
-               instruction: str | None = None, mode: str | None = None, also: Sequence[Engine] = ()) -> Hits:
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        rerank: bool = False,
+        rerank_candidates: int = 50,
+        instruction: str | None = None,
+        mode: str | None = None,
+        also: Sequence[Engine] = (),
+    ) -> Hits:
         """The k best chunks for `query`.
 
         `mode` is "hybrid" (dense and BM25 fused), "dense" or "lexical"; default from the
@@ -237,20 +314,30 @@ class Engine:
         if ranking.mode != "lexical":
             embedder = self.embedder  # loaded (once) before the clock starts
             for other in engines:
-                other.index.check_model(embedder.model_name, embedder.dim, other.index_dir or "a collection")
+                other.index.check_model(
+                    embedder.model_name, embedder.dim, other.index_dir or "a collection"
+                )
             t = time.perf_counter()
             vector = embedder.encode([query], is_query=True, instruction=instruction)[0]
             embed_ms = 1000 * (time.perf_counter() - t)
         with self._lock:
-            hits = retrieve(engines, query, vector, k=k, ranking=ranking,
-                            reranker=self.reranker if rerank else None, rerank_candidates=rerank_candidates,
-                            instruction=instruction)
+            hits = retrieve(
+                engines,
+                query,
+                vector,
+                k=k,
+                ranking=ranking,
+                reranker=self.reranker if rerank else None,
+                rerank_candidates=rerank_candidates,
+                instruction=instruction,
+            )
         if embed_ms is not None:
             hits.timings_ms = {"embed_ms": embed_ms, **hits.timings_ms}
         return hits
 
-    def _embed_unique(self, texts: list[str], progress: Progress | None,
-                      should_stop: Callable[[], bool] | None) -> np.ndarray:
+    def _embed_unique(
+        self, texts: list[str], progress: Progress | None, should_stop: Callable[[], bool] | None
+    ) -> np.ndarray:
         """Embed each distinct text once; duplicates share the vector."""
         unique = list(dict.fromkeys(texts))
         where = {t: i for i, t in enumerate(unique)}
@@ -260,8 +347,11 @@ class Engine:
             if progress:
                 progress("embedding", done, total)
 
-        vectors = self.embedder.encode(unique, progress=report) if unique else \
-            np.zeros((0, self.embedder.dim), np.float32)
+        vectors = (
+            self.embedder.encode(unique, progress=report)
+            if unique
+            else np.zeros((0, self.embedder.dim), np.float32)
+        )
         return vectors[[where[t] for t in texts]] if texts else vectors
 
 

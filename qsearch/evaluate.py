@@ -70,7 +70,9 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirData:
                 if str(q["_id"]) in qrels:
                     query_ids.append(str(q["_id"]))
                     query_texts.append(q["text"])
-    return BeirData(corpus_ids, corpus_texts, query_ids, query_texts, qrels, digest.hexdigest()[:16])
+    return BeirData(
+        corpus_ids, corpus_texts, query_ids, query_texts, qrels, digest.hexdigest()[:16]
+    )
 
 
 def metrics(run: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dict[str, float]:
@@ -82,17 +84,26 @@ def metrics(run: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dict
             continue
         ranked = [d for d in ranked if d != qid]
         dcg = sum(relevant.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:10]))
-        ideal = sum(r / math.log2(i + 2) for i, r in enumerate(sorted(relevant.values(), reverse=True)[:10]))
+        ideal = sum(
+            r / math.log2(i + 2) for i, r in enumerate(sorted(relevant.values(), reverse=True)[:10])
+        )
         ndcg.append(dcg / ideal)
         recall.append(len(set(ranked[:100]) & set(relevant)) / len(relevant))
         mrr.append(next((1 / (i + 1) for i, d in enumerate(ranked[:10]) if d in relevant), 0.0))
     n = len(ndcg)
-    return {"ndcg_at_10": sum(ndcg) / n if n else 0.0, "recall_at_100": sum(recall) / n if n else 0.0,
-            "mrr_at_10": sum(mrr) / n if n else 0.0}
+    return {
+        "ndcg_at_10": sum(ndcg) / n if n else 0.0,
+        "recall_at_100": sum(recall) / n if n else 0.0,
+        "mrr_at_10": sum(mrr) / n if n else 0.0,
+    }
 
 
-def corpus_index(data: BeirData, embedder: Embedder, cache: str | Path | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> tuple[VectorIndex, float | None]:
+def corpus_index(
+    data: BeirData,
+    embedder: Embedder,
+    cache: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[VectorIndex, float | None]:
     """The corpus embedded into an exact index, from `cache` when it holds this corpus and model.
 
     Returns (index, documents per second), the rate None when the cache was used.
@@ -110,8 +121,10 @@ def corpus_index(data: BeirData, embedder: Embedder, cache: str | Path | None = 
     vectors = embedder.encode(data.corpus_texts, progress=progress)
     rate = len(data.corpus_texts) / max(time.perf_counter() - started, 1e-9)
     index = VectorIndex(embedder.dim, "flat", meta=meta)
-    chunks = [Chunk(doc_id=i, source=i, text=t, start=0, end=len(t)) for i, t in
-              zip(data.corpus_ids, data.corpus_texts)]
+    chunks = [
+        Chunk(doc_id=i, source=i, text=t, start=0, end=len(t))
+        for i, t in zip(data.corpus_ids, data.corpus_texts)
+    ]
     index.add(DocInfo(f"beir-{data.fingerprint}", "corpus", len(chunks)), chunks, vectors)
     if cache is not None:
         index.save(cache)
@@ -129,7 +142,9 @@ class Config:
     rrf_k: int = 60
 
     @classmethod
-    def from_settings(cls, settings: Settings, mode: str | None = None, dim: int | None = None) -> Config:
+    def from_settings(
+        cls, settings: Settings, mode: str | None = None, dim: int | None = None
+    ) -> Config:
         r = Ranking.from_settings(settings, mode)
         return cls(r.mode, r.fusion, dim, r.dense_weight, r.rrf_k)
 
@@ -157,18 +172,33 @@ def sweep(settings: Settings) -> list[Config]:
     return configs
 
 
-def compare(data: BeirData, embedder: Embedder, configs: Sequence[Config], *, settings: Settings | None = None,
-            reranker: Reranker | None = None, rerank_candidates: int = 100, instruction: str | None = None,
-            cache: str | Path | None = None,
-            progress: Callable[[str, int, int], None] | None = None) -> list[dict[str, Any]]:
+def compare(
+    data: BeirData,
+    embedder: Embedder,
+    configs: Sequence[Config],
+    *,
+    settings: Settings | None = None,
+    reranker: Reranker | None = None,
+    rerank_candidates: int = 100,
+    instruction: str | None = None,
+    cache: str | Path | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[dict[str, Any]]:
     """Measure configurations over one shared embedding pass (corpus and queries), each ranked by
     `retrieval.retrieve`: the very code `Engine.search` runs."""
-    report = (lambda stage: (lambda done, total: progress(stage, done, total))) if progress else (lambda _: None)
+    report = (
+        (lambda stage: lambda done, total: progress(stage, done, total))
+        if progress
+        else (lambda _: None)
+    )
     settings = settings or Settings()
     index, docs_per_s = corpus_index(data, embedder, cache, report("embedding corpus"))
     started = time.perf_counter()
-    queries = embedder.encode(data.query_texts, is_query=True, instruction=instruction) \
-        if any(c.mode != "lexical" for c in configs) else None
+    queries = (
+        embedder.encode(data.query_texts, is_query=True, instruction=instruction)
+        if any(c.mode != "lexical" for c in configs)
+        else None
+    )
     query_s = time.perf_counter() - started
     engines: dict[int | None, Engine] = {}
     results = []
@@ -178,27 +208,58 @@ def compare(data: BeirData, embedder: Embedder, configs: Sequence[Config], *, se
             engines[dim] = Engine(settings, embedder=embedder, index=_at_dim(index, dim))
         engine, vectors = engines[dim], _cut(queries, dim) if queries is not None else None
         started = time.perf_counter()
-        run = rank_queries(data, engine, vectors, config.ranking, reranker=reranker,
-                           rerank_candidates=rerank_candidates, instruction=instruction,
-                           progress=report(f"reranking ({config.name})") if reranker is not None else None)
+        run = rank_queries(
+            data,
+            engine,
+            vectors,
+            config.ranking,
+            reranker=reranker,
+            rerank_candidates=rerank_candidates,
+            instruction=instruction,
+            progress=report(f"reranking ({config.name})") if reranker is not None else None,
+        )
         seconds = time.perf_counter() - started + (query_s if config.mode != "lexical" else 0.0)
-        size = (len(data.corpus_ids) * (dim or embedder.dim) * 4 if config.mode != "lexical" else 0) + \
-            (engine.lexical_index().nbytes if config.mode != "dense" else 0)
-        results.append({"config": config.name, **metrics(run, data.qrels),
-                        "docs_per_s": docs_per_s if config.mode != "lexical" else None,
-                        "ms_per_query": 1000 * seconds / max(len(data.query_ids), 1), "index_bytes": size,
-                        "n_queries": len(data.query_ids), "n_docs": len(data.corpus_ids)})
+        size = (
+            len(data.corpus_ids) * (dim or embedder.dim) * 4 if config.mode != "lexical" else 0
+        ) + (engine.lexical_index().nbytes if config.mode != "dense" else 0)
+        results.append(
+            {
+                "config": config.name,
+                **metrics(run, data.qrels),
+                "docs_per_s": docs_per_s if config.mode != "lexical" else None,
+                "ms_per_query": 1000 * seconds / max(len(data.query_ids), 1),
+                "index_bytes": size,
+                "n_queries": len(data.query_ids),
+                "n_docs": len(data.corpus_ids),
+            }
+        )
     return results
 
 
-def rank_queries(data: BeirData, engine: Engine, vectors: np.ndarray | None, ranking: Ranking, *,
-                 reranker: Reranker | None = None, rerank_candidates: int = 100, instruction: str | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> dict[str, list[str]]:
+def rank_queries(
+    data: BeirData,
+    engine: Engine,
+    vectors: np.ndarray | None,
+    ranking: Ranking,
+    *,
+    reranker: Reranker | None = None,
+    rerank_candidates: int = 100,
+    instruction: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, list[str]]:
     """Query id -> the top 100 document ids, ranked by `retrieve` exactly as `Engine.search` ranks."""
     run: dict[str, list[str]] = {}
     for n, (qid, text) in enumerate(zip(data.query_ids, data.query_texts)):
-        hits = retrieve([engine], text, None if vectors is None else vectors[n], k=100, ranking=ranking,
-                        reranker=reranker, rerank_candidates=rerank_candidates, instruction=instruction)
+        hits = retrieve(
+            [engine],
+            text,
+            None if vectors is None else vectors[n],
+            k=100,
+            ranking=ranking,
+            reranker=reranker,
+            rerank_candidates=rerank_candidates,
+            instruction=instruction,
+        )
         run[qid] = [h.doc_id for h in hits]
         if progress is not None:
             progress(n + 1, len(data.query_ids))

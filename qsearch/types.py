@@ -24,7 +24,9 @@ class Document:
     kind: str  # "pdf", "text", "html", "docx", "image"
     page_starts: tuple[int, ...] = ()
     ocr_pages: tuple[int, ...] = ()  # pages (1-based) whose text was read by OCR
-    notes: tuple[str, ...] = ()  # what the reader wants a user to know, e.g. "page 4: OCR confidence too low"
+    notes: tuple[
+        str, ...
+    ] = ()  # what the reader wants a user to know, e.g. "page 4: OCR confidence too low"
 
     @property
     def n_pages(self) -> int | None:
@@ -79,7 +81,9 @@ class Hit:
     rerank_score: float | None = None  # P(relevant) from the reranker, when reranked
     dense_score: float | None = None  # "meaning": cosine similarity (None in lexical mode)
     lexical_score: float | None = None  # raw BM25 score (None in dense mode)
-    keyword_score: float | None = None  # "keywords": BM25 / the best score the query's terms reach, 0..1
+    keyword_score: float | None = (
+        None  # "keywords": BM25 / the best score the query's terms reach, 0..1
+    )
     retrieval_rank: int | None = None  # its rank before reranking, when reranked
     ocr: bool = False  # the passage was read by OCR
 
@@ -157,8 +161,12 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(settings.max_file_bytes, settings.max_pages, settings.max_chars,
-                   max_seconds=settings.max_seconds_per_file)
+        return cls(
+            settings.max_file_bytes,
+            settings.max_pages,
+            settings.max_chars,
+            max_seconds=settings.max_seconds_per_file,
+        )
 
 
 @dataclass(frozen=True)
@@ -197,4 +205,6 @@ class Deadline(Limits):
 
     def check(self, source: str, where: str) -> None:
         if time.monotonic() - self._started > self.max_seconds:
-            raise IngestError(source, f"took too long: over {self.max_seconds:g} s, stopped at {where}")
+            raise IngestError(
+                source, f"took too long: over {self.max_seconds:g} s, stopped at {where}"
+            )

@@ -19,7 +19,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="qsearch-gradio-"))  # uploads land here
+os.environ.setdefault(
+    "GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="qsearch-gradio-")
+)  # uploads land here
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py lives at the top of the repo
@@ -44,15 +46,25 @@ def build_qwen_tokenizer(folder: Path, *, append_eos: bool = True) -> object:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator([_CORPUS] * 20, trainer)
     eos = tok.token_to_id("<|endoftext|>")
     if append_eos:  # current Qwen3-Embedding revisions append EOS; older ones don't
         tok.post_processor = processors.TemplateProcessing(
-            single="$A <|endoftext|>", pair="$A $B <|endoftext|>", special_tokens=[("<|endoftext|>", eos)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-                                   additional_special_tokens=["<|im_start|>", "<|im_end|>"])
+            single="$A <|endoftext|>",
+            pair="$A $B <|endoftext|>",
+            special_tokens=[("<|endoftext|>", eos)],
+        )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+    )
     fast.save_pretrained(folder)
     return fast
 
@@ -60,9 +72,18 @@ def build_qwen_tokenizer(folder: Path, *, append_eos: bool = True) -> object:
 def qwen3_config(vocab_size: int, **overrides: object) -> object:
     from transformers import Qwen3Config
 
-    values = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=2048,
-                  tie_word_embeddings=True, eos_token_id=0)  # no pad_token_id: its embedding row would be zeros
+    values = dict(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        eos_token_id=0,
+    )  # no pad_token_id: its embedding row would be zeros
     values.update(overrides)
     return Qwen3Config(**values)
 
@@ -74,14 +95,36 @@ def _build_embedder(folder: Path, *, append_eos: bool) -> Path:
     tokenizer = build_qwen_tokenizer(folder, append_eos=append_eos)
     torch.manual_seed(0)
     Qwen3Model(qwen3_config(len(tokenizer))).save_pretrained(folder)
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ]))
+    (folder / "modules.json").write_text(
+        json.dumps(
+            [
+                {
+                    "idx": 0,
+                    "name": "0",
+                    "path": "",
+                    "type": "sentence_transformers.models.Transformer",
+                },
+                {
+                    "idx": 1,
+                    "name": "1",
+                    "path": "1_Pooling",
+                    "type": "sentence_transformers.models.Pooling",
+                },
+                {
+                    "idx": 2,
+                    "name": "2",
+                    "path": "2_Normalize",
+                    "type": "sentence_transformers.models.Normalize",
+                },
+            ]
+        )
+    )
     (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": 64, "pooling_mode_lasttoken": True, "include_prompt": True}))
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps(
+            {"word_embedding_dimension": 64, "pooling_mode_lasttoken": True, "include_prompt": True}
+        )
+    )
     return folder
 
 
@@ -143,8 +186,13 @@ class WordTokenizer:
 
     _TOKEN = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]|[^\s\u3040-\u30ff\u4e00-\u9fff]+")
 
-    def __call__(self, texts: list[str], *, add_special_tokens: bool = False,
-                 return_offsets_mapping: bool = True) -> dict:
+    def __call__(
+        self,
+        texts: list[str],
+        *,
+        add_special_tokens: bool = False,
+        return_offsets_mapping: bool = True,
+    ) -> dict:
         return {"offset_mapping": [[m.span() for m in self._TOKEN.finditer(t)] for t in texts]}
 
     def count(self, text: str) -> int:
@@ -168,8 +216,14 @@ def app_server(minilm_dir, qwen3_reranker_dir):  # noqa: ANN201
     import app
     from qsearch import Settings
 
-    settings = Settings(embed_model=str(minilm_dir), rerank_model=str(qwen3_reranker_dir), device="cpu",
-                        dtype="float32", max_files=20, max_chunks=2000)
+    settings = Settings(
+        embed_model=str(minilm_dir),
+        rerank_model=str(qwen3_reranker_dir),
+        device="cpu",
+        dtype="float32",
+        max_files=20,
+        max_chunks=2000,
+    )
     demo = app.create_app(settings)
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
     yield demo, url
@@ -181,9 +235,17 @@ def zerogpu_server(minilm_dir, qwen3_reranker_dir):  # noqa: ANN201
     """The same app as it runs on ZeroGPU (tests/zerogpu.py as `spaces`), in its own process: (None, url)."""
     import subprocess
 
-    process = subprocess.Popen([sys.executable, str(Path(__file__).parent / "zerogpu_app.py"), str(minilm_dir),
-                                str(qwen3_reranker_dir)], stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "SPACES_ZERO_GPU": "true"})
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).parent / "zerogpu_app.py"),
+            str(minilm_dir),
+            str(qwen3_reranker_dir),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SPACES_ZERO_GPU": "true"},
+    )
     url = None
     for line in process.stdout:
         if line.startswith("URL "):

@@ -8,16 +8,26 @@ import zipfile
 
 def make_pdf(pages: list[str | None]) -> bytes:
     """A valid PDF with one page per entry: its text in Helvetica, or None for a page without text."""
-    objects = ["<< /Type /Catalog /Pages 2 0 R >>", None, "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        None,
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
     kids = []
     for text in pages:
         lines = [] if text is None else text.split("\n")
-        ops = "".join(f"BT /F1 12 Tf 72 {720 - 16 * i} Td ({line}) Tj ET\n" for i, line in enumerate(lines))
+        ops = "".join(
+            f"BT /F1 12 Tf 72 {720 - 16 * i} Td ({line}) Tj ET\n" for i, line in enumerate(lines)
+        )
         objects.append(f"<< /Length {len(ops)} >>\nstream\n{ops}endstream")
         kids.append(len(objects) + 1)
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-                       f"/Resources << /Font << /F1 3 0 R >> >> /Contents {len(objects)} 0 R >>")
-    objects[1] = f"<< /Type /Pages /Kids [{' '.join(f'{k} 0 R' for k in kids)}] /Count {len(kids)} >>"
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+            f"/Resources << /Font << /F1 3 0 R >> >> /Contents {len(objects)} 0 R >>"
+        )
+    objects[1] = (
+        f"<< /Type /Pages /Kids [{' '.join(f'{k} 0 R' for k in kids)}] /Count {len(kids)} >>"
+    )
     out, offsets = io.BytesIO(), []
     out.write(b"%PDF-1.4\n")
     for number, body in enumerate(objects, 1):
@@ -26,7 +36,9 @@ def make_pdf(pages: list[str | None]) -> bytes:
     xref = out.tell()
     out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
     out.write("".join(f"{o:010d} 00000 n \n" for o in offsets).encode())
-    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
+    out.write(
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
     return out.getvalue()
 
 
@@ -56,5 +68,7 @@ def broken_xref_pdf(pages: list[str]) -> bytes:
     data = make_pdf(pages)
     head, _, tail = data.partition(b"xref\n")
     rows = tail.split(b"\n")
-    damaged = [b"%010d 00000 n " % (int(row[:10]) + 7) if row.endswith(b" n ") else row for row in rows]
+    damaged = [
+        b"%010d 00000 n " % (int(row[:10]) + 7) if row.endswith(b" n ") else row for row in rows
+    ]
     return head + b"xref\n" + b"\n".join(damaged)

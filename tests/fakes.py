@@ -23,8 +23,14 @@ class HashingEmbedder:
         self.tokenizer = WordTokenizer()
         self.calls: list[list[str]] = []
 
-    def encode(self, texts: Sequence[str], *, is_query: bool = False, instruction: str | None = None,
-               progress=None) -> np.ndarray:  # noqa: ANN001
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        is_query: bool = False,
+        instruction: str | None = None,
+        progress=None,
+    ) -> np.ndarray:  # noqa: ANN001
         if isinstance(texts, str):
             raise TypeError("encode takes a list of texts, not a single string")
         self.calls.append(list(texts))
@@ -45,7 +51,11 @@ class OverlapReranker:
 
     model_name = "fake/overlap-reranker"
 
-    def score(self, query: str, texts: Sequence[str], *, instruction: str | None = None) -> np.ndarray:
+    def score(
+        self, query: str, texts: Sequence[str], *, instruction: str | None = None
+    ) -> np.ndarray:
         words = set(re.findall(r"\w+", query.lower()))
-        return np.array([len(words & set(re.findall(r"\w+", t.lower()))) / max(len(words), 1) for t in texts],
-                        dtype=np.float32)
+        return np.array(
+            [len(words & set(re.findall(r"\w+", t.lower()))) / max(len(words), 1) for t in texts],
+            dtype=np.float32,
+        )

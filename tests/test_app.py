@@ -22,7 +22,9 @@ def client(url: str):
 
 
 def upload(c, *paths: Path) -> str:
-    report, *_ = c.predict([gradio_client.handle_file(str(p)) for p in paths], api_name="/add_documents")
+    report, *_ = c.predict(
+        [gradio_client.handle_file(str(p)) for p in paths], api_name="/add_documents"
+    )
     return report
 
 
@@ -35,13 +37,30 @@ def test_upload_and_search_with_a_bad_file_among_good_ones(server, tmp_path):
     bad = tmp_path / "broken.pdf"
     bad.write_bytes(b"%PDF-1.4 this is not really a pdf")
     c = client(url)
-    report = upload(c, qsearch_app.SAMPLES / "solar-system.md", bad, qsearch_app.SAMPLES / "first-aid-basics.txt")
+    report = upload(
+        c,
+        qsearch_app.SAMPLES / "solar-system.md",
+        bad,
+        qsearch_app.SAMPLES / "first-aid-basics.txt",
+    )
     assert "2 indexed, 0 unchanged, 1 failed" in report
     assert "broken.pdf</code>: not a readable PDF" in report
     html, hits = search(c, "what should I do for a burn?", top_k=2)
     assert hits[0]["source"] == "first-aid-basics.txt" and hits[0]["rank"] == 1
-    assert set(hits[0]) == {"rank", "score", "meaning", "keywords", "bm25", "rerank_score", "rank_before_rerank",
-                            "source", "page", "page_end", "ocr", "text"}
+    assert set(hits[0]) == {
+        "rank",
+        "score",
+        "meaning",
+        "keywords",
+        "bm25",
+        "rerank_score",
+        "rank_before_rerank",
+        "source",
+        "page",
+        "page_end",
+        "ocr",
+        "text",
+    }
     assert 'class="qs-card"' in html and "<mark>burn</mark>" in html and "qs-bar" in html
     assert 0 <= hits[0]["score"] <= 1 and hits[0]["meaning"] > hits[1]["meaning"]
 
@@ -59,10 +78,17 @@ def test_rerank_changes_the_order_as_the_reranker_scores_say(server, qwen3_reran
 
     # the plain server runs fp32 (conftest's app_server); the ZeroGPU one runs the CPU default, as users get
     # it, uncompiled (qsearch.web.model_service: no torch.compile on ZeroGPU)
-    reranker = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32" if server[0] else "auto",
-                             compile=False)
-    expected = reranker.score("grind size for espresso", [h["text"] for h in reranked],
-                              instruction=qsearch_app.INSTRUCTIONS[0][1])
+    reranker = load_reranker(
+        str(qwen3_reranker_dir),
+        device="cpu",
+        dtype="float32" if server[0] else "auto",
+        compile=False,
+    )
+    expected = reranker.score(
+        "grind size for espresso",
+        [h["text"] for h in reranked],
+        instruction=qsearch_app.INSTRUCTIONS[0][1],
+    )
     assert scores == pytest.approx(list(expected), abs=1e-5)
     assert "reranker" in html
     before = {h["text"]: h["rank"] for h in plain}
@@ -82,7 +108,10 @@ def test_sessions_never_see_each_others_documents(server, tmp_path):
     html, hits = search(bob, "vault combination kumquat-7731-zebra")
     assert hits == [] and "collection is empty" in html
     upload(bob, qsearch_app.SAMPLES / "python-tips.md")
-    assert all(h["source"] != "alice-secret.txt" for h in search(bob, "kumquat-7731-zebra vault", top_k=10)[1])
+    assert all(
+        h["source"] != "alice-secret.txt"
+        for h in search(bob, "kumquat-7731-zebra vault", top_k=10)[1]
+    )
 
 
 def test_helpful_messages_and_escaping(server, tmp_path):
@@ -90,10 +119,14 @@ def test_helpful_messages_and_escaping(server, tmp_path):
     c = client(url)
     assert "collection is empty" in search(c, "anything")[0]
     hostile = tmp_path / "<img src=x onerror=alert(1)>.html"
-    hostile.write_text("<p>Payload: &lt;script&gt;alert('boom')&lt;/script&gt; and "
-                       "&lt;img src=x onerror=alert(2)&gt; in plain sight.</p>")
+    hostile.write_text(
+        "<p>Payload: &lt;script&gt;alert('boom')&lt;/script&gt; and "
+        "&lt;img src=x onerror=alert(2)&gt; in plain sight.</p>"
+    )
     report = upload(c, hostile)
-    assert "<img" not in report and "onerror=alert(1)" in report  # Gradio drops <> from names; we escape
+    assert (
+        "<img" not in report and "onerror=alert(1)" in report
+    )  # Gradio drops <> from names; we escape
     html, hits = search(c, "payload in plain sight", mode="lexical")
     assert hits and "<script>" in hits[0]["text"]
     assert "<script>" not in html and "<img" not in html and "&lt;script&gt;" in html
@@ -104,14 +137,21 @@ def test_helpful_messages_and_escaping(server, tmp_path):
 def test_remove_and_clear(server):
     _, url = server
     c = client(url)
-    _, files, choices, _ = c.predict([gradio_client.handle_file(str(qsearch_app.SAMPLES / name)) for name in
-                                      ("solar-system.md", "python-tips.md")], api_name="/add_documents")
+    _, files, choices, _ = c.predict(
+        [
+            gradio_client.handle_file(str(qsearch_app.SAMPLES / name))
+            for name in ("solar-system.md", "python-tips.md")
+        ],
+        api_name="/add_documents",
+    )
     assert "solar-system.md" in files and "python-tips.md" in files
     solar = next(doc_id for label, doc_id in choices["choices"] if label == "solar-system.md")
     files, choices = c.predict(solar, api_name="/remove_document")
     assert "solar-system.md" not in files and "python-tips.md" in files
     assert [label for label, _ in choices["choices"]] == ["python-tips.md"]
-    assert all(h["source"] != "solar-system.md" for h in search(c, "planets orbit the sun", top_k=5)[1])
+    assert all(
+        h["source"] != "solar-system.md" for h in search(c, "planets orbit the sun", top_k=5)[1]
+    )
     files, choices = c.predict(api_name="/clear_documents")
     assert "No documents yet" in files and choices["choices"] == []
     assert "collection is empty" in search(c, "planets")[0]
@@ -123,9 +163,14 @@ def test_v1_api_gives_the_engines_vectors(server, minilm, minilm_dir):
     from qsearch.models.embedder import load_embedder
 
     _, url = server
-    if server[0] is None:  # the ZeroGPU server runs the CPU default dtype; the plain one fp32, as `minilm`
+    if (
+        server[0] is None
+    ):  # the ZeroGPU server runs the CPU default dtype; the plain one fp32, as `minilm`
         minilm = load_embedder(str(minilm_dir), device="cpu")
-    body = {"input": ["Tides follow the moon.", "Ferns reproduce with spores."], "encoding_format": "float"}
+    body = {
+        "input": ["Tides follow the moon.", "Ferns reproduce with spores."],
+        "encoding_format": "float",
+    }
     answer = httpx.post(f"{url}v1/embeddings", json=body, timeout=60).json()
     vectors = np.array([d["embedding"] for d in answer["data"]], dtype=np.float32)
     np.testing.assert_allclose(vectors, minilm.encode(body["input"]), atol=1e-5)
@@ -136,23 +181,33 @@ def test_a_shared_read_only_index_is_searched_by_every_session(minilm, minilm_di
     from qsearch import Engine, Settings
 
     library = Engine(Settings(embed_model=str(minilm_dir)), embedder=minilm)
-    (tmp_path / "handbook.md").write_text("# Handbook\n\nThe office closes at 6pm on Fridays during summer.")
+    (tmp_path / "handbook.md").write_text(
+        "# Handbook\n\nThe office closes at 6pm on Fridays during summer."
+    )
     library.add_files([tmp_path / "handbook.md"])
     library.save(tmp_path / "shared-index")
-    demo = qsearch_app.create_app(Settings(embed_model=str(minilm_dir), device="cpu"),
-                                  index_dir=str(tmp_path / "shared-index"))
+    demo = qsearch_app.create_app(
+        Settings(embed_model=str(minilm_dir), device="cpu"),
+        index_dir=str(tmp_path / "shared-index"),
+    )
     _, url, _ = qsearch_app.launch(demo, prevent_thread_lock=True, quiet=True)
     try:
         alice, bob = client(url), client(url)
+
         def names(hits: list[dict]) -> set[str]:
             return {Path(h["source"]).name for h in hits}
 
         assert names(search(alice, "when does the office close on Friday?")[1]) == {"handbook.md"}
         upload(bob, qsearch_app.SAMPLES / "coffee-brewing.html")
-        assert names(search(bob, "office hours and coffee", top_k=5)[1]) == {"handbook.md", "coffee-brewing.html"}
+        assert names(search(bob, "office hours and coffee", top_k=5)[1]) == {
+            "handbook.md",
+            "coffee-brewing.html",
+        }
         assert names(search(alice, "coffee grind size", top_k=5)[1]) == {"handbook.md"}
         alice.predict(api_name="/clear_documents")
-        assert names(search(alice, "office")[1]) == {"handbook.md"}, "clearing a session spares the shared index"
+        assert names(search(alice, "office")[1]) == {"handbook.md"}, (
+            "clearing a session spares the shared index"
+        )
     finally:
         demo.close()
 

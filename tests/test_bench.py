@@ -16,45 +16,85 @@ def tiny_beir(folder: Path) -> Path:
     with open(folder / "corpus.jsonl", "w") as f:
         for i in range(24):
             topic = topics[i % len(topics)]
-            f.write(json.dumps({"_id": f"d{i}", "title": topic, "text": f"Notes {i} about {topic}. " * (5 + i)}) + "\n")
+            f.write(
+                json.dumps(
+                    {"_id": f"d{i}", "title": topic, "text": f"Notes {i} about {topic}. " * (5 + i)}
+                )
+                + "\n"
+            )
     with open(folder / "queries.jsonl", "w") as f:
         for i, topic in enumerate(topics):
             f.write(json.dumps({"_id": f"q{i}", "text": f"what about {topic}?"}) + "\n")
     (folder / "qrels").mkdir()
-    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
-        f"q{i}\td{i}\t1\n" for i in range(len(topics))))
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(len(topics)))
+    )
     return folder
 
 
 def run(script: str, *args: str) -> dict:
-    done = subprocess.run([sys.executable, f"bench/{script}", *args, "--json"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, f"bench/{script}", *args, "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_embed_throughput(tmp_path):
-    result = run("embed_throughput.py", "--data", str(tiny_beir(tmp_path / "beir")), "--rounds", "1")
+    result = run(
+        "embed_throughput.py", "--data", str(tiny_beir(tmp_path / "beir")), "--rounds", "1"
+    )
     assert result["chunks"] >= 24 and result["max_cosine_diff"] < 1e-4
     assert set(result["systems"]) == {"qsearch", "sentence_transformers", "naive_loop"}
     seconds = {name: r["seconds_median"] for name, r in result["systems"].items()}
-    assert result["ratio_vs_sentence_transformers"] == seconds["sentence_transformers"] / seconds["qsearch"]
-    assert result["systems"]["qsearch"]["padding_fraction"] <= result["systems"]["naive_loop"]["padding_fraction"]
+    assert (
+        result["ratio_vs_sentence_transformers"]
+        == seconds["sentence_transformers"] / seconds["qsearch"]
+    )
+    assert (
+        result["systems"]["qsearch"]["padding_fraction"]
+        <= result["systems"]["naive_loop"]["padding_fraction"]
+    )
     assert result["environment"]["versions"]["torch"] and result["environment"]["command"]
     # the CPU-dtype contract: the default named with its reason, and its vectors the fp32 ones
     assert result["cpu_default"] in ("float32", "bfloat16") and result["cpu_default_reason"]
-    assert result["min_cosine_cpu_default_vs_fp32"] >= 0.999 and result["ratio_cpu_default_vs_fp32"] > 0
+    assert (
+        result["min_cosine_cpu_default_vs_fp32"] >= 0.999
+        and result["ratio_cpu_default_vs_fp32"] > 0
+    )
     rounds = result["seconds_all"]  # the ratio compares each dtype's fastest round (timeit's rule)
-    assert result["ratio_cpu_default_vs_fp32"] == min(rounds["float32"]) / min(rounds[result["cpu_default"]])
+    assert result["ratio_cpu_default_vs_fp32"] == min(rounds["float32"]) / min(
+        rounds[result["cpu_default"]]
+    )
     assert result["ratio_cpu_default_vs_fp32_median"] > 0
 
 
 def test_search_latency(tmp_path, qwen3_reranker_dir):
-    result = run("search_latency.py", "--data", str(tiny_beir(tmp_path / "beir")), "--sizes", "2000",
-                 "--queries", "6", "--rerank", "--rerank-model", str(qwen3_reranker_dir), "--rerank-top", "5",
-                 "--rerank-queries", "2")
+    result = run(
+        "search_latency.py",
+        "--data",
+        str(tiny_beir(tmp_path / "beir")),
+        "--sizes",
+        "2000",
+        "--queries",
+        "6",
+        "--rerank",
+        "--rerank-model",
+        str(qwen3_reranker_dir),
+        "--rerank-top",
+        "5",
+        "--rerank-queries",
+        "2",
+    )
     [row] = result["collections"]
-    assert row["size"] == 2000 and row["flat"]["p50_ms"] <= row["flat"]["p95_ms"] <= row["flat"]["p99_ms"]
+    assert (
+        row["size"] == 2000
+        and row["flat"]["p50_ms"] <= row["flat"]["p95_ms"] <= row["flat"]["p99_ms"]
+    )
     assert 0.5 <= row["hnsw"]["recall_at_10_vs_exact"] <= 1.0
     assert result["query_embedding"]["n"] == 6
     assert result["rerank"]["top"] == 5 and result["rerank"]["n"] == 2

@@ -15,7 +15,9 @@ def doc(text: str, page_starts: tuple[int, ...] = ()) -> Document:
 
 
 def spans(text: str, tokenizer, max_tokens: int, overlap: int = 0) -> list[str]:
-    return [text[a:b] for a, b in split_spans(text, token_starts(text, tokenizer), max_tokens, overlap)]
+    return [
+        text[a:b] for a, b in split_spans(text, token_starts(text, tokenizer), max_tokens, overlap)
+    ]
 
 
 def seq(n: int, tag: str) -> str:
@@ -26,7 +28,7 @@ def test_short_document_is_one_chunk(tok):
     text = "  Hello world.\n\nA second paragraph.  "
     [chunk] = chunk_document(doc(text), tok, max_tokens=10, overlap=2)
     assert chunk.text == "Hello world.\n\nA second paragraph."
-    assert text[chunk.start:chunk.end] == chunk.text and chunk.page is None
+    assert text[chunk.start : chunk.end] == chunk.text and chunk.page is None
 
 
 def test_cuts_at_a_heading_without_overlap(tok):
@@ -40,8 +42,11 @@ def test_prefers_paragraph_then_sentence_then_word(tok):
     s1, s2 = f"{seq(12, 'a')}.", f"{seq(12, 'b')}."
     assert spans(f"{s1} {s2}", tok, max_tokens=20) == [s1, s2]
     text = seq(25, "w")
-    assert spans(text, tok, max_tokens=10) == [seq(10, "w"), " ".join(text.split()[10:20]),
-                                                  " ".join(text.split()[20:])]
+    assert spans(text, tok, max_tokens=10) == [
+        seq(10, "w"),
+        " ".join(text.split()[10:20]),
+        " ".join(text.split()[20:]),
+    ]
 
 
 def test_a_heading_too_early_in_the_window_is_not_a_cut(tok):
@@ -65,12 +70,16 @@ def test_invariants_on_random_text(tok):
     rng = random.Random(0)
     pieces = []
     for _ in range(300):
-        pieces.append(rng.choice(["# Heading", "", "", "word " * rng.randint(1, 30) + rng.choice([".", "!", ""])]))
+        pieces.append(
+            rng.choice(
+                ["# Heading", "", "", "word " * rng.randint(1, 30) + rng.choice([".", "!", ""])]
+            )
+        )
     text = "\n".join(pieces)
     d = doc(text)
     for max_tokens, overlap in ((16, 0), (32, 4), (64, 16)):
         for c in chunk_document(d, tok, max_tokens, overlap):
-            assert text[c.start:c.end] == c.text == c.text.strip()
+            assert text[c.start : c.end] == c.text == c.text.strip()
         covered = set()
         for start, end in split_spans(text, token_starts(text, tok), max_tokens, overlap):
             assert tok.count(text[start:end]) <= max_tokens
@@ -95,7 +104,11 @@ def test_pages_and_page_spans(tok):
     text = "\n\n".join(pages)
     starts = (0, len(pages[0]) + 2, len(pages[0]) + len(pages[1]) + 4)
     chunks = chunk_document(doc(text, starts), tok, max_tokens=10, overlap=0)
-    assert [(c.page, c.page_end) for c in chunks] == [(1, 1), (2, 2), (3, 3)]  # page breaks are paragraphs
+    assert [(c.page, c.page_end) for c in chunks] == [
+        (1, 1),
+        (2, 2),
+        (3, 3),
+    ]  # page breaks are paragraphs
     chunks = chunk_document(doc(text, starts), tok, max_tokens=16, overlap=0)
     assert [(c.page, c.page_end) for c in chunks] == [(1, 2), (3, 3)]
     [whole] = chunk_document(doc(text, starts), tok, max_tokens=100, overlap=0)

@@ -15,15 +15,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def qsearch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "qsearch", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "qsearch", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+    )
 
 
 @pytest.fixture
 def corpus(tmp_path):
     folder = tmp_path / "docs"
     (folder / "nested").mkdir(parents=True)
-    (folder / "plants.md").write_text("# Plants\n\nPhotosynthesis turns sunlight into sugar in green leaves.")
+    (folder / "plants.md").write_text(
+        "# Plants\n\nPhotosynthesis turns sunlight into sugar in green leaves."
+    )
     (folder / "nested" / "rivers.txt").write_text("The Rhine flows from the Alps to the North Sea.")
     (folder / "nested" / "locked.pdf").write_bytes(b"%PDF-1.4 truncated")
     return folder
@@ -47,7 +55,14 @@ def test_index_search_and_reindex(corpus, tmp_path, minilm_dir):
 
 
 def test_index_fails_when_nothing_could_be_indexed(corpus, tmp_path, minilm_dir):
-    done = qsearch("index", "--index", tmp_path / "ix", "--embed-model", minilm_dir, corpus / "nested" / "locked.pdf")
+    done = qsearch(
+        "index",
+        "--index",
+        tmp_path / "ix",
+        "--embed-model",
+        minilm_dir,
+        corpus / "nested" / "locked.pdf",
+    )
     assert done.returncode == 1 and "0 indexed, 0 unchanged, 1 failed" in done.stdout
 
 
@@ -61,7 +76,9 @@ def test_chunk_json_reports_each_file(corpus, minilm_dir):
 
 def test_clear_errors_for_bad_usage(tmp_path, minilm_dir):
     started = time.monotonic()
-    missing = qsearch("index", "--index", tmp_path / "ix", "--embed-model", "nobody/no-such-model", tmp_path)
+    missing = qsearch(
+        "index", "--index", tmp_path / "ix", "--embed-model", "nobody/no-such-model", tmp_path
+    )
     assert missing.returncode == 2 and "--embed-model DIR" in missing.stderr
     assert time.monotonic() - started < 30
     no_index = qsearch("search", "--index", tmp_path / "nothing", "query")
@@ -74,17 +91,31 @@ def test_clear_errors_for_bad_usage(tmp_path, minilm_dir):
 def test_eval_on_a_tiny_beir_folder(tmp_path, minilm_dir):
     beir = tmp_path / "beir"
     (beir / "qrels").mkdir(parents=True)
-    docs = {"d1": "Photosynthesis in plants", "d2": "Rivers of Europe: the Rhine", "d3": "Baking sourdough bread"}
-    (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n"
-                                               for k, v in docs.items()))
-    (beir / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "how do plants use light"}) + "\n"
-                                        + json.dumps({"_id": "q2", "text": "which river flows to the sea"}) + "\n")
+    docs = {
+        "d1": "Photosynthesis in plants",
+        "d2": "Rivers of Europe: the Rhine",
+        "d3": "Baking sourdough bread",
+    }
+    (beir / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in docs.items())
+    )
+    (beir / "queries.jsonl").write_text(
+        json.dumps({"_id": "q1", "text": "how do plants use light"})
+        + "\n"
+        + json.dumps({"_id": "q2", "text": "which river flows to the sea"})
+        + "\n"
+    )
     (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
-    done = qsearch("eval", beir, "--embed-model", minilm_dir, "--json", "--index-cache", tmp_path / "cache")
+    done = qsearch(
+        "eval", beir, "--embed-model", minilm_dir, "--json", "--index-cache", tmp_path / "cache"
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["ndcg_at_10"] == 1.0 and result["n_queries"] == 2 and result["n_docs"] == 3
     assert {"recall_at_100", "mrr_at_10", "docs_per_s", "ms_per_query"} <= set(result)
-    cached = json.loads(qsearch("eval", beir, "--embed-model", minilm_dir, "--json", "--index-cache",
-                                tmp_path / "cache").stdout.splitlines()[-1])
+    cached = json.loads(
+        qsearch(
+            "eval", beir, "--embed-model", minilm_dir, "--json", "--index-cache", tmp_path / "cache"
+        ).stdout.splitlines()[-1]
+    )
     assert cached["docs_per_s"] is None and cached["ndcg_at_10"] == 1.0

@@ -11,12 +11,19 @@ from fakes import HashingEmbedder, OverlapReranker
 from qsearch.models.embedder import Embedder
 from qsearch.models.reranker import Reranker
 
-TEXTS = ["Paris is the capital of France.", "The mitochondria is the powerhouse of the cell.", "yes",
-         "Tides follow the moon. " * 20, "東京大学は日本の国立大学です。"]
+TEXTS = [
+    "Paris is the capital of France.",
+    "The mitochondria is the powerhouse of the cell.",
+    "yes",
+    "Tides follow the moon. " * 20,
+    "東京大学は日本の国立大学です。",
+]
 QUERY = "what is the capital of France?"
 
 
-@pytest.fixture(scope="module", params=["qwen3-last-token", "minilm-mean", "remote", "shared", "fake"])
+@pytest.fixture(
+    scope="module", params=["qwen3-last-token", "minilm-mean", "remote", "shared", "fake"]
+)
 def embedder(request, qwen3_embedder_dir) -> Embedder:
     from qsearch.models.embedder import load_embedder
 
@@ -33,8 +40,14 @@ def embedder(request, qwen3_embedder_dir) -> Embedder:
         from qsearch import Settings
         from qsearch.web.model_service import ModelService
 
-        return ModelService.load(Settings(embed_model=str(qwen3_embedder_dir), rerank_model="none/none",
-                                          device="cpu", dtype="float32")).embedder
+        return ModelService.load(
+            Settings(
+                embed_model=str(qwen3_embedder_dir),
+                rerank_model="none/none",
+                device="cpu",
+                dtype="float32",
+            )
+        ).embedder
     return HashingEmbedder()
 
 
@@ -47,7 +60,9 @@ def test_embedder_contract(embedder):
     with pytest.raises(TypeError, match="a list of texts"):
         embedder.encode("one string")
     progress: list[tuple[int, int]] = []
-    queries = embedder.encode([QUERY, "cells"], is_query=True, progress=lambda d, t: progress.append((d, t)))
+    queries = embedder.encode(
+        [QUERY, "cells"], is_query=True, progress=lambda d, t: progress.append((d, t))
+    )
     assert queries.shape == (2, embedder.dim) and progress[-1] == (2, 2)
 
 
@@ -81,8 +96,15 @@ def reranker(request, qwen3_reranker_dir, qwen3_embedder_dir) -> Reranker:
         from qsearch import Settings
         from qsearch.web.model_service import ModelService
 
-        return ModelService.load(Settings(embed_model=str(qwen3_embedder_dir), rerank_model=str(qwen3_reranker_dir),
-                                          device="cpu", dtype="float32"), measure=False).reranker()
+        return ModelService.load(
+            Settings(
+                embed_model=str(qwen3_embedder_dir),
+                rerank_model=str(qwen3_reranker_dir),
+                device="cpu",
+                dtype="float32",
+            ),
+            measure=False,
+        ).reranker()
     return OverlapReranker()
 
 
@@ -104,5 +126,8 @@ def test_remote_and_shared_rerankers_give_the_local_scores(reranker, qwen3_reran
 
     local = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32")
     for instruction in (None, "Find facts about cities"):
-        np.testing.assert_allclose(reranker.score(QUERY, TEXTS, instruction=instruction),
-                                   local.score(QUERY, TEXTS, instruction=instruction), atol=1e-5)
+        np.testing.assert_allclose(
+            reranker.score(QUERY, TEXTS, instruction=instruction),
+            local.score(QUERY, TEXTS, instruction=instruction),
+            atol=1e-5,
+        )

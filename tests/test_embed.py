@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from qsearch.models.embedder import DEFAULT_TASK, Embedder, format_query, load_embedder, load_tokenizer
+from qsearch.models.embedder import (
+    DEFAULT_TASK,
+    Embedder,
+    format_query,
+    load_embedder,
+    load_tokenizer,
+)
 from qsearch.models.loading import ModelLoadError, resolve_model
 
 TEXTS = [
@@ -51,22 +57,31 @@ def test_contract(qwen3, minilm):
 
 
 def test_qwen3_documents_match_official_recipe(qwen3, qwen3_embedder_dir):
-    np.testing.assert_allclose(qwen3.encode(TEXTS), official_qwen3_embeddings(qwen3_embedder_dir, TEXTS),
-                               atol=2e-5)
+    np.testing.assert_allclose(
+        qwen3.encode(TEXTS), official_qwen3_embeddings(qwen3_embedder_dir, TEXTS), atol=2e-5
+    )
 
 
 def test_qwen3_queries_carry_the_official_instruction(qwen3, qwen3_embedder_dir):
     queries = ["what is the capital of France?", "powerhouse of the cell"]
     task = "Given a question, retrieve passages that answer it"
-    expected = official_qwen3_embeddings(qwen3_embedder_dir, [f"Instruct: {task}\nQuery:{q}" for q in queries])
-    np.testing.assert_allclose(qwen3.encode(queries, is_query=True, instruction=task), expected, atol=2e-5)
-    default = official_qwen3_embeddings(qwen3_embedder_dir, [f"Instruct: {DEFAULT_TASK}\nQuery:{q}" for q in queries])
+    expected = official_qwen3_embeddings(
+        qwen3_embedder_dir, [f"Instruct: {task}\nQuery:{q}" for q in queries]
+    )
+    np.testing.assert_allclose(
+        qwen3.encode(queries, is_query=True, instruction=task), expected, atol=2e-5
+    )
+    default = official_qwen3_embeddings(
+        qwen3_embedder_dir, [f"Instruct: {DEFAULT_TASK}\nQuery:{q}" for q in queries]
+    )
     np.testing.assert_allclose(qwen3.encode(queries, is_query=True), default, atol=2e-5)
     assert format_query("q", "T") == "Instruct: T\nQuery:q"  # no space after "Query:"
 
 
 def test_eos_ends_every_sequence_exactly_once(qwen3, qwen3_embedder_dir_no_eos):
-    old = load_embedder(str(qwen3_embedder_dir_no_eos), device="cpu", dtype="float32", max_length=12)
+    old = load_embedder(
+        str(qwen3_embedder_dir_no_eos), device="cpu", dtype="float32", max_length=12
+    )
     for embedder in (qwen3, old):
         eos = embedder.tokenizer.eos_token_id
         for ids in embedder.prepare(TEXTS) + embedder.prepare(TEXTS, is_query=True):
@@ -75,8 +90,11 @@ def test_eos_ends_every_sequence_exactly_once(qwen3, qwen3_embedder_dir_no_eos):
     truncated = old.prepare([TEXTS[-1]])[0]
     assert len(truncated) == 12 and truncated[-1] == old.tokenizer.eos_token_id
     # With EOS appended by hand, the old tokenizer gives the same vectors as the new one.
-    np.testing.assert_allclose(load_embedder(str(qwen3_embedder_dir_no_eos), device="cpu", dtype="float32").encode(TEXTS),
-                               qwen3.encode(TEXTS), atol=2e-5)
+    np.testing.assert_allclose(
+        load_embedder(str(qwen3_embedder_dir_no_eos), device="cpu", dtype="float32").encode(TEXTS),
+        qwen3.encode(TEXTS),
+        atol=2e-5,
+    )
 
 
 def test_batch_invariance_and_input_order(qwen3, minilm):
@@ -88,13 +106,19 @@ def test_batch_invariance_and_input_order(qwen3, minilm):
 
 
 def test_token_budget_batches_windows_and_progress(qwen3_embedder_dir):
-    embedder = load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="float32", max_batch_tokens=64, window=7)
+    embedder = load_embedder(
+        str(qwen3_embedder_dir), device="cpu", dtype="float32", max_batch_tokens=64, window=7
+    )
     texts = [f"the quick brown fox number {i} " * (1 + i % 7) for i in range(40)]
     seen: list[tuple[int, int]] = []
     out = embedder.encode(texts, progress=lambda done, total: seen.append((done, total)))
     assert len(seen) > 3 and seen[-1] == (40, 40)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
-    np.testing.assert_allclose(out, load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="float32").encode(texts), atol=2e-5)
+    np.testing.assert_allclose(
+        out,
+        load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="float32").encode(texts),
+        atol=2e-5,
+    )
 
 
 def test_mrl_dimension(qwen3_embedder_dir, qwen3):
@@ -118,8 +142,11 @@ def test_minilm_matches_sentence_transformers(minilm, minilm_dir):
 
 
 def test_minilm_finds_the_right_passage(minilm):
-    passages = ["Paris is the capital of France.", "Photosynthesis turns light into chemical energy in plants.",
-                "The Rhine flows from the Alps to the North Sea."]
+    passages = [
+        "Paris is the capital of France.",
+        "Photosynthesis turns light into chemical energy in plants.",
+        "The Rhine flows from the Alps to the North Sea.",
+    ]
     query = minilm.encode(["How do plants make energy from sunlight?"], is_query=True)
     assert int(np.argmax(minilm.encode(passages) @ query[0])) == 1
 

@@ -11,7 +11,7 @@ DOCS = {
     "plants.md": "# Photosynthesis\n\nPlants turn sunlight, water and carbon dioxide into sugar and oxygen.",
     "rivers.txt": "The Rhine rises in the Swiss Alps and flows north to the North Sea through Germany.",
     "cooking.html": "<html><body><h1>Bread</h1><p>Knead the dough, let it rise, and bake it at 220 degrees."
-                    "</p><script>alert('not text')</script></body></html>",
+    "</p><script>alert('not text')</script></body></html>",
 }
 
 
@@ -33,12 +33,16 @@ def test_add_and_search(engine, files, tmp_path):
     bad = tmp_path / "broken.pdf"
     bad.write_bytes(b"%PDF-1.4 nothing else")
     stages = []
-    report = engine.add_files([*files, bad], progress=lambda stage, done, total: stages.append(stage))
+    report = engine.add_files(
+        [*files, bad], progress=lambda stage, done, total: stages.append(stage)
+    )
     assert [f.status for f in report.files] == ["indexed", "indexed", "indexed", "error"]
     assert "truncated" in report.files[3].error and report.files[3].path.endswith("broken.pdf")
     assert {"reading", "embedding"} <= set(stages)
     hits = engine.search("how do plants make sugar from light?", k=2)
-    assert hits[0].source.endswith("plants.md") and hits[0].rank == 1 and hits[0].rerank_score is None
+    assert (
+        hits[0].source.endswith("plants.md") and hits[0].rank == 1 and hits[0].rerank_score is None
+    )
     assert hits[0].score > hits[1].score
     assert hits[0].text == DOCS["plants.md"]
     assert set(hits.timings_ms) == {"embed_ms", "search_ms"}
@@ -73,9 +77,13 @@ def test_rerank_orders_by_the_rerankers_scores(engine, files, qwen3_reranker_dir
     engine._reranker = load_reranker(str(qwen3_reranker_dir), device="cpu")
     engine.add_files(files)
     plain = engine.search("sunlight", k=3)
-    reranked = engine.search("sunlight", k=3, rerank=True, rerank_candidates=3, instruction="Find facts")
+    reranked = engine.search(
+        "sunlight", k=3, rerank=True, rerank_candidates=3, instruction="Find facts"
+    )
     expected = engine.reranker.score("sunlight", [h.text for h in plain], instruction="Find facts")
-    assert [h.rerank_score for h in reranked] == pytest.approx(sorted(expected, reverse=True), abs=1e-6)
+    assert [h.rerank_score for h in reranked] == pytest.approx(
+        sorted(expected, reverse=True), abs=1e-6
+    )
     assert {h.text for h in reranked} == {h.text for h in plain}
     assert "rerank_ms" in reranked.timings_ms
     assert [h.rank for h in reranked] == [1, 2, 3]
@@ -84,9 +92,15 @@ def test_rerank_orders_by_the_rerankers_scores(engine, files, qwen3_reranker_dir
 def test_save_open_and_model_mismatch(engine, files, tmp_path, minilm, qwen3_embedder_dir):
     engine.add_files(files)
     engine.save(tmp_path / "ix")
-    reopened = Engine.open(tmp_path / "ix", Settings(embed_model=minilm.model_name), embedder=minilm)
-    assert [h.text for h in reopened.search("river", k=3)] == [h.text for h in engine.search("river", k=3)]
-    followed = Engine.open(tmp_path / "ix", Settings(embed_model="other/model"), follow_index_model=True)
+    reopened = Engine.open(
+        tmp_path / "ix", Settings(embed_model=minilm.model_name), embedder=minilm
+    )
+    assert [h.text for h in reopened.search("river", k=3)] == [
+        h.text for h in engine.search("river", k=3)
+    ]
+    followed = Engine.open(
+        tmp_path / "ix", Settings(embed_model="other/model"), follow_index_model=True
+    )
     assert followed.settings.embed_model == minilm.model_name
     with pytest.raises(IndexFolderError, match="built with model"):
         Engine.open(tmp_path / "ix", Settings(embed_model=str(qwen3_embedder_dir)))

@@ -30,12 +30,21 @@ def test_relevant_document_past_the_cutoffs_scores_zero():
 def test_scifact_train_with_the_real_small_model(shared_data, minilm, tmp_path):
     data = load_beir(shared_data / "scifact-dev", "train")
     assert len(data.query_ids) == 809 and len(data.corpus_ids) == 5183
-    dense, lexical, hybrid, rrf = compare(data, minilm, [Config("dense"), Config("lexical"), Config("hybrid"),
-                                                          Config("hybrid", "rrf")], cache=tmp_path / "cache")
+    dense, lexical, hybrid, rrf = compare(
+        data,
+        minilm,
+        [Config("dense"), Config("lexical"), Config("hybrid"), Config("hybrid", "rrf")],
+        cache=tmp_path / "cache",
+    )
     assert 0.62 <= dense["ndcg_at_10"] <= 0.70, dense  # published: ≈ 0.645 on the test split
-    assert hybrid["ndcg_at_10"] > max(dense["ndcg_at_10"], lexical["ndcg_at_10"]), (dense, lexical, hybrid)
-    assert hybrid["config"] == "hybrid-tmm(w=0.8)" and hybrid["ndcg_at_10"] > rrf["ndcg_at_10"] + 0.01, \
-        "the default (convex, theoretical-min, chosen on this split) beats rank fusion"
+    assert hybrid["ndcg_at_10"] > max(dense["ndcg_at_10"], lexical["ndcg_at_10"]), (
+        dense,
+        lexical,
+        hybrid,
+    )
+    assert (
+        hybrid["config"] == "hybrid-tmm(w=0.8)" and hybrid["ndcg_at_10"] > rrf["ndcg_at_10"] + 0.01
+    ), "the default (convex, theoretical-min, chosen on this split) beats rank fusion"
 
 
 def test_eval_ranks_exactly_as_search_does(minilm, tmp_path):
@@ -53,4 +62,7 @@ def test_eval_ranks_exactly_as_search_does(minilm, tmp_path):
     for mode in ("hybrid", "dense", "lexical"):
         run = rank_queries(data, engine, vectors, Ranking.from_settings(settings, mode))
         for qid, text in zip(data.query_ids, data.query_texts):
-            assert run[qid] == [h.doc_id for h in engine.search(text, k=100, mode=mode)], (mode, qid)
+            assert run[qid] == [h.doc_id for h in engine.search(text, k=100, mode=mode)], (
+                mode,
+                qid,
+            )

@@ -9,10 +9,36 @@ import json
 from qsearch.types import Hit
 from qsearch.web import export
 
-HITS = [Hit(rank=1, score=0.91, source="a.pdf", page=3, page_end=4, text='He said "yes", then left.', start=0, end=9,
-            doc_id="d", rerank_score=0.8, dense_score=0.55, lexical_score=7.5, keyword_score=0.6, retrieval_rank=4,
-            ocr=True),
-        Hit(rank=2, score=0.5, source="b.txt", page=None, page_end=None, text="plain", start=0, end=5, doc_id="e")]
+HITS = [
+    Hit(
+        rank=1,
+        score=0.91,
+        source="a.pdf",
+        page=3,
+        page_end=4,
+        text='He said "yes", then left.',
+        start=0,
+        end=9,
+        doc_id="d",
+        rerank_score=0.8,
+        dense_score=0.55,
+        lexical_score=7.5,
+        keyword_score=0.6,
+        retrieval_rank=4,
+        ocr=True,
+    ),
+    Hit(
+        rank=2,
+        score=0.5,
+        source="b.txt",
+        page=None,
+        page_end=None,
+        text="plain",
+        start=0,
+        end=5,
+        doc_id="e",
+    ),
+]
 SETTINGS = {"k": 2, "mode": "hybrid", "rerank": True}
 
 
@@ -20,13 +46,26 @@ def test_json_export_holds_the_query_settings_and_every_score():
     data = json.loads(export.as_json("why?", SETTINGS, HITS))
     assert data["query"] == "why?" and data["settings"] == SETTINGS
     first = data["results"][0]
-    assert first == {"rank": 1, "source": "a.pdf", "page": 3, "page_end": 4, "ocr": True, "overall": 0.91,
-                     "meaning": 0.55, "keywords": 0.6, "bm25": 7.5, "reranker": 0.8, "rank_before_rerank": 4,
-                     "text": 'He said "yes", then left.'}
+    assert first == {
+        "rank": 1,
+        "source": "a.pdf",
+        "page": 3,
+        "page_end": 4,
+        "ocr": True,
+        "overall": 0.91,
+        "meaning": 0.55,
+        "keywords": 0.6,
+        "bm25": 7.5,
+        "reranker": 0.8,
+        "rank_before_rerank": 4,
+        "text": 'He said "yes", then left.',
+    }
 
 
 def test_csv_export_is_one_row_per_result_readable_by_csv():
     rows = list(csv.DictReader(io.StringIO(export.as_csv("why?", SETTINGS, HITS))))
-    assert [r["rank"] for r in rows] == ["1", "2"] and rows[0]["text"] == 'He said "yes", then left.'
+    assert [r["rank"] for r in rows] == ["1", "2"] and rows[0][
+        "text"
+    ] == 'He said "yes", then left.'
     assert rows[0]["query"] == "why?" and json.loads(rows[0]["settings"]) == SETTINGS
     assert rows[1]["reranker"] == "" and rows[0]["page"] == "3"

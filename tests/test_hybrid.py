@@ -14,8 +14,12 @@ def test_rrf_known_answer_is_scaled_to_one():
     # candidates 7, 3, 5, 9: dense ranks 1, 2, 3, absent; lexical ranks absent, 1, absent, 2
     scores = rrf([np.array([1, 2, 3, 0]), np.array([0, 1, 0, 2])], k=60)
     top = 2 / 61
-    assert scores == pytest.approx([(1 / 61) / top, (1 / 62 + 1 / 61) / top, (1 / 63) / top, (1 / 62) / top])
-    assert rrf([np.array([1]), np.array([1])], k=60) == pytest.approx([1.0]), "first in both: full marks"
+    assert scores == pytest.approx(
+        [(1 / 61) / top, (1 / 62 + 1 / 61) / top, (1 / 63) / top, (1 / 62) / top]
+    )
+    assert rrf([np.array([1]), np.array([1])], k=60) == pytest.approx([1.0]), (
+        "first in both: full marks"
+    )
 
 
 def test_convex_fusions_known_answers():
@@ -25,15 +29,26 @@ def test_convex_fusions_known_answers():
     # theoretical min: cosine (s + 1) / (0.9 + 1); bm25 s / 12
     expected = 0.7 * (cosine + 1) / 1.9 + 0.3 * bm25 / 12
     assert convex(cosine, bm25, 0.7, "tmm") == pytest.approx(expected)
-    assert normalise(np.array([0.0, 0.0]), "tmm", 0.0) == pytest.approx([0, 0]), "no keyword match: zero"
+    assert normalise(np.array([0.0, 0.0]), "tmm", 0.0) == pytest.approx([0, 0]), (
+        "no keyword match: zero"
+    )
     assert all(0 <= v <= 1 for v in convex(np.array([-0.2, 0.3]), np.array([0.0, 1.0]), 0.5, "tmm"))
 
 
 def test_fuse_dispatches_and_names_the_valid_methods():
-    cosine, bm25, dr, lr = np.array([0.9, 0.8]), np.array([1.0, 5.0]), np.array([1, 2]), np.array([2, 1])
+    cosine, bm25, dr, lr = (
+        np.array([0.9, 0.8]),
+        np.array([1.0, 5.0]),
+        np.array([1, 2]),
+        np.array([2, 1]),
+    )
     assert fuse("tmm", cosine, bm25, dr, lr, dense_weight=1.0) == pytest.approx((cosine + 1) / 1.9)
-    assert fuse("rrf", cosine, bm25, dr, lr)[0] == pytest.approx(fuse("rrf", cosine, bm25, dr, lr)[1])
-    with pytest.raises(ValueError, match=r"fusion must be one of \('tmm', 'minmax', 'rrf'\), got 'max'"):
+    assert fuse("rrf", cosine, bm25, dr, lr)[0] == pytest.approx(
+        fuse("rrf", cosine, bm25, dr, lr)[1]
+    )
+    with pytest.raises(
+        ValueError, match=r"fusion must be one of \('tmm', 'minmax', 'rrf'\), got 'max'"
+    ):
         fuse("max", cosine, bm25, dr, lr)
 
 
@@ -46,7 +61,10 @@ def test_tokenizer_stems_drops_stop_words_and_splits_cjk():
 
 def test_lexical_index_finds_exact_terms():
     index = LexicalIndex()
-    index.build([10, 11, 12], ["the reactor model RX-9000 overheats", "a story about reactors", "cooking pasta"])
+    index.build(
+        [10, 11, 12],
+        ["the reactor model RX-9000 overheats", "a story about reactors", "cooking pasta"],
+    )
     scores, ids, every = index.search("RX-9000", 3)
     assert list(ids) == [10] and scores[0] > 0 and every[0] == scores[0]
     assert len(index.search("words that appear nowhere", 3)[1]) == 0
@@ -72,17 +90,29 @@ def test_cjk_document_found_by_cjk_keyword(engine, tmp_path):
 
 
 def test_modes_and_scores(engine, tmp_path):
-    (tmp_path / "codes.txt").write_text("Part number QX-7781 is the replacement valve for the pump.")
-    (tmp_path / "pump.txt").write_text("Centrifugal pumps move fluid by converting rotational energy.")
+    (tmp_path / "codes.txt").write_text(
+        "Part number QX-7781 is the replacement valve for the pump."
+    )
+    (tmp_path / "pump.txt").write_text(
+        "Centrifugal pumps move fluid by converting rotational energy."
+    )
     engine.add_files(sorted(tmp_path.iterdir()))
     lexical = engine.search("QX-7781", k=2, mode="lexical")
-    assert len(lexical) == 1 and lexical[0].source.endswith("codes.txt") and lexical[0].dense_score is None
+    assert (
+        len(lexical) == 1
+        and lexical[0].source.endswith("codes.txt")
+        and lexical[0].dense_score is None
+    )
     hybrid = engine.search("QX-7781 valve", k=2, mode="hybrid")
     assert hybrid[0].source.endswith("codes.txt")
     assert hybrid[0].dense_score is not None and hybrid[0].lexical_score is not None
-    assert all(h.dense_score is not None and h.keyword_score is not None for h in hybrid), "full breakdown"
+    assert all(h.dense_score is not None and h.keyword_score is not None for h in hybrid), (
+        "full breakdown"
+    )
     assert all(0 <= h.score <= 1 and 0 <= h.keyword_score <= 1 for h in hybrid)
-    assert hybrid[1].lexical_score == 0.0 and hybrid[1].keyword_score == 0.0, "pump.txt lacks the part number"
+    assert hybrid[1].lexical_score == 0.0 and hybrid[1].keyword_score == 0.0, (
+        "pump.txt lacks the part number"
+    )
     dense = engine.search("QX-7781", k=2, mode="dense")
     assert dense[0].score == dense[0].dense_score and dense[0].lexical_score is None
     assert "embed_ms" not in lexical.timings_ms
@@ -99,15 +129,20 @@ def test_lexical_stays_in_step_through_add_remove_save_load(engine, tmp_path, mi
     assert engine.search("okapi", k=1, mode="lexical")[0].source.endswith("okapi.txt")
     engine.remove(next(f.doc_id for f in report.files if f.path.endswith("giraffe.txt")))
     assert engine.search("giraffe", k=3, mode="lexical") == []
-    assert engine.search("okapi", k=1, mode="lexical")[0].source.endswith("okapi.txt"), "rows realigned"
+    assert engine.search("okapi", k=1, mode="lexical")[0].source.endswith("okapi.txt"), (
+        "rows realigned"
+    )
     (docs / "zebra.txt").write_text("Quaggas were a subspecies of plains zebra.")
     engine.add_files([docs / "zebra.txt"])
     assert engine.search("quagga", k=1, mode="lexical")[0].source.endswith("zebra.txt")
     engine.save(tmp_path / "ix")
-    reopened = Engine.open(tmp_path / "ix", Settings(embed_model=minilm.model_name), embedder=minilm)
+    reopened = Engine.open(
+        tmp_path / "ix", Settings(embed_model=minilm.model_name), embedder=minilm
+    )
     for query in ("quagga", "okapi"):
-        assert [h.text for h in reopened.search(query, k=2, mode="lexical")] == \
-            [h.text for h in engine.search(query, k=2, mode="lexical")]
+        assert [h.text for h in reopened.search(query, k=2, mode="lexical")] == [
+            h.text for h in engine.search(query, k=2, mode="lexical")
+        ]
     texts = [c.text for c in reopened.index.chunks.values()]
     for row, text in enumerate(texts):
         assert reopened.search(text, k=1, mode="lexical")[0].text == text, row

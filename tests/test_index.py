@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from conftest import unit_vectors
 
-from qsearch.store.vectors import DocInfo, IndexFolderError, VectorIndex, brute_force_search, model_key
+from qsearch.store.vectors import (
+    DocInfo,
+    IndexFolderError,
+    VectorIndex,
+    brute_force_search,
+    model_key,
+)
 from qsearch.types import Chunk
 
 DIM = 48
@@ -17,8 +23,14 @@ DIM = 48
 def fill(index: VectorIndex, n_docs: int = 5, per_doc: int = 40, seed: int = 0) -> np.ndarray:
     vectors = unit_vectors(n_docs * per_doc, index.dim, seed)
     for d in range(n_docs):
-        chunks = [Chunk(f"doc{d}", f"file{d}.txt", f"text {d}-{i}", i, i + 1) for i in range(per_doc)]
-        index.add(DocInfo(f"doc{d}", f"file{d}.txt", per_doc), chunks, vectors[d * per_doc:(d + 1) * per_doc])
+        chunks = [
+            Chunk(f"doc{d}", f"file{d}.txt", f"text {d}-{i}", i, i + 1) for i in range(per_doc)
+        ]
+        index.add(
+            DocInfo(f"doc{d}", f"file{d}.txt", per_doc),
+            chunks,
+            vectors[d * per_doc : (d + 1) * per_doc],
+        )
     return vectors
 
 
@@ -70,7 +82,10 @@ def test_remove_keeps_rows_and_chunks_aligned(kind):
     if kind == "flat":  # ids are the original rows: map the reference's positions back to them
         np.testing.assert_array_equal(rows, np.flatnonzero(keep)[ref_rows])
     for row in rows.ravel():
-        assert index.chunks[row].text == f"text {index.chunks[row].doc_id[3:]}-{index.chunks[row].start}"
+        assert (
+            index.chunks[row].text
+            == f"text {index.chunks[row].doc_id[3:]}-{index.chunks[row].start}"
+        )
     with pytest.raises(KeyError, match="doc2"):
         index.remove("doc2")
 
@@ -85,7 +100,9 @@ def test_clear_and_ids_after_removal():
     assert sorted(index.chunks) == list(range(40, 160)), "ids are never reused"
     _, ids = index.search(fill_more[:1], 1)
     assert index.chunks[int(ids[0, 0])].doc_id == "doc9"
-    np.testing.assert_allclose(index.vectors_of([40, 159]), np.stack([vectors[40], fill_more[-1]]), atol=1e-6)
+    np.testing.assert_allclose(
+        index.vectors_of([40, 159]), np.stack([vectors[40], fill_more[-1]]), atol=1e-6
+    )
     index.clear()
     assert len(index) == 0 and not index.docs and index.search(fill_more[:1], 3)[1].shape == (1, 0)
 
@@ -149,7 +166,9 @@ def test_damaged_and_foreign_folders_are_clear_errors(tmp_path):
 
 def test_model_and_dimension_checks():
     index = VectorIndex(DIM, meta={"embed_model": "Qwen/Qwen3-Embedding-0.6B"})
-    index.check_model("/models/Qwen3-Embedding-0.6B/", DIM)  # a local copy of the same model is fine
+    index.check_model(
+        "/models/Qwen3-Embedding-0.6B/", DIM
+    )  # a local copy of the same model is fine
     with pytest.raises(IndexFolderError, match="built with model 'Qwen/Qwen3-Embedding-0.6B'"):
         index.check_model("sentence-transformers/all-MiniLM-L6-v2", DIM)
     with pytest.raises(IndexFolderError, match="--dim 48"):

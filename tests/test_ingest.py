@@ -27,7 +27,9 @@ def reason(path: Path, limits: Limits = Limits()) -> str:
 
 
 def test_pdf_pages_are_kept(tmp_path):
-    doc = load(write(tmp_path, "three.pdf", make_pdf(["First page text", "Second page", "Third and last"])))
+    doc = load(
+        write(tmp_path, "three.pdf", make_pdf(["First page text", "Second page", "Third and last"]))
+    )
     assert doc.kind == "pdf" and doc.n_pages == 3
     assert doc.text == "First page text\n\nSecond page\n\nThird and last"
     assert [doc.page_at(doc.text.index(w)) for w in ("First", "Second", "Third")] == [1, 2, 3]
@@ -40,7 +42,9 @@ def test_pdf_problems_have_clear_reasons(tmp_path):
     assert "no text layer" in reason(write(tmp_path, "scan.pdf", make_pdf([None, None])))
     assert "truncated" in reason(write(tmp_path, "cut.pdf", make_pdf(["Some text"] * 3)[:150]))
     assert "not a PDF" in reason(write(tmp_path, "fake.pdf", b"hello, I am text"))
-    assert "too many pages" in reason(write(tmp_path, "long.pdf", make_pdf(["p"] * 5)), Limits(max_pages=4))
+    assert "too many pages" in reason(
+        write(tmp_path, "long.pdf", make_pdf(["p"] * 5)), Limits(max_pages=4)
+    )
 
 
 def test_text_encodings(tmp_path):
@@ -77,7 +81,9 @@ def test_docx(tmp_path):
     table.rows[0].cells[0].text, table.rows[0].cells[1].text = "Region", "North"
     path = tmp_path / "report.docx"
     document.save(path)
-    assert load(path).text == "# Quarterly report\n\nRevenue grew by twelve percent.\n\nRegion | North"
+    assert (
+        load(path).text == "# Quarterly report\n\nRevenue grew by twelve percent.\n\nRegion | North"
+    )
     assert "not a zip" in reason(write(tmp_path, "fake.docx", "just text"))
 
 
@@ -92,7 +98,9 @@ def test_zip_bomb_disguised_as_docx(tmp_path):
 
 def test_limits_and_unsupported_types(tmp_path):
     assert "too large" in reason(write(tmp_path, "big.txt", "a" * 2000), Limits(max_bytes=1000))
-    assert "too much text" in reason(write(tmp_path, "long.txt", "word " * 500), Limits(max_chars=1000))
+    assert "too much text" in reason(
+        write(tmp_path, "long.txt", "word " * 500), Limits(max_chars=1000)
+    )
     assert "unsupported file type '.exe'" in reason(write(tmp_path, "tool.exe", b"MZ"))
     assert "no extension" in reason(write(tmp_path, "README", "text"))
     assert "can't read" in reason(tmp_path / "missing.txt")
@@ -115,7 +123,10 @@ def test_find_files_walks_folders(tmp_path):
     (tmp_path / ".hidden").mkdir()
     for name in ("a.txt", "sub/b.pdf", "sub/c.exe", ".hidden/d.txt"):
         write(tmp_path, name, "x")
-    assert [p.relative_to(tmp_path).as_posix() for p in find_files([tmp_path])] == ["a.txt", "sub/b.pdf"]
+    assert [p.relative_to(tmp_path).as_posix() for p in find_files([tmp_path])] == [
+        "a.txt",
+        "sub/b.pdf",
+    ]
 
 
 def test_every_real_world_pdf_gets_text_or_a_reason(shared_data):

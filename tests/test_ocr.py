@@ -15,9 +15,14 @@ from factories import make_pdf
 from qsearch.documents import ocr
 from qsearch.documents.read import IngestError, Limits, ReadOptions, load
 
-pytestmark = pytest.mark.skipif(not ocr.available(), reason="tesseract-ocr is not installed (make test installs it)")
-SENTENCES = ["The harbour master logs every ship at dawn.", "Invoice 4471 was paid in March by cheque.",
-             "Keep the fire door closed at all times."]
+pytestmark = pytest.mark.skipif(
+    not ocr.available(), reason="tesseract-ocr is not installed (make test installs it)"
+)
+SENTENCES = [
+    "The harbour master logs every ship at dawn.",
+    "Invoice 4471 was paid in March by cheque.",
+    "Keep the fire door closed at all times.",
+]
 
 
 def scan(lines: list[str], size: tuple[int, int] = (1700, 2200)):  # noqa: ANN201 - a PIL image, a letter page
@@ -59,7 +64,10 @@ def test_a_mixed_pdf_gives_both_pages_and_marks_only_the_scan(tmp_path, tok):
     from qsearch.documents.chunk import chunk_document
 
     writer = PdfWriter()
-    for data in (make_pdf(["A typed page about tide tables and harbour charts."]), image_pdf(scan(SENTENCES))):
+    for data in (
+        make_pdf(["A typed page about tide tables and harbour charts."]),
+        image_pdf(scan(SENTENCES)),
+    ):
         writer.append(PdfReader(io.BytesIO(data)))
     out = io.BytesIO()
     writer.write(out)
@@ -77,12 +85,18 @@ def test_images_and_multi_page_tiffs(tmp_path):
     scan(SENTENCES[2:]).save(tmp_path / "note.webp")
     pages = [scan(SENTENCES[:1]), scan(SENTENCES[2:])]
     pages[0].save(tmp_path / "pages.tiff", save_all=True, append_images=pages[1:])
-    for name, expected in (("note.png", SENTENCES[:1]), ("note.jpg", SENTENCES[1:2]), ("note.webp", SENTENCES[2:])):
+    for name, expected in (
+        ("note.png", SENTENCES[:1]),
+        ("note.jpg", SENTENCES[1:2]),
+        ("note.webp", SENTENCES[2:]),
+    ):
         doc = load(tmp_path / name)
         assert doc.kind == "image" and found_share(expected, doc.text) >= 0.9, (name, doc.text)
     tiff = load(tmp_path / "pages.tiff")
     assert tiff.n_pages == 2 and tiff.ocr_pages == (1, 2) and "harbour" in tiff.text.lower()
-    with pytest.raises(IngestError, match="image too large: page 1 has 4 megapixels, the limit is 1"):
+    with pytest.raises(
+        IngestError, match="image too large: page 1 has 4 megapixels, the limit is 1"
+    ):
         load(tmp_path / "note.png", Limits(max_pixels=1_000_000))
 
 
@@ -108,8 +122,13 @@ def test_no_ocr_and_a_missing_tesseract_say_so_and_break_nothing(tmp_path, monke
     with pytest.raises(IngestError, match=r"OCR is off"):
         load(tmp_path / "scan.pdf", options=ReadOptions(ocr=False))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # Tesseract hidden
-    assert not ocr.available() and ocr.status("eng") == "OCR is off: install tesseract-ocr to read scanned pages"
-    with pytest.raises(IngestError, match="no text layer; install tesseract-ocr to read scanned pages"):
+    assert (
+        not ocr.available()
+        and ocr.status("eng") == "OCR is off: install tesseract-ocr to read scanned pages"
+    )
+    with pytest.raises(
+        IngestError, match="no text layer; install tesseract-ocr to read scanned pages"
+    ):
         load(tmp_path / "scan.pdf")
     with pytest.raises(IngestError, match="install tesseract-ocr"):
         load(tmp_path / "note.png")
@@ -118,15 +137,42 @@ def test_no_ocr_and_a_missing_tesseract_say_so_and_break_nothing(tmp_path, monke
 
 def test_cli_chunk_json_shows_ocr_text_and_pages(tmp_path, minilm_dir):
     (tmp_path / "scan.pdf").write_bytes(image_pdf(scan(["A typed heading"]), scan(SENTENCES)))
-    done = subprocess.run([sys.executable, "-m", "qsearch", "chunk", "--json", "--embed-model", str(minilm_dir),
-                           str(tmp_path / "scan.pdf")], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qsearch",
+            "chunk",
+            "--json",
+            "--embed-model",
+            str(minilm_dir),
+            str(tmp_path / "scan.pdf"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["ocr_pages"] == [1, 2] and "OCR is on" in done.stderr
     assert found_share(SENTENCES, " ".join(c["text"] for c in result["first_chunks"])) >= 0.9
     assert all(c["ocr"] for c in result["first_chunks"])
-    off = subprocess.run([sys.executable, "-m", "qsearch", "chunk", "--json", "--no-ocr", "--embed-model",
-                          str(minilm_dir), str(tmp_path / "scan.pdf")], capture_output=True, text=True, timeout=300)
+    off = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qsearch",
+            "chunk",
+            "--json",
+            "--no-ocr",
+            "--embed-model",
+            str(minilm_dir),
+            str(tmp_path / "scan.pdf"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "OCR is off" in json.loads(off.stdout.strip().splitlines()[-1])["error"]
 
 
@@ -155,7 +201,9 @@ def test_shared_scanned_pdfs_report(shared_data):
             print(f"{path.name}: {e.reason}")
             continue
         if doc.ocr_pages or doc.notes:
-            print(f"{path.name}: OCR pages {list(doc.ocr_pages)}, {len(doc.text)} chars; notes {list(doc.notes)}")
+            print(
+                f"{path.name}: OCR pages {list(doc.ocr_pages)}, {len(doc.text)} chars; notes {list(doc.notes)}"
+            )
 
 
 def test_a_scanned_pdf_is_searchable_and_its_hits_say_ocr(tmp_path, minilm):

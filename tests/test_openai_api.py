@@ -12,7 +12,11 @@ from qsearch import Engine, Settings
 from qsearch.models.remote import RemoteEmbedder, RemoteError, RemoteReranker
 
 openai = pytest.importorskip("openai")
-TEXTS = ["Paris is the capital of France.", "Photosynthesis happens in chloroplasts.", "Tides follow the moon."]
+TEXTS = [
+    "Paris is the capital of France.",
+    "Photosynthesis happens in chloroplasts.",
+    "Tides follow the moon.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +34,9 @@ def test_models_lists_what_is_served(api, minilm_dir):
 def test_openai_client_gets_the_engines_own_vectors(api, minilm):
     url, model = api
     client = openai.OpenAI(base_url=f"{url}v1", api_key="unused")
-    answer = client.embeddings.create(model=model, input=TEXTS)  # the client asks for base64 by default
+    answer = client.embeddings.create(
+        model=model, input=TEXTS
+    )  # the client asks for base64 by default
     vectors = np.array([d.embedding for d in answer.data], dtype=np.float32)
     np.testing.assert_allclose(vectors, minilm.encode(TEXTS), atol=1e-5)
     assert [d.index for d in answer.data] == [0, 1, 2] and answer.model == model
@@ -48,27 +54,49 @@ def test_rerank_over_plain_http(api, qwen3_reranker_dir):
 
     url, _ = api
     docs = ["The capital of France is Paris.", "Bananas are yellow.", "France borders Spain."]
-    answer = httpx.post(f"{url}v1/rerank", json={"query": "capital of France", "documents": docs, "top_n": 2,
-                                                  "instruction": "Find facts", "return_documents": True}).json()
-    expected = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32").score("capital of France", docs,
-                                                                          instruction="Find facts")
+    answer = httpx.post(
+        f"{url}v1/rerank",
+        json={
+            "query": "capital of France",
+            "documents": docs,
+            "top_n": 2,
+            "instruction": "Find facts",
+            "return_documents": True,
+        },
+    ).json()
+    expected = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32").score(
+        "capital of France", docs, instruction="Find facts"
+    )
     order = list(np.argsort(-expected, kind="stable")[:2])
     assert [r["index"] for r in answer["results"]] == order
-    assert [r["relevance_score"] for r in answer["results"]] == pytest.approx(expected[order], abs=1e-5)
+    assert [r["relevance_score"] for r in answer["results"]] == pytest.approx(
+        expected[order], abs=1e-5
+    )
     assert answer["results"][0]["document"]["text"] == docs[order[0]]
 
 
-@pytest.mark.parametrize(("body", "status", "phrase"), [
-    ({"input": []}, 400, "'input': list should have at least 1 item"),
-    ({"input": [""]}, 400, "'input.0': string should have at least 1 character"),
-    ({"input": [1, 2]}, 400, "'input.0': input should be a valid string"),
-    ({"input": "x", "encoding_format": "int8"}, 400, "'encoding_format': input should be 'float' or 'base64'"),
-    ({"input": "x", "dimensions": 4096}, 400, "'dimensions' must be an integer in 1..384, got 4096"),
-    ({"input": "x", "dimensions": True}, 400, "'dimensions': input should be a valid integer"),
-    ({"input": "x", "model": "someone/else"}, 400, "is not served here"),
-    ({"input": ["x"] * 600}, 413, "too many"),
-    ({"input": "x" * 200_000}, 413, "characters"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "phrase"),
+    [
+        ({"input": []}, 400, "'input': list should have at least 1 item"),
+        ({"input": [""]}, 400, "'input.0': string should have at least 1 character"),
+        ({"input": [1, 2]}, 400, "'input.0': input should be a valid string"),
+        (
+            {"input": "x", "encoding_format": "int8"},
+            400,
+            "'encoding_format': input should be 'float' or 'base64'",
+        ),
+        (
+            {"input": "x", "dimensions": 4096},
+            400,
+            "'dimensions' must be an integer in 1..384, got 4096",
+        ),
+        ({"input": "x", "dimensions": True}, 400, "'dimensions': input should be a valid integer"),
+        ({"input": "x", "model": "someone/else"}, 400, "is not served here"),
+        ({"input": ["x"] * 600}, 413, "too many"),
+        ({"input": "x" * 200_000}, 413, "characters"),
+    ],
+)
 def test_bad_embedding_requests(api, body, status, phrase):
     url, _ = api
     response = httpx.post(f"{url}v1/embeddings", json=body)
@@ -80,24 +108,40 @@ def test_bad_rerank_requests_and_broken_json(api):
     url, _ = api
     assert httpx.post(f"{url}v1/rerank", json={"query": "q", "documents": []}).status_code == 400
     assert httpx.post(f"{url}v1/rerank", json={"query": "", "documents": ["d"]}).status_code == 400
-    assert httpx.post(f"{url}v1/rerank", json={"query": "q", "documents": ["d"], "top_n": 0}).status_code == 400
-    broken = httpx.post(f"{url}v1/embeddings", content=b"{not json", headers={"content-type": "application/json"})
+    assert (
+        httpx.post(
+            f"{url}v1/rerank", json={"query": "q", "documents": ["d"], "top_n": 0}
+        ).status_code
+        == 400
+    )
+    broken = httpx.post(
+        f"{url}v1/embeddings", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert broken.status_code == 400 and "not valid JSON" in broken.json()["error"]["message"]
 
 
 def test_api_key_is_required_when_set(minilm_dir):
     import app
 
-    demo = app.create_app(Settings(embed_model=str(minilm_dir), rerank_model="none/none", device="cpu"))
+    demo = app.create_app(
+        Settings(embed_model=str(minilm_dir), rerank_model="none/none", device="cpu")
+    )
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True, api_key="s3cret")
     try:
         assert httpx.post(f"{url}v1/embeddings", json={"input": "x"}).status_code == 401
-        wrong = httpx.post(f"{url}v1/embeddings", json={"input": "x"}, headers={"Authorization": "Bearer nope"})
+        wrong = httpx.post(
+            f"{url}v1/embeddings", json={"input": "x"}, headers={"Authorization": "Bearer nope"}
+        )
         assert wrong.status_code == 401 and "API key" in wrong.json()["error"]["message"]
         client = openai.OpenAI(base_url=f"{url}v1", api_key="s3cret")
-        assert len(client.embeddings.create(model=str(minilm_dir), input="x").data[0].embedding) == 384
-        unavailable = httpx.post(f"{url}v1/rerank", json={"query": "q", "documents": ["d"]},
-                                 headers={"Authorization": "Bearer s3cret"})
+        assert (
+            len(client.embeddings.create(model=str(minilm_dir), input="x").data[0].embedding) == 384
+        )
+        unavailable = httpx.post(
+            f"{url}v1/rerank",
+            json={"query": "q", "documents": ["d"]},
+            headers={"Authorization": "Bearer s3cret"},
+        )
         assert unavailable.status_code == 503
         with pytest.raises(RemoteError, match="401"):
             RemoteEmbedder(url, api_key="wrong", retries=0)
@@ -107,9 +151,11 @@ def test_api_key_is_required_when_set(minilm_dir):
 
 def test_a_remote_engine_ranks_like_the_local_one(api, minilm, tmp_path, qwen3_reranker_dir):
     url, model = api
-    for name, text in {"a.md": "# Tides\n\nThe moon pulls the oceans into tides twice a day.",
-                       "b.txt": "Sourdough bread rises thanks to wild yeast and bacteria.",
-                       "c.html": "<p>Glaciers carve U-shaped valleys as they slowly move.</p>"}.items():
+    for name, text in {
+        "a.md": "# Tides\n\nThe moon pulls the oceans into tides twice a day.",
+        "b.txt": "Sourdough bread rises thanks to wild yeast and bacteria.",
+        "c.html": "<p>Glaciers carve U-shaped valleys as they slowly move.</p>",
+    }.items():
         (tmp_path / name).write_text(text)
     files = sorted(tmp_path.glob("*.*"))
     local = Engine(Settings(embed_model=model), embedder=minilm)
@@ -119,12 +165,15 @@ def test_a_remote_engine_ranks_like_the_local_one(api, minilm, tmp_path, qwen3_r
     remote.add_files(files)
     for query in ("why are there tides?", "how does bread rise", "valleys and ice"):
         for mode in ("dense", "hybrid"):
-            assert [h.source for h in remote.search(query, k=3, mode=mode)] == \
-                [h.source for h in local.search(query, k=3, mode=mode)]
+            assert [h.source for h in remote.search(query, k=3, mode=mode)] == [
+                h.source for h in local.search(query, k=3, mode=mode)
+            ]
     reranked = remote.search("why are there tides?", k=3, rerank=True)
     assert isinstance(remote.reranker, RemoteReranker) and reranked[0].rerank_score is not None
     remote.save(tmp_path / "ix")
-    assert Engine.open(tmp_path / "ix", Settings(embed_model=model), embedder=minilm).search("tides", k=1)
+    assert Engine.open(tmp_path / "ix", Settings(embed_model=model), embedder=minilm).search(
+        "tides", k=1
+    )
 
 
 def test_retries_then_a_clear_error():
@@ -133,17 +182,25 @@ def test_retries_then_a_clear_error():
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(request.url.path)
         if len(calls) < 3:
-            return httpx.Response(503, json={"error": {"message": "warming up"}}, headers={"retry-after": "0"})
+            return httpx.Response(
+                503, json={"error": {"message": "warming up"}}, headers={"retry-after": "0"}
+            )
         if request.url.path.endswith("/models"):
             return httpx.Response(200, json={"data": [{"id": "m"}]})
         vector = base64.b64encode(np.ones(4, "<f4").tobytes()).decode()
         return httpx.Response(200, json={"data": [{"index": 0, "embedding": vector}]})
 
-    embedder = RemoteEmbedder("http://model-server.invalid", retries=3,
-                              http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    embedder = RemoteEmbedder(
+        "http://model-server.invalid",
+        retries=3,
+        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+    )
     assert embedder.dim == 4 and calls[:3] == ["/v1/models"] * 3, "two 503s, then the answer"
     np.testing.assert_allclose(np.linalg.norm(embedder.encode(["a"]), axis=1), 1.0)
-    exploded = httpx.Client(transport=httpx.MockTransport(
-        lambda r: httpx.Response(500, json={"error": {"message": "exploded"}})))
+    exploded = httpx.Client(
+        transport=httpx.MockTransport(
+            lambda r: httpx.Response(500, json={"error": {"message": "exploded"}})
+        )
+    )
     with pytest.raises(RemoteError, match="model-server.invalid/v1/models answered 500: exploded"):
         RemoteEmbedder("http://model-server.invalid", retries=1, http_client=exploded)

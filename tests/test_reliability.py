@@ -36,11 +36,17 @@ def bad_input_corpus(folder: Path) -> dict[str, str]:
         "image-only.pdf": (make_pdf([None, None, None]), "no text layer"),
         "zero-bytes.txt": (b"", "empty file"),
         "one-page.pdf": (make_pdf(["A single page about lighthouses"]), "indexed"),
-        "many-pages.pdf": (make_pdf([f"Page {i} of the long report on tides" for i in range(400)]), "indexed"),
+        "many-pages.pdf": (
+            make_pdf([f"Page {i} of the long report on tides" for i in range(400)]),
+            "indexed",
+        ),
         "not-a-zip.docx": ("plain text pretending to be Word", "not a zip"),
         "zip-bomb.docx": (zip_bomb(300), "zip bomb"),
-        "scripts.html": ("<html><body><p>Visible harbour text</p><script>steal()</script>"
-                         "<style>p{}</style></body></html>", "indexed"),
+        "scripts.html": (
+            "<html><body><p>Visible harbour text</p><script>steal()</script>"
+            "<style>p{}</style></body></html>",
+            "indexed",
+        ),
         "utf16.txt": ("Texte en UTF-16 : déjà vu".encode("utf-16"), "indexed"),
         "latin1.txt": (("Le phare est très ancien. " * 10).encode("latin-1"), "indexed"),
         "binary.txt": (os.urandom(4096), "binary"),
@@ -54,7 +60,9 @@ def bad_input_corpus(folder: Path) -> dict[str, str]:
     for name, (data, outcome) in files.items():
         (folder / name).write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
         expected[name] = outcome
-    with open(folder / "single-line-50mb.txt", "w") as f:  # one 50 MB line: refused by its size in text
+    with open(
+        folder / "single-line-50mb.txt", "w"
+    ) as f:  # one 50 MB line: refused by its size in text
         f.write("x" * (50 * 2**20 - 1))
     expected["single-line-50mb.txt"] = "too much text"
     return expected
@@ -83,8 +91,10 @@ def test_every_bad_file_gets_a_clear_reason_and_the_rest_index(engine, tmp_path)
             assert "\n" not in f.error and len(f.error) < 300
     assert outcomes["many-pages.pdf"].pages == 400
     assert seconds < 120 and peak_growth_mb < 1500, (seconds, peak_growth_mb)
-    print(f"\n{len(expected)} files: {len(report.indexed)} indexed, {len(report.errors)} refused "
-          f"with a reason, in {seconds:.1f} s, peak memory +{peak_growth_mb:.0f} MB")
+    print(
+        f"\n{len(expected)} files: {len(report.indexed)} indexed, {len(report.errors)} refused "
+        f"with a reason, in {seconds:.1f} s, peak memory +{peak_growth_mb:.0f} MB"
+    )
 
 
 def test_limits_on_pages_characters_and_seconds(tmp_path):
@@ -110,7 +120,9 @@ def test_names_are_labels_never_paths(engine, tmp_path):
 
 
 def test_collection_limits(minilm, tmp_path):
-    small = Engine(Settings(embed_model=minilm.model_name, max_files=2, max_chunks=3), embedder=minilm)
+    small = Engine(
+        Settings(embed_model=minilm.model_name, max_files=2, max_chunks=3), embedder=minilm
+    )
     for i in range(4):
         (tmp_path / f"f{i}.txt").write_text(f"File number {i} has its own words: {'lorem ' * i}")
     report = small.add_files(sorted(tmp_path.iterdir()))
@@ -128,7 +140,9 @@ def test_concurrent_sessions_never_see_each_other(app_server, tmp_path):
     n = 6
     secrets = [f"codeword-{random.randint(10**5, 10**6)}-{i}" for i in range(n)]
     for i, secret in enumerate(secrets):
-        (tmp_path / f"secret-{i}.txt").write_text(f"The private codeword of session {i} is {secret}.")
+        (tmp_path / f"secret-{i}.txt").write_text(
+            f"The private codeword of session {i} is {secret}."
+        )
 
     def session(i: int) -> list[str]:
         c = Client(url, verbose=False)
@@ -152,7 +166,9 @@ def test_sessions_are_freed_when_they_end_or_idle(minilm):
     from qsearch.web.sessions import Sessions, TooManySessions
 
     made = []
-    sessions = Sessions(lambda: made.append(Engine(embedder=minilm)) or made[-1], idle_seconds=0.2, max_sessions=3)
+    sessions = Sessions(
+        lambda: made.append(Engine(embedder=minilm)) or made[-1], idle_seconds=0.2, max_sessions=3
+    )
     first = sessions.get("a")
     assert sessions.get("a") is first and len(sessions) == 1
     sessions.get("b"), sessions.get("c")
@@ -160,7 +176,9 @@ def test_sessions_are_freed_when_they_end_or_idle(minilm):
         sessions.get("d")
     flag = sessions.stop_flag("b")
     sessions.end("b")
-    assert len(sessions) == 2 and sessions.peek("b") is None and flag.is_set(), "an ended session's run stops"
+    assert len(sessions) == 2 and sessions.peek("b") is None and flag.is_set(), (
+        "an ended session's run stops"
+    )
     time.sleep(0.3)
     sessions.get("e")
     assert len(sessions) == 1, "idle sessions were swept"
@@ -171,14 +189,17 @@ def test_uploads_are_deleted_from_the_server(minilm_dir, tmp_path):
 
     import app
 
-    demo = app.create_app(Settings(embed_model=str(minilm_dir), rerank_model="none/none", device="cpu"),
-                          upload_cache=(1, 1))
+    demo = app.create_app(
+        Settings(embed_model=str(minilm_dir), rerank_model="none/none", device="cpu"),
+        upload_cache=(1, 1),
+    )
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
     try:
         marker = f"unique-upload-{random.randint(10**8, 10**9)}.txt"
         (tmp_path / marker).write_text("Temporary upload that the server must not keep.")
-        report, *_ = Client(url, verbose=False).predict([handle_file(str(tmp_path / marker))],
-                                                        api_name="/add_documents")
+        report, *_ = Client(url, verbose=False).predict(
+            [handle_file(str(tmp_path / marker))], api_name="/add_documents"
+        )
         assert "1 indexed" in report
         temp_root = Path(os.environ["GRADIO_TEMP_DIR"])
         deadline = time.monotonic() + 20
@@ -194,18 +215,25 @@ def test_oversized_uploads_are_refused_by_the_server(minilm_dir, tmp_path):
 
     import app
 
-    demo = app.create_app(Settings(embed_model=str(minilm_dir), rerank_model="none/none", device="cpu",
-                                   max_file_mb=1))
+    demo = app.create_app(
+        Settings(embed_model=str(minilm_dir), rerank_model="none/none", device="cpu", max_file_mb=1)
+    )
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True, max_file_mb=1)
     try:
         big = tmp_path / "big.txt"
         big.write_text("word " * 300_000)
-        with pytest.raises(ValueError, match="exceeds the maximum file size of 1048576 bytes"):  # the client checks
+        with pytest.raises(
+            ValueError, match="exceeds the maximum file size of 1048576 bytes"
+        ):  # the client checks
             Client(url, verbose=False).predict([handle_file(str(big))], api_name="/add_documents")
         import httpx  # and the server refuses it too, whoever sends it
 
-        refused = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.txt", big.read_bytes())})
-        assert refused.status_code == 413 and "maximum allowed size of 1048576 bytes" in refused.text
+        refused = httpx.post(
+            f"{url}gradio_api/upload", files={"files": ("big.txt", big.read_bytes())}
+        )
+        assert (
+            refused.status_code == 413 and "maximum allowed size of 1048576 bytes" in refused.text
+        )
     finally:
         demo.close()
 
@@ -238,8 +266,9 @@ def test_sigkill_during_saves_never_breaks_the_index(tmp_path):
     rng = random.Random(7)
     for _ in range(25):
         before = len(VectorIndex.load(folder).docs) if (folder / "CURRENT").exists() else 0
-        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(folder)], cwd=ROOT, stdout=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SAVER, str(folder)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
         time.sleep(rng.uniform(1.0, 2.5))
         proc.send_signal(signal.SIGKILL)
         printed = [int(line) for line in proc.communicate()[0].split()]
@@ -250,8 +279,12 @@ def test_sigkill_during_saves_never_breaks_the_index(tmp_path):
         assert len(index.docs) in (last, last + 1), (before, printed[-3:], len(index.docs))
     leftovers = [p.name for p in folder.iterdir() if p.name.startswith(".tmp-")]
     VectorIndex(64).save(folder)
-    assert not [p for p in folder.iterdir() if p.name.startswith((".tmp-",))], "the next save cleans up"
-    print(f"\n{kills} kills survived; {len(leftovers)} unfinished temporary folders left and then cleaned")
+    assert not [p for p in folder.iterdir() if p.name.startswith((".tmp-",))], (
+        "the next save cleans up"
+    )
+    print(
+        f"\n{kills} kills survived; {len(leftovers)} unfinished temporary folders left and then cleaned"
+    )
 
 
 @pytest.mark.slow
@@ -259,20 +292,52 @@ def test_sigkill_during_cli_indexing(minilm_dir, tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
     for i in range(40):
-        (docs / f"doc{i}.txt").write_text(f"Document {i}. " + "A sentence about harbours and tides. " * 200)
+        (docs / f"doc{i}.txt").write_text(
+            f"Document {i}. " + "A sentence about harbours and tides. " * 200
+        )
     folder, rng = tmp_path / "ix", random.Random(3)
     for _ in range(6):
-        proc = subprocess.Popen([sys.executable, "-m", "qsearch", "index", "--index", str(folder), "--embed-model",
-                                 str(minilm_dir), str(docs)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "qsearch",
+                "index",
+                "--index",
+                str(folder),
+                "--embed-model",
+                str(minilm_dir),
+                str(docs),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(rng.uniform(3, 12))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if (folder / "CURRENT").exists():
             index = VectorIndex.load(folder)
-            assert len(index.docs) in (0, 40) and all(c.doc_id in index.docs for c in index.chunks.values())
-    done = subprocess.run([sys.executable, "-m", "qsearch", "index", "--index", str(folder), "--embed-model",
-                           str(minilm_dir), str(docs)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+            assert len(index.docs) in (0, 40) and all(
+                c.doc_id in index.docs for c in index.chunks.values()
+            )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qsearch",
+            "index",
+            "--index",
+            str(folder),
+            "--embed-model",
+            str(minilm_dir),
+            str(docs),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0 and len(VectorIndex.load(folder).docs) == 40
 
 
@@ -287,11 +352,18 @@ def test_load_twenty_sessions_searching_while_one_uploads(app_server, tmp_path):
 
     _, url = app_server
     sessions, searches = 20, 25
-    queries = ["how do I treat a burn?", "grind size for espresso", "largest volcano", "python virtual environment"]
+    queries = [
+        "how do I treat a burn?",
+        "grind size for espresso",
+        "largest volcano",
+        "python virtual environment",
+    ]
     uploads = sorted(app.SAMPLES.iterdir())
     bulk = 15  # the test app allows 20 files per session
     for i in range(bulk):
-        (tmp_path / f"bulk-{i}.txt").write_text(f"Bulk upload {i}. " + "Tide tables and harbour charts. " * 20)
+        (tmp_path / f"bulk-{i}.txt").write_text(
+            f"Bulk upload {i}. " + "Tide tables and harbour charts. " * 20
+        )
 
     def searcher(n: int) -> list[float]:
         c = Client(url, verbose=False)
@@ -308,8 +380,10 @@ def test_load_twenty_sessions_searching_while_one_uploads(app_server, tmp_path):
         c = Client(url, verbose=False)
         total = 0
         for i in range(0, bulk, 5):
-            report, *_ = c.predict([handle_file(str(tmp_path / f"bulk-{j}.txt")) for j in range(i, i + 5)],
-                                   api_name="/add_documents")
+            report, *_ = c.predict(
+                [handle_file(str(tmp_path / f"bulk-{j}.txt")) for j in range(i, i + 5)],
+                api_name="/add_documents",
+            )
             total += int(report.split(" indexed")[0].rsplit(">", 1)[-1])
         _, hits = c.predict(query="harbour charts", top_k=50, api_name="/search")
         assert len({h["source"] for h in hits}) == bulk, "no upload was lost"
@@ -322,8 +396,10 @@ def test_load_twenty_sessions_searching_while_one_uploads(app_server, tmp_path):
         assert upload_job.result() == bulk
     elapsed = time.perf_counter() - started
     p50, p95 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.95)]
-    print(f"\n{sessions} sessions x {searches} searches + {bulk} uploads in {elapsed:.1f} s: "
-          f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, 0 errors")
+    print(
+        f"\n{sessions} sessions x {searches} searches + {bulk} uploads in {elapsed:.1f} s: "
+        f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, 0 errors"
+    )
     assert len(latencies) == sessions * searches
 
 
@@ -333,43 +409,67 @@ def test_a_full_queue_says_busy_at_once(minilm_dir):
 
     import app
 
-    demo = app.create_app(Settings(embed_model=str(minilm_dir), rerank_model="none/none", device="cpu"))
+    demo = app.create_app(
+        Settings(embed_model=str(minilm_dir), rerank_model="none/none", device="cpu")
+    )
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True, queue_size=2)
     try:
+
         def one(_: int) -> tuple[str, float]:
             c = Client(url, verbose=False)
             started = time.perf_counter()
             try:  # either call may be refused: the queue holds 2
-                c.predict([handle_file(str(app.SAMPLES / "first-aid-basics.txt"))], api_name="/add_documents")
+                c.predict(
+                    [handle_file(str(app.SAMPLES / "first-aid-basics.txt"))],
+                    api_name="/add_documents",
+                )
                 started = time.perf_counter()
                 _, hits = c.predict(query="how do I treat a burn?", top_k=3, api_name="/search")
-                return ("ok" if hits and hits[0]["source"] == "first-aid-basics.txt" else f"wrong: {hits}"), 0.0
+                return (
+                    "ok"
+                    if hits and hits[0]["source"] == "first-aid-basics.txt"
+                    else f"wrong: {hits}"
+                ), 0.0
             except Exception as e:  # noqa: BLE001 - the kind of refusal is what we look at
                 return str(e), time.perf_counter() - started
 
         with ThreadPoolExecutor(24) as pool:
             outcomes = list(pool.map(one, range(24)))
         busy = [seconds for o, seconds in outcomes if "queue is full" in o.lower()]
-        assert busy and all(o == "ok" or "queue is full" in o.lower() for o, _ in outcomes), outcomes
+        assert busy and all(o == "ok" or "queue is full" in o.lower() for o, _ in outcomes), (
+            outcomes
+        )
         assert max(busy) < 5, f"a full queue answers at once, not after waiting: {max(busy):.1f} s"
     finally:
         demo.close()
 
 
-def test_share_without_a_route_to_the_share_server_keeps_serving_locally(minilm_dir, capsys, monkeypatch):
+def test_share_without_a_route_to_the_share_server_keeps_serving_locally(
+    minilm_dir, capsys, monkeypatch
+):
     import httpx
 
     import app
 
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # no outbound connection, whatever this machine has
-    demo = app.create_app(Settings(embed_model=str(minilm_dir), rerank_model="none/none", device="cpu"))
+    monkeypatch.setenv(
+        "HTTPS_PROXY", "http://127.0.0.1:9"
+    )  # no outbound connection, whatever this machine has
+    demo = app.create_app(
+        Settings(embed_model=str(minilm_dir), rerank_model="none/none", device="cpu")
+    )
     started = time.perf_counter()
     _, url, share_url = app.launch(demo, prevent_thread_lock=True, quiet=True, share=True)
     try:
         assert share_url is None and time.perf_counter() - started < 60
         assert httpx.get(url, timeout=10).status_code == 200
-        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("No public link")]
-        assert lines == [f"No public link: the share server can't be reached from here (no outbound connection); "
-                         f"the app is serving locally at {url}"]
+        lines = [
+            line
+            for line in capsys.readouterr().out.splitlines()
+            if line.startswith("No public link")
+        ]
+        assert lines == [
+            f"No public link: the share server can't be reached from here (no outbound connection); "
+            f"the app is serving locally at {url}"
+        ]
     finally:
         demo.close()

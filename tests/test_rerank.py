@@ -10,12 +10,17 @@ from qsearch.models.embedder import DEFAULT_TASK
 from qsearch.models.reranker import PREFIX, SUFFIX, Reranker, format_body, load_reranker
 
 QUERY = "what is the capital of France?"
-DOCS = ["Paris is the capital and largest city of France.", "The mitochondria is the powerhouse of the cell.",
-        "yes", "The quick brown fox jumps over the lazy dog. " * 10]
+DOCS = [
+    "Paris is the capital and largest city of France.",
+    "The mitochondria is the powerhouse of the cell.",
+    "yes",
+    "The quick brown fox jumps over the lazy dog. " * 10,
+]
 
 
-def official_scores(folder, query: str, docs: list[str], instruction: str | None = None,
-                    max_length: int = 8192) -> np.ndarray:
+def official_scores(
+    folder, query: str, docs: list[str], instruction: str | None = None, max_length: int = 8192
+) -> np.ndarray:
     """The Qwen3-Reranker model card's recipe: full logits at the last position, [no, yes] softmax."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -23,9 +28,17 @@ def official_scores(folder, query: str, docs: list[str], instruction: str | None
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     prefix = tokenizer.encode(PREFIX, add_special_tokens=False)
     suffix = tokenizer.encode(SUFFIX, add_special_tokens=False)
-    pairs = [f"<Instruct>: {instruction or DEFAULT_TASK}\n<Query>: {query}\n<Document>: {d}" for d in docs]
-    inputs = tokenizer(pairs, padding=False, truncation="longest_first", return_attention_mask=False,
-                       max_length=max_length - len(prefix) - len(suffix))
+    pairs = [
+        f"<Instruct>: {instruction or DEFAULT_TASK}\n<Query>: {query}\n<Document>: {d}"
+        for d in docs
+    ]
+    inputs = tokenizer(
+        pairs,
+        padding=False,
+        truncation="longest_first",
+        return_attention_mask=False,
+        max_length=max_length - len(prefix) - len(suffix),
+    )
     inputs["input_ids"] = [prefix + ids + suffix for ids in inputs["input_ids"]]
     inputs = tokenizer.pad(inputs, padding=True, return_tensors="pt", max_length=max_length)
     no, yes = tokenizer.convert_tokens_to_ids("no"), tokenizer.convert_tokens_to_ids("yes")
@@ -49,11 +62,15 @@ def test_contract(reranker):
 
 
 def test_scores_match_full_logits(reranker, qwen3_reranker_dir):
-    np.testing.assert_allclose(reranker.score(QUERY, DOCS), official_scores(qwen3_reranker_dir, QUERY, DOCS),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        reranker.score(QUERY, DOCS), official_scores(qwen3_reranker_dir, QUERY, DOCS), atol=1e-5
+    )
     task = "Given a claim, find evidence"
-    np.testing.assert_allclose(reranker.score(QUERY, DOCS, instruction=task),
-                               official_scores(qwen3_reranker_dir, QUERY, DOCS, task), atol=1e-5)
+    np.testing.assert_allclose(
+        reranker.score(QUERY, DOCS, instruction=task),
+        official_scores(qwen3_reranker_dir, QUERY, DOCS, task),
+        atol=1e-5,
+    )
 
 
 def test_template_is_exact(reranker):
@@ -68,13 +85,20 @@ def test_only_the_body_is_truncated(qwen3_reranker_dir):
     for ids in short.prepare(QUERY, DOCS):
         assert len(ids) <= 120
         assert ids[: len(short.prefix_ids)] == short.prefix_ids
-        assert ids[-len(short.suffix_ids):] == short.suffix_ids
-    np.testing.assert_allclose(short.score(QUERY, DOCS),
-                               official_scores(qwen3_reranker_dir, QUERY, DOCS, max_length=120), atol=1e-5)
+        assert ids[-len(short.suffix_ids) :] == short.suffix_ids
+    np.testing.assert_allclose(
+        short.score(QUERY, DOCS),
+        official_scores(qwen3_reranker_dir, QUERY, DOCS, max_length=120),
+        atol=1e-5,
+    )
 
 
 def test_batches_do_not_change_scores(qwen3_reranker_dir, reranker):
-    tiny_batches = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32", max_batch_tokens=100)
-    np.testing.assert_allclose(tiny_batches.score(QUERY, DOCS), reranker.score(QUERY, DOCS), atol=1e-5)
+    tiny_batches = load_reranker(
+        str(qwen3_reranker_dir), device="cpu", dtype="float32", max_batch_tokens=100
+    )
+    np.testing.assert_allclose(
+        tiny_batches.score(QUERY, DOCS), reranker.score(QUERY, DOCS), atol=1e-5
+    )
     alone = [reranker.score(QUERY, [d])[0] for d in DOCS]
     np.testing.assert_allclose(reranker.score(QUERY, DOCS), alone, atol=1e-5)

@@ -17,8 +17,10 @@ from qsearch.models import loading
 
 @pytest.fixture
 def engine():
-    return Engine(Settings(embed_model=HashingEmbedder.model_name, chunk_tokens=32, chunk_overlap=4),
-                  embedder=HashingEmbedder())
+    return Engine(
+        Settings(embed_model=HashingEmbedder.model_name, chunk_tokens=32, chunk_overlap=4),
+        embedder=HashingEmbedder(),
+    )
 
 
 def write(folder, **files):  # noqa: ANN001, ANN003
@@ -37,13 +39,16 @@ def test_a_cancelled_run_leaves_the_collection_as_it_was(engine, tmp_path):
     def stop_after_reading() -> bool:
         asked.append(1)
         return len(asked) > 5  # the five files are read, then the embedding is stopped
+
     with pytest.raises(Cancelled, match="nothing was added"):
         engine.add_files(more, should_stop=stop_after_reading)
     assert (dict(engine.index.docs), dict(engine.index.chunks)) == before
 
 
 def test_clear_is_one_step_and_removal_uses_ids(engine, tmp_path):
-    files = write(tmp_path, **{f"d{i}.txt": f"document {i} about topic{i} " * 30 for i in range(20)})
+    files = write(
+        tmp_path, **{f"d{i}.txt": f"document {i} about topic{i} " * 30 for i in range(20)}
+    )
     report = engine.add_files(files)
     assert len(engine.documents()) == 20
     removed = next(f.doc_id for f in report.files if f.path.endswith("d3.txt"))
@@ -53,7 +58,9 @@ def test_clear_is_one_step_and_removal_uses_ids(engine, tmp_path):
     assert engine.search("topic4", k=1)[0].source.endswith("d4.txt")
     started = time.perf_counter()
     engine.clear()
-    assert time.perf_counter() - started < 0.05 and engine.documents() == [] and len(engine.index) == 0
+    assert (
+        time.perf_counter() - started < 0.05 and engine.documents() == [] and len(engine.index) == 0
+    )
     assert engine.search("topic4", k=1) == []
 
 
@@ -77,11 +84,17 @@ def test_reading_takes_no_model_lock(tmp_path):
 def test_the_fallback_notice_when_the_configured_model_cannot_load(minilm_dir):
     from qsearch.web.model_service import ModelService
 
-    service = ModelService.load(Settings(embed_model="/no/such/model", rerank_model="/no/such/reranker",
-                                         device="cpu"), measure=False)
+    service = ModelService.load(
+        Settings(embed_model="/no/such/model", rerank_model="/no/such/reranker", device="cpu"),
+        measure=False,
+    )
     assert service.settings.embed_model == str(minilm_dir)
-    assert "Could not load /no/such/model" in service.notice and "all-MiniLM-L6-v2" in service.notice
-    assert service.rerank_unavailable.startswith("Reranking is unavailable: model folder '/no/such/reranker'")
+    assert (
+        "Could not load /no/such/model" in service.notice and "all-MiniLM-L6-v2" in service.notice
+    )
+    assert service.rerank_unavailable.startswith(
+        "Reranking is unavailable: model folder '/no/such/reranker'"
+    )
     with pytest.raises(loading.ModelLoadError, match="Reranking is unavailable"):
         service.reranker()
 
@@ -101,14 +114,31 @@ def test_embedding_runs_in_windows_that_fit_the_measured_speed():
 
 
 def test_settings_parse_the_environment_by_type():
-    s = Settings.from_env({"QSEARCH_MAX_FILES": "7", "QSEARCH_DENSE_WEIGHT": "0.3", "QSEARCH_OCR": "off",
-                           "QSEARCH_EMBED_DIM": "256", "QSEARCH_DTYPE": "bfloat16"})
-    assert (s.max_files, s.dense_weight, s.ocr, s.embed_dim, s.dtype) == (7, 0.3, False, 256, "bfloat16")
+    s = Settings.from_env(
+        {
+            "QSEARCH_MAX_FILES": "7",
+            "QSEARCH_DENSE_WEIGHT": "0.3",
+            "QSEARCH_OCR": "off",
+            "QSEARCH_EMBED_DIM": "256",
+            "QSEARCH_DTYPE": "bfloat16",
+        }
+    )
+    assert (s.max_files, s.dense_weight, s.ocr, s.embed_dim, s.dtype) == (
+        7,
+        0.3,
+        False,
+        256,
+        "bfloat16",
+    )
     with pytest.raises(ValueError, match="QSEARCH_MAX_FILES='many' is not an int"):
         Settings.from_env({"QSEARCH_MAX_FILES": "many"})
-    with pytest.raises(ValueError, match="QSEARCH_OCR='maybe' is not one of 1, true, yes, on, 0, false, no, off"):
+    with pytest.raises(
+        ValueError, match="QSEARCH_OCR='maybe' is not one of 1, true, yes, on, 0, false, no, off"
+    ):
         Settings.from_env({"QSEARCH_OCR": "maybe"})
-    with pytest.raises(ValueError, match="dtype must be one of .*'float32', 'bfloat16'.*got 'int4'"):
+    with pytest.raises(
+        ValueError, match="dtype must be one of .*'float32', 'bfloat16'.*got 'int4'"
+    ):
         Settings(dtype="int4")
 
 
@@ -119,8 +149,12 @@ def test_cpu_dtype_follows_the_capability(monkeypatch):
     assert "neither AMX nor AVX512-BF16" in loading.dtype_reason("cpu")
     loading.cpu_dtype.cache_clear()
     monkeypatch.setattr(loading, "cpu_bf16_flags", lambda: ["AMX"])
-    monkeypatch.setattr(loading, "bf16_speedup", lambda: 0.9)  # the flag says yes, the timing says no
-    assert loading.pick_dtype("cpu") == torch.float32 and "measured only 0.9x" in loading.dtype_reason("cpu")
+    monkeypatch.setattr(
+        loading, "bf16_speedup", lambda: 0.9
+    )  # the flag says yes, the timing says no
+    assert loading.pick_dtype(
+        "cpu"
+    ) == torch.float32 and "measured only 0.9x" in loading.dtype_reason("cpu")
     loading.cpu_dtype.cache_clear()
     monkeypatch.setattr(loading, "bf16_speedup", lambda: 3.5)
     assert loading.pick_dtype("cpu") == torch.bfloat16 and "AMX" in loading.dtype_reason("cpu")
@@ -128,29 +162,47 @@ def test_cpu_dtype_follows_the_capability(monkeypatch):
     loading.cpu_dtype.cache_clear()
 
 
-def test_bf16_vectors_and_scores_agree_with_fp32(qwen3_embedder_dir, qwen3_reranker_dir, minilm_dir):
+def test_bf16_vectors_and_scores_agree_with_fp32(
+    qwen3_embedder_dir, qwen3_reranker_dir, minilm_dir
+):
     """The CPU default where bf16 is native: same vectors (cosine >= 0.999, alone or in a padded batch)
     and P(yes) within 0.01, for the last-token and the mean-pooling model."""
     from qsearch.models.embedder import load_embedder
     from qsearch.models.reranker import load_reranker
 
-    texts = ["Paris is the capital of France.", "The quick brown fox jumps over the lazy dog. " * 8, "yes"]
+    texts = [
+        "Paris is the capital of France.",
+        "The quick brown fox jumps over the lazy dog. " * 8,
+        "yes",
+    ]
     for folder in (qwen3_embedder_dir, minilm_dir):
         fp32 = load_embedder(str(folder), device="cpu", dtype="float32").encode(texts)
         bf16_model = load_embedder(str(folder), device="cpu", dtype="bfloat16")
         bf16 = bf16_model.encode(texts)
         alone = np.vstack([bf16_model.encode([t]) for t in texts])
-        assert (fp32 * bf16).sum(1).min() >= 0.999 and (alone * bf16).sum(1).min() >= 0.999, folder.name
-    scores = [load_reranker(str(qwen3_reranker_dir), device="cpu", dtype=d).score("capital of France?", texts)
-              for d in ("float32", "bfloat16")]
+        assert (fp32 * bf16).sum(1).min() >= 0.999 and (alone * bf16).sum(1).min() >= 0.999, (
+            folder.name
+        )
+    scores = [
+        load_reranker(str(qwen3_reranker_dir), device="cpu", dtype=d).score(
+            "capital of France?", texts
+        )
+        for d in ("float32", "bfloat16")
+    ]
     assert np.abs(scores[0] - scores[1]).max() <= 0.01
 
 
-def test_cpu_bf16_compiles_decoder_blocks_without_changing_the_vectors(qwen3_embedder_dir, minilm_dir, monkeypatch):
+def test_cpu_bf16_compiles_decoder_blocks_without_changing_the_vectors(
+    qwen3_embedder_dir, minilm_dir, monkeypatch
+):
     """loading.compile_on_cpu: only on a CPU in bf16, only where torch.compile works; same vectors."""
     from qsearch.models.embedder import load_embedder
 
-    texts = ["Paris is the capital of France.", "yes", "The quick brown fox jumps over the lazy dog. " * 6]
+    texts = [
+        "Paris is the capital of France.",
+        "yes",
+        "The quick brown fox jumps over the lazy dog. " * 6,
+    ]
     eager = load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="bfloat16", compile=False)
     assert not eager.compiled
     assert not load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="float32").compiled
@@ -158,15 +210,23 @@ def test_cpu_bf16_compiles_decoder_blocks_without_changing_the_vectors(qwen3_emb
         pytest.skip("torch.compile does not work here (no C++ compiler)")
     compiled = load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="bfloat16")
     assert compiled.compiled
-    kinds = {type(m).__name__ for m in compiled.model.modules() if m._compiled_call_impl is not None}
+    kinds = {
+        type(m).__name__ for m in compiled.model.modules() if m._compiled_call_impl is not None
+    }
     assert kinds == {"Qwen3Attention", "Qwen3MLP", "Qwen3RMSNorm"}
     attention = compiled.model.layers[0].self_attn
-    assert attention.q_norm._compiled_call_impl is None, "a norm inside compiled attention is compiled with it"
+    assert attention.q_norm._compiled_call_impl is None, (
+        "a norm inside compiled attention is compiled with it"
+    )
     assert compiled.model.norm._compiled_call_impl is not None  # the final norm, outside any block
     together, alone = compiled.encode(texts), np.vstack([compiled.encode([t]) for t in texts])
     reference = eager.encode(texts)
-    assert (together * reference).sum(1).min() >= 0.9995 and (alone * reference).sum(1).min() >= 0.9995
-    assert not load_embedder(str(minilm_dir), device="cpu", dtype="bfloat16").compiled  # encoders stay eager
+    assert (together * reference).sum(1).min() >= 0.9995 and (alone * reference).sum(
+        1
+    ).min() >= 0.9995
+    assert not load_embedder(
+        str(minilm_dir), device="cpu", dtype="bfloat16"
+    ).compiled  # encoders stay eager
     monkeypatch.setattr(loading, "_can_compile", lambda: False)  # no C++ compiler: eager, as before
     assert not load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="bfloat16").compiled
 
@@ -180,12 +240,16 @@ def test_a_query_waits_for_one_indexing_window_not_the_whole_upload():
             return super().encode(texts, **kwargs)
 
     service = ModelService(Settings(embed_model=Slow.model_name), Slow())
-    indexing = threading.Thread(target=service.embedder.encode, args=([f"text {i}" for i in range(80)],))
+    indexing = threading.Thread(
+        target=service.embedder.encode, args=([f"text {i}" for i in range(80)],)
+    )
     indexing.start()  # 10 windows of 8 texts: 2.5 s in all
     time.sleep(0.3)
     started = time.perf_counter()
     service.embedder.encode(["a query"], is_query=True)
     waited = time.perf_counter() - started
     assert indexing.is_alive(), "the upload is still embedding"
-    assert waited < 0.75, f"the query waited {waited:.2f} s: at most one window (0.25 s) and its own call"
+    assert waited < 0.75, (
+        f"the query waited {waited:.2f} s: at most one window (0.25 s) and its own call"
+    )
     indexing.join()

@@ -20,7 +20,9 @@ import pickle
 from collections.abc import Callable
 from typing import Any
 
-CALLS: list[str] = []  # names of the functions called, in the main process: tests check the boundary was used
+CALLS: list[
+    str
+] = []  # names of the functions called, in the main process: tests check the boundary was used
 
 
 class ZeroGPUError(RuntimeError):
@@ -36,11 +38,15 @@ def GPU(task: Callable | None = None, *, duration: float | Callable[..., float] 
     def call(*args: Any, **kwargs: Any) -> Any:
         seconds = duration(*args, **kwargs) if callable(duration) else duration
         if not isinstance(seconds, (int, float)) or seconds <= 0:
-            raise ZeroGPUError(f"{task.__name__}: duration must be a positive number of seconds, got {seconds!r}")
+            raise ZeroGPUError(
+                f"{task.__name__}: duration must be a positive number of seconds, got {seconds!r}"
+            )
         try:
             payload = pickle.dumps((args, kwargs))
         except Exception as e:  # noqa: BLE001 - whatever pickle refuses
-            raise ZeroGPUError(f"{task.__name__}: its arguments can't be sent to the GPU worker ({e})") from None
+            raise ZeroGPUError(
+                f"{task.__name__}: its arguments can't be sent to the GPU worker ({e})"
+            ) from None
         CALLS.append(task.__name__)
         context = multiprocessing.get_context("fork")
         receive, send = context.Pipe(duplex=False)
@@ -49,7 +55,9 @@ def GPU(task: Callable | None = None, *, duration: float | Callable[..., float] 
         send.close()
         if not receive.poll(seconds):
             worker.kill()
-            raise ZeroGPUError(f"{task.__name__}: GPU task aborted after its duration of {seconds:g} s")
+            raise ZeroGPUError(
+                f"{task.__name__}: GPU task aborted after its duration of {seconds:g} s"
+            )
         status, value = pickle.loads(receive.recv_bytes())
         worker.join()
         if status == "error":
@@ -70,13 +78,23 @@ def _work(task: Callable, payload: bytes, send: Any) -> None:
         try:
             message = pickle.dumps(("error", e))
         except Exception:  # noqa: BLE001 - an exception that can't be pickled
-            message = pickle.dumps(("error", ZeroGPUError(f"{task.__name__}: {type(e).__name__}: {e}")))
+            message = pickle.dumps(
+                ("error", ZeroGPUError(f"{task.__name__}: {type(e).__name__}: {e}"))
+            )
     send.send_bytes(message)
     send.close()
 
 
 def _refuse_cuda(value: Any, name: str) -> None:
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+    items = (
+        value.values()
+        if isinstance(value, dict)
+        else value
+        if isinstance(value, (list, tuple))
+        else [value]
+    )
     for item in items:
         if getattr(item, "is_cuda", False):
-            raise ZeroGPUError(f"{name}: returned a CUDA tensor, which does not survive the worker; return numpy")
+            raise ZeroGPUError(
+                f"{name}: returned a CUDA tensor, which does not survive the worker; return numpy"
+            )

@@ -22,8 +22,9 @@ from ..types import Chunk, Document
 class Tokenizer(Protocol):
     """What chunking needs of a Hugging Face (fast) tokenizer."""
 
-    def __call__(self, text: list[str], *, add_special_tokens: bool,
-                 return_offsets_mapping: bool) -> dict: ...
+    def __call__(
+        self, text: list[str], *, add_special_tokens: bool, return_offsets_mapping: bool
+    ) -> dict: ...
 
 
 # Each pattern marks the positions where a new piece may start, most preferred first.
@@ -37,15 +38,20 @@ _LEVELS: tuple[tuple[str, re.Pattern[str]], ...] = (
 # Only cut at a level's boundary if the chunk before it holds at least this share of the budget.
 _MIN_FILL = {"heading": 0.125, "paragraph": 0.5, "line": 0.5, "sentence": 0.5, "word": 0.0}
 _TOKENIZE_BLOCK_CHARS = 20_000
-_MAX_CHARS_PER_TOKEN = 32  # bounds a chunk's length even where a tokenizer makes one token of a long run
+_MAX_CHARS_PER_TOKEN = (
+    32  # bounds a chunk's length even where a tokenizer makes one token of a long run
+)
 
 
-def chunk_document(doc: Document, tokenizer: Tokenizer, max_tokens: int = 256,
-                   overlap: int = 32) -> list[Chunk]:
+def chunk_document(
+    doc: Document, tokenizer: Tokenizer, max_tokens: int = 256, overlap: int = 32
+) -> list[Chunk]:
     """Split `doc` into chunks of at most ~max_tokens tokens; identical chunks are kept once."""
     if max_tokens < 1 or not 0 <= overlap < max_tokens:
-        raise ValueError(f"need max_tokens >= 1 and 0 <= overlap < max_tokens, "
-                         f"got max_tokens={max_tokens}, overlap={overlap}")
+        raise ValueError(
+            f"need max_tokens >= 1 and 0 <= overlap < max_tokens, "
+            f"got max_tokens={max_tokens}, overlap={overlap}"
+        )
     spans = split_spans(doc.text, token_starts(doc.text, tokenizer), max_tokens, overlap)
     chunks: list[Chunk] = []
     seen: set[str] = set()
@@ -56,8 +62,18 @@ def chunk_document(doc: Document, tokenizer: Tokenizer, max_tokens: int = 256,
         seen.add(text)
         page, page_end = doc.page_at(start), doc.page_at(end - 1)
         ocr = page is not None and any(page <= p <= page_end for p in doc.ocr_pages)
-        chunks.append(Chunk(doc_id=doc.doc_id, source=doc.source, text=text, start=start, end=end,
-                            page=page, page_end=page_end, ocr=ocr))
+        chunks.append(
+            Chunk(
+                doc_id=doc.doc_id,
+                source=doc.source,
+                text=text,
+                start=start,
+                end=end,
+                page=page,
+                page_end=page_end,
+                ocr=ocr,
+            )
+        )
     return chunks
 
 
@@ -66,8 +82,9 @@ def token_starts(text: str, tokenizer: Tokenizer) -> np.ndarray:
     blocks = _blocks(text, _TOKENIZE_BLOCK_CHARS)
     if not blocks:
         return np.zeros(0, dtype=np.int64)
-    encoded = tokenizer([text[a:b] for a, b in blocks], add_special_tokens=False,
-                        return_offsets_mapping=True)
+    encoded = tokenizer(
+        [text[a:b] for a, b in blocks], add_special_tokens=False, return_offsets_mapping=True
+    )
     parts = []
     for (block_start, _), offsets in zip(blocks, encoded["offset_mapping"]):
         if len(offsets):
@@ -75,7 +92,9 @@ def token_starts(text: str, tokenizer: Tokenizer) -> np.ndarray:
     return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
 
 
-def split_spans(text: str, starts: np.ndarray, max_tokens: int, overlap: int) -> list[tuple[int, int]]:
+def split_spans(
+    text: str, starts: np.ndarray, max_tokens: int, overlap: int
+) -> list[tuple[int, int]]:
     """The (start, end) character spans of the chunks; pure, so it is easy to test."""
     bounds = {name: _positions(pattern, text) for name, pattern in _LEVELS}
     n_tokens, length = len(starts), len(text)
@@ -97,13 +116,22 @@ def split_spans(text: str, starts: np.ndarray, max_tokens: int, overlap: int) ->
             spans.append(span)
         if cut >= length:
             break
-        s = cut if level in ("heading", "end") or overlap == 0 else \
-            _overlap_start(bounds, starts, s, cut, overlap)
+        s = (
+            cut
+            if level in ("heading", "end") or overlap == 0
+            else _overlap_start(bounds, starts, s, cut, overlap)
+        )
     return spans
 
 
-def _best_cut(bounds: dict[str, np.ndarray], starts: np.ndarray, s: int, first: int,
-              window_end: int, max_tokens: int) -> tuple[int, str]:
+def _best_cut(
+    bounds: dict[str, np.ndarray],
+    starts: np.ndarray,
+    s: int,
+    first: int,
+    window_end: int,
+    max_tokens: int,
+) -> tuple[int, str]:
     """The latest boundary of the most preferred level that leaves the chunk full enough."""
     for name, _ in _LEVELS:
         fill = first + int(max_tokens * _MIN_FILL[name])
@@ -116,8 +144,9 @@ def _best_cut(bounds: dict[str, np.ndarray], starts: np.ndarray, s: int, first: 
     return window_end, "token"  # one word longer than a chunk: cut between tokens
 
 
-def _overlap_start(bounds: dict[str, np.ndarray], starts: np.ndarray, s: int, cut: int,
-                   overlap: int) -> int:
+def _overlap_start(
+    bounds: dict[str, np.ndarray], starts: np.ndarray, s: int, cut: int, overlap: int
+) -> int:
     """Where the next chunk starts: ~`overlap` tokens before `cut`, at the start of a sentence when
     one lies within twice that distance, else at a word."""
     cut_token = int(np.searchsorted(starts, cut))
@@ -126,8 +155,12 @@ def _overlap_start(bounds: dict[str, np.ndarray], starts: np.ndarray, s: int, cu
         return cut
     target = int(starts[cut_token - overlap])
     earliest = int(starts[max(first + 1, cut_token - 2 * overlap)])
-    sentence_starts = np.concatenate([bounds["paragraph"], bounds["sentence"]])  # not lines: text is often hard-wrapped
-    near = sentence_starts[(sentence_starts >= earliest) & (sentence_starts < cut) & (sentence_starts > s)]
+    sentence_starts = np.concatenate(
+        [bounds["paragraph"], bounds["sentence"]]
+    )  # not lines: text is often hard-wrapped
+    near = sentence_starts[
+        (sentence_starts >= earliest) & (sentence_starts < cut) & (sentence_starts > s)
+    ]
     if len(near):
         return int(near[np.argmin(np.abs(near - target))])
     words = bounds["word"]

@@ -19,6 +19,7 @@ from .text import decode_text
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)  # damaged files are reported by us, in one line
 
+
 def _load_pdf(data: bytes, source: str, limits: Limits, options: ReadOptions) -> Extracted:
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, PdfStreamError
@@ -31,17 +32,34 @@ def _load_pdf(data: bytes, source: str, limits: Limits, options: ReadOptions) ->
             try:
                 opened = reader.decrypt("")
             except DependencyError as e:
-                raise IngestError(source, f"encrypted PDF that needs a missing library: {e}") from None
+                raise IngestError(
+                    source, f"encrypted PDF that needs a missing library: {e}"
+                ) from None
             if not opened:
-                raise IngestError(source, "password-protected PDF: it can't be opened without its password")
+                raise IngestError(
+                    source, "password-protected PDF: it can't be opened without its password"
+                )
         n_pages = len(reader.pages)
     except IngestError:
         raise
     except FileNotDecryptedError:
-        raise IngestError(source, "password-protected PDF: it can't be opened without its password") from None
-    except (PdfReadError, PdfStreamError, ValueError, KeyError, TypeError, AttributeError,
-            IndexError, RecursionError, OSError) as e:
-        raise IngestError(source, f"not a readable PDF (damaged or truncated: {_short(e)})") from None
+        raise IngestError(
+            source, "password-protected PDF: it can't be opened without its password"
+        ) from None
+    except (
+        PdfReadError,
+        PdfStreamError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        RecursionError,
+        OSError,
+    ) as e:
+        raise IngestError(
+            source, f"not a readable PDF (damaged or truncated: {_short(e)})"
+        ) from None
     if n_pages == 0:
         raise IngestError(source, "the PDF has no pages")
     if n_pages > limits.max_pages:
@@ -58,7 +76,9 @@ def _load_pdf(data: bytes, source: str, limits: Limits, options: ReadOptions) ->
             text = _ocr_pdf_page(data, number, text, source, limits, options, found)
         chars += len(text)
         if chars > limits.max_chars:
-            raise IngestError(source, f"too much text: over {limits.max_chars:,} characters by page {number}")
+            raise IngestError(
+                source, f"too much text: over {limits.max_chars:,} characters by page {number}"
+            )
         found.pages.append(text)
     return found
 
@@ -77,19 +97,29 @@ def _has_images(resources, depth: int = 0) -> bool:  # noqa: ANN001 - a pypdf di
     """Whether the page's resources hold an image, directly or in a form it draws (two levels deep)."""
     try:
         xobjects = resources.get_object().get("/XObject") if resources is not None else None
-        for ref in (xobjects.get_object().values() if xobjects is not None else []):
+        for ref in xobjects.get_object().values() if xobjects is not None else []:
             xobject = ref.get_object()
             subtype = xobject.get("/Subtype")
-            if subtype == "/Image" or (subtype == "/Form" and depth < 2 and
-                                       _has_images(xobject.get("/Resources"), depth + 1)):
+            if subtype == "/Image" or (
+                subtype == "/Form"
+                and depth < 2
+                and _has_images(xobject.get("/Resources"), depth + 1)
+            ):
                 return True
     except (AttributeError, KeyError, TypeError, ValueError):
         return True  # unreadable resources: let OCR look
     return False
 
 
-def _ocr_pdf_page(data: bytes, number: int, text: str, source: str, limits: Limits, options: ReadOptions,
-                  found: Extracted) -> str:
+def _ocr_pdf_page(
+    data: bytes,
+    number: int,
+    text: str,
+    source: str,
+    limits: Limits,
+    options: ReadOptions,
+    found: Extracted,
+) -> str:
     """The page's text by OCR when it is on and finds more than the text layer; else the text layer."""
     if not options.ocr:
         found.notes.append(f"page {number}: no text layer (OCR is off)")
@@ -100,8 +130,11 @@ def _ocr_pdf_page(data: bytes, number: int, text: str, source: str, limits: Limi
             found.notes.append(f"page {number}: no text layer; {ocr.INSTALL_HINT}")
         return text
     try:
-        result = ocr.read_image(ocr.render_pdf_page(data, number - 1), options.ocr_lang,
-                                min(options.ocr_page_seconds, limits.seconds_left()))
+        result = ocr.read_image(
+            ocr.render_pdf_page(data, number - 1),
+            options.ocr_lang,
+            min(options.ocr_page_seconds, limits.seconds_left()),
+        )
     except ocr.OcrError as e:
         found.notes.append(f"page {number}: {e}")
         return text
@@ -113,7 +146,9 @@ def _use_ocr(result: ocr.OcrText, number: int, text: str, found: Extracted) -> s
         found.notes.append(f"page {number}: no text found, by OCR either")
         return text
     if not result.usable:
-        found.notes.append(f"page {number}: OCR confidence too low ({result.confidence:.0f}%), not indexed")
+        found.notes.append(
+            f"page {number}: OCR confidence too low ({result.confidence:.0f}%), not indexed"
+        )
         return text
     if len(result.text.strip()) <= len(text.strip()):
         return text
@@ -128,10 +163,14 @@ def _load_image(data: bytes, source: str, limits: Limits, options: ReadOptions) 
         raise IngestError(source, "an image: OCR is off (--no-ocr), so its text can't be read")
     if not ocr.available():
         raise IngestError(source, f"an image: {ocr.INSTALL_HINT} and images")
-    for number, image in enumerate(ocr.image_pages(data, source, limits.max_pixels, limits.max_pages), 1):
+    for number, image in enumerate(
+        ocr.image_pages(data, source, limits.max_pixels, limits.max_pages), 1
+    ):
         limits.check(source, f"page {number}")
         try:
-            result = ocr.read_image(image, options.ocr_lang, min(options.ocr_page_seconds, limits.seconds_left()))
+            result = ocr.read_image(
+                image, options.ocr_lang, min(options.ocr_page_seconds, limits.seconds_left())
+            )
             found.pages.append(_use_ocr(result, number, "", found))
         except ocr.OcrError as e:
             found.notes.append(f"page {number}: {e}")
@@ -148,7 +187,9 @@ def _load_html(data: bytes, source: str, limits: Limits, options: ReadOptions) -
 
     html = decode_text(data, source)
     soup = BeautifulSoup(html, "html.parser")
-    for tag in soup(["script", "style", "noscript", "template", "svg", "canvas", "iframe", "object"]):
+    for tag in soup(
+        ["script", "style", "noscript", "template", "svg", "canvas", "iframe", "object"]
+    ):
         tag.decompose()
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     if soup.head:
@@ -169,9 +210,35 @@ def _load_html(data: bytes, source: str, limits: Limits, options: ReadOptions) -
     return Extracted("html", [text])
 
 
-_HTML_BLOCKS = ["p", "div", "li", "tr", "section", "article", "header", "footer", "main", "nav",
-                "aside", "blockquote", "pre", "table", "ul", "ol", "dl", "dt", "dd", "figure",
-                "figcaption", "form", "fieldset", "details", "summary", "hr", "address"]
+_HTML_BLOCKS = [
+    "p",
+    "div",
+    "li",
+    "tr",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "main",
+    "nav",
+    "aside",
+    "blockquote",
+    "pre",
+    "table",
+    "ul",
+    "ol",
+    "dl",
+    "dt",
+    "dd",
+    "figure",
+    "figcaption",
+    "form",
+    "fieldset",
+    "details",
+    "summary",
+    "hr",
+    "address",
+]
 
 
 def _load_docx(data: bytes, source: str, limits: Limits, options: ReadOptions) -> Extracted:
@@ -183,8 +250,9 @@ def _load_docx(data: bytes, source: str, limits: Limits, options: ReadOptions) -
         raise IngestError(source, "not a valid .docx (it is not a zip archive)") from None
     if unzipped > limits.max_unzipped_bytes:
         raise IngestError(
-            source, f"refused: unpacks to {unzipped / 2**20:,.0f} MB (a zip bomb?), "
-            f"the limit is {limits.max_unzipped_bytes / 2**20:.0f} MB"
+            source,
+            f"refused: unpacks to {unzipped / 2**20:,.0f} MB (a zip bomb?), "
+            f"the limit is {limits.max_unzipped_bytes / 2**20:.0f} MB",
         )
     if "word/document.xml" not in names:
         raise IngestError(source, "not a valid .docx (no word/document.xml inside the zip)")

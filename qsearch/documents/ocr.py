@@ -73,8 +73,12 @@ def read_image(image: Any, lang: str = "eng", timeout: float = 60.0) -> OcrText:
     if not available():
         raise OcrError(f"no text layer; {INSTALL_HINT}")
     try:
-        data = pytesseract.image_to_data(image.convert("L"), lang=lang, timeout=max(timeout, 1.0),
-                                         output_type=pytesseract.Output.DICT)
+        data = pytesseract.image_to_data(
+            image.convert("L"),
+            lang=lang,
+            timeout=max(timeout, 1.0),
+            output_type=pytesseract.Output.DICT,
+        )
     except pytesseract.TesseractError as e:  # a RuntimeError too, so caught first
         message = str(e.message or e).strip()
         if "Failed loading language" in message or "couldn't load any languages" in message:
@@ -93,7 +97,9 @@ def _assemble(data: dict[str, list]) -> OcrText:
         if not word.strip() or confidence < 0:
             continue
         confidences.append(confidence)
-        lines.setdefault((data["block_num"][i], data["par_num"][i], data["line_num"][i]), []).append(word)
+        lines.setdefault(
+            (data["block_num"][i], data["par_num"][i], data["line_num"][i]), []
+        ).append(word)
     paragraphs: dict[tuple[int, int], list[str]] = {}
     for (block, par, _), words in lines.items():
         paragraphs.setdefault((block, par), []).append(" ".join(words))
@@ -129,10 +135,15 @@ def image_pages(data: bytes, source: str, max_pixels: int, max_pages: int) -> It
     for number, frame in enumerate(ImageSequence.Iterator(image), 1):
         pixels = frame.width * frame.height
         if pixels > max_pixels:
-            raise IngestError(source, f"image too large: page {number} has {pixels / 1e6:.0f} megapixels, "
-                                      f"the limit is {max_pixels / 1e6:.0f}")
+            raise IngestError(
+                source,
+                f"image too large: page {number} has {pixels / 1e6:.0f} megapixels, "
+                f"the limit is {max_pixels / 1e6:.0f}",
+            )
         try:
             frame.load()
         except (OSError, ValueError) as e:
-            raise IngestError(source, f"not a readable image (page {number}: {str(e)[:120]})") from None
+            raise IngestError(
+                source, f"not a readable image (page {number}: {str(e)[:120]})"
+            ) from None
         yield frame.copy()

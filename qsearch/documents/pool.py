@@ -53,16 +53,24 @@ def parse(source: str, data: bytes, limits: Limits, options: ReadOptions) -> Doc
             import docx  # noqa: F401
             import pypdf  # noqa: F401
 
-            _PARSERS = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("fork"))
+            _PARSERS = ProcessPoolExecutor(
+                max_workers=2, mp_context=multiprocessing.get_context("fork")
+            )
         readers = _PARSERS
     try:
-        return readers.submit(parse_file, source, data, limits, options).result(timeout=limits.max_seconds + 60)
-    except (BrokenProcessPool, TimeoutError):  # the reader died or hung: say so for this file, start anew
+        return readers.submit(parse_file, source, data, limits, options).result(
+            timeout=limits.max_seconds + 60
+        )
+    except (
+        BrokenProcessPool,
+        TimeoutError,
+    ):  # the reader died or hung: say so for this file, start anew
         with _PARSERS_LOCK:
             _PARSERS = None
         readers.shutdown(wait=False, cancel_futures=True)
-        raise IngestError(source, "the reader stopped while reading this file (too large or damaged?)") \
-            from None
+        raise IngestError(
+            source, "the reader stopped while reading this file (too large or damaged?)"
+        ) from None
 
 
 def check_stop(should_stop: Callable[[], bool] | None) -> None:
@@ -70,11 +78,17 @@ def check_stop(should_stop: Callable[[], bool] | None) -> None:
         raise Cancelled("stopped on request: nothing was added")
 
 
-def read_files(paths: Iterable[str | Path], settings: Settings, index: Any, embedder: Any, *,
-               progress: Progress | None = None, names: Sequence[str] | None = None,
-               should_stop: Callable[[], bool] | None = None,
-               check_room: Callable[[int, int], None] = lambda files, chunks: None,
-               ) -> tuple[list[Parsed], list[FileReport]]:
+def read_files(
+    paths: Iterable[str | Path],
+    settings: Settings,
+    index: Any,
+    embedder: Any,
+    *,
+    progress: Progress | None = None,
+    names: Sequence[str] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    check_room: Callable[[int, int], None] = lambda files, chunks: None,
+) -> tuple[list[Parsed], list[FileReport]]:
     """Read and chunk `paths` (folders recursively) with the embedder's tokenizer; `check_room` refuses
     a file that would take the collection past its limits (IngestError)."""
     files = find_files(paths) if names is None else [Path(p) for p in paths]

@@ -15,39 +15,57 @@ from pathlib import Path
 from ..types import Deadline, Document, IngestError, Limits, ReadOptions
 from .formats import LOADERS
 
-__all__ = ["IngestError", "Limits", "ReadOptions", "SUPPORTED_SUFFIXES", "content_hash", "find_files", "load",
-           "parse", "read"]
+__all__ = [
+    "IngestError",
+    "Limits",
+    "ReadOptions",
+    "SUPPORTED_SUFFIXES",
+    "content_hash",
+    "find_files",
+    "load",
+    "parse",
+    "read",
+]
 
 SUPPORTED_SUFFIXES = tuple(LOADERS)
 
 PAGE_SEPARATOR = "\n\n"
 
 
-
-def load(path: str | Path, limits: Limits = Limits(), options: ReadOptions = ReadOptions(), *,
-         name: str | None = None) -> Document:
+def load(
+    path: str | Path,
+    limits: Limits = Limits(),
+    options: ReadOptions = ReadOptions(),
+    *,
+    name: str | None = None,
+) -> Document:
     """Extract the text of one file. `name` is the source shown in results (default: path)."""
     source, data = read(path, limits, name=name)
     return parse(source, data, limits, options)
 
 
-def read(path: str | Path, limits: Limits = Limits(), *, name: str | None = None) -> tuple[str, bytes]:
+def read(
+    path: str | Path, limits: Limits = Limits(), *, name: str | None = None
+) -> tuple[str, bytes]:
     """(source, bytes) of a file whose type is supported and whose size is within the limit."""
     path = Path(path)
     source = name or str(path)
     suffix = file_suffix(source)
     if suffix not in LOADERS:
         raise IngestError(
-            source, f"unsupported file type {suffix or '(no extension)'!r}; "
-            f"supported: {', '.join(SUPPORTED_SUFFIXES)}"
+            source,
+            f"unsupported file type {suffix or '(no extension)'!r}; "
+            f"supported: {', '.join(SUPPORTED_SUFFIXES)}",
         )
     try:
         size = path.stat().st_size
         if path.is_dir():
             raise IngestError(source, "is a folder, not a file")
         if size > limits.max_bytes:
-            raise IngestError(source, f"too large: {size / 2**20:.1f} MB, the limit is "
-                                      f"{limits.max_bytes / 2**20:.0f} MB")
+            raise IngestError(
+                source,
+                f"too large: {size / 2**20:.1f} MB, the limit is {limits.max_bytes / 2**20:.0f} MB",
+            )
         data = path.read_bytes()
     except OSError as e:
         raise IngestError(source, f"can't read the file ({e.strerror or e})") from None
@@ -56,7 +74,9 @@ def read(path: str | Path, limits: Limits = Limits(), *, name: str | None = None
     return source, data
 
 
-def parse(source: str, data: bytes, limits: Limits = Limits(), options: ReadOptions = ReadOptions()) -> Document:
+def parse(
+    source: str, data: bytes, limits: Limits = Limits(), options: ReadOptions = ReadOptions()
+) -> Document:
     """The Document in a file's bytes; the loader is chosen by the extension of `source`."""
     loader = LOADERS[file_suffix(source)]
     found = loader(data, source, Deadline(limits), options)
@@ -69,8 +89,15 @@ def parse(source: str, data: bytes, limits: Limits = Limits(), options: ReadOpti
         raise IngestError(
             source, f"too much text: {len(text):,} characters, the limit is {limits.max_chars:,}"
         )
-    return Document(source=source, text=text, doc_id=content_hash(data), kind=kind, page_starts=page_starts,
-                    ocr_pages=tuple(found.ocr_pages), notes=tuple(found.notes))
+    return Document(
+        source=source,
+        text=text,
+        doc_id=content_hash(data),
+        kind=kind,
+        page_starts=page_starts,
+        ocr_pages=tuple(found.ocr_pages),
+        notes=tuple(found.notes),
+    )
 
 
 def file_suffix(name: str) -> str:
@@ -82,11 +109,15 @@ def find_files(paths: Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found.extend(sorted(
-                f for f in p.rglob("*")
-                if f.is_file() and f.suffix.lower() in SUPPORTED_SUFFIXES
-                and not any(part.startswith(".") for part in f.relative_to(p).parts)
-            ))
+            found.extend(
+                sorted(
+                    f
+                    for f in p.rglob("*")
+                    if f.is_file()
+                    and f.suffix.lower() in SUPPORTED_SUFFIXES
+                    and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                )
+            )
         else:
             found.append(p)
     return found
@@ -119,4 +150,3 @@ def _join_pages(pages: list[str]) -> tuple[str, tuple[int, ...]]:
         starts.append(offset)
         offset += len(page) + len(PAGE_SEPARATOR)
     return PAGE_SEPARATOR.join(pages), tuple(starts)
-

@@ -5,8 +5,11 @@ from __future__ import annotations
 import codecs
 
 _BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
 )
 
 
@@ -34,7 +37,9 @@ def decode_text(data: bytes, source: str) -> str:
         raise _error(source, "not UTF-8, and no other text encoding fits")
     best = matches[0]
     tied = {m.encoding for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)}
-    encoding = "cp1252" if "cp1252" in tied else best.encoding  # the common Western legacy encoding wins ties
+    encoding = (
+        "cp1252" if "cp1252" in tied else best.encoding
+    )  # the common Western legacy encoding wins ties
     return data.decode(encoding, errors="replace")
 
 

@@ -18,7 +18,9 @@ def default_token_budget(device: str) -> int:
     return 16384 if device.startswith("cuda") else 2048
 
 
-def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_items: int = 1024) -> list[np.ndarray]:
+def token_budget_batches(
+    lengths: Sequence[int], max_tokens: int, max_items: int = 1024
+) -> list[np.ndarray]:
     """Index arrays into `lengths`, longest first; each batch's rows x max length <= max_tokens.
 
     A single input longer than the budget gets a batch of its own.
@@ -29,7 +31,7 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_items: int
     while i < n:
         longest = max(int(lengths[order[i]]), 1)  # sorted: the first row is the longest
         rows = max(1, min(max_items, max_tokens // longest, n - i))
-        batches.append(order[i:i + rows])
+        batches.append(order[i : i + rows])
         i += rows
     return batches
 
@@ -41,8 +43,8 @@ def pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np
     ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(sequences), width), dtype=np.int64)
     for row, seq in enumerate(sequences):
-        ids[row, :len(seq)] = seq
-        mask[row, :len(seq)] = 1
+        ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
     return ids, mask
 
 

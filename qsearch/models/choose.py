@@ -12,12 +12,19 @@ def make_embedder(settings: Settings) -> Embedder:
     if settings.embed_url:
         from .remote import RemoteEmbedder
 
-        return RemoteEmbedder(settings.embed_url, api_key=settings.remote_api_key, dim=settings.embed_dim)
+        return RemoteEmbedder(
+            settings.embed_url, api_key=settings.remote_api_key, dim=settings.embed_dim
+        )
     from .embedder import load_embedder
 
-    return load_embedder(settings.embed_model, device=settings.device, dim=settings.embed_dim,
-                         max_batch_tokens=settings.max_batch_tokens, dtype=settings.dtype,
-                         compile=settings.compile)
+    return load_embedder(
+        settings.embed_model,
+        device=settings.device,
+        dim=settings.embed_dim,
+        max_batch_tokens=settings.max_batch_tokens,
+        dtype=settings.dtype,
+        compile=settings.compile,
+    )
 
 
 def make_reranker(settings: Settings) -> Reranker:
@@ -28,5 +35,10 @@ def make_reranker(settings: Settings) -> Reranker:
         return RemoteReranker(settings.rerank_url, api_key=settings.remote_api_key)
     from .reranker import load_reranker
 
-    return load_reranker(settings.rerank_model, device=settings.device, max_batch_tokens=settings.max_batch_tokens,
-                         dtype=settings.dtype, compile=settings.compile)
+    return load_reranker(
+        settings.rerank_model,
+        device=settings.device,
+        max_batch_tokens=settings.max_batch_tokens,
+        dtype=settings.dtype,
+        compile=settings.compile,
+    )

@@ -34,8 +34,14 @@ class Embedder(Protocol):
     max_tokens: int  # longest text (in tokens) that is embedded without truncation
     supports_instruction: bool
 
-    def encode(self, texts: Sequence[str], *, is_query: bool = False, instruction: str | None = None,
-               progress: Progress | None = None) -> np.ndarray:
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        is_query: bool = False,
+        instruction: str | None = None,
+        progress: Progress | None = None,
+    ) -> np.ndarray:
         """float32 array (len(texts), dim), L2-normalised rows, in input order."""
         ...
 
@@ -64,9 +70,19 @@ def read_pooling(folder: Path, model_type: str) -> str:
 class TransformersEmbedder:
     """Any Hugging Face encoder or decoder embedding model, loaded with `from_pretrained`."""
 
-    def __init__(self, name_or_path: str, *, device: str = "auto", dim: int | None = None,
-                 max_length: int | None = None, max_batch_tokens: int | None = None,
-                 max_batch_size: int = 512, window: int = 4096, dtype: str = "auto", compile: bool = True):
+    def __init__(
+        self,
+        name_or_path: str,
+        *,
+        device: str = "auto",
+        dim: int | None = None,
+        max_length: int | None = None,
+        max_batch_tokens: int | None = None,
+        max_batch_size: int = 512,
+        window: int = 4096,
+        dtype: str = "auto",
+        compile: bool = True,
+    ):
         import torch
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -77,16 +93,23 @@ class TransformersEmbedder:
         config = AutoConfig.from_pretrained(folder)
         self.pooling = read_pooling(folder, config.model_type)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModel.from_pretrained(
-            folder, dtype=loading.pick_dtype(self.device, dtype),
-            attn_implementation=loading.pick_attention(self.device),
-        ).to(self.device).eval()
+        self.model = (
+            AutoModel.from_pretrained(
+                folder,
+                dtype=loading.pick_dtype(self.device, dtype),
+                attn_implementation=loading.pick_attention(self.device),
+            )
+            .to(self.device)
+            .eval()
+        )
         self._torch = torch
 
         hidden = int(config.hidden_size)
         if dim is not None and not MIN_MRL_DIM <= dim <= hidden:
-            raise ValueError(f"embedding dimension must be in {MIN_MRL_DIM}..{hidden} for "
-                             f"{name_or_path}, got {dim}")
+            raise ValueError(
+                f"embedding dimension must be in {MIN_MRL_DIM}..{hidden} for "
+                f"{name_or_path}, got {dim}"
+            )
         self.dim = dim or hidden
         self.max_length = max_length or _max_length(folder, config, self.tokenizer)
         self.max_tokens = self.max_length - _n_reserved(self.tokenizer, self.pooling)
@@ -96,11 +119,15 @@ class TransformersEmbedder:
         self.supports_instruction = self.pooling == "lasttoken"
         self.query_prompt = _query_prompt(folder) if not self.supports_instruction else ""
         self.eos_id = self.tokenizer.eos_token_id
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id
+        self.pad_id = (
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id
+        )
         if self.pooling == "lasttoken" and self.eos_id is None:
             raise loading.ModelLoadError(f"{name_or_path}: last-token pooling needs an EOS token")
         # measured on the Qwen3 decoder only (bench/cpu_forward.py): encoders such as MiniLM stay eager
-        self.compiled = loading.compile_on_cpu(self.model, self.device, compile and self.pooling == "lasttoken")
+        self.compiled = loading.compile_on_cpu(
+            self.model, self.device, compile and self.pooling == "lasttoken"
+        )
         if self.compiled:  # compile now, not on a user's first upload: one text, then a batch
             self.encode(["warm-up"])
             self.encode(["warm-up", "the compiled modules, with two rows"])
@@ -108,20 +135,37 @@ class TransformersEmbedder:
     def __repr__(self) -> str:
         return f"TransformersEmbedder({self.model_name!r}, pooling={self.pooling}, dim={self.dim}, device={self.device})"
 
-    def prepare(self, texts: Sequence[str], *, is_query: bool = False,
-                instruction: str | None = None) -> list[list[int]]:
+    def prepare(
+        self, texts: Sequence[str], *, is_query: bool = False, instruction: str | None = None
+    ) -> list[list[int]]:
         """Token ids exactly as the model sees them (prompt, truncation, EOS), unpadded."""
         if is_query:
-            texts = [format_query(t, instruction) if self.supports_instruction else self.query_prompt + t
-                     for t in texts]
-        ids = self.tokenizer(list(texts), add_special_tokens=True, truncation=True,
-                             max_length=self.max_length, return_attention_mask=False)["input_ids"]
+            texts = [
+                format_query(t, instruction) if self.supports_instruction else self.query_prompt + t
+                for t in texts
+            ]
+        ids = self.tokenizer(
+            list(texts),
+            add_special_tokens=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_attention_mask=False,
+        )["input_ids"]
         if self.pooling == "lasttoken":
-            ids = [s if s and s[-1] == self.eos_id else s[: self.max_length - 1] + [self.eos_id] for s in ids]
+            ids = [
+                s if s and s[-1] == self.eos_id else s[: self.max_length - 1] + [self.eos_id]
+                for s in ids
+            ]
         return ids
 
-    def encode(self, texts: Sequence[str], *, is_query: bool = False, instruction: str | None = None,
-               progress: Progress | None = None) -> np.ndarray:
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        is_query: bool = False,
+        instruction: str | None = None,
+        progress: Progress | None = None,
+    ) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("encode takes a list of texts, not a single string")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
@@ -129,20 +173,28 @@ class TransformersEmbedder:
             return out
         # Texts go in windows: while the model runs on one, a thread tokenizes the next (the fast
         # tokenizer releases the GIL), and each window is length-sorted into token-budget batches.
-        windows = [range(i, min(i + self.window, len(texts))) for i in range(0, len(texts), self.window)]
+        windows = [
+            range(i, min(i + self.window, len(texts))) for i in range(0, len(texts), self.window)
+        ]
         done = 0
         with ThreadPoolExecutor(1) as tokenizer_thread:
+
             def tokenize(window: range) -> Future:
-                return tokenizer_thread.submit(self.prepare, [texts[i] for i in window], is_query=is_query,
-                                               instruction=instruction)
+                return tokenizer_thread.submit(
+                    self.prepare,
+                    [texts[i] for i in window],
+                    is_query=is_query,
+                    instruction=instruction,
+                )
 
             pending = tokenize(windows[0])
             for n, window in enumerate(windows):
                 ids = pending.result()
                 if n + 1 < len(windows):
                     pending = tokenize(windows[n + 1])
-                for batch in batching.token_budget_batches([len(s) for s in ids], self.max_batch_tokens,
-                                                           self.max_batch_size):
+                for batch in batching.token_budget_batches(
+                    [len(s) for s in ids], self.max_batch_tokens, self.max_batch_size
+                ):
                     out[window.start + batch] = self._forward([ids[i] for i in batch])
                     done += len(batch)
                     if progress is not None:
@@ -163,7 +215,9 @@ class TransformersEmbedder:
                 # Attention stays purely causal (SDPA's fast is_causal path, no mask built or read),
                 # positions count from 0 in every row, and each row's EOS sits at its length - 1.
                 hidden = self.model(input_ids=input_ids, use_cache=False).last_hidden_state
-                pooled = hidden[torch.arange(len(sequences), device=hidden.device), attention.sum(-1) - 1]
+                pooled = hidden[
+                    torch.arange(len(sequences), device=hidden.device), attention.sum(-1) - 1
+                ]
             else:
                 hidden = self.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
                 if self.pooling == "cls":
@@ -206,7 +260,8 @@ def _max_length(folder: Path, config: Any, tokenizer: Any) -> int:
 def _n_reserved(tokenizer: Any, pooling: str) -> int:
     """Positions taken by special tokens: [CLS]/[SEP], or the EOS that last-token pooling needs."""
     special = len(tokenizer("x", add_special_tokens=True)["input_ids"]) - len(
-        tokenizer("x", add_special_tokens=False)["input_ids"])
+        tokenizer("x", add_special_tokens=False)["input_ids"]
+    )
     return max(special, 1 if pooling == "lasttoken" else 0)
 
 

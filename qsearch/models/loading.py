@@ -24,7 +24,9 @@ class ModelLoadError(RuntimeError):
     """A model that can't be found or loaded; the message says what to do."""
 
 
-def resolve_model(name_or_path: str, *, flag: str = "--embed-model", env: str = "QSEARCH_EMBED_MODEL") -> Path:
+def resolve_model(
+    name_or_path: str, *, flag: str = "--embed-model", env: str = "QSEARCH_EMBED_MODEL"
+) -> Path:
     """A local folder holding the model: the folder itself, the hub cache, or a fresh download."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
@@ -37,7 +39,9 @@ def resolve_model(name_or_path: str, *, flag: str = "--embed-model", env: str = 
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(name_or_path, allow_patterns=_MODEL_FILES, local_files_only=True))
+        return Path(
+            snapshot_download(name_or_path, allow_patterns=_MODEL_FILES, local_files_only=True)
+        )
     except Exception:  # noqa: BLE001 - not cached: try the hub below
         pass
     try:
@@ -59,7 +63,9 @@ def pick_device(setting: str = "auto") -> str:
     if setting == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if setting.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"device {setting!r} asked for, but no CUDA GPU is available (use 'cpu' or 'auto')")
+        raise ModelLoadError(
+            f"device {setting!r} asked for, but no CUDA GPU is available (use 'cpu' or 'auto')"
+        )
     return setting
 
 
@@ -105,12 +111,20 @@ def cpu_dtype() -> tuple[str, str]:
     *and* a quick timing of one model-shaped matrix product confirms it is faster than fp32."""
     flags = cpu_bf16_flags()
     if not flags:
-        return "float32", "float32: this CPU has neither AMX nor AVX512-BF16, so bf16 would be emulated and slow"
+        return (
+            "float32",
+            "float32: this CPU has neither AMX nor AVX512-BF16, so bf16 would be emulated and slow",
+        )
     speedup = bf16_speedup()
     if speedup < BF16_MIN_SPEEDUP:
-        return "float32", (f"float32: the CPU reports {' and '.join(flags)}, but bf16 measured only "
-                           f"{speedup:.1f}x fp32 here")
-    return "bfloat16", f"bfloat16: this CPU has {' and '.join(flags)} (bf16 measured {speedup:.1f}x fp32 here)"
+        return "float32", (
+            f"float32: the CPU reports {' and '.join(flags)}, but bf16 measured only "
+            f"{speedup:.1f}x fp32 here"
+        )
+    return (
+        "bfloat16",
+        f"bfloat16: this CPU has {' and '.join(flags)} (bf16 measured {speedup:.1f}x fp32 here)",
+    )
 
 
 def bf16_speedup(rows: int = 256, width: int = 1024, repeats: int = 3) -> float:
@@ -130,7 +144,11 @@ def bf16_speedup(rows: int = 256, width: int = 1024, repeats: int = 3) -> float:
     return best(torch.float32) / best(torch.bfloat16)
 
 
-FUSED_MODULES = ("Attention", "MLP", "RMSNorm")  # class-name endings of the decoder blocks torch.compile fuses
+FUSED_MODULES = (
+    "Attention",
+    "MLP",
+    "RMSNorm",
+)  # class-name endings of the decoder blocks torch.compile fuses
 
 
 def compile_on_cpu(model, device: str, setting: bool) -> bool:  # noqa: ANN001 - a transformers model
@@ -150,7 +168,9 @@ def compile_on_cpu(model, device: str, setting: bool) -> bool:  # noqa: ANN001 -
         return False
     modules, inside = [], ()
     for name, module in model.named_modules():  # parents come before their children
-        if type(module).__name__.endswith(FUSED_MODULES) and not (inside and name.startswith(inside)):
+        if type(module).__name__.endswith(FUSED_MODULES) and not (
+            inside and name.startswith(inside)
+        ):
             modules.append(module)
             inside = (*inside, name + ".")
     if not modules or not _can_compile():

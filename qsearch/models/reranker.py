@@ -28,7 +28,9 @@ class Reranker(Protocol):
 
     model_name: str
 
-    def score(self, query: str, texts: Sequence[str], *, instruction: str | None = None) -> np.ndarray:
+    def score(
+        self, query: str, texts: Sequence[str], *, instruction: str | None = None
+    ) -> np.ndarray:
         """float32 array (len(texts),): higher is more relevant; Qwen3: P(yes) in [0, 1]."""
         ...
 
@@ -41,28 +43,47 @@ def format_body(query: str, document: str, instruction: str | None = None) -> st
 class Qwen3Reranker:
     """Qwen3-Reranker (or any causal LM trained on the same yes/no template)."""
 
-    def __init__(self, name_or_path: str, *, device: str = "auto", max_length: int = 8192,
-                 max_batch_tokens: int | None = None, max_batch_size: int = 256, dtype: str = "auto",
-                 compile: bool = True):
+    def __init__(
+        self,
+        name_or_path: str,
+        *,
+        device: str = "auto",
+        max_length: int = 8192,
+        max_batch_tokens: int | None = None,
+        max_batch_size: int = 256,
+        dtype: str = "auto",
+        compile: bool = True,
+    ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         loading.quiet_transformers()
-        folder = loading.resolve_model(name_or_path, flag="--rerank-model", env="QSEARCH_RERANK_MODEL")
+        folder = loading.resolve_model(
+            name_or_path, flag="--rerank-model", env="QSEARCH_RERANK_MODEL"
+        )
         self.model_name = name_or_path
         self.device = loading.pick_device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=loading.pick_dtype(self.device, dtype),
-            attn_implementation=loading.pick_attention(self.device),
-        ).to(self.device).eval()
+        model = (
+            AutoModelForCausalLM.from_pretrained(
+                folder,
+                dtype=loading.pick_dtype(self.device, dtype),
+                attn_implementation=loading.pick_attention(self.device),
+            )
+            .to(self.device)
+            .eval()
+        )
         self.body = model.base_model
         yes_no = self.tokenizer.convert_tokens_to_ids(["no", "yes"])
         if any(t is None or t == self.tokenizer.unk_token_id for t in yes_no):
-            raise loading.ModelLoadError(f"{name_or_path}: the tokenizer has no 'yes'/'no' tokens: not a Qwen3 reranker")
+            raise loading.ModelLoadError(
+                f"{name_or_path}: the tokenizer has no 'yes'/'no' tokens: not a Qwen3 reranker"
+            )
         head = model.get_output_embeddings()
         self.head_rows = head.weight[yes_no].detach().clone()  # (2, hidden): [no, yes]
-        self.head_bias = head.bias[yes_no].detach().clone() if getattr(head, "bias", None) is not None else None
+        self.head_bias = (
+            head.bias[yes_no].detach().clone() if getattr(head, "bias", None) is not None else None
+        )
         self.prefix_ids = self.tokenizer(PREFIX, add_special_tokens=False)["input_ids"]
         self.suffix_ids = self.tokenizer(SUFFIX, add_special_tokens=False)["input_ids"]
         self.max_length = max_length
@@ -79,21 +100,30 @@ class Qwen3Reranker:
     def __repr__(self) -> str:
         return f"Qwen3Reranker({self.model_name!r}, device={self.device})"
 
-    def prepare(self, query: str, texts: Sequence[str], instruction: str | None = None) -> list[list[int]]:
+    def prepare(
+        self, query: str, texts: Sequence[str], instruction: str | None = None
+    ) -> list[list[int]]:
         """prefix + body (truncated to fit max_length) + suffix, as token ids."""
         room = self.max_length - len(self.prefix_ids) - len(self.suffix_ids)
-        bodies = self.tokenizer([format_body(query, t, instruction) for t in texts],
-                                add_special_tokens=False, truncation=True, max_length=room,
-                                return_attention_mask=False)["input_ids"]
+        bodies = self.tokenizer(
+            [format_body(query, t, instruction) for t in texts],
+            add_special_tokens=False,
+            truncation=True,
+            max_length=room,
+            return_attention_mask=False,
+        )["input_ids"]
         return [self.prefix_ids + body + self.suffix_ids for body in bodies]
 
-    def score(self, query: str, texts: Sequence[str], *, instruction: str | None = None) -> np.ndarray:
+    def score(
+        self, query: str, texts: Sequence[str], *, instruction: str | None = None
+    ) -> np.ndarray:
         out = np.empty(len(texts), dtype=np.float32)
         if not len(texts):
             return out
         sequences = self.prepare(query, texts, instruction)
-        for batch in batching.token_budget_batches([len(s) for s in sequences], self.max_batch_tokens,
-                                                   self.max_batch_size):
+        for batch in batching.token_budget_batches(
+            [len(s) for s in sequences], self.max_batch_tokens, self.max_batch_size
+        ):
             out[batch] = self._p_yes([sequences[i] for i in batch])
         return out
 
@@ -106,7 +136,9 @@ class Qwen3Reranker:
             # Causal attention: right padding needs no padding mask (see embed.py); each row's
             # answer position is its own last token.
             hidden = self.body(input_ids=input_ids, use_cache=False).last_hidden_state
-            logits = hidden[torch.arange(len(sequences), device=hidden.device), last] @ self.head_rows.T
+            logits = (
+                hidden[torch.arange(len(sequences), device=hidden.device), last] @ self.head_rows.T
+            )
             if self.head_bias is not None:
                 logits = logits + self.head_bias
             p_yes = torch.softmax(logits.float(), dim=-1)[:, 1]

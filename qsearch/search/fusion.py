@@ -29,10 +29,13 @@ def normalise(values: np.ndarray, method: str, floor: float) -> np.ndarray:
     return np.clip((values - low) / span, 0.0, 1.0) if span > 0 else np.zeros_like(values)
 
 
-def convex(dense: np.ndarray, lexical: np.ndarray, dense_weight: float, method: str = "tmm") -> np.ndarray:
+def convex(
+    dense: np.ndarray, lexical: np.ndarray, dense_weight: float, method: str = "tmm"
+) -> np.ndarray:
     """dense_weight x normalised cosine + (1 - dense_weight) x normalised BM25, per candidate."""
-    return (dense_weight * normalise(dense, method, THEORETICAL_MIN["dense"])
-            + (1 - dense_weight) * normalise(lexical, method, THEORETICAL_MIN["lexical"]))
+    return dense_weight * normalise(dense, method, THEORETICAL_MIN["dense"]) + (
+        1 - dense_weight
+    ) * normalise(lexical, method, THEORETICAL_MIN["lexical"])
 
 
 def rrf(ranks: list[np.ndarray], k: int = RRF_K) -> np.ndarray:
@@ -44,8 +47,16 @@ def rrf(ranks: list[np.ndarray], k: int = RRF_K) -> np.ndarray:
     return total / (len(ranks) / (k + 1)) if ranks else total
 
 
-def fuse(method: str, dense: np.ndarray, lexical: np.ndarray, dense_rank: np.ndarray, lexical_rank: np.ndarray,
-         *, dense_weight: float = 0.5, rrf_k: int = RRF_K) -> np.ndarray:
+def fuse(
+    method: str,
+    dense: np.ndarray,
+    lexical: np.ndarray,
+    dense_rank: np.ndarray,
+    lexical_rank: np.ndarray,
+    *,
+    dense_weight: float = 0.5,
+    rrf_k: int = RRF_K,
+) -> np.ndarray:
     """The fused score of each candidate, in [0, 1]; higher is better."""
     if method not in FUSIONS:
         raise ValueError(f"fusion must be one of {FUSIONS}, got {method!r}")

@@ -54,7 +54,9 @@ class Ranking:
 
     @classmethod
     def from_settings(cls, settings: Settings, mode: str | None = None) -> Ranking:
-        return cls(mode or settings.search_mode, settings.fusion, settings.dense_weight, settings.rrf_k)
+        return cls(
+            mode or settings.search_mode, settings.fusion, settings.dense_weight, settings.rrf_k
+        )
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,9 @@ class Candidate:
     keywords: float | None  # bm25 / the best score the query's terms can reach here, in [0, 1]
 
 
-def candidates(collection: Collection, query: str, vector: np.ndarray | None, n: int,
-               ranking: Ranking) -> list[Candidate]:
+def candidates(
+    collection: Collection, query: str, vector: np.ndarray | None, n: int, ranking: Ranking
+) -> list[Candidate]:
     """The `n` best candidates of one collection, best first, each with its full breakdown."""
     index, width = collection.index, max(n, ranking.depth)
     dense_ids: list[int] = []
@@ -99,13 +102,27 @@ def candidates(collection: Collection, query: str, vector: np.ndarray | None, n:
     elif ranking.mode == "lexical":
         score = keywords
     else:
-        score = fuse(ranking.fusion, cosine, bm25, _ranks(ids, dense_ids), _ranks(ids, lexical_ids),
-                     dense_weight=ranking.dense_weight, rrf_k=ranking.rrf_k)
+        score = fuse(
+            ranking.fusion,
+            cosine,
+            bm25,
+            _ranks(ids, dense_ids),
+            _ranks(ids, lexical_ids),
+            dense_weight=ranking.dense_weight,
+            rrf_k=ranking.rrf_k,
+        )
     order = np.argsort(-score, kind="stable")[:n]
-    return [Candidate(ids[i], index.chunks[ids[i]], float(score[i]),
-                      None if ranking.mode == "lexical" else float(cosine[i]),
-                      None if ranking.mode == "dense" else float(bm25[i]),
-                      None if ranking.mode == "dense" else float(keywords[i])) for i in order]
+    return [
+        Candidate(
+            ids[i],
+            index.chunks[ids[i]],
+            float(score[i]),
+            None if ranking.mode == "lexical" else float(cosine[i]),
+            None if ranking.mode == "dense" else float(bm25[i]),
+            None if ranking.mode == "dense" else float(keywords[i]),
+        )
+        for i in order
+    ]
 
 
 def _ranks(ids: list[int], ranking: list[int]) -> np.ndarray:
@@ -114,31 +131,63 @@ def _ranks(ids: list[int], ranking: list[int]) -> np.ndarray:
     return np.array([position.get(i, 0) for i in ids])
 
 
-def retrieve(collections: Sequence[Collection], query: str, vector: np.ndarray | None, *, k: int,
-             ranking: Ranking, reranker: Reranker | None = None, rerank_candidates: int = 0,
-             instruction: str | None = None) -> Hits:
+def retrieve(
+    collections: Sequence[Collection],
+    query: str,
+    vector: np.ndarray | None,
+    *,
+    k: int,
+    ranking: Ranking,
+    reranker: Reranker | None = None,
+    rerank_candidates: int = 0,
+    instruction: str | None = None,
+) -> Hits:
     """The k best chunks over `collections` (candidates merged by score), reranked when a reranker is given."""
     started = time.perf_counter()
     depth = max(k, rerank_candidates if reranker is not None else 0)
-    pool = [c for coll in collections if len(coll.index) for c in candidates(coll, query, vector, depth, ranking)]
+    pool = [
+        c
+        for coll in collections
+        if len(coll.index)
+        for c in candidates(coll, query, vector, depth, ranking)
+    ]
     pool.sort(key=lambda c: -c.score)  # stable: within a collection, its own order holds
     pool = pool[:depth]
     timings = {"search_ms": 1000 * (time.perf_counter() - started)}
-    ranked: list[tuple[Candidate, float | None, int]] = [(c, None, r) for r, c in enumerate(pool, 1)]
+    ranked: list[tuple[Candidate, float | None, int]] = [
+        (c, None, r) for r, c in enumerate(pool, 1)
+    ]
     if reranker is not None and pool:
         started = time.perf_counter()
         head = ranked[:rerank_candidates]
         p = reranker.score(query, [c.chunk.text for c, _, _ in head], instruction=instruction)
-        ranked = sorted(((c, float(s), r) for (c, _, r), s in zip(head, p)), key=lambda t: (-t[1], t[2]))
+        ranked = sorted(
+            ((c, float(s), r) for (c, _, r), s in zip(head, p)), key=lambda t: (-t[1], t[2])
+        )
         timings["rerank_ms"] = 1000 * (time.perf_counter() - started)
-    hits = [_hit(rank, c, p, r if p is not None else None) for rank, (c, p, r) in enumerate(ranked[:k], 1)]
+    hits = [
+        _hit(rank, c, p, r if p is not None else None)
+        for rank, (c, p, r) in enumerate(ranked[:k], 1)
+    ]
     return Hits(hits, timings)
 
 
 def _hit(rank: int, c: Candidate, rerank_score: float | None, retrieval_rank: int | None) -> Hit:
     ch = c.chunk
-    return Hit(rank=rank, score=c.score, source=ch.source, page=ch.page, page_end=ch.page_end, text=ch.text,
-               start=ch.start, end=ch.end, doc_id=ch.doc_id, rerank_score=rerank_score, dense_score=c.cosine,
-               lexical_score=c.bm25, keyword_score=c.keywords, retrieval_rank=retrieval_rank,
-               ocr=ch.ocr)
-
+    return Hit(
+        rank=rank,
+        score=c.score,
+        source=ch.source,
+        page=ch.page,
+        page_end=ch.page_end,
+        text=ch.text,
+        start=ch.start,
+        end=ch.end,
+        doc_id=ch.doc_id,
+        rerank_score=rerank_score,
+        dense_score=c.cosine,
+        lexical_score=c.bm25,
+        keyword_score=c.keywords,
+        retrieval_rank=retrieval_rank,
+        ocr=ch.ocr,
+    )

@@ -32,7 +32,9 @@ def _stemmer():  # noqa: ANN202 - PyStemmer's Stemmer
 
 @lru_cache(maxsize=1)
 def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN_PLUS  # 179 words: "how do I ..." queries match on content words
+    from bm25s.stopwords import (
+        STOPWORDS_EN_PLUS,
+    )  # 179 words: "how do I ..." queries match on content words
 
     return frozenset(STOPWORDS_EN_PLUS)
 
@@ -46,7 +48,7 @@ def tokenize(text: str) -> list[str]:
         run = match.group()
         if _CJK_RUN.match(run):
             tokens.extend(run)
-            tokens.extend(run[i:i + 2] for i in range(len(run) - 1))
+            tokens.extend(run[i : i + 2] for i in range(len(run) - 1))
         elif run not in stop:
             words.append(run)
     return _stemmer().stemWords(words) + tokens if words else tokens
@@ -64,7 +66,9 @@ class LexicalIndex:
         self._ids = np.zeros(0, np.int64)
         self._row_of: dict[int, int] = {}
         self._term_max = np.zeros(0, np.float32)  # per vocabulary term: its best BM25 contribution
-        self._tokens: dict[str, list[str]] = {}  # text -> tokens, so a rebuild tokenizes only new texts
+        self._tokens: dict[
+            str, list[str]
+        ] = {}  # text -> tokens, so a rebuild tokenizes only new texts
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -73,8 +77,10 @@ class LexicalIndex:
         """Index `texts`, text i under id `ids[i]`."""
         import bm25s
 
-        tokens = [self._tokens[t] if t in self._tokens else self._tokens.setdefault(t, tokenize(t))
-                  for t in texts]
+        tokens = [
+            self._tokens[t] if t in self._tokens else self._tokens.setdefault(t, tokenize(t))
+            for t in texts
+        ]
         self._tokens = {t: toks for t, toks in zip(texts, tokens)}  # forget removed texts
         self._ids = np.asarray(ids, dtype=np.int64)
         self._row_of = {int(i): row for row, i in enumerate(ids)}

@@ -50,8 +50,16 @@ class DocInfo:
 class VectorIndex:
     """Chunk vectors (float32, L2-normalised) in FAISS by id, and the chunks and documents they belong to."""
 
-    def __init__(self, dim: int, kind: str = "flat", *, meta: dict[str, Any] | None = None,
-                 hnsw_m: int = 32, ef_search: int = 128, use_gpu: bool | None = None):
+    def __init__(
+        self,
+        dim: int,
+        kind: str = "flat",
+        *,
+        meta: dict[str, Any] | None = None,
+        hnsw_m: int = 32,
+        ef_search: int = 128,
+        use_gpu: bool | None = None,
+    ):
         if kind not in INDEX_KINDS:
             raise ValueError(f"index kind must be one of {INDEX_KINDS}, got {kind!r}")
         if dim < 1:
@@ -60,7 +68,9 @@ class VectorIndex:
         self.meta: dict[str, Any] = dict(meta or {})  # model, chunking: recorded in the manifest
         self.chunks: dict[int, Chunk] = {}  # FAISS id -> chunk, in id (insertion) order
         self.docs: dict[str, DocInfo] = {}
-        self.originals: dict[str, bytes] = {}  # doc_id -> the file's bytes (small PDFs), for page views
+        self.originals: dict[
+            str, bytes
+        ] = {}  # doc_id -> the file's bytes (small PDFs), for page views
         self.changes = 0  # counts changes, so derived indexes (BM25) know when to rebuild
         self._ids: dict[str, tuple[int, int]] = {}  # doc_id -> its ids, [first, end)
         self._next_id = 0
@@ -83,13 +93,21 @@ class VectorIndex:
         first, end = self._ids[doc_id]
         return [self.chunks[i] for i in range(first, end) if i in self.chunks]
 
-    def add(self, doc: DocInfo, chunks: Sequence[Chunk], vectors: np.ndarray, original: bytes | None = None) -> None:
+    def add(
+        self,
+        doc: DocInfo,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        original: bytes | None = None,
+    ) -> None:
         """Add one document's chunks with their vectors; a doc_id already here is an error.
 
         `original` (the file's bytes) is kept when it is at most MAX_ORIGINAL_BYTES."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape != (len(chunks), self.dim):
-            raise ValueError(f"expected vectors of shape ({len(chunks)}, {self.dim}), got {vectors.shape}")
+            raise ValueError(
+                f"expected vectors of shape ({len(chunks)}, {self.dim}), got {vectors.shape}"
+            )
         if doc.doc_id in self.docs:
             raise ValueError(f"document {doc.doc_id[:12]}… ({doc.source}) is already in the index")
         first = self._next_id
@@ -137,8 +155,11 @@ class VectorIndex:
 
     def vectors_of(self, ids: Sequence[int]) -> np.ndarray:
         """The stored vectors of `ids`, (len(ids), dim)."""
-        return np.vstack([self._cpu.reconstruct(int(i)) for i in ids]) if len(ids) else \
-            np.zeros((0, self.dim), np.float32)
+        return (
+            np.vstack([self._cpu.reconstruct(int(i)) for i in ids])
+            if len(ids)
+            else np.zeros((0, self.dim), np.float32)
+        )
 
     def _stored(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) in FAISS's storage order."""
@@ -159,7 +180,9 @@ class VectorIndex:
         """(scores, ids), each (n_queries, min(k, len)); best first; ids are keys of `self.chunks`."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
-            raise ValueError(f"expected query vectors of shape (n, {self.dim}), got {queries.shape}")
+            raise ValueError(
+                f"expected query vectors of shape (n, {self.dim}), got {queries.shape}"
+            )
         k = min(int(k), len(self))
         if k <= 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
@@ -184,9 +207,18 @@ class VectorIndex:
         import faiss
 
         return {
-            "format_version": FORMAT_VERSION, "dim": self.dim, "kind": self.kind,
-            "chunks": len(self.chunks), "documents": len(self.docs), "next_id": self._next_id, **self.meta,
-            "versions": {"faiss": faiss.__version__, "numpy": np.__version__, **self.meta.get("versions", {})},
+            "format_version": FORMAT_VERSION,
+            "dim": self.dim,
+            "kind": self.kind,
+            "chunks": len(self.chunks),
+            "documents": len(self.docs),
+            "next_id": self._next_id,
+            **self.meta,
+            "versions": {
+                "faiss": faiss.__version__,
+                "numpy": np.__version__,
+                **self.meta.get("versions", {}),
+            },
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 
@@ -197,8 +229,10 @@ class VectorIndex:
         docs = [{**vars(d), "ids": list(self._ids[d.doc_id])} for d in self.docs.values()]
         files: dict[str, bytes | str] = {
             "index.faiss": faiss.serialize_index(self._cpu).tobytes(),
-            "chunks.jsonl": "".join(json.dumps({"id": i, **c.to_dict()}, ensure_ascii=False) + "\n"
-                                    for i, c in self.chunks.items()),
+            "chunks.jsonl": "".join(
+                json.dumps({"id": i, **c.to_dict()}, ensure_ascii=False) + "\n"
+                for i, c in self.chunks.items()
+            ),
             "docs.json": json.dumps(docs, ensure_ascii=False),
             **{f"originals/{doc_id}": data for doc_id, data in self.originals.items()},
             "manifest.json": json.dumps(self.manifest(), indent=2, ensure_ascii=False),
@@ -214,10 +248,16 @@ class VectorIndex:
         try:
             manifest = json.loads((version / "manifest.json").read_text())
             if manifest.get("format_version") not in (1, FORMAT_VERSION):
-                raise IndexFolderError(f"{folder}: index format {manifest.get('format_version')} is not "
-                                       f"supported (this qsearch reads formats 1 and {FORMAT_VERSION})")
-            meta = {k: v for k, v in manifest.items()
-                    if k not in ("format_version", "dim", "kind", "chunks", "documents", "saved", "next_id")}
+                raise IndexFolderError(
+                    f"{folder}: index format {manifest.get('format_version')} is not "
+                    f"supported (this qsearch reads formats 1 and {FORMAT_VERSION})"
+                )
+            meta = {
+                k: v
+                for k, v in manifest.items()
+                if k
+                not in ("format_version", "dim", "kind", "chunks", "documents", "saved", "next_id")
+            }
             index = cls(int(manifest["dim"]), manifest["kind"], meta=meta, use_gpu=use_gpu)
             index._read(version, manifest)
         except IndexFolderError:
@@ -225,8 +265,10 @@ class VectorIndex:
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
             raise IndexFolderError(f"{folder}: the index is damaged or incomplete ({e})") from None
         if index._cpu.ntotal != len(index.chunks) or index._cpu.d != index.dim:
-            raise IndexFolderError(f"{folder}: the index is inconsistent ({index._cpu.ntotal} vectors, "
-                                   f"{len(index.chunks)} chunks)")
+            raise IndexFolderError(
+                f"{folder}: the index is inconsistent ({index._cpu.ntotal} vectors, "
+                f"{len(index.chunks)} chunks)"
+            )
         return index
 
     def _read(self, version: Path, manifest: dict[str, Any]) -> None:
@@ -244,16 +286,24 @@ class VectorIndex:
             for d in docs:
                 ids = runs.get(d["doc_id"], [])
                 d["ids"] = [ids[0], ids[-1] + 1] if ids else [len(rows), len(rows)]
-            vectors = stored.reconstruct_n(0, stored.ntotal) if stored.ntotal else np.zeros((0, self.dim), "f4")
+            vectors = (
+                stored.reconstruct_n(0, stored.ntotal)
+                if stored.ntotal
+                else np.zeros((0, self.dim), "f4")
+            )
             stored = self._new_faiss()
             stored.add_with_ids(vectors, np.arange(len(vectors), dtype=np.int64))
         self._cpu = stored
         self.chunks = {r.pop("id"): Chunk.from_dict(r) for r in rows}
         self._ids = {d["doc_id"]: tuple(d.pop("ids")) for d in docs}
         self.docs = {d["doc_id"]: DocInfo(**d) for d in docs}
-        self._next_id = int(manifest.get("next_id") or max((e for _, e in self._ids.values()), default=0))
+        self._next_id = int(
+            manifest.get("next_id") or max((e for _, e in self._ids.values()), default=0)
+        )
         originals = version / "originals"
-        self.originals = {p.name: p.read_bytes() for p in originals.iterdir()} if originals.is_dir() else {}
+        self.originals = (
+            {p.name: p.read_bytes() for p in originals.iterdir()} if originals.is_dir() else {}
+        )
 
     def check_model(self, model_name: str, dim: int, folder: str | Path = "the index") -> None:
         """Refuse to mix vectors of two models or dimensions in one index."""
@@ -273,7 +323,9 @@ class VectorIndex:
         return index
 
 
-def check_model(built_with: str | None, built_dim: int, model_name: str, dim: int, where: str | Path) -> None:
+def check_model(
+    built_with: str | None, built_dim: int, model_name: str, dim: int, where: str | Path
+) -> None:
     """Refuse to mix vectors of two models or dimensions in one collection."""
     if dim != built_dim or (built_with and model_key(built_with) != model_key(model_name)):
         raise IndexFolderError(
@@ -289,7 +341,9 @@ def model_key(name: str) -> str:
     return served_name(name).lower()
 
 
-def brute_force_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def brute_force_search(
+    vectors: np.ndarray, queries: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner-product top-k in plain numpy: the reference FAISS results are checked against."""
     scores = queries @ vectors.T
     rows = np.argsort(-scores, axis=1, kind="stable")[:, :k]

@@ -32,8 +32,10 @@ def evidence_html(hit: Hit, index: VectorIndex, query: str) -> str:
         images = [_page_figure(original, number, hit, query) for number in pages]
         return f"<div class='qs-evidence'>{title}{''.join(images)}</div>"
     if hit.page and index.docs.get(hit.doc_id) and index.docs[hit.doc_id].kind == "pdf":
-        note = ("<p class='qs-note'>The page image is not available: the PDF was larger than the size kept for "
-                "page views. The passage in its surrounding text:</p>")
+        note = (
+            "<p class='qs-note'>The page image is not available: the PDF was larger than the size kept for "
+            "page views. The passage in its surrounding text:</p>"
+        )
     else:
         note = ""
     return f"<div class='qs-evidence'>{title}{note}{_in_context(hit, index, query)}</div>"
@@ -44,14 +46,22 @@ def _page_figure(data: bytes, number: int, hit: Hit, query: str) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
     encoded = base64.b64encode(buffer.getvalue()).decode()
-    caption = f"page {number}" + ("" if found else " (the passage's lines could not be located on this page"
-                                  + (": it was read by OCR)" if hit.ocr else ")"))
-    return (f"<figure class='qs-page' data-page='{number}' data-highlights='{found}' style='margin:8px 0'>"
-            f"<img class='qs-page-image' alt='page {number}' style='width:100%;max-width:560px;border:1px solid #d1d5db' "
-            f"src='data:image/png;base64,{encoded}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+    caption = f"page {number}" + (
+        ""
+        if found
+        else " (the passage's lines could not be located on this page"
+        + (": it was read by OCR)" if hit.ocr else ")")
+    )
+    return (
+        f"<figure class='qs-page' data-page='{number}' data-highlights='{found}' style='margin:8px 0'>"
+        f"<img class='qs-page-image' alt='page {number}' style='width:100%;max-width:560px;border:1px solid #d1d5db' "
+        f"src='data:image/png;base64,{encoded}'><figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
-def render_page(data: bytes, number: int, passage: str, query: str, dpi: int = DPI) -> tuple[Any, int]:
+def render_page(
+    data: bytes, number: int, passage: str, query: str, dpi: int = DPI
+) -> tuple[Any, int]:
     """(PIL image of page `number`, how many passage lines were highlighted on it)."""
     import pypdfium2
     from PIL import Image, ImageDraw
@@ -63,7 +73,9 @@ def render_page(data: bytes, number: int, passage: str, query: str, dpi: int = D
         image = page.render(scale=scale).to_pil().convert("RGBA")
         height = page.get_height()
         text_page = page.get_textpage()
-        overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))  # drawn on, then blended over the page
+        overlay = Image.new(
+            "RGBA", image.size, (0, 0, 0, 0)
+        )  # drawn on, then blended over the page
         draw = ImageDraw.Draw(overlay)
 
         def box(rect: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
@@ -84,7 +96,9 @@ def render_page(data: bytes, number: int, passage: str, query: str, dpi: int = D
         pdf.close()
 
 
-def _find(text_page: Any, needle: str, every: bool = False) -> list[tuple[float, float, float, float]]:
+def _find(
+    text_page: Any, needle: str, every: bool = False
+) -> list[tuple[float, float, float, float]]:
     """The rectangles of `needle` (its first occurrence, or all) on a PDFium text page."""
     searcher = text_page.search(needle, match_case=False, match_whole_word=False)
     rects = []
@@ -120,10 +134,12 @@ def _in_context(hit: Hit, index: VectorIndex, query: str) -> str:
     for c in chunks:
         if c.end > lo and c.start < hi:
             start, end = max(c.start, lo), min(c.end, hi)
-            text[start - lo:end - lo] = c.text[start - c.start:end - c.start]
+            text[start - lo : end - lo] = c.text[start - c.start : end - c.start]
     before = "".join(text[: hit.start - lo]).lstrip()
-    after = "".join(text[hit.end - lo: hi - lo]).rstrip()
-    return ("<div class='qs-context' style='white-space:pre-wrap;line-height:1.4'>"
-            f"{'… ' if lo else ''}{highlight(before, query)}"
-            f"<mark class='qs-passage' style='background:#fde68a'>{highlight(hit.text, query)}</mark>"
-            f"{highlight(after, query)}{' …' if after else ''}</div>")
+    after = "".join(text[hit.end - lo : hi - lo]).rstrip()
+    return (
+        "<div class='qs-context' style='white-space:pre-wrap;line-height:1.4'>"
+        f"{'… ' if lo else ''}{highlight(before, query)}"
+        f"<mark class='qs-passage' style='background:#fde68a'>{highlight(hit.text, query)}</mark>"
+        f"{highlight(after, query)}{' …' if after else ''}</div>"
+    )

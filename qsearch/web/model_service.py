@@ -31,7 +31,9 @@ from ..models.loading import ModelLoadError, bundled_small_model, resolve_model
 from ..models.reranker import Reranker
 from .sizing import FIRST_WINDOW, Throughput, estimate_tokens, rerank_candidates_for, window_sizes
 
-_MODELS: dict[tuple[str, str], Any] = {}  # (service key, "embedder" | "reranker") -> the loaded model
+_MODELS: dict[
+    tuple[str, str], Any
+] = {}  # (service key, "embedder" | "reranker") -> the loaded model
 _MAIN_PID = os.getpid()
 ON_ZEROGPU = bool(os.environ.get("SPACES_ZERO_GPU"))
 
@@ -45,24 +47,32 @@ def _gpu(duration: Callable[..., float]) -> Callable[[Callable], Callable]:
     return lambda fn: spaces.GPU(fn, duration=duration)
 
 
-def _embed_seconds(key: str, texts: Sequence[str], is_query: bool = False, instruction: str | None = None) -> int:
+def _embed_seconds(
+    key: str, texts: Sequence[str], is_query: bool = False, instruction: str | None = None
+) -> int:
     """ZeroGPU time to ask for: a margin for start-up plus a slow GPU's 20k tokens/s."""
     return int(min(300, 15 + estimate_tokens(texts) / 20_000))
 
 
-def _score_seconds(key: str, query: str, texts: Sequence[str], instruction: str | None = None) -> int:
+def _score_seconds(
+    key: str, query: str, texts: Sequence[str], instruction: str | None = None
+) -> int:
     return int(min(300, 15 + estimate_tokens([query + t for t in texts]) / 20_000))
 
 
 @_gpu(_embed_seconds)
-def embed_texts(key: str, texts: list[str], is_query: bool = False, instruction: str | None = None) -> np.ndarray:
+def embed_texts(
+    key: str, texts: list[str], is_query: bool = False, instruction: str | None = None
+) -> np.ndarray:
     """Texts -> float32 vectors (len(texts), dim), with the service's embedder. Pure: changes nothing."""
     _after_fork()
     return _MODELS[key, "embedder"].encode(texts, is_query=is_query, instruction=instruction)
 
 
 @_gpu(_score_seconds)
-def score_passages(key: str, query: str, texts: list[str], instruction: str | None = None) -> np.ndarray:
+def score_passages(
+    key: str, query: str, texts: list[str], instruction: str | None = None
+) -> np.ndarray:
     """(query, passages) -> float32 relevance scores, with the service's reranker. Pure: changes nothing."""
     _after_fork()
     return _MODELS[key, "reranker"].score(query, texts, instruction=instruction)
@@ -115,22 +125,34 @@ class SharedEmbedder:
         self.supports_instruction = model.supports_instruction
         self.tokenizer = getattr(model, "tokenizer", None)  # chunking runs in the main process
         self.device = str(getattr(model, "device", "remote"))
-        self.compiled = bool(getattr(model, "compiled", False))  # torch.compile'd parts (loading.compile_on_cpu)
+        self.compiled = bool(
+            getattr(model, "compiled", False)
+        )  # torch.compile'd parts (loading.compile_on_cpu)
 
     def prepare(self, texts: Sequence[str], **kwargs: Any) -> list[list[int]]:
         return self._model.prepare(texts, **kwargs)
 
-    def encode(self, texts: Sequence[str], *, is_query: bool = False, instruction: str | None = None,
-               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        is_query: bool = False,
+        instruction: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("encode takes a list of texts, not a single string")
         service, out, done = self._service, np.empty((len(texts), self.dim), np.float32), 0
-        urgent = is_query or len(texts) <= FIRST_WINDOW  # a query, or a short call: ahead of indexing windows
-        for window in window_sizes(len(texts), estimate_tokens(texts) / max(len(texts), 1), service.embed_rate):
-            batch = list(texts[done:done + window])
+        urgent = (
+            is_query or len(texts) <= FIRST_WINDOW
+        )  # a query, or a short call: ahead of indexing windows
+        for window in window_sizes(
+            len(texts), estimate_tokens(texts) / max(len(texts), 1), service.embed_rate
+        ):
+            batch = list(texts[done : done + window])
             with service.lock.hold(urgent):
                 started = time.perf_counter()
-                out[done:done + window] = service.embed(batch, is_query, instruction)
+                out[done : done + window] = service.embed(batch, is_query, instruction)
                 service.embed_rate.record(estimate_tokens(batch), time.perf_counter() - started)
             done += window
             if progress is not None:
@@ -144,24 +166,39 @@ class SharedReranker:
     def __init__(self, service: ModelService, model: Reranker):
         self._service, self._model, self.model_name = service, model, model.model_name
 
-    def prepare(self, query: str, texts: Sequence[str], instruction: str | None = None) -> list[list[int]]:
+    def prepare(
+        self, query: str, texts: Sequence[str], instruction: str | None = None
+    ) -> list[list[int]]:
         return self._model.prepare(query, texts, instruction)
 
-    def score(self, query: str, texts: Sequence[str], *, instruction: str | None = None) -> np.ndarray:
+    def score(
+        self, query: str, texts: Sequence[str], *, instruction: str | None = None
+    ) -> np.ndarray:
         service = self._service
         with service.lock.hold(urgent=True):
             started = time.perf_counter()
             scores = service.score(query, list(texts), instruction)
-            service.rerank_rate.record(estimate_tokens([query + t for t in texts]), time.perf_counter() - started)
+            service.rerank_rate.record(
+                estimate_tokens([query + t for t in texts]), time.perf_counter() - started
+            )
         return scores
 
 
 class ModelService:
     """The shared models of one server process: load once, one lock, the GPU boundary, measured speed."""
 
-    def __init__(self, settings: Settings, embedder: Embedder, *, notice: str = "", rerank_unavailable: str = ""):
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        *,
+        notice: str = "",
+        rerank_unavailable: str = "",
+    ):
         self.settings, self.notice, self.rerank_unavailable = settings, notice, rerank_unavailable
-        self.key = uuid.uuid4().hex  # this service's models in _MODELS (tests run several per process)
+        self.key = (
+            uuid.uuid4().hex
+        )  # this service's models in _MODELS (tests run several per process)
         self.lock = ModelLock()
         self._load_lock = threading.Lock()
         self.embed_rate, self.rerank_rate = Throughput(), Throughput()
@@ -174,7 +211,9 @@ class ModelService:
     def load(cls, settings: Settings, *, measure: bool = not ON_ZEROGPU) -> ModelService:
         """The configured models; without the embedder, the bundled small model and a notice saying so."""
         notice = ""
-        if ON_ZEROGPU:  # models run in forked workers there, where a recompile would recur on every call
+        if (
+            ON_ZEROGPU
+        ):  # models run in forked workers there, where a recompile would recur on every call
             settings = settings.with_(compile=False)
         try:
             embedder = make_embedder(settings)
@@ -185,13 +224,17 @@ class ModelService:
             wanted = settings.embed_url or settings.embed_model
             settings = settings.with_(embed_model=str(fallback), embed_dim=None, embed_url=None)
             embedder = make_embedder(settings)
-            notice = (f"Could not load {wanted} ({e}). Running on "
-                      "the small bundled model all-MiniLM-L6-v2 instead: it works, but results are weaker and "
-                      "task instructions are ignored.")
+            notice = (
+                f"Could not load {wanted} ({e}). Running on "
+                "the small bundled model all-MiniLM-L6-v2 instead: it works, but results are weaker and "
+                "task instructions are ignored."
+            )
         unavailable = ""
         try:
             if not settings.rerank_url:
-                resolve_model(settings.rerank_model, flag="--rerank-model", env="QSEARCH_RERANK_MODEL")
+                resolve_model(
+                    settings.rerank_model, flag="--rerank-model", env="QSEARCH_RERANK_MODEL"
+                )
         except ModelLoadError as e:
             unavailable = f"Reranking is unavailable: {e}"
         service = cls(settings, embedder, notice=notice, rerank_unavailable=unavailable)
@@ -203,7 +246,10 @@ class ModelService:
 
     def measure(self) -> None:
         """Time one small batch, so the first progress bar has an ETA and windows fit the machine."""
-        sample = ["A sentence of ordinary length about nothing in particular, repeated to fill a chunk. " * 6] * 4
+        sample = [
+            "A sentence of ordinary length about nothing in particular, repeated to fill a chunk. "
+            * 6
+        ] * 4
         self.embedder.encode(sample[:1])  # warm-up: the first call pays for lazy initialisation
         self.embed_rate.clear()
         self.embedder.encode(sample)
@@ -212,7 +258,9 @@ class ModelService:
         """One model call; local models go through the GPU boundary, remote servers are called directly."""
         if self._local["embedder"]:
             return embed_texts(self.key, texts, is_query, instruction)
-        return _MODELS[self.key, "embedder"].encode(texts, is_query=is_query, instruction=instruction)
+        return _MODELS[self.key, "embedder"].encode(
+            texts, is_query=is_query, instruction=instruction
+        )
 
     def score(self, query: str, texts: list[str], instruction: str | None) -> np.ndarray:
         if self._local["reranker"]:
@@ -236,8 +284,9 @@ class ModelService:
 
     def rerank_candidates(self) -> int:
         """How many candidates rerank in about RERANK_SECONDS here (5..50)."""
-        rate = self.rerank_rate.per_second or (self.embed_rate.per_second and
-                                               self.embed_rate.per_second * self._rerank_speed_ratio())
+        rate = self.rerank_rate.per_second or (
+            self.embed_rate.per_second and self.embed_rate.per_second * self._rerank_speed_ratio()
+        )
         return rerank_candidates_for(rate, self.settings.chunk_tokens)
 
     def _rerank_speed_ratio(self) -> float:

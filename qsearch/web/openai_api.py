@@ -21,7 +21,14 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, StrictInt, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 from starlette.concurrency import run_in_threadpool
 
 from ..models.embedder import Embedder
@@ -71,11 +78,20 @@ class RerankRequest(BaseModel):
     @field_validator("documents", mode="before")
     @classmethod
     def _texts(cls, value: Any) -> Any:  # Cohere/Jina also accept {"text": ...} objects
-        return [d.get("text") if isinstance(d, dict) else d for d in value] if isinstance(value, list) else value
+        return (
+            [d.get("text") if isinstance(d, dict) else d for d in value]
+            if isinstance(value, list)
+            else value
+        )
 
 
-def openai_router(embedder: Callable[[], Embedder], reranker: Callable[[], Reranker] | None = None, *,
-                  api_key: str | None = None, limits: ApiLimits = ApiLimits()) -> APIRouter:
+def openai_router(
+    embedder: Callable[[], Embedder],
+    reranker: Callable[[], Reranker] | None = None,
+    *,
+    api_key: str | None = None,
+    limits: ApiLimits = ApiLimits(),
+) -> APIRouter:
     """The /v1 routes. `embedder` and `reranker` are getters, so a model can load (or fail) lazily."""
     router = APIRouter()
 
@@ -93,17 +109,30 @@ def openai_router(embedder: Callable[[], Embedder], reranker: Callable[[], Reran
         _check_size(body.input, limits, "input")
         _check_model_name(body.model, model.model_name)
         if body.dimensions is not None and body.dimensions > model.dim:
-            raise ApiError(400, f"'dimensions' must be an integer in 1..{model.dim}, got {body.dimensions}")
+            raise ApiError(
+                400, f"'dimensions' must be an integer in 1..{model.dim}, got {body.dimensions}"
+            )
         vectors = model.encode(body.input)
         if body.dimensions is not None and body.dimensions < model.dim:
-            vectors = np.ascontiguousarray(vectors[:, :body.dimensions])
+            vectors = np.ascontiguousarray(vectors[:, : body.dimensions])
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         tokens = _count_tokens(model, body.input)
-        data = [{"object": "embedding", "index": i,
-                 "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode()
-                 if body.encoding_format == "base64" else v.tolist()} for i, v in enumerate(vectors)]
-        return {"object": "list", "data": data, "model": served_name(model.model_name),
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode()
+                if body.encoding_format == "base64"
+                else v.tolist(),
+            }
+            for i, v in enumerate(vectors)
+        ]
+        return {
+            "object": "list",
+            "data": data,
+            "model": served_name(model.model_name),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
     def rerank(body: RerankRequest) -> dict[str, Any]:
         if reranker is None:
@@ -113,26 +142,36 @@ def openai_router(embedder: Callable[[], Embedder], reranker: Callable[[], Reran
         model = _model(reranker)
         _check_model_name(body.model, model.model_name)
         scores = model.score(body.query, body.documents, instruction=body.instruction)
-        order = np.argsort(-scores, kind="stable")[:body.top_n or len(body.documents)]
+        order = np.argsort(-scores, kind="stable")[: body.top_n or len(body.documents)]
         results = [{"index": int(i), "relevance_score": float(scores[i])} for i in order]
         if body.return_documents:
             for r in results:
                 r["document"] = {"text": body.documents[r["index"]]}
         prepare = getattr(model, "prepare", None)
-        tokens = sum(map(len, prepare(body.query, body.documents, body.instruction))) if prepare else 0
-        return {"id": f"rerank-{uuid.uuid4().hex[:16]}", "model": served_name(model.model_name),
-                "results": results, "usage": {"total_tokens": tokens}}
+        tokens = (
+            sum(map(len, prepare(body.query, body.documents, body.instruction))) if prepare else 0
+        )
+        return {
+            "id": f"rerank-{uuid.uuid4().hex[:16]}",
+            "model": served_name(model.model_name),
+            "results": results,
+            "usage": {"total_tokens": tokens},
+        }
 
     router.add_api_route("/v1/models", _route(models, None, api_key), methods=["GET"])
-    router.add_api_route("/v1/embeddings", _route(embeddings, EmbeddingsRequest, api_key), methods=["POST"])
+    router.add_api_route(
+        "/v1/embeddings", _route(embeddings, EmbeddingsRequest, api_key), methods=["POST"]
+    )
     router.add_api_route("/v1/rerank", _route(rerank, RerankRequest, api_key), methods=["POST"])
     return router
 
 
-def _route(handler: Callable[[Any], dict[str, Any]], body_type: type[BaseModel] | None,
-           api_key: str | None) -> Callable:
+def _route(
+    handler: Callable[[Any], dict[str, Any]], body_type: type[BaseModel] | None, api_key: str | None
+) -> Callable:
     """An endpoint: the key checked, the body parsed into `body_type`, the handler run in a thread,
     every failure answered as OpenAI does: {"error": {"message", "type", "code"}}."""
+
     async def route(request: Request) -> JSONResponse:
         try:
             _check_key(request, api_key)
@@ -144,8 +183,11 @@ def _route(handler: Callable[[Any], dict[str, Any]], body_type: type[BaseModel] 
                     raise ApiError(400, _why(e)) from None
             return JSONResponse(await run_in_threadpool(handler, body))
         except ApiError as e:
-            return JSONResponse({"error": {"message": e.message, "type": e.kind, "code": e.status}},
-                                status_code=e.status)
+            return JSONResponse(
+                {"error": {"message": e.message, "type": e.kind, "code": e.status}},
+                status_code=e.status,
+            )
+
     return route
 
 
@@ -163,15 +205,23 @@ def _check_key(request: Request, api_key: str | None) -> None:
         return
     given = request.headers.get("authorization", "")
     if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-        raise ApiError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'", "authentication_error")
+        raise ApiError(
+            401,
+            "missing or wrong API key: send 'Authorization: Bearer <key>'",
+            "authentication_error",
+        )
 
 
 def _check_size(texts: list[str], limits: ApiLimits, field: str) -> None:
     if len(texts) > limits.max_inputs:
-        raise ApiError(413, f"too many items in '{field}': {len(texts)}, at most {limits.max_inputs}")
+        raise ApiError(
+            413, f"too many items in '{field}': {len(texts)}, at most {limits.max_inputs}"
+        )
     longest = max(len(t) for t in texts)
     if longest > limits.max_chars:
-        raise ApiError(413, f"a text in '{field}' has {longest:,} characters, at most {limits.max_chars:,}")
+        raise ApiError(
+            413, f"a text in '{field}' has {longest:,} characters, at most {limits.max_chars:,}"
+        )
 
 
 def _model(getter: Callable[[], Any]) -> Any:
@@ -195,4 +245,9 @@ def _count_tokens(model: Any, texts: list[str]) -> int:
 
 
 def _model_entry(name: str) -> dict[str, Any]:
-    return {"id": served_name(name), "object": "model", "created": int(time.time()), "owned_by": "qsearch"}
+    return {
+        "id": served_name(name),
+        "object": "model",
+        "created": int(time.time()),
+        "owned_by": "qsearch",
+    }

@@ -15,16 +15,22 @@ from ..store.bm25 import CJK
 from ..types import AddReport, Hit
 
 _TERM = re.compile(rf"[^\W_{CJK}]{{3,}}|[{CJK}]+")
-_STOP = frozenset("the and for with that this from are was were what which who how why when where does did "
-                  "has have into onto about than then them they their there these those can could should would "
-                  "not but all any its it's you your our".split())
-_BAR = ("display:inline-block;height:8px;border-radius:4px;vertical-align:middle;"
-        "background:{color};width:{width:.0f}px")
+_STOP = frozenset(
+    "the and for with that this from are was were what which who how why when where does did "
+    "has have into onto about than then them they their there these those can could should would "
+    "not but all any its it's you your our".split()
+)
+_BAR = (
+    "display:inline-block;height:8px;border-radius:4px;vertical-align:middle;"
+    "background:{color};width:{width:.0f}px"
+)
 
 
 def highlight(text: str, query: str) -> str:
     """`text` escaped, with the query's words (and words starting with them) wrapped in <mark>."""
-    terms = sorted({t.lower() for t in _TERM.findall(query) if t.lower() not in _STOP}, key=len, reverse=True)
+    terms = sorted(
+        {t.lower() for t in _TERM.findall(query) if t.lower() not in _STOP}, key=len, reverse=True
+    )
     if not terms:
         return html.escape(text)
     # A word matches at its start ("burn" marks "burns", never "sideburn"); CJK has no word breaks.
@@ -32,7 +38,7 @@ def highlight(text: str, query: str) -> str:
     pattern = re.compile(r"(?i)(" + "|".join(alternatives) + r")")
     out, last = [], 0
     for match in pattern.finditer(text):
-        out.append(html.escape(text[last:match.start()]))
+        out.append(html.escape(text[last : match.start()]))
         out.append(f"<mark>{html.escape(match.group())}</mark>")
         last = match.end()
     out.append(html.escape(text[last:]))
@@ -44,24 +50,50 @@ def _is_cjk(term: str) -> bool:
 
 
 BARS = (  # (key, label, colour, what the bar means): each on its own 0..1 scale
-    ("meaning", "meaning", "#2563eb", "cosine similarity of the passage and the query embeddings (0 to 1)"),
-    ("keywords", "keywords", "#d97706", "BM25 score over the best score the query's words can reach in this "
-                                        "collection (0 to 1)"),
-    ("overall", "overall", "#7c3aed", "the fused score that ranks the results: meaning and keywords combined, "
-                                      "each relative to this query's best match (0 to 1)"),
-    ("reranker", "reranker", "#16a34a", "the reranker's probability that the passage is relevant (0 to 1)"),
+    (
+        "meaning",
+        "meaning",
+        "#2563eb",
+        "cosine similarity of the passage and the query embeddings (0 to 1)",
+    ),
+    (
+        "keywords",
+        "keywords",
+        "#d97706",
+        "BM25 score over the best score the query's words can reach in this collection (0 to 1)",
+    ),
+    (
+        "overall",
+        "overall",
+        "#7c3aed",
+        "the fused score that ranks the results: meaning and keywords combined, "
+        "each relative to this query's best match (0 to 1)",
+    ),
+    (
+        "reranker",
+        "reranker",
+        "#16a34a",
+        "the reranker's probability that the passage is relevant (0 to 1)",
+    ),
 )
-LEGEND = ('<div class="qs-legend" style="font-size:0.85em;color:#4b5563">Each bar runs from 0 to 1: '
-          + " · ".join(f'<span title="{html.escape(tip)}"><span style="display:inline-block;width:10px;height:10px;'
-                       f'border-radius:2px;background:{color}"></span> <b>{label}</b>: {html.escape(tip)}</span>'
-                       for _, label, color, tip in BARS) + "</div>")
+LEGEND = (
+    '<div class="qs-legend" style="font-size:0.85em;color:#4b5563">Each bar runs from 0 to 1: '
+    + " · ".join(
+        f'<span title="{html.escape(tip)}"><span style="display:inline-block;width:10px;height:10px;'
+        f'border-radius:2px;background:{color}"></span> <b>{label}</b>: {html.escape(tip)}</span>'
+        for _, label, color, tip in BARS
+    )
+    + "</div>"
+)
 
 
 def bar(value: float, color: str, width: int = 120) -> str:
     """A horizontal bar for a value in [0, 1]."""
     value = min(max(value, 0.0), 1.0)
-    return (f'<span style="display:inline-block;width:{width}px;background:#e5e7eb;border-radius:4px">'
-            f'<span class="qs-bar" style="{_BAR.format(color=color, width=value * width)}"></span></span>')
+    return (
+        f'<span style="display:inline-block;width:{width}px;background:#e5e7eb;border-radius:4px">'
+        f'<span class="qs-bar" style="{_BAR.format(color=color, width=value * width)}"></span></span>'
+    )
 
 
 def where(hit: Hit) -> str:
@@ -77,7 +109,12 @@ def where(hit: Hit) -> str:
 
 def breakdown(h: Hit) -> dict[str, float | None]:
     """The card's bars: meaning, keywords, overall, reranker (None when a bar doesn't apply)."""
-    return {"meaning": h.dense_score, "keywords": h.keyword_score, "overall": h.score, "reranker": h.rerank_score}
+    return {
+        "meaning": h.dense_score,
+        "keywords": h.keyword_score,
+        "overall": h.score,
+        "reranker": h.rerank_score,
+    }
 
 
 def movement(h: Hit) -> str:
@@ -93,25 +130,44 @@ def movement(h: Hit) -> str:
 
 def _card(h: Hit, query: str) -> str:
     scores = breakdown(h)
-    rows = [f'<div class="qs-score qs-{key}" title="{html.escape(tip)}" data-value="{scores[key]:.4f}">'
-            f'<span style="display:inline-block;width:70px">{label}</span>{bar(scores[key], color)} '
-            f"<small>{scores[key]:.2f}</small></div>"
-            for key, label, color, tip in BARS if scores[key] is not None]
+    rows = [
+        f'<div class="qs-score qs-{key}" title="{html.escape(tip)}" data-value="{scores[key]:.4f}">'
+        f'<span style="display:inline-block;width:70px">{label}</span>{bar(scores[key], color)} '
+        f"<small>{scores[key]:.2f}</small></div>"
+        for key, label, color, tip in BARS
+        if scores[key] is not None
+    ]
     moved = movement(h)
-    badge = f' <span class="qs-move" style="color:#15803d;font-size:0.9em">{moved}</span>' if moved else ""
-    return ('<div class="qs-card" style="border:1px solid #d1d5db;border-radius:8px;padding:10px 12px;margin:8px 0">'
-            f'<div style="display:flex;gap:12px;align-items:center;flex-wrap:wrap">'
-            f'<b>#{h.rank}</b> <span class="qs-source">{html.escape(where(h))}</span>{badge}</div>'
-            f'<div style="margin:4px 0;font-size:0.9em">{"".join(rows)}</div>'
-            f'<div class="qs-text" style="white-space:pre-wrap;line-height:1.4">{highlight(h.text, query)}</div>'
-            "</div>")
+    badge = (
+        f' <span class="qs-move" style="color:#15803d;font-size:0.9em">{moved}</span>'
+        if moved
+        else ""
+    )
+    return (
+        '<div class="qs-card" style="border:1px solid #d1d5db;border-radius:8px;padding:10px 12px;margin:8px 0">'
+        f'<div style="display:flex;gap:12px;align-items:center;flex-wrap:wrap">'
+        f'<b>#{h.rank}</b> <span class="qs-source">{html.escape(where(h))}</span>{badge}</div>'
+        f'<div style="margin:4px 0;font-size:0.9em">{"".join(rows)}</div>'
+        f'<div class="qs-text" style="white-space:pre-wrap;line-height:1.4">{highlight(h.text, query)}</div>'
+        "</div>"
+    )
 
 
-def hits_html(hits: Sequence[Hit], query: str, timings_ms: dict[str, float], *, notice: str = "") -> str:
+def hits_html(
+    hits: Sequence[Hit], query: str, timings_ms: dict[str, float], *, notice: str = ""
+) -> str:
     """Ranked result cards: the score breakdown (each bar on its own 0..1 scale), source and page, passage."""
     times = " \u00b7 ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in timings_ms.items())
-    head = f'<div class="qs-notice" style="color:#92400e">{html.escape(notice)}</div>' if notice else ""
-    foot = f'<div class="qs-timings" style="color:#6b7280;font-size:0.85em">{times}</div>' if times else ""
+    head = (
+        f'<div class="qs-notice" style="color:#92400e">{html.escape(notice)}</div>'
+        if notice
+        else ""
+    )
+    foot = (
+        f'<div class="qs-timings" style="color:#6b7280;font-size:0.85em">{times}</div>'
+        if times
+        else ""
+    )
     return f'<div class="qs-results">{head}{"".join(_card(h, query) for h in hits)}{foot}</div>'
 
 
@@ -130,9 +186,11 @@ def files_html(rows: Sequence[tuple[str, int, int | None]]) -> str:
         for name, chunks, pages in rows
     )
     total = sum(r[1] for r in rows)
-    return ("<table class='qs-files' style='width:100%'><thead><tr><th style='text-align:left'>file</th>"
-            f"<th>chunks</th><th>pages</th></tr></thead><tbody>{body}</tbody></table>"
-            f"<small>{len(rows)} files, {total} chunks</small>")
+    return (
+        "<table class='qs-files' style='width:100%'><thead><tr><th style='text-align:left'>file</th>"
+        f"<th>chunks</th><th>pages</th></tr></thead><tbody>{body}</tbody></table>"
+        f"<small>{len(rows)} files, {total} chunks</small>"
+    )
 
 
 def report_html(report: AddReport) -> str:
@@ -141,18 +199,32 @@ def report_html(report: AddReport) -> str:
     for f in report.files:
         if f.ok:
             pages = f", {f.pages} pages" if f.pages else ""
-            ocr = f", OCR on page{'s' if len(f.ocr_pages) > 1 else ''} {_numbers(f.ocr_pages)}" if f.ocr_pages else ""
-            notes = "".join(f'<br><small style="color:#92400e">{html.escape(n)}</small>' for n in f.notes)
-            lines.append(f'<span style="color:#15803d">{f.status}</span> <code>{html.escape(f.path)}</code>: '
-                         f"{f.chunks} chunks{pages}{ocr}{notes}")
+            ocr = (
+                f", OCR on page{'s' if len(f.ocr_pages) > 1 else ''} {_numbers(f.ocr_pages)}"
+                if f.ocr_pages
+                else ""
+            )
+            notes = "".join(
+                f'<br><small style="color:#92400e">{html.escape(n)}</small>' for n in f.notes
+            )
+            lines.append(
+                f'<span style="color:#15803d">{f.status}</span> <code>{html.escape(f.path)}</code>: '
+                f"{f.chunks} chunks{pages}{ocr}{notes}"
+            )
         else:
-            lines.append(f'<span style="color:#b91c1c">failed</span> <code>{html.escape(f.path)}</code>: '
-                         f"{html.escape(f.error or 'unknown error')}")
+            lines.append(
+                f'<span style="color:#b91c1c">failed</span> <code>{html.escape(f.path)}</code>: '
+                f"{html.escape(f.error or 'unknown error')}"
+            )
     n_unchanged = sum(f.status == "unchanged" for f in report.files)
-    summary = (f"<b>{len(report.indexed)} indexed, {n_unchanged} unchanged, {len(report.errors)} failed</b> "
-               f"in {report.seconds:.1f} s")
+    summary = (
+        f"<b>{len(report.indexed)} indexed, {n_unchanged} unchanged, {len(report.errors)} failed</b> "
+        f"in {report.seconds:.1f} s"
+    )
     return f'<div class="qs-report">{"<br>".join([summary, *lines])}</div>'
 
 
 def _numbers(pages: Sequence[int]) -> str:
-    return ", ".join(map(str, pages[:10])) + (f" and {len(pages) - 10} more" if len(pages) > 10 else "")
+    return ", ".join(map(str, pages[:10])) + (
+        f" and {len(pages) - 10} more" if len(pages) > 10 else ""
+    )

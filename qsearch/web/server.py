@@ -51,9 +51,13 @@ class Context:
         return cls(service, shared)
 
     def new_engine(self) -> Engine:
-        return Engine(self.service.settings, embedder=self.service.embedder, reranker=self.service.reranker)
+        return Engine(
+            self.service.settings, embedder=self.service.embedder, reranker=self.service.reranker
+        )
 
-    def remember(self, session: str, query: str, hits: Hits, options: dict[str, Any], rerank: bool) -> None:
+    def remember(
+        self, session: str, query: str, hits: Hits, options: dict[str, Any], rerank: bool
+    ) -> None:
         """Keep a session's latest results (freed with the session), for export and page views."""
         entry = self.sessions.peek(session)
         if entry is not None:
@@ -84,22 +88,35 @@ class Context:
             where = "CPU (no GPU here: indexing large files takes minutes)"
         else:
             where = "a remote server"
-        rerank = f"`{model_label(s.rerank_model)}` (loads when first used)" if not service.rerank_unavailable \
+        rerank = (
+            f"`{model_label(s.rerank_model)}` (loads when first used)"
+            if not service.rerank_unavailable
             else "unavailable"
+        )
         speed = service.embed_rate.per_second
-        lines = [f"**Embedding:** `{model_label(s.embed_model)}` · **Reranker:** {rerank} · **Device:** {where}",
-                 f"**Precision:** {dtype_reason(device, s.dtype) if device != 'remote' else 'set by the server'}"
-                 + ("; attention, MLPs and norms compiled" if getattr(service.embedder, "compiled", False) else "")
-                 + (f" · **Speed:** about {speed:,.0f} tokens/s" if speed else "")
-                 + f" · **Scans:** {ocr.status(s.ocr_lang, s.ocr)}"]
+        lines = [
+            f"**Embedding:** `{model_label(s.embed_model)}` · **Reranker:** {rerank} · **Device:** {where}",
+            f"**Precision:** {dtype_reason(device, s.dtype) if device != 'remote' else 'set by the server'}"
+            + (
+                "; attention, MLPs and norms compiled"
+                if getattr(service.embedder, "compiled", False)
+                else ""
+            )
+            + (f" · **Speed:** about {speed:,.0f} tokens/s" if speed else "")
+            + f" · **Scans:** {ocr.status(s.ocr_lang, s.ocr)}",
+        ]
         if service.notice:
             lines.append(f"**Note:** {service.notice}")
         return "\n\n".join(lines)
 
     def rerank_hint(self, candidates: int) -> str:
         rate = self.service.rerank_rate.per_second
-        return (f"{candidates} rerank in about {RERANK_SECONDS:.0f} s on this machine; more are more thorough "
-                f"but slower" if rate or self.service.embed_rate.per_second else "how many top passages to rescore")
+        return (
+            f"{candidates} rerank in about {RERANK_SECONDS:.0f} s on this machine; more are more thorough "
+            f"but slower"
+            if rate or self.service.embed_rate.per_second
+            else "how many top passages to rescore"
+        )
 
 
 def model_label(name: str) -> str:
@@ -112,14 +129,26 @@ def model_label(name: str) -> str:
 
 def hit_json(h: Hit) -> dict[str, Any]:
     """A hit as the JSON output of /search: where it is, its text, and every score of its breakdown."""
-    return {"rank": h.rank, "score": h.score, "meaning": h.dense_score, "keywords": h.keyword_score,
-            "bm25": h.lexical_score, "rerank_score": h.rerank_score, "rank_before_rerank": h.retrieval_rank,
-            "source": h.source, "page": h.page, "page_end": h.page_end, "ocr": h.ocr, "text": h.text}
+    return {
+        "rank": h.rank,
+        "score": h.score,
+        "meaning": h.dense_score,
+        "keywords": h.keyword_score,
+        "bm25": h.lexical_score,
+        "rerank_score": h.rerank_score,
+        "rank_before_rerank": h.retrieval_rank,
+        "source": h.source,
+        "page": h.page,
+        "page_end": h.page_end,
+        "ocr": h.ocr,
+        "text": h.text,
+    }
 
 
 def bind(fn: Callable, ctx: Context) -> Callable:
     """`fn` with its first argument (the context) filled in, keeping the signature and type hints
     that Gradio reads to pass gr.Request and gr.Progress (functools.partial hides them)."""
+
     @functools.wraps(fn)
     def bound(*args: Any, **kwargs: Any) -> Any:
         return fn(ctx, *args, **kwargs)
@@ -129,21 +158,44 @@ def bind(fn: Callable, ctx: Context) -> Callable:
     return bound
 
 
-def launch(demo: Any, *, host: str | None = None, port: int | None = None, share: bool = False,
-           max_file_mb: float = 50, queue_size: int = 64, api_key: str | None = None, mcp: bool = True,
-           prevent_thread_lock: bool = False, **kwargs: Any) -> Any:
+def launch(
+    demo: Any,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    share: bool = False,
+    max_file_mb: float = 50,
+    queue_size: int = 64,
+    api_key: str | None = None,
+    mcp: bool = True,
+    prevent_thread_lock: bool = False,
+    **kwargs: Any,
+) -> Any:
     """Queue (bounded: a full queue answers "busy" at once), then serve the page, /v1 and MCP."""
     ctx: Context | None = getattr(demo, "qsearch_context", None)
     routes = []
     if ctx is not None:
-        routes = openai_router(lambda: ctx.service.embedder, ctx.service.reranker, api_key=api_key).routes
+        routes = openai_router(
+            lambda: ctx.service.embedder, ctx.service.reranker, api_key=api_key
+        ).routes
     demo.queue(max_size=queue_size, default_concurrency_limit=4)
-    result = demo.launch(server_name=host, server_port=port, share=share, max_file_size=int(max_file_mb * 2**20),
-                         footer_links=["api", "gradio"], prevent_thread_lock=True, mcp_server=mcp,
-                         app_kwargs={"routes": routes}, **kwargs)
+    result = demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        max_file_size=int(max_file_mb * 2**20),
+        footer_links=["api", "gradio"],
+        prevent_thread_lock=True,
+        mcp_server=mcp,
+        app_kwargs={"routes": routes},
+        **kwargs,
+    )
     if share and not demo.share_url:
-        print("No public link: the share server can't be reached from here (no outbound connection); "
-              f"the app is serving locally at {demo.local_url}", flush=True)
+        print(
+            "No public link: the share server can't be reached from here (no outbound connection); "
+            f"the app is serving locally at {demo.local_url}",
+            flush=True,
+        )
     if not prevent_thread_lock:
         demo.block_thread()
     return result
@@ -157,37 +209,95 @@ def _env_flag(name: str, default: bool = False) -> bool:
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
     """The app's flags (each also a QSEARCH_* variable), and the Settings they make."""
     p = argparse.ArgumentParser(description="qsearch web app")
-    p.add_argument("--host", default=os.environ.get("QSEARCH_HOST"), help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("QSEARCH_PORT", 0)) or None,
-                   help="port (default 7860, or the next free one)")
-    p.add_argument("--share", action="store_true", default=_env_flag("QSEARCH_SHARE"),
-                   help="also serve on a temporary public *.gradio.live link (anyone with it can use the app)")
-    p.add_argument("--index", default=os.environ.get("QSEARCH_INDEX"), metavar="DIR",
-                   help="a read-only index every session searches besides its uploads")
-    p.add_argument("--milvus", metavar="URI", help="the shared collection in Milvus instead: a Milvus Lite file or "
-                   "http://host:19530 ($QSEARCH_MILVUS_URI; $QSEARCH_MILVUS_TOKEN for auth)")
+    p.add_argument(
+        "--host",
+        default=os.environ.get("QSEARCH_HOST"),
+        help="address to listen on (default 127.0.0.1)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("QSEARCH_PORT", 0)) or None,
+        help="port (default 7860, or the next free one)",
+    )
+    p.add_argument(
+        "--share",
+        action="store_true",
+        default=_env_flag("QSEARCH_SHARE"),
+        help="also serve on a temporary public *.gradio.live link (anyone with it can use the app)",
+    )
+    p.add_argument(
+        "--index",
+        default=os.environ.get("QSEARCH_INDEX"),
+        metavar="DIR",
+        help="a read-only index every session searches besides its uploads",
+    )
+    p.add_argument(
+        "--milvus",
+        metavar="URI",
+        help="the shared collection in Milvus instead: a Milvus Lite file or "
+        "http://host:19530 ($QSEARCH_MILVUS_URI; $QSEARCH_MILVUS_TOKEN for auth)",
+    )
     p.add_argument("--collection", metavar="NAME", help="the Milvus collection (default qsearch)")
     p.add_argument("--embed-model", metavar="M")
     p.add_argument("--rerank-model", metavar="M")
     p.add_argument("--max-file-mb", type=float, metavar="N")
     p.add_argument("--device", choices=DEVICES)
-    p.add_argument("--dtype", choices=DTYPES, help=f"model precision (default auto: here {dtype_reason('cpu')})")
-    p.add_argument("--no-compile", dest="compile", action="store_false", default=None,
-                   help=NO_COMPILE_HELP)
-    p.add_argument("--no-ocr", dest="ocr", action="store_false", default=None, help="don't OCR scans and images")
-    p.add_argument("--ocr-lang", metavar="L", help="Tesseract language(s), e.g. eng+deu (default eng)")
-    p.add_argument("--embed-url", metavar="URL", help="embed with an OpenAI-compatible server instead of locally")
-    p.add_argument("--rerank-url", metavar="URL", help="rerank with a /v1/rerank server instead of locally")
-    p.add_argument("--api-key", default=os.environ.get("QSEARCH_API_KEY"),
-                   help="require 'Authorization: Bearer KEY' on the /v1 API")
-    p.add_argument("--no-mcp", dest="mcp", action="store_false", default=_env_flag("QSEARCH_MCP", True),
-                   help="don't serve the MCP tools at /gradio_api/mcp/")
+    p.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        help=f"model precision (default auto: here {dtype_reason('cpu')})",
+    )
+    p.add_argument(
+        "--no-compile", dest="compile", action="store_false", default=None, help=NO_COMPILE_HELP
+    )
+    p.add_argument(
+        "--no-ocr",
+        dest="ocr",
+        action="store_false",
+        default=None,
+        help="don't OCR scans and images",
+    )
+    p.add_argument(
+        "--ocr-lang", metavar="L", help="Tesseract language(s), e.g. eng+deu (default eng)"
+    )
+    p.add_argument(
+        "--embed-url",
+        metavar="URL",
+        help="embed with an OpenAI-compatible server instead of locally",
+    )
+    p.add_argument(
+        "--rerank-url", metavar="URL", help="rerank with a /v1/rerank server instead of locally"
+    )
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("QSEARCH_API_KEY"),
+        help="require 'Authorization: Bearer KEY' on the /v1 API",
+    )
+    p.add_argument(
+        "--no-mcp",
+        dest="mcp",
+        action="store_false",
+        default=_env_flag("QSEARCH_MCP", True),
+        help="don't serve the MCP tools at /gradio_api/mcp/",
+    )
     args = p.parse_args(argv)
-    settings = Settings.from_env(embed_model=args.embed_model, rerank_model=args.rerank_model,
-                                 max_file_mb=args.max_file_mb, device=args.device, dtype=args.dtype,
-                                 compile=args.compile, ocr=args.ocr, ocr_lang=args.ocr_lang, embed_url=args.embed_url,
-                                 rerank_url=args.rerank_url, milvus_uri=args.milvus,
-                                 milvus_collection=args.collection)
-    if settings.max_files is None and settings.max_chunks is None:  # per-session limits on a shared server
+    settings = Settings.from_env(
+        embed_model=args.embed_model,
+        rerank_model=args.rerank_model,
+        max_file_mb=args.max_file_mb,
+        device=args.device,
+        dtype=args.dtype,
+        compile=args.compile,
+        ocr=args.ocr,
+        ocr_lang=args.ocr_lang,
+        embed_url=args.embed_url,
+        rerank_url=args.rerank_url,
+        milvus_uri=args.milvus,
+        milvus_collection=args.collection,
+    )
+    if (
+        settings.max_files is None and settings.max_chunks is None
+    ):  # per-session limits on a shared server
         settings = settings.with_(max_files=200, max_chunks=100_000)
     return args, settings

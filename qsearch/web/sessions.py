@@ -29,7 +29,9 @@ class Session:
     engine: Engine
     used: float
     stop: threading.Event = field(default_factory=threading.Event)
-    results: dict[str, Any] | None = None  # the latest search (query, settings, hits): for export and page views
+    results: dict[str, Any] | None = (
+        None  # the latest search (query, settings, hits): for export and page views
+    )
 
     def free(self) -> None:
         self.stop.set()
@@ -40,8 +42,18 @@ class Session:
 class Sessions:
     """Session id -> Session."""
 
-    def __init__(self, new_engine: Callable[[], Engine], *, idle_seconds: float = 3600, max_sessions: int = 500):
-        self._new_engine, self.idle_seconds, self.max_sessions = new_engine, idle_seconds, max_sessions
+    def __init__(
+        self,
+        new_engine: Callable[[], Engine],
+        *,
+        idle_seconds: float = 3600,
+        max_sessions: int = 500,
+    ):
+        self._new_engine, self.idle_seconds, self.max_sessions = (
+            new_engine,
+            idle_seconds,
+            max_sessions,
+        )
         self._entries: dict[str, Session] = {}
         self._lock = threading.Lock()
 
@@ -52,9 +64,15 @@ class Sessions:
         """The session's collection, created on first use; idle sessions are freed on the way."""
         now = time.monotonic()
         with self._lock:
-            freed = [self._entries.pop(k) for k, e in list(self._entries.items()) if now - e.used > self.idle_seconds]
+            freed = [
+                self._entries.pop(k)
+                for k, e in list(self._entries.items())
+                if now - e.used > self.idle_seconds
+            ]
             if session_id not in self._entries and len(self._entries) >= self.max_sessions:
-                raise TooManySessions("The server is busy (too many open sessions); please try again later.")
+                raise TooManySessions(
+                    "The server is busy (too many open sessions); please try again later."
+                )
             entry = self._entries.get(session_id)
             if entry is None:
                 entry = self._entries[session_id] = Session(self._new_engine(), now)

@@ -33,7 +33,9 @@ class Throughput:
         rate = tokens / seconds
         with self._lock:
             old = self.per_second
-            self.per_second = rate if old is None else (1 - self.smoothing) * old + self.smoothing * rate
+            self.per_second = (
+                rate if old is None else (1 - self.smoothing) * old + self.smoothing * rate
+            )
 
     def clear(self) -> None:
         self.per_second = None
@@ -48,7 +50,9 @@ def window_sizes(n_texts: int, tokens_per_text: float, throughput: Throughput) -
     done = 0
     while done < n_texts:
         rate = throughput.per_second
-        size = FIRST_WINDOW if rate is None else int(WINDOW_SECONDS * rate / max(tokens_per_text, 1.0))
+        size = (
+            FIRST_WINDOW if rate is None else int(WINDOW_SECONDS * rate / max(tokens_per_text, 1.0))
+        )
         size = max(1, min(size, MAX_WINDOW, n_texts - done))
         yield size
         done += size
@@ -83,7 +87,11 @@ def model_size(name_or_path: str) -> float | None:
         head_dim = config.get("head_dim") or hidden // heads
         kv = config.get("num_key_value_heads") or heads
         attention = 2 * hidden * heads * head_dim + 2 * hidden * kv * head_dim
-        mlp = (3 if config.get("model_type", "").startswith("qwen") else 2) * hidden * config["intermediate_size"]
+        mlp = (
+            (3 if config.get("model_type", "").startswith("qwen") else 2)
+            * hidden
+            * config["intermediate_size"]
+        )
         return float(layers * (attention + mlp))
     except (ModelLoadError, OSError, KeyError, ValueError, TypeError):
         return None
