@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..config import VERSION
+from ..models.loading import served_name
 from .portable_checks import (
     CHUNKS,
     DOCUMENTS,
@@ -72,7 +73,7 @@ def write_collection(index: VectorIndex, path: str | Path) -> Path:
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "embed_model": model,
+        "embed_model": served_name(model) if Path(model).expanduser().exists() else model,
         "dim": index.dim,
         "documents": len(docs),
         "chunks": len(order),

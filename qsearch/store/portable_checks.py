@@ -59,7 +59,7 @@ def check_manifest(
         raise CollectionFileError(
             f"this collection was embedded with {m['embed_model']!r} at dimension {m['dim']}, "
             f"but this qsearch embeds with {model!r} at dimension {dim}: open it on a qsearch "
-            f"running --embed-model {m["embed_model"]} --dim {m["dim"]}"
+            f"running --embed-model {m['embed_model']} --dim {m['dim']}"
         )
     for key, limit, hard in (
         ("documents", max_files, HARD_MAX_FILES),
