@@ -105,7 +105,7 @@ def test_the_cosine_rule_is_the_pages_threshold():
 def test_appends_from_many_threads_stay_whole_lines(tmp_path):
     log = LowConfidenceLog(tmp_path / "low.jsonl")
     hits = [replace(_hit(1, cosine=0.1), rank=r) for r in range(1, 6)]
-    query = "ünïcode " + "x" * 5000  # long lines: one write each
+    query = "ünïcode " + "x" * 5000  # long lines
 
     def work() -> None:
         for _ in range(50):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import pickle
@@ -9,11 +10,14 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import unit_vectors
 from factories import make_pdf
 from fakes import HashingEmbedder
 
 from qsearch import Engine, Settings
 from qsearch.store.portable import CollectionFileError, read_collection, write_collection
+from qsearch.store.vectors import DocInfo, VectorIndex
+from qsearch.types import Chunk
 
 DIM = 64
 TEXTS = {
@@ -252,3 +256,22 @@ def test_the_written_file_is_data_only(saved, engine):
     assert names[4:] == ["vectors.npy"]
     assert manifest["embed_model"] == "fake/hashing-embedder" and manifest["dim"] == DIM
     assert (manifest["documents"], manifest["chunks"]) == (4, len(engine.index))
+
+
+def test_each_chunk_keeps_its_own_vector_whatever_the_document_order(tmp_path):
+    """The writer groups chunks by document in the documents' order, not by storage order."""
+    index = VectorIndex(8, meta={"embed_model": "m"})
+    vectors = unit_vectors(5, 8)
+    for name, rows in (("a", [0, 1, 2]), ("b", [3, 4])):
+        doc_id = hashlib.sha256(name.encode()).hexdigest()
+        text = [f"{name} passage {r}" for r in rows]
+        chunks = [Chunk(doc_id, name, t, 0, len(t)) for t in text]
+        index.add(DocInfo(doc_id, name, len(rows)), chunks, vectors[rows])
+    index.docs = dict(reversed(index.docs.items()))  # documents listed b, a
+    path = write_collection(index, tmp_path / "c.zip")
+    opened = read_collection(path, embed_model="m", dim=8, max_files=2, max_chunks=5)
+    assert [d.source for d in opened.docs.values()] == ["b", "a"]
+    got = dict(zip((c.text for c in opened.chunks.values()), opened.vectors()))
+    want = dict(zip((c.text for c in index.chunks.values()), vectors))
+    assert got.keys() == want.keys()
+    assert all(np.array_equal(got[t], want[t]) for t in want)
