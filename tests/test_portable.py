@@ -99,6 +99,13 @@ def _npy(array) -> bytes:
     return buffer.getvalue()
 
 
+def _header_only(shape) -> bytes:
+    buffer = io.BytesIO()
+    header = {"descr": "<f4", "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue()
+
+
 def _json_edit(path, name, edit) -> bytes:
     value = json.loads(_member(path, name))
     edit(value)
@@ -129,7 +136,7 @@ TAMPERED = {  # name: (how the file is changed, what the one-line error must say
     ),
     "a pickle inside the .npy": (
         lambda p: {"vectors.npy": _npy(np.array([{"x": 1}] * len(_vectors(p)), dtype=object))},
-        "can't be read as plain numbers",
+        "vectors.npy must hold float32 numbers, got object",
     ),
     "a raw pickle as the .npy": (
         lambda p: {"vectors.npy": pickle.dumps(_vectors(p))},
@@ -142,6 +149,18 @@ TAMPERED = {  # name: (how the file is changed, what the one-line error must say
     "another dimension in the manifest": (
         lambda p: {"manifest.json": _json_edit(p, "manifest.json", _set("dim", 32))},
         "--embed-model fake/hashing-embedder --dim 32",
+    ),
+    "a header claiming a billion rows": (
+        lambda p: {"vectors.npy": _header_only((10**9, DIM)) + b"\0" * 4096},
+        "vectors.npy has shape (1000000000, 64)",
+    ),
+    "Fortran order": (
+        lambda p: {"vectors.npy": _npy(np.asfortranarray(_vectors(p)))},
+        "in C order",
+    ),
+    "deeply nested JSON": (
+        lambda p: {"chunks.json": b"[" * 100_000 + b"]" * 100_000},
+        "chunks.json is not valid JSON",
     ),
     "missing member": (lambda p: {"chunks.json": None}, "has no chunks.json"),
     "non-finite values": (

@@ -34,9 +34,10 @@ from .portable_checks import (
     MANIFEST,
     VECTORS,
     CollectionFileError,
+    check_array,
     check_counts,
     check_manifest,
-    check_vectors,
+    check_values,
     is_type,
     parse_chunks,
     parse_documents,
@@ -127,8 +128,8 @@ def read_collection(
             docs = parse_documents(_json(z, members, DOCUMENTS, JSON_BYTES_PER_DOC * (n_docs + 1)))
             chunks = parse_chunks(_json(z, members, CHUNKS, JSON_BYTES_PER_CHUNK * (n_chunks + 1)))
             check_counts(docs, chunks, n_docs, n_chunks)
-            vectors = _vectors(_read(z, members, VECTORS, n_chunks * dim * 4 + NPY_HEADER_BYTES))
-            check_vectors(vectors, n_chunks, dim)
+            data = _read(z, members, VECTORS, n_chunks * dim * 4 + NPY_HEADER_BYTES)
+            vectors = _vectors(data, n_chunks, dim)
             originals = _originals(z, members, docs)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError) as e:
         raise CollectionFileError(f"not a readable collection file (a zip): {e}") from None
@@ -178,17 +179,27 @@ def _read(z: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], name: str, li
 def _json(z: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], name: str, limit: int) -> Any:
     try:
         return json.loads(_read(z, members, name, limit).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CollectionFileError(f"{name} is not valid JSON: {e}") from None
 
 
-def _vectors(data: bytes) -> np.ndarray:
-    if not data.startswith(np.lib.format.MAGIC_PREFIX):
+def _vectors(data: bytes, n_chunks: int, dim: int) -> np.ndarray:
+    """The array, its header (dtype, shape) checked before any of it is loaded."""
+    fmt = np.lib.format
+    if not data.startswith(fmt.MAGIC_PREFIX):
         raise CollectionFileError(f"{VECTORS} is not a .npy array")
+    f = io.BytesIO(data)
     try:
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as e:  # object arrays (pickle) included: never loaded
+        version = fmt.read_magic(f)
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(f)
+        check_array(shape, dtype, fortran_order, n_chunks, dim)
+        vectors = np.load(io.BytesIO(data), allow_pickle=False)  # never unpickles
+    except ValueError as e:
         raise CollectionFileError(f"{VECTORS} can't be read as plain numbers: {e}") from None
+    check_array(vectors.shape, vectors.dtype, False, n_chunks, dim)
+    check_values(vectors)
+    return vectors
 
 
 def _originals(

@@ -56,10 +56,11 @@ def check_manifest(
         if not is_type(m, key, INT) or m[key] < 0:
             raise CollectionFileError(f"{MANIFEST}: {key} must be a count, got {m.get(key)!r}")
     if model_key(m["embed_model"]) != model_key(model) or m["dim"] != dim:
+        theirs = m["embed_model"][:200]
         raise CollectionFileError(
-            f"this collection was embedded with {m['embed_model']!r} at dimension {m['dim']}, "
+            f"this collection was embedded with {theirs!r} at dimension {m['dim']}, "
             f"but this qsearch embeds with {model!r} at dimension {dim}: open it on a qsearch "
-            f"running --embed-model {m['embed_model']} --dim {m['dim']}"
+            f"running --embed-model {theirs} --dim {m['dim']}"
         )
     for key, limit, hard in (
         ("documents", max_files, HARD_MAX_FILES),
@@ -140,13 +141,20 @@ def check_counts(docs: list[DocInfo], chunks: list[Chunk], n_docs: int, n_chunks
             row += 1
 
 
-def check_vectors(vectors: np.ndarray, n_chunks: int, dim: int) -> None:
-    if vectors.dtype != np.dtype("<f4"):
-        raise CollectionFileError(f"{VECTORS} must hold float32 numbers, got {vectors.dtype}")
-    if vectors.shape != (n_chunks, dim):
+def check_array(
+    shape: tuple, dtype: np.dtype, fortran_order: bool, n_chunks: int, dim: int
+) -> None:
+    """The vectors' header: float32, little-endian, C order, one row of `dim` per chunk."""
+    if dtype != np.dtype("<f4"):
+        raise CollectionFileError(f"{VECTORS} must hold float32 numbers, got {dtype}")
+    if tuple(shape) != (n_chunks, dim) or fortran_order:
         raise CollectionFileError(
-            f"{VECTORS} has shape {vectors.shape}; expected ({n_chunks}, {dim})"
+            f"{VECTORS} has shape {tuple(shape)}; expected ({n_chunks}, {dim}) in C order"
         )
+
+
+def check_values(vectors: np.ndarray) -> None:
+    """Finite numbers, each row of unit length (cosine = inner product)."""
     if not np.isfinite(vectors).all():
         raise CollectionFileError(f"{VECTORS} holds non-finite values (NaN or infinity)")
     norms = np.linalg.norm(vectors, axis=1)
