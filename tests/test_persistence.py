@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import time
 
 import pytest
@@ -140,10 +141,23 @@ def test_a_hard_kill_mid_save_keeps_the_previous_save(engine, new_engine, tmp_pa
             store.save(token, engine)
         finally:
             os._exit(0)  # not reached when the kill worked
-    assert os.waitpid(pid, 0)[1] >> 8 == 9
+    assert _wait(pid, seconds=60) == 9
     assert any(p.name.startswith(".tmp-") for p in store._folder(token).iterdir())
     restarted = CollectionStore(tmp_path / "data", HOUR).load(token, new_engine)
     assert _hits(restarted, "baking bread") == before
+
+
+def _wait(pid: int, seconds: float) -> int:
+    """The child's exit code; a child still running after `seconds` is killed and fails the test."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail(f"the saving child process did not finish in {seconds} s")
 
 
 def test_saving_an_empty_collection_forgets_it(engine, new_engine, tmp_path):
