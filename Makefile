@@ -35,7 +35,7 @@ test-slow: $(VENV)/.dev ocr ## the slow tests: real data from ../shared when pre
 test-gpu: $(VENV)/.dev     ## the first run on a GPU: driver, CUDA, dtype, models on GPU vs CPU, FAISS GPU
 	-nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv
 	$(BIN)/python -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda)"
-	$(BIN)/python -m pytest -m gpu -rs -s $(PYTEST_ARGS) tests/test_gpu.py
+	$(BIN)/python -m pytest -m gpu -rs -s $(PYTEST_ARGS) tests/test_gpu_cuda.py
 
 check-platforms: $(VENV)/.dev ## requirements resolve on macOS arm64, Linux x86_64/aarch64, Windows
 	$(BIN)/python -m pytest -m slow -q $(PYTEST_ARGS) tests/test_platforms.py
