@@ -131,6 +131,7 @@ def test_zerogpu_errors_are_readable_on_the_page_and_a_json_503_on_v1(on_zerogpu
     with pytest.raises(GpuUnavailable) as caught:
         service.embedder.encode(["boom"])
     assert caught.value.reason == "ZeroGPU worker error: ValueError"  # what spaces tells
+    assert isinstance(caught.value, zerogpu.gr.Error), "Gradio shows its message on the page"
     assert "The GPU could not run this request" in caught.value.message
     app = FastAPI()
     app.include_router(openai_router(lambda: service.embedder))
