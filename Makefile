@@ -46,8 +46,11 @@ $(VENV)/.app: requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.app requirements-dev.txt
+$(VENV)/.dev: $(VENV)/.app requirements-dev.txt requirements-milvus.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@# Linux x86_64: Milvus Lite on faiss-gpu's `faiss`, without the faiss-cpu it asks for
+	@[ "$$(uname -s)/$$(uname -m)" != Linux/x86_64 ] || \
+		$(BIN)/python -m pip install --quiet --no-deps "milvus-lite>=2.5"
 	touch $@
 
 lint: $(VENV)/.dev

@@ -93,3 +93,15 @@ def test_one_python_floor_everywhere():
         specs = [line.split("#")[0].strip() for line in lines]
         faiss = [s for s in specs if s.startswith("faiss")]
         assert all(";" in s for s in faiss), f"{name}: every FAISS line needs a platform marker"
+
+
+def test_milvus_without_its_optional_packages_says_what_to_install(monkeypatch, tmp_path):
+    from qsearch.store.milvus import connect
+    from qsearch.store.vectors import IndexFolderError
+
+    monkeypatch.setitem(sys.modules, "milvus_lite", None)  # pymilvus here, Milvus Lite not
+    with pytest.raises(IndexFolderError, match=r"needs milvus-lite: .*requirements-milvus\.txt"):
+        connect(str(tmp_path / "x.db"))
+    monkeypatch.setitem(sys.modules, "pymilvus", None)  # neither
+    with pytest.raises(IndexFolderError, match=r"needs pymilvus, .*requirements-milvus\.txt"):
+        connect("http://localhost:19530")

@@ -42,8 +42,8 @@ def connect(uri: str, token: str | None = None, timeout: float = 10.0) -> Any:
     if uri.endswith(".db") and importlib.util.find_spec("milvus_lite") is None:
         raise IndexFolderError(
             f"a local Milvus Lite file ({uri}) needs milvus-lite: pip install -r "
-            "requirements-milvus.txt (not on Linux x86_64, where its faiss-cpu would replace "
-            "faiss-gpu: use a Milvus server URI there)"
+            "requirements-milvus.txt; on Linux x86_64 then also pip install --no-deps milvus-lite "
+            "(faiss-gpu provides the faiss it needs; its faiss-cpu would overwrite it)"
         )
     try:
         return MilvusClient(uri=uri, token=token or "", timeout=timeout)
