@@ -72,10 +72,11 @@ def GPU(  # noqa: N802 - the real name
         if reply is None:
             worker.kill()
             raise error("ZeroGPU worker error", "GPU task aborted")
-        idle.append(worker)
         status, value, trace = reply
         if status == "ok":
+            idle.append(worker)  # reused only after a success, as spaces does
             return value
+        worker.kill()  # spaces drops it (unused from then on); here it is ended
         if isinstance(value, gr.Error):
             raise value
         print(trace)

@@ -13,6 +13,7 @@ does nothing, and without the `spaces` package these are plain functions.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -123,7 +124,6 @@ def gpu_errors() -> Iterator[None]:
 def _after_fork() -> None:
     """In a forked worker (ZeroGPU's), CPU ops run on one thread: OpenMP's thread pool does not
     survive fork(), and a parallel CPU op there can hang. GPU kernels are unaffected."""
-    if os.getpid() != _MAIN_PID:
-        import torch
-
+    torch = sys.modules.get("torch")  # models that don't use torch (remote, tests) need nothing
+    if torch is not None and os.getpid() != _MAIN_PID:
         torch.set_num_threads(1)
