@@ -44,6 +44,7 @@ class Settings:
     dense_weight: float = DEFAULT_DENSE_WEIGHT  # convex fusion: share of the dense score
     rrf_k: int = 60  # rrf fusion: the rank constant
     device: str = "auto"  # "auto" takes the GPU when there is one
+    faiss_gpu_min_vectors: int = 200_000  # smaller collections search on the CPU (store/gpu.py)
     dtype: str = "auto"  # "auto": bf16/fp16 on GPU; on CPU bf16 where the CPU computes it natively, else fp32
     compile: bool = True  # on a CPU in bf16, torch.compile a decoder's attention, MLPs and norms (loading.compile_on_cpu)
     ocr: bool = (
@@ -98,6 +99,7 @@ class Settings:
             "max_files",
             "max_chunks",
             "data_idle_hours",
+            "faiss_gpu_min_vectors",
         ):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

@@ -23,6 +23,7 @@ from .models.choose import make_embedder, make_reranker
 from .models.embedder import Embedder
 from .models.reranker import Reranker
 from .search.retrieval import Ranking, retrieve
+from .store import gpu
 from .store.bm25 import LexicalIndex
 from .store.vectors import DocInfo, IndexFolderError, VectorIndex
 from .types import AddReport, FileReport, Hits, IngestError
@@ -44,6 +45,7 @@ class Engine:
     ):
         """`reranker` may be a zero-argument loader, called on first use (the app shares one)."""
         self.settings = settings or Settings.from_env()
+        gpu.configure(self.settings.device, self.settings.faiss_gpu_min_vectors)
         self.index_dir = Path(index_dir) if index_dir is not None else None
         self._embedder = embedder
         self._reranker = reranker

@@ -1,4 +1,5 @@
-"""Engine logic on the fake embedder, the model service (fallback, lock, windows), sessions, settings, dtype."""
+"""Engine logic on the fake embedder, the model service (fallback, lock, windows, rerank size),
+sessions, settings, dtype."""
 
 from __future__ import annotations
 
@@ -165,8 +166,8 @@ def test_cpu_dtype_follows_the_capability(monkeypatch):
 def test_bf16_vectors_and_scores_agree_with_fp32(
     qwen3_embedder_dir, qwen3_reranker_dir, minilm_dir
 ):
-    """The CPU default where bf16 is native: same vectors (cosine >= 0.999, alone or in a padded batch)
-    and P(yes) within 0.01, for the last-token and the mean-pooling model."""
+    """The CPU default where bf16 is native: same vectors (cosine >= 0.999, alone or in a padded
+    batch) and P(yes) within 0.01, for the last-token and the mean-pooling model."""
     from qsearch.models.embedder import load_embedder
     from qsearch.models.reranker import load_reranker
 
@@ -195,7 +196,7 @@ def test_bf16_vectors_and_scores_agree_with_fp32(
 def test_cpu_bf16_compiles_decoder_blocks_without_changing_the_vectors(
     qwen3_embedder_dir, minilm_dir, monkeypatch
 ):
-    """loading.compile_on_cpu: only on a CPU in bf16, only where torch.compile works; same vectors."""
+    """loading.compile_on_cpu: only on a CPU in bf16, where torch.compile works; same vectors."""
     from qsearch.models.embedder import load_embedder
 
     texts = [
@@ -253,3 +254,19 @@ def test_a_query_waits_for_one_indexing_window_not_the_whole_upload():
         f"the query waited {waited:.2f} s: at most one window (0.25 s) and its own call"
     )
     indexing.join()
+
+
+def test_rerank_candidates_come_from_the_measured_rerank_speed_only():
+    """Before any rerank: a plain default (no guess from the models' sizes); then what reranks
+    in about RERANK_SECONDS at the speed measured, 5..50."""
+    from qsearch.web.model_service import ModelService
+    from qsearch.web.sizing import DEFAULT_RERANK_CANDIDATES, RERANK_SECONDS
+
+    service = ModelService(Settings(embed_model=HashingEmbedder.model_name), HashingEmbedder())
+    service.embed_rate.record(1_000_000, 1.0)  # a fast embedder says nothing about the reranker
+    assert service.rerank_candidates() == DEFAULT_RERANK_CANDIDATES == 30
+    per_candidate = service.settings.chunk_tokens + 100
+    service.rerank_rate.record(20 * per_candidate / RERANK_SECONDS, 1.0)
+    assert service.rerank_candidates() == 20
+    service.rerank_rate.record(1e9, 1.0)
+    assert service.rerank_candidates() == 50

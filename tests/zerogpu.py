@@ -1,12 +1,22 @@
 """A stand-in for the `spaces` package on ZeroGPU hardware: its process model, for tests.
 
-What it reproduces, from `spaces/zero/wrappers.py` in the PyPI `spaces` wheel:
-- each call of a `@spaces.GPU` function runs in a forked worker process;
-- the arguments are sent to the worker by pickle, and the return value (or the exception)
-  comes back by pickle; something that can't be pickled fails the call, clearly;
-- whatever the function changes in memory stays in the worker and is lost;
-- `duration` bounds a call (default 60 s) and may be a function of the call's arguments.
-It also refuses a CUDA tensor in the result: the real worker's CUDA memory is gone with it.
+What it reproduces, read from `spaces/zero/wrappers.py` in the PyPI wheel spaces 0.51.3
+(`regular_function_wrapper`):
+- a call of a `@spaces.GPU` function runs in a worker process forked from the main process;
+  each decorated function has its own workers, and a live idle worker is reused by the next
+  call of the same function (so it sees the main process as it was when it was forked, and
+  what a call changes in its memory stays there, never in the main process);
+- arguments go to the worker by pickle, and the result comes back by pickle; arguments that
+  can't be pickled raise the PicklingError in the caller; a result that can't be is an error;
+- an exception in the task reaches the caller as `gr.Error(<exception class name>,
+  title="ZeroGPU worker error")` (its traceback printed), except a `gr.Error`, which passes
+  as it is; a worker that dies is `gr.Error("GPU task aborted", title="ZeroGPU worker
+  error")` (`spaces.zero.gradio.error` builds them, with print_exception=False);
+- a GPU function called inside a worker runs directly (`forked`);
+- `duration` (default 60 s) may be a function of the call's arguments.
+Modelled, not read: ZeroGPU's scheduler ends a task that runs past its duration; here the
+worker is killed at the duration and the caller gets "GPU task aborted", as a dead worker.
+It also refuses a CUDA tensor in the result (the worker's CUDA memory is not the caller's).
 What it cannot reproduce: GPU scheduling and queueing, quotas, the real CUDA devices.
 
 Installed as `sys.modules["spaces"]` before the app is imported (see zerogpu_app.py).
@@ -17,84 +27,121 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import pickle
+import traceback
 from collections.abc import Callable
 from typing import Any
 
-CALLS: list[
-    str
-] = []  # names of the functions called, in the main process: tests check the boundary was used
+import gradio as gr
+
+CALLS: list[str] = []  # names of the GPU functions called in the main process, in order
+_WORKERS: dict[int, list[Any]] = {}  # id(task) -> idle live workers (the real: one per GPU)
+_context = multiprocessing.get_context("fork")
+forked = False  # True in a worker
 
 
-class ZeroGPUError(RuntimeError):
-    """A call that ZeroGPU's process model refuses or that failed in the worker."""
+def error(title: str, message: str) -> gr.Error:
+    """`spaces.zero.gradio.error`: the gr.Error every ZeroGPU failure is raised as."""
+    return gr.Error(message, title=title, print_exception=False)
 
 
-def GPU(task: Callable | None = None, *, duration: float | Callable[..., float] = 60) -> Any:  # noqa: N802
+def GPU(  # noqa: N802 - the real name
+    task: Callable | None = None,
+    *,
+    duration: float | Callable[..., float] | None = 60,
+    size: str | None = None,
+) -> Any:
     """`@spaces.GPU`, `@spaces.GPU(duration=...)` and `spaces.GPU(fn, duration=...)`."""
     if task is None:
-        return lambda fn: GPU(fn, duration=duration)
+        return lambda fn: GPU(fn, duration=duration, size=size)
 
     @functools.wraps(task)
-    def call(*args: Any, **kwargs: Any) -> Any:
+    def gradio_handler(*args: Any, **kwargs: Any) -> Any:
+        if forked:
+            return task(*args, **kwargs)
         seconds = duration(*args, **kwargs) if callable(duration) else duration
         if not isinstance(seconds, (int, float)) or seconds <= 0:
-            raise ZeroGPUError(
-                f"{task.__name__}: duration must be a positive number of seconds, got {seconds!r}"
-            )
-        try:
-            payload = pickle.dumps((args, kwargs))
-        except Exception as e:  # noqa: BLE001 - whatever pickle refuses
-            raise ZeroGPUError(
-                f"{task.__name__}: its arguments can't be sent to the GPU worker ({e})"
-            ) from None
+            raise error("ZeroGPU illegal duration", f"{task.__name__}: duration {seconds!r}")
+        payload = pickle.dumps((args, kwargs))  # a PicklingError reaches the caller as is
         CALLS.append(task.__name__)
-        context = multiprocessing.get_context("fork")
-        receive, send = context.Pipe(duplex=False)
-        worker = context.Process(target=_work, args=(task, payload, send), daemon=True)
-        worker.start()
-        send.close()
-        if not receive.poll(seconds):
+        idle, worker = _WORKERS.setdefault(id(task), []), None
+        while idle and worker is None:  # a live idle worker of this function serves the call
+            worker = idle.pop()
+            worker = worker if worker.alive() else None
+        worker = worker or Worker(task)
+        reply = worker.call(payload, seconds)
+        if reply is None:
             worker.kill()
-            raise ZeroGPUError(
-                f"{task.__name__}: GPU task aborted after its duration of {seconds:g} s"
-            )
-        status, value = pickle.loads(receive.recv_bytes())
-        worker.join()
-        if status == "error":
+            raise error("ZeroGPU worker error", "GPU task aborted")
+        status, value, trace = reply
+        if status == "ok":
+            idle.append(worker)  # reused only after a success, as spaces does
+            return value
+        worker.kill()  # spaces drops it (unused from then on); here it is ended
+        if isinstance(value, gr.Error):
             raise value
-        return value
+        print(trace)
+        raise error("ZeroGPU worker error", value)
 
-    return call
+    return gradio_handler
 
 
-def _work(task: Callable, payload: bytes, send: Any) -> None:
-    """In the forked worker: run the task, send back its pickled result or exception."""
-    try:
-        args, kwargs = pickle.loads(payload)
-        result = task(*args, **kwargs)
-        _refuse_cuda(result, task.__name__)
-        message = pickle.dumps(("ok", result))
-    except Exception as e:  # noqa: BLE001 - sent to the caller, as the real worker does
+class Worker:
+    """One forked worker process of one GPU function: it serves calls until it dies."""
+
+    def __init__(self, task: Callable):
+        self.conn, child = _context.Pipe()
+        self.process = _context.Process(target=_serve, args=(task, child), daemon=True)
+        self.process.start()
+        child.close()
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def call(self, payload: bytes, seconds: float) -> tuple[str, Any, str] | None:
+        """(status, value, traceback), or None when the worker died or ran past `seconds`."""
         try:
-            message = pickle.dumps(("error", e))
-        except Exception:  # noqa: BLE001 - an exception that can't be pickled
-            message = pickle.dumps(
-                ("error", ZeroGPUError(f"{task.__name__}: {type(e).__name__}: {e}"))
-            )
-    send.send_bytes(message)
-    send.close()
+            self.conn.send_bytes(payload)
+            if not self.conn.poll(seconds):
+                return None
+            return pickle.loads(self.conn.recv_bytes())
+        except (EOFError, OSError):
+            return None
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join()
+
+
+def shutdown() -> None:
+    """Kill every idle worker (between tests; the real ones end with the Space)."""
+    for workers in _WORKERS.values():
+        while workers:
+            workers.pop().kill()
+
+
+def _serve(task: Callable, conn: Any) -> None:
+    """In the worker: run calls as they come; send back ("ok", result, "") or
+    ("error", gr.Error or the exception's class name, traceback)."""
+    global forked
+    forked = True
+    while True:
+        try:
+            args, kwargs = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        try:
+            result = task(*args, **kwargs)
+            _refuse_cuda(result, task.__name__)
+            message = pickle.dumps(("ok", result, ""))
+        except Exception as e:  # noqa: BLE001 - sent to the caller, as the real worker does
+            trace = traceback.format_exc()
+            kind = e if isinstance(e, gr.Error) else type(e).__name__
+            message = pickle.dumps(("error", kind, trace))
+        conn.send_bytes(message)
 
 
 def _refuse_cuda(value: Any, name: str) -> None:
-    items = (
-        value.values()
-        if isinstance(value, dict)
-        else value
-        if isinstance(value, (list, tuple))
-        else [value]
-    )
-    for item in items:
+    items = value.values() if isinstance(value, dict) else value
+    for item in items if isinstance(items, (list, tuple)) else [value]:
         if getattr(item, "is_cuda", False):
-            raise ZeroGPUError(
-                f"{name}: returned a CUDA tensor, which does not survive the worker; return numpy"
-            )
+            raise RuntimeError(f"{name}: returned a CUDA tensor, which does not survive the worker")

@@ -1,4 +1,4 @@
-"""Launch the app as it runs on ZeroGPU: `spaces` is the stand-in of zerogpu.py. Prints the URL, then serves.
+"""The app as it runs on ZeroGPU (`spaces` is the stand-in of zerogpu.py): print the URL, serve.
 
 python tests/zerogpu_app.py EMBED_MODEL RERANK_MODEL [INDEX_DIR]
 """

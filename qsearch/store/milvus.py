@@ -16,6 +16,7 @@ an embedder of another model or dimension is refused, as with the folder index.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -31,8 +32,19 @@ BATCH = 1000  # rows per insert
 
 def connect(uri: str, token: str | None = None, timeout: float = 10.0) -> Any:
     """A MilvusClient for `uri` (a `.db` path or `http://host:port`), or a one-line error naming it."""
-    from pymilvus import MilvusClient
-
+    try:
+        from pymilvus import MilvusClient
+    except ImportError:
+        raise IndexFolderError(
+            f"--milvus-uri {uri} needs pymilvus, which is optional: "
+            "pip install -r requirements-milvus.txt"
+        ) from None
+    if uri.endswith(".db") and importlib.util.find_spec("milvus_lite") is None:
+        raise IndexFolderError(
+            f"a local Milvus Lite file ({uri}) needs milvus-lite: pip install -r "
+            "requirements-milvus.txt; on Linux x86_64 then also pip install --no-deps milvus-lite "
+            "(faiss-gpu provides the faiss it needs; its faiss-cpu would overwrite it)"
+        )
     try:
         return MilvusClient(uri=uri, token=token or "", timeout=timeout)
     except Exception as e:  # noqa: BLE001 - refused, unresolvable, bad token: one message

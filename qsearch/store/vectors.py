@@ -4,8 +4,8 @@ and atomic save/load.
 Every chunk has a FAISS id (`IndexIDMap2`), and a document's chunks hold one contiguous
 range of ids, so removing a document is `remove_ids` over that range (flat), not a
 rebuild; clearing replaces the index. HNSW can't remove ids: there a removal rebuilds
-the graph from the remaining vectors (measured in bench/results). On a GPU host with
-faiss-gpu, flat searches run on a GPU copy made when first needed after a change.
+the graph from the remaining vectors (measured in bench/results). Large flat collections on
+a CUDA host search on a GPU copy, when and as `store.gpu` allows.
 Saving writes a complete new version folder, then switches the `CURRENT` pointer with
 one atomic rename: a crash at any point leaves the previous version intact.
 """
@@ -24,6 +24,7 @@ import numpy as np
 from ..config import INDEX_KINDS
 from ..models.loading import served_name
 from ..types import Chunk
+from . import gpu
 from .folders import POINTER, current_version, write_version
 
 FORMAT_VERSION = 2  # 2: FAISS ids (IndexIDMap2); 1 (rows, no ids) still loads
@@ -75,8 +76,8 @@ class VectorIndex:
         self._ids: dict[str, tuple[int, int]] = {}  # doc_id -> its ids, [first, end)
         self._next_id = 0
         self._cpu = self._new_faiss()
-        self._use_gpu = _gpu_available() if use_gpu is None else use_gpu
-        self._gpu: Any = None  # GPU copy for search; None when stale
+        self._use_gpu = use_gpu  # None: store.gpu's policy decides; False: never; True: any size
+        self._gpu = gpu.GpuCopy()  # made by the first search that uses the GPU, dropped on change
 
     # --- contents ------------------------------------------------------------------------
 
@@ -172,7 +173,7 @@ class VectorIndex:
 
     def _changed(self) -> None:
         self.changes += 1
-        self._gpu = None
+        self._gpu.drop()
 
     # --- search --------------------------------------------------------------------------
 
@@ -190,16 +191,8 @@ class VectorIndex:
             import faiss
 
             faiss.downcast_index(self._cpu.index).hnsw.efSearch = max(self.ef_search, 2 * k)
-        return self._searcher().search(queries, k)
-
-    def _searcher(self) -> Any:
-        if not self._use_gpu or self.kind != "flat":
-            return self._cpu
-        if self._gpu is None:
-            import faiss
-
-            self._gpu = faiss.index_cpu_to_gpu(_gpu_resources(), 0, self._cpu)
-        return self._gpu
+        allowed = False if self.kind != "flat" else self._use_gpu
+        return gpu.search(self._cpu, queries, k, self._gpu, allowed=allowed)
 
     # --- persistence ---------------------------------------------------------------------
 
@@ -348,24 +341,3 @@ def brute_force_search(
     scores = queries @ vectors.T
     rows = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(scores, rows, axis=1), rows
-
-
-def _gpu_available() -> bool:
-    try:
-        import faiss
-
-        return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-    except Exception:  # noqa: BLE001 - no GPU support is the common case
-        return False
-
-
-_GPU_RESOURCES: Any = None
-
-
-def _gpu_resources() -> Any:
-    global _GPU_RESOURCES
-    if _GPU_RESOURCES is None:
-        import faiss
-
-        _GPU_RESOURCES = faiss.StandardGpuResources()
-    return _GPU_RESOURCES

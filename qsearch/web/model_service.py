@@ -3,20 +3,18 @@
 - **Loading.** Created once, at startup, in the main process (ZeroGPU requires that too); when
   the configured embedder can't be loaded, the bundled all-MiniLM-L6-v2 stands in, with a notice.
 - **One lock.** All model work in the process runs one call at a time, whoever asks.
-- **The GPU boundary.** `embed_texts` and `score_passages` are the only functions under
-  `spaces.GPU`: pure model calls, texts in, a numpy array out. On ZeroGPU each call runs in a
-  forked worker, its arguments and result pickled, its memory changes lost, so all state
-  (sessions, indexes, BM25, files) stays in the main process and only these cross.
-- **Work sized to the machine.** Embedding goes in windows of about WINDOW_SECONDS each (a waiting query goes first), so
-  progress (with an ETA from the measured tokens/s) moves between GPU calls, and the default
-  number of rerank candidates keeps a rerank near RERANK_SECONDS.
+- **The GPU boundary** (gpu_boundary.py): every local model call goes through `embed_texts` or
+  `score_passages`, so on ZeroGPU all state (sessions, indexes, BM25, files) stays in the main
+  process and only texts, vectors and scores cross.
+- **Work sized to the machine.** Embedding goes in windows of about WINDOW_SECONDS of compute
+  each (ZEROGPU_WINDOW_SECONDS on ZeroGPU, where every GPU call pays for scheduling and a fork:
+  an upload is a few large calls), a waiting query first, so progress (with an ETA) moves
+  between calls. The speed recorded is the model's own compute time, measured where it runs.
 """
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,68 +27,33 @@ from ..models.choose import make_embedder, make_reranker
 from ..models.embedder import Embedder
 from ..models.loading import ModelLoadError, bundled_small_model, resolve_model
 from ..models.reranker import Reranker
-from .sizing import FIRST_WINDOW, Throughput, estimate_tokens, rerank_candidates_for, window_sizes
+from .gpu_boundary import (
+    _MODELS,
+    _RATES,
+    ON_ZEROGPU,
+    ZEROGPU_WINDOW_SECONDS,
+    GpuUnavailable,
+    embed_texts,
+    gpu_errors,
+    score_passages,
+    timed,
+)
+from .sizing import (
+    FIRST_WINDOW,
+    WINDOW_SECONDS,
+    Throughput,
+    estimate_tokens,
+    rerank_candidates_for,
+    window_sizes,
+)
 
-_MODELS: dict[
-    tuple[str, str], Any
-] = {}  # (service key, "embedder" | "reranker") -> the loaded model
-_MAIN_PID = os.getpid()
-ON_ZEROGPU = bool(os.environ.get("SPACES_ZERO_GPU"))
-
-
-def _gpu(duration: Callable[..., float]) -> Callable[[Callable], Callable]:
-    """`spaces.GPU(duration=...)` where the `spaces` package is installed (on Spaces it is); else as is."""
-    try:
-        import spaces
-    except ImportError:
-        return lambda fn: fn
-    return lambda fn: spaces.GPU(fn, duration=duration)
-
-
-def _embed_seconds(
-    key: str, texts: Sequence[str], is_query: bool = False, instruction: str | None = None
-) -> int:
-    """ZeroGPU time to ask for: a margin for start-up plus a slow GPU's 20k tokens/s."""
-    return int(min(300, 15 + estimate_tokens(texts) / 20_000))
-
-
-def _score_seconds(
-    key: str, query: str, texts: Sequence[str], instruction: str | None = None
-) -> int:
-    return int(min(300, 15 + estimate_tokens([query + t for t in texts]) / 20_000))
-
-
-@_gpu(_embed_seconds)
-def embed_texts(
-    key: str, texts: list[str], is_query: bool = False, instruction: str | None = None
-) -> np.ndarray:
-    """Texts -> float32 vectors (len(texts), dim), with the service's embedder. Pure: changes nothing."""
-    _after_fork()
-    return _MODELS[key, "embedder"].encode(texts, is_query=is_query, instruction=instruction)
-
-
-@_gpu(_score_seconds)
-def score_passages(
-    key: str, query: str, texts: list[str], instruction: str | None = None
-) -> np.ndarray:
-    """(query, passages) -> float32 relevance scores, with the service's reranker. Pure: changes nothing."""
-    _after_fork()
-    return _MODELS[key, "reranker"].score(query, texts, instruction=instruction)
-
-
-def _after_fork() -> None:
-    """In a forked worker (ZeroGPU's), CPU ops run on one thread: OpenMP's thread pool does not survive
-    fork(), and a parallel CPU op there can hang. GPU kernels are unaffected."""
-    if os.getpid() != _MAIN_PID:
-        import torch
-
-        torch.set_num_threads(1)
+__all__ = ["GpuUnavailable", "ModelService", "ON_ZEROGPU"]
 
 
 class ModelLock:
-    """The one lock of all model work, with priority for short calls: a window of a long indexing run
-    waits while a query (or a rerank) waits, so a search during someone's upload waits one window at
-    most, not the whole upload."""
+    """The one lock of all model work, with priority for short calls: a window of a long indexing
+    run waits while a query (or a rerank) waits, so a search during someone's upload waits one
+    window at most, not the whole upload."""
 
     def __init__(self) -> None:
         self._lock, self._turn = threading.Lock(), threading.Condition()
@@ -147,13 +110,14 @@ class SharedEmbedder:
             is_query or len(texts) <= FIRST_WINDOW
         )  # a query, or a short call: ahead of indexing windows
         for window in window_sizes(
-            len(texts), estimate_tokens(texts) / max(len(texts), 1), service.embed_rate
+            len(texts),
+            estimate_tokens(texts) / max(len(texts), 1),
+            service.embed_rate,
+            service.window_seconds,
         ):
             batch = list(texts[done : done + window])
-            with service.lock.hold(urgent):
-                started = time.perf_counter()
+            with service.lock.hold(urgent):  # the service records the model's own speed
                 out[done : done + window] = service.embed(batch, is_query, instruction)
-                service.embed_rate.record(estimate_tokens(batch), time.perf_counter() - started)
             done += window
             if progress is not None:
                 progress(done, len(texts))
@@ -175,17 +139,12 @@ class SharedReranker:
         self, query: str, texts: Sequence[str], *, instruction: str | None = None
     ) -> np.ndarray:
         service = self._service
-        with service.lock.hold(urgent=True):
-            started = time.perf_counter()
-            scores = service.score(query, list(texts), instruction)
-            service.rerank_rate.record(
-                estimate_tokens([query + t for t in texts]), time.perf_counter() - started
-            )
-        return scores
+        with service.lock.hold(urgent=True):  # the service records the model's own speed
+            return service.score(query, list(texts), instruction)
 
 
 class ModelService:
-    """The shared models of one server process: load once, one lock, the GPU boundary, measured speed."""
+    """The shared models of one server process: load once, one lock, the GPU boundary, speed."""
 
     def __init__(
         self,
@@ -202,6 +161,11 @@ class ModelService:
         self.lock = ModelLock()
         self._load_lock = threading.Lock()
         self.embed_rate, self.rerank_rate = Throughput(), Throughput()
+        _RATES[self.key, "embedder"], _RATES[self.key, "reranker"] = (
+            self.embed_rate,
+            self.rerank_rate,
+        )
+        self.window_seconds = ZEROGPU_WINDOW_SECONDS if ON_ZEROGPU else WINDOW_SECONDS
         self._local = {"embedder": not settings.embed_url, "reranker": not settings.rerank_url}
         _MODELS[self.key, "embedder"] = embedder
         self.embedder = SharedEmbedder(self, embedder)
@@ -209,7 +173,7 @@ class ModelService:
 
     @classmethod
     def load(cls, settings: Settings, *, measure: bool = not ON_ZEROGPU) -> ModelService:
-        """The configured models; without the embedder, the bundled small model and a notice saying so."""
+        """The configured models; without the embedder, the bundled small model and a notice."""
         notice = ""
         if (
             ON_ZEROGPU
@@ -226,8 +190,8 @@ class ModelService:
             embedder = make_embedder(settings)
             notice = (
                 f"Could not load {wanted} ({e}). Running on "
-                "the small bundled model all-MiniLM-L6-v2 instead: it works, but results are weaker and "
-                "task instructions are ignored."
+                "the small bundled model all-MiniLM-L6-v2 instead: it works, but results are "
+                "weaker and task instructions are ignored."
             )
         unavailable = ""
         try:
@@ -245,7 +209,7 @@ class ModelService:
         return service
 
     def measure(self) -> None:
-        """Time one small batch, so the first progress bar has an ETA and windows fit the machine."""
+        """Time one small batch, so the first progress bar has an ETA and windows fit."""
         sample = [
             "A sentence of ordinary length about nothing in particular, repeated to fill a chunk. "
             * 6
@@ -255,17 +219,28 @@ class ModelService:
         self.embedder.encode(sample)
 
     def embed(self, texts: list[str], is_query: bool, instruction: str | None) -> np.ndarray:
-        """One model call; local models go through the GPU boundary, remote servers are called directly."""
-        if self._local["embedder"]:
-            return embed_texts(self.key, texts, is_query, instruction)
-        return _MODELS[self.key, "embedder"].encode(
-            texts, is_query=is_query, instruction=instruction
-        )
+        """One model call, its speed recorded; local models go through the GPU boundary (timed
+        by the worker), remote servers are called directly."""
+        with gpu_errors():
+            if self._local["embedder"]:
+                vectors, seconds = embed_texts(self.key, texts, is_query, instruction)
+            else:
+                model = _MODELS[self.key, "embedder"]
+                vectors, seconds = timed(
+                    lambda: model.encode(texts, is_query=is_query, instruction=instruction)
+                )
+        self.embed_rate.record(estimate_tokens(texts), seconds)
+        return vectors
 
     def score(self, query: str, texts: list[str], instruction: str | None) -> np.ndarray:
-        if self._local["reranker"]:
-            return score_passages(self.key, query, texts, instruction)
-        return _MODELS[self.key, "reranker"].score(query, texts, instruction=instruction)
+        with gpu_errors():
+            if self._local["reranker"]:
+                scores, seconds = score_passages(self.key, query, texts, instruction)
+            else:
+                model = _MODELS[self.key, "reranker"]
+                scores, seconds = timed(lambda: model.score(query, texts, instruction=instruction))
+        self.rerank_rate.record(estimate_tokens([query + t for t in texts]), seconds)
+        return scores
 
     def reranker(self) -> SharedReranker:
         """The reranker, loaded the first time it is asked for (at startup on ZeroGPU)."""
@@ -283,21 +258,12 @@ class ModelService:
             return self._reranker
 
     def rerank_candidates(self) -> int:
-        """How many candidates rerank in about RERANK_SECONDS here (5..50)."""
-        rate = self.rerank_rate.per_second or (
-            self.embed_rate.per_second and self.embed_rate.per_second * self._rerank_speed_ratio()
-        )
-        return rerank_candidates_for(rate, self.settings.chunk_tokens)
-
-    def _rerank_speed_ratio(self) -> float:
-        """Reranker tokens/s over embedder tokens/s, estimated from their sizes before the reranker has run."""
-        from .sizing import model_size
-
-        embed_size = model_size(self.settings.embed_model)
-        rerank_size = model_size(self.settings.rerank_model)
-        return embed_size / rerank_size if embed_size and rerank_size else 1.0
+        """How many candidates rerank in about RERANK_SECONDS at the measured rerank speed; a
+        plain default (sizing.DEFAULT_RERANK_CANDIDATES) before the reranker has run."""
+        return rerank_candidates_for(self.rerank_rate.per_second, self.settings.chunk_tokens)
 
     def close(self) -> None:
         """Forget this service's models (tests start several services in one process)."""
         for role in ("embedder", "reranker"):
             _MODELS.pop((self.key, role), None)
+            _RATES.pop((self.key, role), None)

@@ -5,7 +5,7 @@ shape that vLLM and SGLang serve), so the `openai` client and tools built for th
 work unchanged. Inputs are embedded exactly as sent: a retrieval query carries its
 instruction in the text, `Instruct: {task}\\nQuery:{query}`, as the official Qwen3 examples do.
 Errors are JSON `{"error": {"message", "type", "code"}}` with status 400 (bad input),
-401 (wrong key), 413 (too large) or 503 (model not available).
+401 (wrong key), 413 (too large) or 503 (model or GPU not available).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from ..models.embedder import Embedder
 from ..models.loading import served_name
 from ..models.reranker import Reranker
+from .gpu_boundary import GpuUnavailable
 
 
 class ApiError(Exception):
@@ -182,11 +183,14 @@ def _route(
                 except ValueError as e:  # broken JSON, or a body that isn't the model
                     raise ApiError(400, _why(e)) from None
             return JSONResponse(await run_in_threadpool(handler, body))
-        except ApiError as e:
-            return JSONResponse(
-                {"error": {"message": e.message, "type": e.kind, "code": e.status}},
-                status_code=e.status,
-            )
+        except GpuUnavailable as gpu:  # ZeroGPU: no GPU now, quota, a worker error
+            error = ApiError(503, f"the GPU is unavailable: {gpu.reason}", "service_unavailable")
+        except ApiError as api:
+            error = api
+        return JSONResponse(
+            {"error": {"message": error.message, "type": error.kind, "code": error.status}},
+            status_code=error.status,
+        )
 
     return route
 

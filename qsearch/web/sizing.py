@@ -3,14 +3,14 @@ many candidates a rerank can take in about RERANK_SECONDS. No heavy imports."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator, Sequence
 
-WINDOW_SECONDS = 2.0  # one embedding window (one GPU call on ZeroGPU): progress moves, and a query waits, at most this long
+WINDOW_SECONDS = 2.0  # compute in one embedding window: progress moves, a query waits, this long
 FIRST_WINDOW = 8  # texts in the first window when the speed is not measured yet
 MAX_WINDOW = 4096  # texts in one window, however fast the machine
 RERANK_SECONDS = 10.0  # the default number of rerank candidates aims at this
+DEFAULT_RERANK_CANDIDATES = 30  # until a rerank has been timed
 CHARS_PER_TOKEN = 4.0  # English in a subword vocabulary; only for estimates
 
 
@@ -44,24 +44,28 @@ class Throughput:
         return tokens / self.per_second if self.per_second else None
 
 
-def window_sizes(n_texts: int, tokens_per_text: float, throughput: Throughput) -> Iterator[int]:
-    """Sizes of consecutive windows covering `n_texts` texts, each about WINDOW_SECONDS of work
+def window_sizes(
+    n_texts: int,
+    tokens_per_text: float,
+    throughput: Throughput,
+    seconds: float = WINDOW_SECONDS,
+) -> Iterator[int]:
+    """Sizes of consecutive windows covering `n_texts` texts, each about `seconds` of compute
     at the measured speed (re-read before each window)."""
     done = 0
     while done < n_texts:
         rate = throughput.per_second
-        size = (
-            FIRST_WINDOW if rate is None else int(WINDOW_SECONDS * rate / max(tokens_per_text, 1.0))
-        )
+        size = FIRST_WINDOW if rate is None else int(seconds * rate / max(tokens_per_text, 1.0))
         size = max(1, min(size, MAX_WINDOW, n_texts - done))
         yield size
         done += size
 
 
 def rerank_candidates_for(tokens_per_second: float | None, chunk_tokens: int) -> int:
-    """Candidates (a multiple of 5, 5..50) that rerank in about RERANK_SECONDS; 30 when unmeasured."""
+    """Candidates (a multiple of 5, 5..50) that rerank in about RERANK_SECONDS at the measured
+    rerank speed; DEFAULT_RERANK_CANDIDATES before the reranker has run."""
     if not tokens_per_second:
-        return 30
+        return DEFAULT_RERANK_CANDIDATES
     per_candidate = chunk_tokens + 100  # the passage, the query and the reranker's template
     n = int(RERANK_SECONDS * tokens_per_second / per_candidate) // 5 * 5
     return max(5, min(50, n))
@@ -74,24 +78,3 @@ def eta_text(seconds: float | None) -> str:
     seconds = max(1, round(seconds))
     minutes, seconds = divmod(seconds, 60)
     return f"about {minutes} min {seconds} s left" if minutes else f"about {seconds} s left"
-
-
-def model_size(name_or_path: str) -> float | None:
-    """Parameters outside the embedding table, from the model's config.json (no weights loaded)."""
-    from ..models.loading import ModelLoadError, resolve_model
-
-    try:
-        config = json.loads((resolve_model(name_or_path) / "config.json").read_text())
-        hidden, layers = config["hidden_size"], config["num_hidden_layers"]
-        heads = config["num_attention_heads"]
-        head_dim = config.get("head_dim") or hidden // heads
-        kv = config.get("num_key_value_heads") or heads
-        attention = 2 * hidden * heads * head_dim + 2 * hidden * kv * head_dim
-        mlp = (
-            (3 if config.get("model_type", "").startswith("qwen") else 2)
-            * hidden
-            * config["intermediate_size"]
-        )
-        return float(layers * (attention + mlp))
-    except (ModelLoadError, OSError, KeyError, ValueError, TypeError):
-        return None
