@@ -31,9 +31,8 @@ from pydantic import (
 )
 from starlette.concurrency import run_in_threadpool
 
-from ..models.embedder import Embedder
+from ..models.base import Embedder, Reranker
 from ..models.loading import served_name
-from ..models.reranker import Reranker
 
 
 class ApiError(Exception):
@@ -52,7 +51,8 @@ Text = Annotated[str, StringConstraints(min_length=1)]
 
 
 class EmbeddingsRequest(BaseModel):
-    """The body of POST /v1/embeddings (OpenAI's shape; unknown fields are ignored, as servers do)."""
+    """The body of POST /v1/embeddings (OpenAI's shape; unknown fields are ignored, as servers
+    do)."""
 
     input: Annotated[list[Text], Field(min_length=1)]
     model: str | None = None
@@ -92,7 +92,8 @@ def openai_router(
     api_key: str | None = None,
     limits: ApiLimits = ApiLimits(),
 ) -> APIRouter:
-    """The /v1 routes. `embedder` and `reranker` are getters, so a model can load (or fail) lazily."""
+    """The /v1 routes. `embedder` and `reranker` are getters, so a model can load (or fail)
+    lazily."""
     router = APIRouter()
 
     def models(_: None) -> dict[str, Any]:
@@ -116,7 +117,7 @@ def openai_router(
         if body.dimensions is not None and body.dimensions < model.dim:
             vectors = np.ascontiguousarray(vectors[:, : body.dimensions])
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        tokens = _count_tokens(model, body.input)
+        tokens = _count(model, body.input)
         data = [
             {
                 "object": "embedding",
@@ -147,10 +148,7 @@ def openai_router(
         if body.return_documents:
             for r in results:
                 r["document"] = {"text": body.documents[r["index"]]}
-        prepare = getattr(model, "prepare", None)
-        tokens = (
-            sum(map(len, prepare(body.query, body.documents, body.instruction))) if prepare else 0
-        )
+        tokens = _count(model, body.query, body.documents, body.instruction)
         return {
             "id": f"rerank-{uuid.uuid4().hex[:16]}",
             "model": served_name(model.model_name),
@@ -239,9 +237,9 @@ def _check_model_name(asked: str | None, served: str) -> None:
         raise ApiError(400, f"model {asked!r} is not served here; this server serves {name!r}")
 
 
-def _count_tokens(model: Any, texts: list[str]) -> int:
-    prepare = getattr(model, "prepare", None)
-    return sum(len(ids) for ids in prepare(texts)) if prepare else sum(len(t) // 4 for t in texts)
+def _count(model: Any, *args: Any) -> int:
+    """Tokens the model reads (the contract's `count_tokens`, models/base.py)."""
+    return int(model.count_tokens(*args))
 
 
 def _model_entry(name: str) -> dict[str, Any]:
