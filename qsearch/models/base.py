@@ -42,7 +42,7 @@ def format_query(query: str, task: str | None = None) -> str:
 def check_texts(texts: Any, what: str = "texts") -> None:
     """A list (or other sequence) of strings, never one bare string: a clear TypeError otherwise."""
     if isinstance(texts, (str, bytes)):
-        raise TypeError(f"encode takes a list of {what}, not a single string: pass [text]")
+        raise TypeError(f"expected a list of {what}, not a single string: pass [text]")
     if not isinstance(texts, Sequence):
         raise TypeError(f"{what} must be a list of strings, got {type(texts).__name__}")
     for i, text in enumerate(texts):

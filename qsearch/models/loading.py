@@ -37,7 +37,7 @@ def resolve_model(
     if path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise ModelLoadError(f"model folder {name_or_path!r} does not exist")
 
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import HfApi, constants, snapshot_download
 
     try:
         return Path(
@@ -46,6 +46,9 @@ def resolve_model(
     except Exception:  # noqa: BLE001 - not cached: try the hub below
         pass
     try:
+        # snapshot_download asks the hub for the repository with no timeout: a hub (or proxy)
+        # that accepts and never answers would hang it. Ask once with one, then download.
+        HfApi().model_info(name_or_path, timeout=constants.HF_HUB_ETAG_TIMEOUT)
         return Path(snapshot_download(name_or_path, allow_patterns=_MODEL_FILES))
     except Exception as e:  # noqa: BLE001 - network, auth, missing repo: all end the same way
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
