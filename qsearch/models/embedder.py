@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import batching, loading
+from . import batching, loading, place
 from .base import DEFAULT_TASK, Embedder, EmbedderBase, Progress, format_query
 
 __all__ = ["DEFAULT_TASK", "Embedder", "Progress", "TransformersEmbedder", "format_query"]
@@ -77,7 +77,7 @@ class TransformersEmbedder(EmbedderBase):
         config = AutoConfig.from_pretrained(folder)
         self.pooling = read_pooling(folder, config.model_type)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model, self.device, self.precision = loading.load_model(
+        self.model, self.device, self.precision = place.load_model(
             AutoModel, folder, loading.pick_device(device), dtype
         )
         self._torch, self._fp32_model = torch, None
@@ -149,7 +149,7 @@ class TransformersEmbedder(EmbedderBase):
         if self._fp32_model is None:
             from transformers import AutoModel
 
-            self._fp32_model = loading.load_fp32_copy(AutoModel, self.folder, self.device)
+            self._fp32_model = place.load_fp32_copy(AutoModel, self.folder, self.device)
         return self._forward(items, self._fp32_model)
 
     def _forward(self, sequences: list[list[int]], model: Any = None) -> np.ndarray:

@@ -12,7 +12,6 @@ import importlib.util
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 # Fail in seconds, not minutes, when the hub can't be reached (users may set their own).
 os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
@@ -113,45 +112,6 @@ def dtype_reason(device: str, setting: str = "auto") -> str:
     if device.startswith("mps"):
         return "float16 (Apple GPU through MPS)"
     return cpu_dtype()[1]
-
-
-def load_model(auto_class: Any, folder: Path, device: str, setting: str) -> tuple[Any, str, str]:
-    """(model in eval mode on its device, that device, why this device and dtype): the page shows
-    the last. On Apple's MPS any failure while loading or in a trial forward pass falls back to
-    the CPU, and the reason says so."""
-    dtype = pick_dtype(device, setting)
-    try:
-        model = _from_pretrained(auto_class, folder, device, dtype)
-        if device.startswith("mps"):
-            _trial_forward(model, device)
-        return model, device, dtype_reason(device, setting)
-    except Exception as e:  # noqa: BLE001 - whatever MPS lacks; elsewhere the error stands
-        if not device.startswith("mps"):
-            raise
-        why = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
-    model = _from_pretrained(auto_class, folder, "cpu", pick_dtype("cpu", setting))
-    return model, "cpu", f"{dtype_reason('cpu', setting)}; on the CPU because MPS failed ({why})"
-
-
-def load_fp32_copy(auto_class: Any, folder: Path, device: str) -> Any:
-    """A float32 copy of a model, for the non-finite guard: loaded from its folder on first use."""
-    import torch
-
-    return _from_pretrained(auto_class, folder, device, torch.float32)
-
-
-def _from_pretrained(auto_class: Any, folder: Path, device: str, dtype: Any) -> Any:
-    model = auto_class.from_pretrained(
-        folder, dtype=dtype, attn_implementation=pick_attention(device)
-    )
-    return model.to(device).eval()
-
-
-def _trial_forward(model: Any, device: str) -> None:
-    import torch
-
-    with torch.inference_mode():
-        model(input_ids=torch.zeros((1, 2), dtype=torch.long, device=device))
 
 
 def cpu_bf16_flags() -> list[str]:

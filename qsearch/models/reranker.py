@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import batching, loading
+from . import batching, loading, place
 from .base import DEFAULT_TASK, Reranker, RerankerBase
 
 __all__ = ["PREFIX", "SUFFIX", "Qwen3Reranker", "Reranker", "format_body", "load_reranker"]
@@ -57,7 +57,7 @@ class Qwen3Reranker(RerankerBase):
             raise loading.ModelLoadError(
                 f"{name_or_path}: the tokenizer has no 'yes'/'no' tokens: not a Qwen3 reranker"
             )
-        model, self.device, self.precision = loading.load_model(
+        model, self.device, self.precision = place.load_model(
             AutoModelForCausalLM, folder, loading.pick_device(device), dtype
         )
         self.body, self.head_rows, self.head_bias = self._parts(model)
@@ -111,7 +111,7 @@ class Qwen3Reranker(RerankerBase):
         if self._fp32 is None:
             from transformers import AutoModelForCausalLM
 
-            model = loading.load_fp32_copy(AutoModelForCausalLM, self.folder, self.device)
+            model = place.load_fp32_copy(AutoModelForCausalLM, self.folder, self.device)
             self._fp32 = self._parts(model)
         return self._p_yes(items, *self._fp32)
 

@@ -106,55 +106,14 @@ def openai_router(
         return {"object": "list", "data": served}
 
     def embeddings(body: EmbeddingsRequest) -> dict[str, Any]:
-        model = _model(embedder)
-        _check_size(body.input, limits, "input")
-        _check_model_name(body.model, model.model_name)
-        if body.dimensions is not None and body.dimensions > model.dim:
-            raise ApiError(
-                400, f"'dimensions' must be an integer in 1..{model.dim}, got {body.dimensions}"
-            )
-        vectors = model.encode(body.input)
-        if body.dimensions is not None and body.dimensions < model.dim:
-            vectors = np.ascontiguousarray(vectors[:, : body.dimensions])
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        tokens = _count(model, body.input)
-        data = [
-            {
-                "object": "embedding",
-                "index": i,
-                "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode()
-                if body.encoding_format == "base64"
-                else v.tolist(),
-            }
-            for i, v in enumerate(vectors)
-        ]
-        return {
-            "object": "list",
-            "data": data,
-            "model": served_name(model.model_name),
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        return _embeddings(_model(embedder), body, limits)
 
     def rerank(body: RerankRequest) -> dict[str, Any]:
         if reranker is None:
             raise ApiError(503, "no reranker is served here", "service_unavailable")
         _check_size(body.documents, limits, "documents")
         _check_size([body.query], limits, "query")
-        model = _model(reranker)
-        _check_model_name(body.model, model.model_name)
-        scores = model.score(body.query, body.documents, instruction=body.instruction)
-        order = np.argsort(-scores, kind="stable")[: body.top_n or len(body.documents)]
-        results = [{"index": int(i), "relevance_score": float(scores[i])} for i in order]
-        if body.return_documents:
-            for r in results:
-                r["document"] = {"text": body.documents[r["index"]]}
-        tokens = _count(model, body.query, body.documents, body.instruction)
-        return {
-            "id": f"rerank-{uuid.uuid4().hex[:16]}",
-            "model": served_name(model.model_name),
-            "results": results,
-            "usage": {"total_tokens": tokens},
-        }
+        return _rerank(_model(reranker), body)
 
     router.add_api_route("/v1/models", _route(models, None, api_key), methods=["GET"])
     router.add_api_route(
@@ -162,6 +121,55 @@ def openai_router(
     )
     router.add_api_route("/v1/rerank", _route(rerank, RerankRequest, api_key), methods=["POST"])
     return router
+
+
+def _embeddings(model: Embedder, body: EmbeddingsRequest, limits: ApiLimits) -> dict[str, Any]:
+    """POST /v1/embeddings: OpenAI's answer, vectors as floats or base64 little-endian float32."""
+    _check_size(body.input, limits, "input")
+    _check_model_name(body.model, model.model_name)
+    if body.dimensions is not None and body.dimensions > model.dim:
+        raise ApiError(
+            400, f"'dimensions' must be an integer in 1..{model.dim}, got {body.dimensions}"
+        )
+    vectors = model.encode(body.input)
+    if body.dimensions is not None and body.dimensions < model.dim:
+        vectors = np.ascontiguousarray(vectors[:, : body.dimensions])
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    tokens = _count(model, body.input)
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode()
+            if body.encoding_format == "base64"
+            else v.tolist(),
+        }
+        for i, v in enumerate(vectors)
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "model": served_name(model.model_name),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def _rerank(model: Reranker, body: RerankRequest) -> dict[str, Any]:
+    """POST /v1/rerank: the Jina/Cohere answer, best first, `top_n` of them."""
+    _check_model_name(body.model, model.model_name)
+    scores = model.score(body.query, body.documents, instruction=body.instruction)
+    order = np.argsort(-scores, kind="stable")[: body.top_n or len(body.documents)]
+    results = [{"index": int(i), "relevance_score": float(scores[i])} for i in order]
+    if body.return_documents:
+        for r in results:
+            r["document"] = {"text": body.documents[r["index"]]}
+    tokens = _count(model, body.query, body.documents, body.instruction)
+    return {
+        "id": f"rerank-{uuid.uuid4().hex[:16]}",
+        "model": served_name(model.model_name),
+        "results": results,
+        "usage": {"total_tokens": tokens},
+    }
 
 
 def _route(
