@@ -125,3 +125,33 @@ def test_repeated_kv_attention_gives_the_same_vectors(qwen3_embedder_dir, qwen3,
     calls.clear()
     np.testing.assert_allclose(vectors, qwen3.encode(TEXTS), atol=2e-5)
     assert all(q != k and gqa for q, k, gqa in calls), "plain SDPA: GQA, as transformers#48633"
+
+
+@pytest.mark.gpu
+def test_gpu_attention_runs_on_the_memory_efficient_kernel(qwen3_embedder_dir, qwen3):
+    """On a real GPU, with SDPA limited to its memory-efficient kernel: plain SDPA (transformers
+    passes enable_gqa with unequal heads, transformers#48633) finds no kernel, the repeated-K/V
+    attention runs and gives the CPU's vectors."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    plain = load_embedder(str(qwen3_embedder_dir), device="cuda", dtype="float16")
+    plain.model.set_attn_implementation("sdpa")
+    with sdpa_kernel(SDPBackend.EFFICIENT_ATTENTION), pytest.raises(RuntimeError):
+        plain.encode(TEXTS)
+    plain.model.set_attn_implementation(attention.register())
+    with sdpa_kernel(SDPBackend.EFFICIENT_ATTENTION):
+        vectors = plain.encode(TEXTS)
+    assert (vectors * qwen3.encode(TEXTS)).sum(1).min() > 0.999
+
+
+@pytest.mark.gpu
+def test_gpu_fp16_overflow_is_computed_again_in_fp32(qwen3_embedder_dir, qwen3):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    low = load_embedder(str(qwen3_embedder_dir), device="cuda", dtype="float16")
+    inject_inf(low.model)
+    out = low.encode(TEXTS)
+    assert np.isfinite(out).all() and low.nonfinite_batches >= 1
+    assert (out * qwen3.encode(TEXTS)).sum(1).min() > 0.999
