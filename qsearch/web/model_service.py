@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Settings
-from ..models.base import Embedder, EmbedderBase, Reranker, RerankerBase
+from ..models.base import Embedder, EmbedderBase, Progress, Reranker, RerankerBase
 from ..models.choose import make_embedder, make_reranker
 from ..models.loading import ModelLoadError, bundled_small_model, resolve_model
 from .sizing import FIRST_WINDOW, Throughput, estimate_tokens, rerank_candidates_for, window_sizes
@@ -154,10 +154,17 @@ class SharedEmbedder(EmbedderBase):
     def count_tokens(self, texts: Sequence[str]) -> int:
         return self._model.count_tokens(texts)
 
-    def encode(self, texts: Sequence[str], **kwargs: Any) -> np.ndarray:
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        is_query: bool = False,
+        instruction: str | None = None,
+        progress: Progress | None = None,
+    ) -> np.ndarray:
         # a query, or a short call, goes ahead of indexing windows
-        self._call.urgent = kwargs.get("is_query", False) or len(texts) <= FIRST_WINDOW
-        return super().encode(texts, **kwargs)
+        self._call.urgent = is_query or len(texts) <= FIRST_WINDOW
+        return super().encode(texts, is_query=is_query, instruction=instruction, progress=progress)
 
     def embed_batch(
         self, items: list[str], *, is_query: bool, instruction: str | None
