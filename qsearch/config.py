@@ -34,6 +34,8 @@ class Settings:
     )
     rerank_url: str | None = None  # a /v1/rerank server to rerank with instead of a local model
     remote_api_key: str | None = None  # bearer token for those servers
+    # whether the embed_url model takes query instructions; None: guessed from its name (Qwen3)
+    remote_instructions: bool | None = None
     chunk_tokens: int = 256
     chunk_overlap: int = 32
     index_kind: str = "flat"  # "flat" is exact; "hnsw" is approximate, for large collections

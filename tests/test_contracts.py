@@ -1,15 +1,15 @@
-"""One contract suite over every Embedder backend and every Reranker backend (as txtai runs one suite
-over every ANN backend): the tiny Qwen3 (last-token), MiniLM (mean), a remote /v1 server, the model
-service's shared proxy, and the test fake."""
+"""One contract suite over every Embedder backend and every Reranker backend (as txtai runs one
+suite over every ANN backend): the tiny Qwen3 (last-token), MiniLM (mean), a remote /v1 server,
+the model service's shared proxy, and the test fake, each through the bases in models/base.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from fakes import HashingEmbedder, OverlapReranker
+from references import official_rerank_scores
 
-from qsearch.models.embedder import Embedder
-from qsearch.models.reranker import Reranker
+from qsearch.models.base import Embedder, EmbedderBase, NonFiniteError, Reranker, RerankerBase
 
 TEXTS = [
     "Paris is the capital of France.",
@@ -52,7 +52,8 @@ def embedder(request, qwen3_embedder_dir) -> Embedder:
 
 
 def test_embedder_contract(embedder):
-    assert isinstance(embedder, Embedder) and embedder.dim > 0 and embedder.max_tokens > 0
+    assert isinstance(embedder, Embedder) and isinstance(embedder, EmbedderBase)
+    assert embedder.dim > 0 and embedder.max_tokens > 0
     out = embedder.encode(TEXTS)
     assert out.dtype == np.float32 and out.shape == (len(TEXTS), embedder.dim)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
@@ -109,7 +110,7 @@ def reranker(request, qwen3_reranker_dir, qwen3_embedder_dir) -> Reranker:
 
 
 def test_reranker_contract(reranker):
-    assert isinstance(reranker, Reranker)
+    assert isinstance(reranker, Reranker) and isinstance(reranker, RerankerBase)
     scores = reranker.score(QUERY, TEXTS)
     assert scores.dtype == np.float32 and scores.shape == (len(TEXTS),)
     assert ((0 <= scores) & (scores <= 1)).all()
@@ -119,15 +120,36 @@ def test_reranker_contract(reranker):
     np.testing.assert_allclose(one_by_one, scores, atol=1e-5)
 
 
-def test_remote_and_shared_rerankers_give_the_local_scores(reranker, qwen3_reranker_dir):
+def test_rerankers_give_the_reference_scores(reranker, qwen3_reranker_dir):
+    """Every Qwen3-backed reranker (local, remote, shared) against the model card's recipe,
+    computed independently (references.py: full logits, left padding), not against itself."""
     if isinstance(reranker, OverlapReranker):
         pytest.skip("the fake is its own reference")
-    from qsearch.models.reranker import load_reranker
-
-    local = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32")
     for instruction in (None, "Find facts about cities"):
         np.testing.assert_allclose(
             reranker.score(QUERY, TEXTS, instruction=instruction),
-            local.score(QUERY, TEXTS, instruction=instruction),
+            official_rerank_scores(qwen3_reranker_dir, QUERY, TEXTS, instruction),
             atol=1e-5,
         )
+
+
+def test_the_non_finite_guard_runs_for_every_backend(embedder, reranker, monkeypatch):
+    """The guard lives in the bases: whichever backend, a batch that comes back with NaN is
+    computed again by its float32 path, or raises when there is none; NaN never comes back."""
+    cls = type(embedder)
+    nan_rows = lambda self, items, **kw: np.full((len(items), embedder.dim), np.nan)  # noqa: E731
+    monkeypatch.setattr(cls, "embed_batch", nan_rows)
+    monkeypatch.setattr(
+        cls, "embed_batch_fp32", lambda self, items, **kw: np.ones((len(items), embedder.dim))
+    )
+    np.testing.assert_allclose(embedder.encode(["a", "b"]), 1 / np.sqrt(embedder.dim), rtol=1e-6)
+    monkeypatch.setattr(cls, "embed_batch_fp32", lambda self, items, **kw: None)
+    with pytest.raises(NonFiniteError, match="non-finite vectors"):
+        embedder.encode(["a passage"])
+    cls = type(reranker)
+    monkeypatch.setattr(cls, "score_batch", lambda self, q, items, i: np.full(len(items), np.nan))
+    monkeypatch.setattr(cls, "score_batch_fp32", lambda self, q, items, i: np.full(len(items), 0.5))
+    np.testing.assert_allclose(reranker.score(QUERY, ["a", "b"]), [0.5, 0.5])
+    monkeypatch.setattr(cls, "score_batch_fp32", lambda self, q, items, i: None)
+    with pytest.raises(NonFiniteError, match="non-finite scores"):
+        reranker.score(QUERY, ["a passage"])

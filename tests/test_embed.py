@@ -1,12 +1,23 @@
-"""Embedding: the Qwen3 recipe against a direct re-computation, and MiniLM against sentence-transformers."""
+"""Embedding: the Qwen3 recipe against a direct re-computation, MiniLM against
+sentence-transformers; dtype and device by what the hardware computes (torch.cuda faked), the
+non-finite guard, sentence-transformers folders, and loading from a hub that never answers."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from references import official_qwen3_embeddings
 
 from qsearch.models.embedder import (
     DEFAULT_TASK,
@@ -24,20 +35,6 @@ TEXTS = [
     "",
     "The quick brown fox jumps over the lazy dog. " * 12,
 ]
-
-
-def official_qwen3_embeddings(folder, texts: list[str]) -> np.ndarray:
-    """The Qwen3-Embedding model card's recipe, written out plainly: left padding, last token."""
-    from transformers import AutoModel, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left")
-    model = AutoModel.from_pretrained(folder).eval()
-    batch = tokenizer(texts, padding=True, truncation=True, max_length=8192, return_tensors="pt")
-    with torch.no_grad():
-        hidden = model(**batch).last_hidden_state
-    mask = batch["attention_mask"]
-    assert bool((mask[:, -1] == 1).all()), "left padding puts every row's last token at the end"
-    return torch.nn.functional.normalize(hidden[:, -1], p=2, dim=1).numpy()
 
 
 @pytest.fixture(scope="module")
@@ -158,15 +155,69 @@ def test_load_tokenizer_without_weights(minilm_dir, qwen3_embedder_dir):
     assert max_tokens == 2047  # max positions minus the EOS
 
 
-def test_unreachable_model_fails_fast_with_advice(tmp_path):
-    started = time.monotonic()
-    with pytest.raises(ModelLoadError, match="--embed-model DIR"):
-        resolve_model("qsearch-tests/no-such-model")
-    assert time.monotonic() - started < 15
+def test_missing_folders_are_named(tmp_path):
     with pytest.raises(ModelLoadError, match="does not exist"):
         resolve_model(str(tmp_path / "missing-folder"))
     with pytest.raises(ModelLoadError, match="no config.json"):
         resolve_model(str(tmp_path))
+
+
+def test_a_hub_that_never_answers_fails_fast_with_advice(tmp_path):
+    """A hub (or proxy) that accepts connections and never answers: loading must give up within
+    qsearch's own timeouts (HF_HUB_ETAG_TIMEOUT, 5 s by default), not hang. Run in a fresh process
+    with the hub online (these tests set HF_HUB_OFFLINE=1, read once at import)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env |= {
+        "HF_ENDPOINT": f"http://127.0.0.1:{server.getsockname()[1]}",
+        "HF_HUB_OFFLINE": "0",
+        "HF_HOME": str(tmp_path / "hf"),  # nothing cached
+    }
+    code = "from qsearch.models.loading import resolve_model\nresolve_model('org/no-such-model')"
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+    finally:
+        server.close()
+        for connection in held:
+            connection.close()
+    assert held, "the hub was asked (not skipped as offline)"
+    assert done.returncode != 0 and time.monotonic() - started < 45
+    assert "ModelLoadError" in done.stderr and "--embed-model DIR" in done.stderr, done.stderr
+    assert "timed out" in done.stderr
+
+
+def test_sentence_transformers_modules_other_than_pooling_are_refused(qwen3_embedder_dir, tmp_path):
+    folder = tmp_path / "with-dense"
+    shutil.copytree(qwen3_embedder_dir, folder)
+    modules = json.loads((folder / "modules.json").read_text())
+    modules.insert(
+        2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
+    )
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "2_Dense").mkdir()
+    (folder / "2_Dense" / "config.json").write_text(
+        json.dumps({"in_features": 64, "out_features": 32, "bias": True})
+    )
+    with pytest.raises(ModelLoadError, match=r"'sentence_transformers.models.Dense' \(2_Dense\)"):
+        load_embedder(str(folder), device="cpu", dtype="float32")
 
 
 @pytest.mark.gpu

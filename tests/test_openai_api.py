@@ -1,8 +1,10 @@
-"""The OpenAI-compatible API: the official `openai` client, plain HTTP for /v1/rerank, remote backends."""
+"""The OpenAI-compatible API: the official `openai` client, plain HTTP for /v1/rerank, remote
+backends, and the app serving /v1 while it forwards to another server."""
 
 from __future__ import annotations
 
 import base64
+import json
 
 import httpx
 import numpy as np
@@ -204,3 +206,93 @@ def test_retries_then_a_clear_error():
     )
     with pytest.raises(RemoteError, match="model-server.invalid/v1/models answered 500: exploded"):
         RemoteEmbedder("http://model-server.invalid", retries=1, http_client=exploded)
+
+
+def test_an_app_forwarding_to_a_server_serves_that_servers_vectors(app_server):
+    """The app with --embed-url / --rerank-url (issue 23): its /v1 answers with the vectors and
+    scores of the server it forwards to (here the real app on another port), not a 500."""
+    import app
+
+    _, upstream = app_server
+    demo = app.create_app(Settings(embed_url=upstream, rerank_url=upstream))
+    _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
+    try:
+        body = {"input": TEXTS, "encoding_format": "float"}
+        ours = httpx.post(f"{url}v1/embeddings", json=body, timeout=60)
+        theirs = httpx.post(f"{upstream}v1/embeddings", json=body, timeout=60)
+        assert ours.status_code == 200, ours.text
+        np.testing.assert_allclose(
+            [d["embedding"] for d in ours.json()["data"]],
+            [d["embedding"] for d in theirs.json()["data"]],
+            atol=1e-6,
+        )
+        assert ours.json()["usage"]["prompt_tokens"] > 0
+        pairs = {"query": "capital of France", "documents": TEXTS}
+        ranked = httpx.post(f"{url}v1/rerank", json=pairs, timeout=60)
+        expected = httpx.post(f"{upstream}v1/rerank", json=pairs, timeout=60).json()["results"]
+        assert ranked.status_code == 200, ranked.text
+        assert [r["index"] for r in ranked.json()["results"]] == [r["index"] for r in expected]
+        assert [r["relevance_score"] for r in ranked.json()["results"]] == pytest.approx(
+            [r["relevance_score"] for r in expected], abs=1e-6
+        )
+    finally:
+        demo.close()
+
+
+def test_a_rerank_server_that_drops_results_is_an_error_naming_it():
+    """A /v1/rerank answer with fewer results than passages sent (seen from servers that apply
+    their own top_n): an error, never scores left unset."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        documents = json.loads(request.content)["documents"]
+        results = [{"index": i, "relevance_score": 0.5} for i in range(len(documents) - 1)]
+        return httpx.Response(200, json={"results": results})
+
+    reranker = RemoteReranker(
+        "http://rerank-server.invalid",
+        retries=0,
+        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+    )
+    with pytest.raises(RemoteError, match=r"rerank-server.invalid/v1/rerank scored 2 of the 3"):
+        reranker.score("q", ["a", "b", "c"])
+
+
+@pytest.mark.parametrize(
+    ("model", "setting", "instructed"),
+    [
+        ("my-embedder", None, False),
+        ("Qwen/Qwen3-Embedding-0.6B", None, True),
+        ("my-embedder", True, True),  # a Qwen3 model served under another name
+        ("Qwen/Qwen3-Embedding-0.6B", False, False),
+    ],
+)
+def test_whether_a_remote_model_takes_instructions_is_a_setting(model, setting, instructed):
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        texts = json.loads(request.content)["input"]
+        sent.extend(texts)
+        data = [{"index": i, "embedding": [1.0, 0.0, 0.0, 0.0]} for i in range(len(texts))]
+        return httpx.Response(200, json={"data": data})
+
+    embedder = RemoteEmbedder(
+        "http://model-server.invalid",
+        model,
+        instructions=setting,
+        tokenizer=object(),
+        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+    )
+    embedder.encode(["tides"], is_query=True)
+    assert sent[-1].startswith("Instruct: ") == instructed, sent[-1]
+    assert sent[-1].endswith("Query:tides" if instructed else "tides")
+
+
+def test_the_remote_instructions_setting_reaches_the_backend(monkeypatch):
+    from qsearch.models import choose, remote
+
+    assert Settings.from_env({"QSEARCH_REMOTE_INSTRUCTIONS": "yes"}).remote_instructions is True
+    assert Settings.from_env({}).remote_instructions is None
+    seen = {}
+    monkeypatch.setattr(remote, "RemoteEmbedder", lambda url, **kwargs: seen.update(kwargs))
+    choose.make_embedder(Settings(embed_url="http://x.invalid", remote_instructions=False))
+    assert seen["instructions"] is False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from references import official_rerank_scores as official_scores
 
 from qsearch.models.embedder import DEFAULT_TASK
 from qsearch.models.reranker import PREFIX, SUFFIX, Reranker, format_body, load_reranker
@@ -16,36 +17,6 @@ DOCS = [
     "yes",
     "The quick brown fox jumps over the lazy dog. " * 10,
 ]
-
-
-def official_scores(
-    folder, query: str, docs: list[str], instruction: str | None = None, max_length: int = 8192
-) -> np.ndarray:
-    """The Qwen3-Reranker model card's recipe: full logits at the last position, [no, yes] softmax."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(folder).eval()
-    prefix = tokenizer.encode(PREFIX, add_special_tokens=False)
-    suffix = tokenizer.encode(SUFFIX, add_special_tokens=False)
-    pairs = [
-        f"<Instruct>: {instruction or DEFAULT_TASK}\n<Query>: {query}\n<Document>: {d}"
-        for d in docs
-    ]
-    inputs = tokenizer(
-        pairs,
-        padding=False,
-        truncation="longest_first",
-        return_attention_mask=False,
-        max_length=max_length - len(prefix) - len(suffix),
-    )
-    inputs["input_ids"] = [prefix + ids + suffix for ids in inputs["input_ids"]]
-    inputs = tokenizer.pad(inputs, padding=True, return_tensors="pt", max_length=max_length)
-    no, yes = tokenizer.convert_tokens_to_ids("no"), tokenizer.convert_tokens_to_ids("yes")
-    with torch.no_grad():
-        logits = model(**inputs).logits[:, -1, :]
-    pair = torch.stack([logits[:, no], logits[:, yes]], dim=1)
-    return torch.nn.functional.log_softmax(pair, dim=1)[:, 1].exp().numpy()
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +73,28 @@ def test_batches_do_not_change_scores(qwen3_reranker_dir, reranker):
     )
     alone = [reranker.score(QUERY, [d])[0] for d in DOCS]
     np.testing.assert_allclose(reranker.score(QUERY, DOCS), alone, atol=1e-5)
+
+
+def test_non_finite_scores_are_computed_again_in_fp32(qwen3_reranker_dir, reranker, caplog):
+    """A low-precision reranker whose hidden state overflows (inf injected into the final norm's
+    output, first row, bf16 only): the batch is scored again by a float32 copy; no NaN."""
+    low = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="bfloat16", compile=False)
+
+    def hook(module, inputs, output):  # noqa: ANN001, ANN202
+        if output.dtype == torch.float32:
+            return output
+        output = output.clone()
+        output[0] = float("inf")
+        return output
+
+    low.body.norm.register_forward_hook(hook)
+    with caplog.at_level("WARNING", logger="qsearch.models"):
+        scores = low.score(QUERY, DOCS)
+    assert np.isfinite(scores).all(), "NaN never reaches a score bar or JSON"
+    np.testing.assert_allclose(scores, reranker.score(QUERY, DOCS), atol=1e-5)
+    assert low.nonfinite_batches >= 1 and "again in float32" in caplog.text
+
+
+def test_a_single_string_is_refused(reranker):
+    with pytest.raises(TypeError, match="not a single string"):
+        reranker.score(QUERY, "one passage")

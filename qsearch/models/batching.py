@@ -10,12 +10,22 @@ from collections.abc import Sequence
 
 import numpy as np
 
+GPU_TOKENS_PER_GIB = 1024  # token budget per GiB of GPU memory: a 16 GB T4 gets ~15k
+GPU_MAX_TOKENS = 16384
+
 
 def default_token_budget(device: str) -> int:
-    """Tokens per forward pass: 16k on a GPU; 2,048 on a CPU, where a batch's activations then stay
-    near the caches (bf16 Qwen3-0.6B on 2 cores: 1.15x the speed of 4,096, 1.5x that of 8,192;
-    bench/results/cpu-forward-qwen3-0.6b-random-xeon-amx.json)."""
-    return 16384 if device.startswith("cuda") else 2048
+    """Tokens per forward pass. On a GPU, 1,024 per GiB of its memory up to 16k (a 16 GB T4 gets
+    15k, an A100 or H100 16k): with SDPA's memory-efficient kernel (attention.py below sm80)
+    activations grow linearly with the budget. On a CPU 2,048, where a batch's activations then
+    stay near the caches (bf16 Qwen3-0.6B on 2 cores: 1.15x the speed of 4,096, 1.5x that of
+    8,192; bench/results/cpu-forward-qwen3-0.6b-random-xeon-amx.json)."""
+    if not device.startswith("cuda"):
+        return 2048
+    import torch
+
+    gib = torch.cuda.get_device_properties(device).total_memory / 2**30
+    return int(max(2048, min(GPU_MAX_TOKENS, gib * GPU_TOKENS_PER_GIB)))
 
 
 def token_budget_batches(

@@ -1,4 +1,4 @@
-"""Settings -> the models they name: a remote server (embed_url / rerank_url) or a model loaded here."""
+"""Settings -> the models they name: a remote server (embed_url / rerank_url) or a local model."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ def make_embedder(settings: Settings) -> Embedder:
         from .remote import RemoteEmbedder
 
         return RemoteEmbedder(
-            settings.embed_url, api_key=settings.remote_api_key, dim=settings.embed_dim
+            settings.embed_url,
+            api_key=settings.remote_api_key,
+            dim=settings.embed_dim,
+            instructions=settings.remote_instructions,
         )
     from .embedder import load_embedder
 
@@ -28,7 +31,7 @@ def make_embedder(settings: Settings) -> Embedder:
 
 
 def make_reranker(settings: Settings) -> Reranker:
-    """The reranker the settings name: a remote /v1/rerank server (rerank_url), or a model loaded here."""
+    """The reranker the settings name: a remote /v1/rerank server (rerank_url), or a local model."""
     if settings.rerank_url:
         from .remote import RemoteReranker
 

@@ -1,61 +1,46 @@
-"""Text -> vectors. One small contract, `Embedder.encode`, and the transformers backend.
+"""Text -> vectors: the transformers backend of the Embedder contract (see base.py).
 
 `TransformersEmbedder` reads how to pool from the model folder (sentence-transformers'
 `modules.json` / `1_Pooling/config.json`), so one class serves both kinds we use:
 - last-token pooling (Qwen3-Embedding): a causal decoder, so right padding with no padding
-  mask; EOS guaranteed at the end of every sequence, queries as `Instruct: {task}\\nQuery:{query}`, optional MRL dimension;
+  mask; EOS guaranteed at the end of every sequence, queries as
+  `Instruct: {task}\\nQuery:{query}`, optional MRL dimension;
 - mean (or CLS) pooling (all-MiniLM-L6-v2 and other sentence-transformers models).
-Vectors are float32 and L2-normalised, so inner product = cosine similarity.
+A sentence-transformers module other than Transformer, Pooling and Normalize (Dense, LayerNorm,
+...) would change the vectors: such a folder is refused, never embedded wrongly.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
-from . import batching, loading
+from . import batching, loading, place
+from .base import DEFAULT_TASK, Embedder, EmbedderBase, Progress, format_query
 
-DEFAULT_TASK = "Given a web search query, retrieve relevant passages that answer the query"
+__all__ = ["DEFAULT_TASK", "Embedder", "Progress", "TransformersEmbedder", "format_query"]
 MIN_MRL_DIM = 32
-Progress = Callable[[int, int], None]  # (done, total)
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """The contract every embedding backend meets."""
-
-    model_name: str
-    dim: int
-    max_tokens: int  # longest text (in tokens) that is embedded without truncation
-    supports_instruction: bool
-
-    def encode(
-        self,
-        texts: Sequence[str],
-        *,
-        is_query: bool = False,
-        instruction: str | None = None,
-        progress: Progress | None = None,
-    ) -> np.ndarray:
-        """float32 array (len(texts), dim), L2-normalised rows, in input order."""
-        ...
-
-
-def format_query(query: str, task: str | None = None) -> str:
-    """The official Qwen3-Embedding query format (no space after `Query:`)."""
-    return f"Instruct: {task or DEFAULT_TASK}\nQuery:{query}"
+ST_MODULES = ("Transformer", "Pooling", "Normalize")  # what this backend runs (vectors are unit)
 
 
 def read_pooling(folder: Path, model_type: str) -> str:
     """'lasttoken', 'mean' or 'cls', from the sentence-transformers config when there is one."""
     modules = folder / "modules.json"
     if modules.is_file():
-        for module in json.loads(modules.read_text()):
+        entries = json.loads(modules.read_text())
+        for module in entries:
+            kind = module.get("type", "").rsplit(".", 1)[-1]
+            if kind not in ST_MODULES:
+                raise loading.ModelLoadError(
+                    f"{folder}: the sentence-transformers module {module.get('type')!r} "
+                    f"({module.get('path') or module.get('name')}) is not supported; supported: "
+                    f"{', '.join(ST_MODULES)}. Without it the vectors would be wrong."
+                )
+        for module in entries:
             if module.get("type", "").endswith("Pooling"):
                 config = json.loads((folder / module["path"] / "config.json").read_text())
                 for mode in ("lasttoken", "mean_tokens", "cls_token"):
@@ -67,7 +52,7 @@ def read_pooling(folder: Path, model_type: str) -> str:
     return "lasttoken" if model_type.startswith(("qwen2", "qwen3")) else "mean"
 
 
-class TransformersEmbedder:
+class TransformersEmbedder(EmbedderBase):
     """Any Hugging Face encoder or decoder embedding model, loaded with `from_pretrained`."""
 
     def __init__(
@@ -87,23 +72,15 @@ class TransformersEmbedder:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         loading.quiet_transformers()
-        folder = loading.resolve_model(name_or_path)
+        self.folder = folder = loading.resolve_model(name_or_path)
         self.model_name = name_or_path
-        self.device = loading.pick_device(device)
         config = AutoConfig.from_pretrained(folder)
         self.pooling = read_pooling(folder, config.model_type)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = (
-            AutoModel.from_pretrained(
-                folder,
-                dtype=loading.pick_dtype(self.device, dtype),
-                attn_implementation=loading.pick_attention(self.device),
-            )
-            .to(self.device)
-            .eval()
+        self.model, self.device, self.precision = place.load_model(
+            AutoModel, folder, loading.pick_device(device), dtype
         )
-        self._torch = torch
-
+        self._torch, self._fp32_model = torch, None
         hidden = int(config.hidden_size)
         if dim is not None and not MIN_MRL_DIM <= dim <= hidden:
             raise ValueError(
@@ -119,12 +96,11 @@ class TransformersEmbedder:
         self.supports_instruction = self.pooling == "lasttoken"
         self.query_prompt = _query_prompt(folder) if not self.supports_instruction else ""
         self.eos_id = self.tokenizer.eos_token_id
-        self.pad_id = (
-            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id
-        )
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.eos_id
         if self.pooling == "lasttoken" and self.eos_id is None:
             raise loading.ModelLoadError(f"{name_or_path}: last-token pooling needs an EOS token")
-        # measured on the Qwen3 decoder only (bench/cpu_forward.py): encoders such as MiniLM stay eager
+        # measured on the Qwen3 decoder only (bench/cpu_forward.py): encoders stay eager
         self.compiled = loading.compile_on_cpu(
             self.model, self.device, compile and self.pooling == "lasttoken"
         )
@@ -133,7 +109,10 @@ class TransformersEmbedder:
             self.encode(["warm-up", "the compiled modules, with two rows"])
 
     def __repr__(self) -> str:
-        return f"TransformersEmbedder({self.model_name!r}, pooling={self.pooling}, dim={self.dim}, device={self.device})"
+        return (
+            f"TransformersEmbedder({self.model_name!r}, pooling={self.pooling}, dim={self.dim}, "
+            f"device={self.device})"
+        )
 
     def prepare(
         self, texts: Sequence[str], *, is_query: bool = False, instruction: str | None = None
@@ -158,51 +137,24 @@ class TransformersEmbedder:
             ]
         return ids
 
-    def encode(
-        self,
-        texts: Sequence[str],
-        *,
-        is_query: bool = False,
-        instruction: str | None = None,
-        progress: Progress | None = None,
+    def embed_batch(
+        self, items: list[list[int]], *, is_query: bool, instruction: str | None
     ) -> np.ndarray:
-        if isinstance(texts, str):
-            raise TypeError("encode takes a list of texts, not a single string")
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        if not len(texts):
-            return out
-        # Texts go in windows: while the model runs on one, a thread tokenizes the next (the fast
-        # tokenizer releases the GIL), and each window is length-sorted into token-budget batches.
-        windows = [
-            range(i, min(i + self.window, len(texts))) for i in range(0, len(texts), self.window)
-        ]
-        done = 0
-        with ThreadPoolExecutor(1) as tokenizer_thread:
+        return self._forward(items)
 
-            def tokenize(window: range) -> Future:
-                return tokenizer_thread.submit(
-                    self.prepare,
-                    [texts[i] for i in window],
-                    is_query=is_query,
-                    instruction=instruction,
-                )
+    def embed_batch_fp32(
+        self, items: list[list[int]], *, is_query: bool, instruction: str | None
+    ) -> np.ndarray:
+        """The batch again with a float32 copy of the model (loaded on first use)."""
+        if self._fp32_model is None:
+            from transformers import AutoModel
 
-            pending = tokenize(windows[0])
-            for n, window in enumerate(windows):
-                ids = pending.result()
-                if n + 1 < len(windows):
-                    pending = tokenize(windows[n + 1])
-                for batch in batching.token_budget_batches(
-                    [len(s) for s in ids], self.max_batch_tokens, self.max_batch_size
-                ):
-                    out[window.start + batch] = self._forward([ids[i] for i in batch])
-                    done += len(batch)
-                    if progress is not None:
-                        progress(done, len(texts))
-        return out
+            self._fp32_model = place.load_fp32_copy(AutoModel, self.folder, self.device)
+        return self._forward(items, self._fp32_model)
 
-    def _forward(self, sequences: list[list[int]]) -> np.ndarray:
-        torch = self._torch
+    def _forward(self, sequences: list[list[int]], model: Any = None) -> np.ndarray:
+        """Pooled, normalised vectors of one batch of token-id lists."""
+        torch, model = self._torch, model if model is not None else self.model
         ids, mask = batching.pad(sequences, self.pad_id)
         input_ids, attention = torch.from_numpy(ids), torch.from_numpy(mask)
         if self.device.startswith("cuda"):  # pinned host memory: the copy runs asynchronously
@@ -211,15 +163,14 @@ class TransformersEmbedder:
         attention = attention.to(self.device, non_blocking=True)
         with torch.inference_mode():
             if self.pooling == "lasttoken":
-                # A causal decoder: no token sees a later one, so right padding needs no padding mask.
-                # Attention stays purely causal (SDPA's fast is_causal path, no mask built or read),
-                # positions count from 0 in every row, and each row's EOS sits at its length - 1.
-                hidden = self.model(input_ids=input_ids, use_cache=False).last_hidden_state
-                pooled = hidden[
-                    torch.arange(len(sequences), device=hidden.device), attention.sum(-1) - 1
-                ]
+                # A causal decoder: no token sees a later one, so right padding needs no mask.
+                # Attention stays purely causal (SDPA's is_causal path, no mask built or read),
+                # positions count from 0 in every row, and each row's EOS sits at length - 1.
+                hidden = model(input_ids=input_ids, use_cache=False).last_hidden_state
+                rows = torch.arange(len(sequences), device=hidden.device)
+                pooled = hidden[rows, attention.sum(-1) - 1]
             else:
-                hidden = self.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
+                hidden = model(input_ids=input_ids, attention_mask=attention).last_hidden_state
                 if self.pooling == "cls":
                     pooled = hidden[:, 0]
                 else:
@@ -230,6 +181,7 @@ class TransformersEmbedder:
 
 
 def load_embedder(name_or_path: str, **kwargs: Any) -> TransformersEmbedder:
+    """A local embedding model (hub id or folder); keyword arguments as TransformersEmbedder."""
     return TransformersEmbedder(name_or_path, **kwargs)
 
 

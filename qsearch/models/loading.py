@@ -36,7 +36,7 @@ def resolve_model(
     if path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise ModelLoadError(f"model folder {name_or_path!r} does not exist")
 
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import HfApi, constants, snapshot_download
 
     try:
         return Path(
@@ -45,6 +45,9 @@ def resolve_model(
     except Exception:  # noqa: BLE001 - not cached: try the hub below
         pass
     try:
+        # snapshot_download asks the hub for the repository with no timeout: a hub (or proxy)
+        # that accepts and never answers would hang it. Ask once with one, then download.
+        HfApi().model_info(name_or_path, timeout=constants.HF_HUB_ETAG_TIMEOUT)
         return Path(snapshot_download(name_or_path, allow_patterns=_MODEL_FILES))
     except Exception as e:  # noqa: BLE001 - network, auth, missing repo: all end the same way
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
@@ -57,11 +60,14 @@ def resolve_model(
 
 
 def pick_device(setting: str = "auto") -> str:
-    """'auto' -> 'cuda' when a GPU is there, else 'cpu'; explicit settings are checked."""
+    """'auto' -> 'cuda' when a GPU is there, 'mps' on Apple silicon, else 'cpu'; explicit settings
+    are checked."""
     import torch
 
     if setting == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if torch.backends.mps.is_available() else "cpu"
     if setting.startswith("cuda") and not torch.cuda.is_available():
         raise ModelLoadError(
             f"device {setting!r} asked for, but no CUDA GPU is available (use 'cpu' or 'auto')"
@@ -69,15 +75,28 @@ def pick_device(setting: str = "auto") -> str:
     return setting
 
 
-def pick_dtype(device: str, setting: str = "auto"):  # noqa: ANN201 - torch.dtype, torch imported lazily
-    """The dtype to run in: `setting` when given, else bf16 (fp16 without bf16) on GPU, and on CPU
-    bf16 where the CPU computes it natively (see cpu_dtype), fp32 elsewhere."""
+def gpu_capability(device: str) -> tuple[int, int]:
+    """The CUDA compute capability of `device` ('cuda' or 'cuda:N'), e.g. (7, 5) on a T4."""
+    import torch
+
+    return tuple(torch.cuda.get_device_capability(device))
+
+
+NATIVE_BF16 = (8, 0)  # Ampere (A100, A10, L4) and later compute bf16 in hardware
+
+
+def pick_dtype(device: str, setting: str = "auto"):  # noqa: ANN201 - torch.dtype, lazy torch
+    """The dtype to run in: `setting` when given; else on a GPU bf16 where its compute capability
+    is >= 8.0, fp16 below (a T4 reports `is_bf16_supported()` True, but only emulates it); fp16
+    on Apple's MPS; on a CPU bf16 where it computes it natively (see cpu_dtype), else fp32."""
     import torch
 
     if setting != "auto":
         return getattr(torch, setting)
     if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if gpu_capability(device) >= NATIVE_BF16 else torch.float16
+    if device.startswith("mps"):
+        return torch.float16
     return torch.bfloat16 if cpu_dtype()[0] == "bfloat16" else torch.float32
 
 
@@ -86,7 +105,12 @@ def dtype_reason(device: str, setting: str = "auto") -> str:
     if setting != "auto":
         return f"{setting} (set by --dtype / QSEARCH_DTYPE)"
     if device.startswith("cuda"):
-        return f"{str(pick_dtype(device)).removeprefix('torch.')} (GPU)"
+        major, minor = gpu_capability(device)
+        if (major, minor) >= NATIVE_BF16:
+            return f"bfloat16 (GPU compute capability {major}.{minor} computes bf16 natively)"
+        return f"float16 (GPU compute capability {major}.{minor}: bf16 would be emulated)"
+    if device.startswith("mps"):
+        return "float16 (Apple GPU through MPS)"
     return cpu_dtype()[1]
 
 
@@ -128,7 +152,8 @@ def cpu_dtype() -> tuple[str, str]:
 
 
 def bf16_speedup(rows: int = 256, width: int = 1024, repeats: int = 3) -> float:
-    """fp32 time / bf16 time of one (rows x width) @ (width x 3 width) product, best of `repeats`."""
+    """fp32 time / bf16 time of one (rows x width) @ (width x 3 width) product, best of
+    `repeats`."""
     import torch
 
     def best(dtype: torch.dtype) -> float:
@@ -182,7 +207,8 @@ def compile_on_cpu(model, device: str, setting: bool) -> bool:  # noqa: ANN001 -
 
 @functools.lru_cache(maxsize=1)
 def _can_compile() -> bool:
-    """Whether torch.compile works here: a C++ compiler and a trial compile of one small function."""
+    """Whether torch.compile works here: a C++ compiler, and a trial compile of one small
+    function."""
     import shutil
 
     import torch
@@ -196,10 +222,16 @@ def _can_compile() -> bool:
 
 
 def pick_attention(device: str) -> str:
-    """flash-attention-2 when installed on a GPU host, else PyTorch's SDPA."""
-    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
+    """flash-attention-2 when installed on a GPU of compute capability >= 8.0 (it needs one); below
+    8.0 `SDPA_REPEAT_KV` (see attention.py: SDPA's memory-efficient kernel, not the math one);
+    else PyTorch's SDPA."""
+    if not device.startswith("cuda"):
+        return "sdpa"
+    if gpu_capability(device) < NATIVE_BF16:
+        from .attention import register
+
+        return register()
+    return "flash_attention_2" if importlib.util.find_spec("flash_attn") is not None else "sdpa"
 
 
 def quiet_transformers() -> None:
@@ -220,7 +252,8 @@ def bundled_small_model() -> Path | None:
 
 
 def served_name(name_or_path: str) -> str:
-    """The name a server gives a model: 'Qwen3-Embedding-0.6B' for a hub id or a folder of that name,
+    """The name a server gives a model: 'Qwen3-Embedding-0.6B' for a hub id or a folder of that
+    name,
     'all-MiniLM-L6-v2' for the bundled model; never a file path."""
     bundled = bundled_small_model()
     if bundled is not None and Path(name_or_path).expanduser().resolve() == bundled.resolve():

@@ -1,6 +1,11 @@
-"""Remote backends: an OpenAI-compatible /v1/embeddings server (SGLang, vLLM, TEI, another qsearch)
-as an Embedder, and a /v1/rerank server as a Reranker. Batches, retries with backoff on 429 and
-5xx, timeouts, and errors that say which server answered what."""
+"""Remote backends: an OpenAI-compatible /v1/embeddings server (SGLang, vLLM, TEI, another
+qsearch) as an Embedder, and a /v1/rerank server as a Reranker, each one method over the bases
+(base.py: batching, validation, progress, the non-finite guard). Retries with backoff on 429
+and 5xx, timeouts, and errors that say which server answered what.
+
+Whether a remote embedding model takes query instructions is the `instructions` argument
+(QSEARCH_REMOTE_INSTRUCTIONS); unset, it is guessed from the served name (Qwen3-Embedding
+models do)."""
 
 from __future__ import annotations
 
@@ -11,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from .embedder import Progress, format_query
+from .base import EmbedderBase, RerankerBase
 from .loading import ModelLoadError
+
+INSTRUCTION_MODELS = ("qwen3-embedding",)  # served names that take `Instruct: ...` queries
 
 
 class RemoteError(RuntimeError):
@@ -20,8 +27,9 @@ class RemoteError(RuntimeError):
 
 
 class _Client:
-    """JSON calls to a /v1 server through the official `openai` client, which retries with exponential
-    backoff (honouring Retry-After) on connection errors, 408, 409, 429 and 5xx; errors name the server."""
+    """JSON calls to a /v1 server through the official `openai` client, which retries with
+    exponential backoff (honouring Retry-After) on connection errors, 408, 409, 429 and 5xx;
+    errors name the server."""
 
     def __init__(
         self, url: str, api_key: str | None, timeout: float, retries: int, http_client: Any = None
@@ -61,13 +69,23 @@ class _Client:
         return answer
 
 
-class RemoteEmbedder:
+def takes_instructions(model_name: str, setting: bool | None = None) -> bool:
+    """`setting` when given (QSEARCH_REMOTE_INSTRUCTIONS), else a guess from the served name."""
+    if setting is not None:
+        return setting
+    return any(name in model_name.lower() for name in INSTRUCTION_MODELS)
+
+
+class RemoteEmbedder(EmbedderBase):
     """Embeddings from an OpenAI-compatible server; the Embedder contract, like the local backends.
 
-    The server embeds texts as sent, so queries are formatted here: Qwen3 embedding models get
-    the official `Instruct: {task}\\nQuery:{query}` text. Chunking needs the model's tokenizer:
-    it is loaded (without weights) when it can be, else word pieces are counted as an estimate.
+    The server embeds texts as sent, so queries are formatted here: a model that takes
+    instructions (see `takes_instructions`) gets the official `Instruct: {task}\\nQuery:{query}`
+    text. Chunking needs the model's tokenizer: it is loaded (without weights) when it can be,
+    else word pieces are counted as an estimate.
     """
+
+    max_batch_tokens = 1 << 30  # a server batches by its own rule: only the count is capped
 
     def __init__(
         self,
@@ -81,13 +99,14 @@ class RemoteEmbedder:
         retries: int = 4,
         tokenizer: Any = None,
         http_client: Any = None,
+        instructions: bool | None = None,
     ):
         self.client = _Client(url, api_key, timeout, retries, http_client)
         self.url = url
         self.model_name = model or self._served_model()
-        self.batch_size = batch_size
+        self.max_batch_size = batch_size
         self.requested_dim = dim
-        self.supports_instruction = "qwen3-embedding" in self.model_name.lower()
+        self.supports_instruction = takes_instructions(self.model_name, instructions)
         self.tokenizer, self.max_tokens = tokenizer, 8192
         if self.tokenizer is None:
             try:
@@ -101,27 +120,17 @@ class RemoteEmbedder:
     def __repr__(self) -> str:
         return f"RemoteEmbedder({self.url!r}, model={self.model_name!r}, dim={self.dim})"
 
-    def encode(
-        self,
-        texts: Sequence[str],
-        *,
-        is_query: bool = False,
-        instruction: str | None = None,
-        progress: Progress | None = None,
+    def prepare(
+        self, texts: Sequence[str], *, is_query: bool = False, instruction: str | None = None
+    ) -> list[str]:
+        """The texts as sent: queries formatted, and " " for "" (servers refuse empty input)."""
+        texts = super().prepare(texts, is_query=is_query, instruction=instruction)
+        return [t or " " for t in texts]
+
+    def embed_batch(
+        self, items: list[str], *, is_query: bool, instruction: str | None
     ) -> np.ndarray:
-        if isinstance(texts, str):
-            raise TypeError("encode takes a list of texts, not a single string")
-        if is_query and self.supports_instruction:
-            texts = [format_query(t, instruction) for t in texts]
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            batch = [
-                t if t else " " for t in texts[start : start + self.batch_size]
-            ]  # servers refuse ""
-            out[start : start + len(batch)] = self._embed(batch)
-            if progress is not None:
-                progress(start + len(batch), len(texts))
-        return out
+        return self._embed(items)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         body: dict[str, Any] = {
@@ -150,8 +159,10 @@ class RemoteEmbedder:
         return str(models[0]["id"])
 
 
-class RemoteReranker:
-    """Relevance scores from a /v1/rerank server (vLLM, SGLang, Jina, qsearch); the Reranker contract."""
+class RemoteReranker(RerankerBase):
+    """Relevance scores from a /v1/rerank server (vLLM, SGLang, Jina, qsearch): the Reranker
+    contract. A server must score every passage it is sent: fewer (or other) results are an
+    error naming the server, never a score left unset."""
 
     def __init__(
         self,
@@ -162,30 +173,35 @@ class RemoteReranker:
         timeout: float = 120.0,
         retries: int = 4,
         batch_size: int = 256,
+        http_client: Any = None,
     ):
-        self.client = _Client(url, api_key, timeout, retries)
+        self.client = _Client(url, api_key, timeout, retries, http_client)
+        self.url = url
         self.model_name = model or "reranker"
         self._model_given = model is not None
-        self.batch_size = batch_size
+        self.max_batch_size = batch_size
 
-    def score(
-        self, query: str, texts: Sequence[str], *, instruction: str | None = None
-    ) -> np.ndarray:
-        out = np.empty(len(texts), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            batch = list(texts[start : start + self.batch_size])
-            body: dict[str, Any] = {"query": query, "documents": batch, "top_n": len(batch)}
-            if self._model_given:
-                body["model"] = self.model_name
-            if instruction:
-                body["instruction"] = instruction
-            answer = self.client.call("POST", "/rerank", body)
-            try:
-                for r in answer["results"]:
-                    out[start + int(r["index"])] = float(r["relevance_score"])
-            except (KeyError, TypeError, ValueError, IndexError) as e:
-                raise RemoteError(f"{self.client.base}/rerank: unexpected answer ({e})") from None
-        return out
+    def __repr__(self) -> str:
+        return f"RemoteReranker({self.url!r}, model={self.model_name!r})"
+
+    def score_batch(self, query: str, items: list[str], instruction: str | None) -> np.ndarray:
+        body: dict[str, Any] = {"query": query, "documents": items, "top_n": len(items)}
+        if self._model_given:
+            body["model"] = self.model_name
+        if instruction:
+            body["instruction"] = instruction
+        answer = self.client.call("POST", "/rerank", body)
+        where = f"{self.client.base}/rerank"
+        try:
+            scores = {int(r["index"]): float(r["relevance_score"]) for r in answer["results"]}
+        except (KeyError, TypeError, ValueError) as e:
+            raise RemoteError(f"{where}: unexpected answer ({e})") from None
+        if sorted(scores) != list(range(len(items))):
+            raise RemoteError(
+                f"{where} scored {len(scores)} of the {len(items)} passages it was sent "
+                f"(indices {sorted(scores)[:10]}): every passage needs a score"
+            )
+        return np.array([scores[i] for i in range(len(items))], dtype=np.float32)
 
 
 class WordPieceEstimate:

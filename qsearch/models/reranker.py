@@ -8,31 +8,20 @@ logits (last hidden state times two rows of the LM head), never the full vocabul
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
-from . import batching, loading
-from .embedder import DEFAULT_TASK
+from . import batching, loading, place
+from .base import DEFAULT_TASK, Reranker, RerankerBase
 
+__all__ = ["PREFIX", "SUFFIX", "Qwen3Reranker", "Reranker", "format_body", "load_reranker"]
 PREFIX = (
-    "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and "
-    'the Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
+    "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query "
+    'and the Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n'
+    "<|im_start|>user\n"
 )
 SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
-
-
-@runtime_checkable
-class Reranker(Protocol):
-    """The contract every reranking backend meets."""
-
-    model_name: str
-
-    def score(
-        self, query: str, texts: Sequence[str], *, instruction: str | None = None
-    ) -> np.ndarray:
-        """float32 array (len(texts),): higher is more relevant; Qwen3: P(yes) in [0, 1]."""
-        ...
 
 
 def format_body(query: str, document: str, instruction: str | None = None) -> str:
@@ -40,7 +29,7 @@ def format_body(query: str, document: str, instruction: str | None = None) -> st
     return f"<Instruct>: {instruction or DEFAULT_TASK}\n<Query>: {query}\n<Document>: {document}"
 
 
-class Qwen3Reranker:
+class Qwen3Reranker(RerankerBase):
     """Qwen3-Reranker (or any causal LM trained on the same yes/no template)."""
 
     def __init__(
@@ -58,32 +47,21 @@ class Qwen3Reranker:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         loading.quiet_transformers()
-        folder = loading.resolve_model(
+        self.folder = folder = loading.resolve_model(
             name_or_path, flag="--rerank-model", env="QSEARCH_RERANK_MODEL"
         )
         self.model_name = name_or_path
-        self.device = loading.pick_device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = (
-            AutoModelForCausalLM.from_pretrained(
-                folder,
-                dtype=loading.pick_dtype(self.device, dtype),
-                attn_implementation=loading.pick_attention(self.device),
-            )
-            .to(self.device)
-            .eval()
-        )
-        self.body = model.base_model
-        yes_no = self.tokenizer.convert_tokens_to_ids(["no", "yes"])
-        if any(t is None or t == self.tokenizer.unk_token_id for t in yes_no):
+        self.yes_no = self.tokenizer.convert_tokens_to_ids(["no", "yes"])
+        if any(t is None or t == self.tokenizer.unk_token_id for t in self.yes_no):
             raise loading.ModelLoadError(
                 f"{name_or_path}: the tokenizer has no 'yes'/'no' tokens: not a Qwen3 reranker"
             )
-        head = model.get_output_embeddings()
-        self.head_rows = head.weight[yes_no].detach().clone()  # (2, hidden): [no, yes]
-        self.head_bias = (
-            head.bias[yes_no].detach().clone() if getattr(head, "bias", None) is not None else None
+        model, self.device, self.precision = place.load_model(
+            AutoModelForCausalLM, folder, loading.pick_device(device), dtype
         )
+        self.body, self.head_rows, self.head_bias = self._parts(model)
+        self._fp32: tuple[Any, Any, Any] | None = None
         self.prefix_ids = self.tokenizer(PREFIX, add_special_tokens=False)["input_ids"]
         self.suffix_ids = self.tokenizer(SUFFIX, add_special_tokens=False)["input_ids"]
         self.max_length = max_length
@@ -100,6 +78,13 @@ class Qwen3Reranker:
     def __repr__(self) -> str:
         return f"Qwen3Reranker({self.model_name!r}, device={self.device})"
 
+    def _parts(self, model: Any) -> tuple[Any, Any, Any]:
+        """(decoder body, the LM head's [no, yes] rows, their bias or None)."""
+        head = model.get_output_embeddings()
+        rows = head.weight[self.yes_no].detach().clone()  # (2, hidden): [no, yes]
+        bias = getattr(head, "bias", None)
+        return model.base_model, rows, None if bias is None else bias[self.yes_no].detach().clone()
+
     def prepare(
         self, query: str, texts: Sequence[str], instruction: str | None = None
     ) -> list[list[int]]:
@@ -114,36 +99,41 @@ class Qwen3Reranker:
         )["input_ids"]
         return [self.prefix_ids + body + self.suffix_ids for body in bodies]
 
-    def score(
-        self, query: str, texts: Sequence[str], *, instruction: str | None = None
+    def score_batch(
+        self, query: str, items: list[list[int]], instruction: str | None
     ) -> np.ndarray:
-        out = np.empty(len(texts), dtype=np.float32)
-        if not len(texts):
-            return out
-        sequences = self.prepare(query, texts, instruction)
-        for batch in batching.token_budget_batches(
-            [len(s) for s in sequences], self.max_batch_tokens, self.max_batch_size
-        ):
-            out[batch] = self._p_yes([sequences[i] for i in batch])
-        return out
+        return self._p_yes(items, self.body, self.head_rows, self.head_bias)
 
-    def _p_yes(self, sequences: list[list[int]]) -> np.ndarray:
+    def score_batch_fp32(
+        self, query: str, items: list[list[int]], instruction: str | None
+    ) -> np.ndarray:
+        """The batch again with a float32 copy of the model (loaded on first use)."""
+        if self._fp32 is None:
+            from transformers import AutoModelForCausalLM
+
+            model = place.load_fp32_copy(AutoModelForCausalLM, self.folder, self.device)
+            self._fp32 = self._parts(model)
+        return self._p_yes(items, *self._fp32)
+
+    def _p_yes(
+        self, sequences: list[list[int]], body: Any, head_rows: Any, head_bias: Any
+    ) -> np.ndarray:
         torch = self._torch
         ids, _ = batching.pad(sequences, self.pad_id)
         input_ids = torch.from_numpy(ids).to(self.device)
         last = torch.tensor([len(s) - 1 for s in sequences], device=self.device)
         with torch.inference_mode():
-            # Causal attention: right padding needs no padding mask (see embed.py); each row's
-            # answer position is its own last token.
-            hidden = self.body(input_ids=input_ids, use_cache=False).last_hidden_state
-            logits = (
-                hidden[torch.arange(len(sequences), device=hidden.device), last] @ self.head_rows.T
-            )
-            if self.head_bias is not None:
-                logits = logits + self.head_bias
+            # Causal attention: right padding needs no padding mask (see embedder.py); each
+            # row's answer position is its own last token.
+            hidden = body(input_ids=input_ids, use_cache=False).last_hidden_state
+            rows = torch.arange(len(sequences), device=hidden.device)
+            logits = hidden[rows, last] @ head_rows.T
+            if head_bias is not None:
+                logits = logits + head_bias
             p_yes = torch.softmax(logits.float(), dim=-1)[:, 1]
         return p_yes.cpu().numpy()
 
 
 def load_reranker(name_or_path: str, **kwargs: Any) -> Qwen3Reranker:
+    """A local Qwen3 reranker (hub id or folder); keyword arguments as Qwen3Reranker."""
     return Qwen3Reranker(name_or_path, **kwargs)

@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
 
 import numpy as np
 
 from ..config import Settings
+from ..models.base import Embedder, EmbedderBase, Progress, Reranker, RerankerBase
 from ..models.choose import make_embedder, make_reranker
-from ..models.embedder import Embedder
 from ..models.loading import ModelLoadError, bundled_small_model, resolve_model
-from ..models.reranker import Reranker
 from .gpu_boundary import (
     _MODELS,
     _RATES,
@@ -79,8 +77,12 @@ class ModelLock:
             self._lock.release()
 
 
-class SharedEmbedder:
-    """The service's embedder as an `Embedder`: each window of texts crosses the GPU boundary under the lock."""
+class SharedEmbedder(EmbedderBase):
+    """The service's embedder as an `Embedder`: each window of texts (sized to the measured
+    speed) is one call across the GPU boundary, under the lock; the base does the rest."""
+
+    max_batch_tokens = max_batch_size = 1 << 30  # a window is one call: no smaller batches
+    prefetch = False  # each window's size reads the speed measured on the window before
 
     def __init__(self, service: ModelService, model: Embedder):
         self._service, self._model = service, model
@@ -88,12 +90,32 @@ class SharedEmbedder:
         self.supports_instruction = model.supports_instruction
         self.tokenizer = getattr(model, "tokenizer", None)  # chunking runs in the main process
         self.device = str(getattr(model, "device", "remote"))
-        self.compiled = bool(
-            getattr(model, "compiled", False)
-        )  # torch.compile'd parts (loading.compile_on_cpu)
+        self.precision = getattr(model, "precision", None)  # what runs and why, for the page
+        self.compiled = bool(getattr(model, "compiled", False))  # loading.compile_on_cpu
+        self._call = threading.local()  # per calling thread: whether its windows go first
 
-    def prepare(self, texts: Sequence[str], **kwargs: Any) -> list[list[int]]:
-        return self._model.prepare(texts, **kwargs)
+    def __repr__(self) -> str:
+        return f"SharedEmbedder({self._model!r})"
+
+    def prepare(
+        self, texts: Sequence[str], *, is_query: bool = False, instruction: str | None = None
+    ) -> list[str]:
+        """The texts as they are: the model behind the boundary formats and tokenizes them."""
+        return list(texts)
+
+    def lengths(self, items: Sequence[str]) -> list[int]:
+        return [1] * len(items)  # one window, one call, in input order
+
+    def windows(self, texts: Sequence[str]) -> Iterator[range]:
+        """Windows of about WINDOW_SECONDS at the measured speed (re-read before each)."""
+        done, per_text = 0, estimate_tokens(texts) / max(len(texts), 1)
+        service = self._service
+        for size in window_sizes(len(texts), per_text, service.embed_rate, service.window_seconds):
+            yield range(done, done + size)
+            done += size
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        return self._model.count_tokens(texts)
 
     def encode(
         self,
@@ -101,46 +123,41 @@ class SharedEmbedder:
         *,
         is_query: bool = False,
         instruction: str | None = None,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Progress | None = None,
     ) -> np.ndarray:
-        if isinstance(texts, str):
-            raise TypeError("encode takes a list of texts, not a single string")
-        service, out, done = self._service, np.empty((len(texts), self.dim), np.float32), 0
-        urgent = (
-            is_query or len(texts) <= FIRST_WINDOW
-        )  # a query, or a short call: ahead of indexing windows
-        for window in window_sizes(
-            len(texts),
-            estimate_tokens(texts) / max(len(texts), 1),
-            service.embed_rate,
-            service.window_seconds,
-        ):
-            batch = list(texts[done : done + window])
-            with service.lock.hold(urgent):  # the service records the model's own speed
-                out[done : done + window] = service.embed(batch, is_query, instruction)
-            done += window
-            if progress is not None:
-                progress(done, len(texts))
-        return out
+        # a query, or a short call, goes ahead of indexing windows
+        self._call.urgent = is_query or len(texts) <= FIRST_WINDOW
+        return super().encode(texts, is_query=is_query, instruction=instruction, progress=progress)
+
+    def embed_batch(
+        self, items: list[str], *, is_query: bool, instruction: str | None
+    ) -> np.ndarray:
+        service = self._service
+        with service.lock.hold(getattr(self._call, "urgent", True)):
+            return service.embed(items, is_query, instruction)  # it records the model's own speed
 
 
-class SharedReranker:
+class SharedReranker(RerankerBase):
     """The service's reranker as a `Reranker`: one GPU-boundary call per query, under the lock."""
+
+    max_batch_tokens = max_batch_size = 1 << 30  # one call per query
 
     def __init__(self, service: ModelService, model: Reranker):
         self._service, self._model, self.model_name = service, model, model.model_name
 
-    def prepare(
-        self, query: str, texts: Sequence[str], instruction: str | None = None
-    ) -> list[list[int]]:
-        return self._model.prepare(query, texts, instruction)
+    def __repr__(self) -> str:
+        return f"SharedReranker({self._model!r})"
 
-    def score(
-        self, query: str, texts: Sequence[str], *, instruction: str | None = None
-    ) -> np.ndarray:
+    def lengths(self, items: Sequence[str]) -> list[int]:
+        return [1] * len(items)
+
+    def count_tokens(self, query: str, texts: Sequence[str], instruction: str | None = None) -> int:
+        return self._model.count_tokens(query, texts, instruction)
+
+    def score_batch(self, query: str, items: list[str], instruction: str | None) -> np.ndarray:
         service = self._service
-        with service.lock.hold(urgent=True):  # the service records the model's own speed
-            return service.score(query, list(texts), instruction)
+        with service.lock.hold(urgent=True):
+            return service.score(query, items, instruction)  # it records the model's own speed
 
 
 class ModelService:

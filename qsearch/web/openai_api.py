@@ -31,9 +31,8 @@ from pydantic import (
 )
 from starlette.concurrency import run_in_threadpool
 
-from ..models.embedder import Embedder
+from ..models.base import Embedder, Reranker
 from ..models.loading import served_name
-from ..models.reranker import Reranker
 from .gpu_boundary import GpuUnavailable
 
 
@@ -53,7 +52,8 @@ Text = Annotated[str, StringConstraints(min_length=1)]
 
 
 class EmbeddingsRequest(BaseModel):
-    """The body of POST /v1/embeddings (OpenAI's shape; unknown fields are ignored, as servers do)."""
+    """The body of POST /v1/embeddings (OpenAI's shape; unknown fields are ignored, as servers
+    do)."""
 
     input: Annotated[list[Text], Field(min_length=1)]
     model: str | None = None
@@ -93,7 +93,8 @@ def openai_router(
     api_key: str | None = None,
     limits: ApiLimits = ApiLimits(),
 ) -> APIRouter:
-    """The /v1 routes. `embedder` and `reranker` are getters, so a model can load (or fail) lazily."""
+    """The /v1 routes. `embedder` and `reranker` are getters, so a model can load (or fail)
+    lazily."""
     router = APIRouter()
 
     def models(_: None) -> dict[str, Any]:
@@ -106,58 +107,14 @@ def openai_router(
         return {"object": "list", "data": served}
 
     def embeddings(body: EmbeddingsRequest) -> dict[str, Any]:
-        model = _model(embedder)
-        _check_size(body.input, limits, "input")
-        _check_model_name(body.model, model.model_name)
-        if body.dimensions is not None and body.dimensions > model.dim:
-            raise ApiError(
-                400, f"'dimensions' must be an integer in 1..{model.dim}, got {body.dimensions}"
-            )
-        vectors = model.encode(body.input)
-        if body.dimensions is not None and body.dimensions < model.dim:
-            vectors = np.ascontiguousarray(vectors[:, : body.dimensions])
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        tokens = _count_tokens(model, body.input)
-        data = [
-            {
-                "object": "embedding",
-                "index": i,
-                "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode()
-                if body.encoding_format == "base64"
-                else v.tolist(),
-            }
-            for i, v in enumerate(vectors)
-        ]
-        return {
-            "object": "list",
-            "data": data,
-            "model": served_name(model.model_name),
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        return _embeddings(_model(embedder), body, limits)
 
     def rerank(body: RerankRequest) -> dict[str, Any]:
         if reranker is None:
             raise ApiError(503, "no reranker is served here", "service_unavailable")
         _check_size(body.documents, limits, "documents")
         _check_size([body.query], limits, "query")
-        model = _model(reranker)
-        _check_model_name(body.model, model.model_name)
-        scores = model.score(body.query, body.documents, instruction=body.instruction)
-        order = np.argsort(-scores, kind="stable")[: body.top_n or len(body.documents)]
-        results = [{"index": int(i), "relevance_score": float(scores[i])} for i in order]
-        if body.return_documents:
-            for r in results:
-                r["document"] = {"text": body.documents[r["index"]]}
-        prepare = getattr(model, "prepare", None)
-        tokens = (
-            sum(map(len, prepare(body.query, body.documents, body.instruction))) if prepare else 0
-        )
-        return {
-            "id": f"rerank-{uuid.uuid4().hex[:16]}",
-            "model": served_name(model.model_name),
-            "results": results,
-            "usage": {"total_tokens": tokens},
-        }
+        return _rerank(_model(reranker), body)
 
     router.add_api_route("/v1/models", _route(models, None, api_key), methods=["GET"])
     router.add_api_route(
@@ -165,6 +122,55 @@ def openai_router(
     )
     router.add_api_route("/v1/rerank", _route(rerank, RerankRequest, api_key), methods=["POST"])
     return router
+
+
+def _embeddings(model: Embedder, body: EmbeddingsRequest, limits: ApiLimits) -> dict[str, Any]:
+    """POST /v1/embeddings: OpenAI's answer, vectors as floats or base64 little-endian float32."""
+    _check_size(body.input, limits, "input")
+    _check_model_name(body.model, model.model_name)
+    if body.dimensions is not None and body.dimensions > model.dim:
+        raise ApiError(
+            400, f"'dimensions' must be an integer in 1..{model.dim}, got {body.dimensions}"
+        )
+    vectors = model.encode(body.input)
+    if body.dimensions is not None and body.dimensions < model.dim:
+        vectors = np.ascontiguousarray(vectors[:, : body.dimensions])
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    tokens = _count(model, body.input)
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode()
+            if body.encoding_format == "base64"
+            else v.tolist(),
+        }
+        for i, v in enumerate(vectors)
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "model": served_name(model.model_name),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def _rerank(model: Reranker, body: RerankRequest) -> dict[str, Any]:
+    """POST /v1/rerank: the Jina/Cohere answer, best first, `top_n` of them."""
+    _check_model_name(body.model, model.model_name)
+    scores = model.score(body.query, body.documents, instruction=body.instruction)
+    order = np.argsort(-scores, kind="stable")[: body.top_n or len(body.documents)]
+    results = [{"index": int(i), "relevance_score": float(scores[i])} for i in order]
+    if body.return_documents:
+        for r in results:
+            r["document"] = {"text": body.documents[r["index"]]}
+    tokens = _count(model, body.query, body.documents, body.instruction)
+    return {
+        "id": f"rerank-{uuid.uuid4().hex[:16]}",
+        "model": served_name(model.model_name),
+        "results": results,
+        "usage": {"total_tokens": tokens},
+    }
 
 
 def _route(
@@ -243,9 +249,9 @@ def _check_model_name(asked: str | None, served: str) -> None:
         raise ApiError(400, f"model {asked!r} is not served here; this server serves {name!r}")
 
 
-def _count_tokens(model: Any, texts: list[str]) -> int:
-    prepare = getattr(model, "prepare", None)
-    return sum(len(ids) for ids in prepare(texts)) if prepare else sum(len(t) // 4 for t in texts)
+def _count(model: Any, *args: Any) -> int:
+    """Tokens the model reads (the contract's `count_tokens`, models/base.py)."""
+    return int(model.count_tokens(*args))
 
 
 def _model_entry(name: str) -> dict[str, Any]:

@@ -86,6 +86,8 @@ class Context:
             where = f"GPU: {torch.cuda.get_device_name(torch.device(device))}"
         elif device == "cpu":
             where = "CPU (no GPU here: indexing large files takes minutes)"
+        elif device.startswith("mps"):
+            where = "Apple GPU (MPS)"
         else:
             where = "a remote server"
         rerank = (
@@ -94,9 +96,12 @@ class Context:
             else "unavailable"
         )
         speed = service.embed_rate.per_second
+        precision = service.embedder.precision or (  # with the MPS fallback's reason, if any
+            dtype_reason(device, s.dtype) if device != "remote" else "set by the server"
+        )
         lines = [
             f"**Embedding:** `{model_label(s.embed_model)}` · **Reranker:** {rerank} · **Device:** {where}",
-            f"**Precision:** {dtype_reason(device, s.dtype) if device != 'remote' else 'set by the server'}"
+            f"**Precision:** {precision}"
             + (
                 "; attention, MLPs and norms compiled"
                 if getattr(service.embedder, "compiled", False)
