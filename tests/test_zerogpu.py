@@ -117,9 +117,6 @@ def test_durations_asked_for_are_short_for_queries_and_follow_the_measured_rate(
 
 
 class Broken(HashingEmbedder):
-    def prepare(self, texts, **kwargs):  # noqa: ANN001, ANN003, ANN201 - /v1 counts tokens
-        return [t.split() for t in texts]
-
     def encode(self, texts, **kwargs):  # noqa: ANN001, ANN003, ANN201
         if texts == ["boom"]:
             raise ValueError("an error inside the GPU worker")
