@@ -180,31 +180,13 @@ def cmd_chunk(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     data = load_beir(args.beir_dir, args.split)
-    if args.sweep:
-        configs = sweep(settings)
-    elif args.compare:
-        configs = [
-            Config("dense"),
-            Config("lexical"),
-            Config("hybrid", "tmm", dense_weight=settings.dense_weight),
-            Config("hybrid", "minmax", dense_weight=settings.dense_weight),
-            Config("hybrid", "rrf"),
-        ]
-        if args.dim:
-            configs += [
-                Config("dense", dim=args.dim),
-                Config.from_settings(settings, "hybrid", args.dim),
-            ]
-    else:
-        configs = [Config.from_settings(settings, dim=args.dim)]
+    configs = _eval_configs(args, settings)
     print(
         f"{len(data.corpus_ids)} documents, {len(data.query_ids)} queries ({args.split}); "
         f"loading {settings.embed_model} …",
         file=sys.stderr,
     )
-    embedder = make_embedder(
-        settings.with_(embed_dim=None)
-    )  # --dim is applied to the shared embeddings
+    embedder = make_embedder(settings.with_(embed_dim=None))  # --dim: cut from the shared vectors
     reranker = make_reranker(settings) if args.rerank else None
     with _Bars() as bars:
         results = compare(
@@ -238,6 +220,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
         many = args.compare or args.sweep
         print(json.dumps({**extra, "configs": results} if many else {**extra, **first}))
     return EXIT_OK
+
+
+def _eval_configs(args: argparse.Namespace, settings: Settings) -> list[Config]:
+    """The configurations `eval` measures: the sweep, the comparison, or the settings' own."""
+    if args.sweep:
+        return sweep(settings)
+    if not args.compare:
+        return [Config.from_settings(settings, dim=args.dim)]
+    weight = settings.dense_weight
+    configs = [Config("dense"), Config("lexical"), Config("hybrid", "tmm", dense_weight=weight)]
+    configs += [Config("hybrid", "minmax", dense_weight=weight), Config("hybrid", "rrf")]
+    if args.dim:
+        configs += [
+            Config("dense", dim=args.dim),
+            Config.from_settings(settings, "hybrid", args.dim),
+        ]
+    return configs
 
 
 # --- helpers -----------------------------------------------------------------------------

@@ -64,7 +64,8 @@ def test_text_encodings(tmp_path):
 def test_html_keeps_visible_text_only(tmp_path):
     html = """<html><head><title>Guide</title><style>body{color:red}</style>
     <script>alert('x')</script></head><body><h1>Install</h1><p>Run <b>make</b> run.</p>
-    <noscript>enable js</noscript><ul><li>one</li><li>two</li></ul><script>var secret=1;</script></body></html>"""
+    <noscript>enable js</noscript><ul><li>one</li><li>two</li></ul>
+    <script>var secret=1;</script></body></html>"""
     text = load(write(tmp_path, "page.html", html)).text
     assert "# Install" in text and "Run make run." in text and "one\n\ntwo" in text
     assert text.startswith("# Guide")

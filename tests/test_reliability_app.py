@@ -124,6 +124,14 @@ def test_oversized_uploads_are_refused_by_the_server(minilm_dir, tmp_path):
 # --- load ----------------------------------------------------------------------------------------
 
 
+QUERIES = [
+    "how do I treat a burn?",
+    "grind size for espresso",
+    "largest volcano",
+    "python virtual environment",
+]
+
+
 @pytest.mark.slow
 def test_load_twenty_sessions_searching_while_one_uploads(app_server, tmp_path):
     from gradio_client import Client, handle_file
@@ -132,12 +140,7 @@ def test_load_twenty_sessions_searching_while_one_uploads(app_server, tmp_path):
 
     _, url = app_server
     sessions, searches = 20, 25
-    queries = [
-        "how do I treat a burn?",
-        "grind size for espresso",
-        "largest volcano",
-        "python virtual environment",
-    ]
+    queries = QUERIES
     uploads = sorted(app.SAMPLES.iterdir())
     bulk = 15  # the test app allows 20 files per session
     for i in range(bulk):
@@ -169,6 +172,8 @@ def test_load_twenty_sessions_searching_while_one_uploads(app_server, tmp_path):
         assert len({h["source"] for h in hits}) == bulk, "no upload was lost"
         return total
 
+    idle = sorted(searcher(0)[:10])  # the same searches, one session alone, in the same run
+    idle_p50 = idle[len(idle) // 2]
     started = time.perf_counter()
     with ThreadPoolExecutor(sessions + 1) as pool:
         upload_job = pool.submit(uploader)
@@ -178,8 +183,13 @@ def test_load_twenty_sessions_searching_while_one_uploads(app_server, tmp_path):
     p50, p95 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.95)]
     print(
         f"\n{sessions} sessions x {searches} searches + {bulk} uploads in {elapsed:.1f} s: "
-        f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, 0 errors"
+        f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms; alone p50 {idle_p50 * 1000:.0f} ms"
     )
+    # Bounded by the same searches alone, measured above on the same machine at the same time:
+    # with 20 sessions in flight a fair queue makes each wait for at most the other 19; an upload
+    # holding the model between searches, or a queue that starves some, goes past it.
+    assert p50 <= sessions * idle_p50, (p50, idle_p50)
+    assert p95 <= 2 * sessions * idle_p50, (p95, idle_p50)
     assert len(latencies) == sessions * searches
 
 
@@ -248,7 +258,7 @@ def test_share_without_a_route_to_the_share_server_keeps_serving_locally(
             if line.startswith("No public link")
         ]
         assert lines == [
-            f"No public link: the share server can't be reached from here (no outbound connection); "
+            "No public link: the share server can't be reached from here (no outbound connection); "
             f"the app is serving locally at {url}"
         ]
     finally:

@@ -12,6 +12,7 @@ import logging
 import re
 import zipfile
 from collections.abc import Callable
+from typing import Any
 
 from ..types import Deadline, Extracted, IngestError, ReadOptions
 from . import ocr
@@ -20,7 +21,13 @@ from .text import decode_text
 logging.getLogger("pypdf").setLevel(logging.ERROR)  # damaged files are reported by us, in one line
 
 
-def _load_pdf(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
+# what a damaged PDF makes pypdf raise, besides its own errors
+_DAMAGED = (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError, OSError)
+_LOCKED = "password-protected PDF: it can't be opened without its password"
+
+
+def _open_pdf(data: bytes, source: str) -> Any:
+    """pypdf's reader over `data`, decrypted when it opens without a password, or IngestError."""
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, PdfStreamError
 
@@ -36,30 +43,22 @@ def _load_pdf(data: bytes, source: str, deadline: Deadline, options: ReadOptions
                     source, f"encrypted PDF that needs a missing library: {e}"
                 ) from None
             if not opened:
-                raise IngestError(
-                    source, "password-protected PDF: it can't be opened without its password"
-                )
-        n_pages = len(reader.pages)
+                raise IngestError(source, _LOCKED)
+        len(reader.pages)  # reads the page tree: a damaged one fails here
     except IngestError:
         raise
     except FileNotDecryptedError:
-        raise IngestError(
-            source, "password-protected PDF: it can't be opened without its password"
-        ) from None
-    except (
-        PdfReadError,
-        PdfStreamError,
-        ValueError,
-        KeyError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        RecursionError,
-        OSError,
-    ) as e:
+        raise IngestError(source, _LOCKED) from None
+    except (PdfReadError, PdfStreamError, *_DAMAGED) as e:
         raise IngestError(
             source, f"not a readable PDF (damaged or truncated: {_short(e)})"
         ) from None
+    return reader
+
+
+def _load_pdf(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
+    reader = _open_pdf(data, source)
+    n_pages = len(reader.pages)
     if n_pages == 0:
         raise IngestError(source, "the PDF has no pages")
     if n_pages > deadline.limits.max_pages:
@@ -97,7 +96,7 @@ def _needs_ocr(text: str, page) -> bool:  # noqa: ANN001 - pypdf PageObject
 
 
 def _has_images(resources, depth: int = 0) -> bool:  # noqa: ANN001 - a pypdf dictionary
-    """Whether the page's resources hold an image, directly or in a form it draws (two levels deep)."""
+    """Whether the page's resources hold an image, directly or in a form it draws (2 levels)."""
     try:
         xobjects = resources.get_object().get("/XObject") if resources is not None else None
         for ref in xobjects.get_object().values() if xobjects is not None else []:
@@ -123,7 +122,7 @@ def _ocr_pdf_page(
     options: ReadOptions,
     found: Extracted,
 ) -> str:
-    """The page's text by OCR when it is on and finds more than the text layer; else the text layer."""
+    """The page's text by OCR when it is on and finds more than the text layer; else the layer's."""
     if not options.ocr:
         found.notes.append(f"page {number}: no text layer (OCR is off)")
         return text
@@ -213,35 +212,11 @@ def _load_html(data: bytes, source: str, deadline: Deadline, options: ReadOption
     return Extracted("html", [text])
 
 
-_HTML_BLOCKS = [
-    "p",
-    "div",
-    "li",
-    "tr",
-    "section",
-    "article",
-    "header",
-    "footer",
-    "main",
-    "nav",
-    "aside",
-    "blockquote",
-    "pre",
-    "table",
-    "ul",
-    "ol",
-    "dl",
-    "dt",
-    "dd",
-    "figure",
-    "figcaption",
-    "form",
-    "fieldset",
-    "details",
-    "summary",
-    "hr",
-    "address",
-]
+# block elements: a blank line around each keeps paragraphs apart for the chunker
+_HTML_BLOCKS = (
+    "p div li tr section article header footer main nav aside blockquote pre table ul ol dl dt dd "
+    "figure figcaption form fieldset details summary hr address"
+).split()
 
 
 def _load_docx(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:

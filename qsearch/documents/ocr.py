@@ -120,7 +120,7 @@ def render_pdf_page(data: bytes, index: int, dpi: int = RENDER_DPI) -> Any:
 
 
 def image_pages(data: bytes, source: str, max_pixels: int, max_pages: int) -> Iterator[Any]:
-    """The pages of an image file (one, or each frame of a TIFF), each checked against `max_pixels`."""
+    """The pages of an image file (one, or each frame of a TIFF), each checked for `max_pixels`."""
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
     from ..types import IngestError

@@ -88,7 +88,7 @@ class Reader:
         return self._receive(seconds)
 
     def stop(self, wait: float = 0.0) -> None:
-        """Close its input (it exits); kill its process group if it is still there after `wait` s."""
+        """Close its input (it exits); after `wait` s, kill its process group if still there."""
         process = self.process
         try:
             process.stdin.close()
@@ -199,8 +199,8 @@ def read_files(
     should_stop: Callable[[], bool] | None = None,
     check_room: Callable[[int, int], None] = lambda files, chunks: None,
 ) -> tuple[list[Parsed], list[FileReport]]:
-    """Read and chunk `paths` (folders recursively) with the embedder's tokenizer; `check_room` refuses
-    a file that would take the collection past its limits (IngestError)."""
+    """Read and chunk `paths` (folders recursively) with the embedder's tokenizer; `check_room`
+    refuses a file that would take the collection past its limits (IngestError)."""
     files = find_files(paths) if names is None else [Path(p) for p in paths]
     sources = list(names) if names is not None else [str(p) for p in files]
     if len(sources) != len(files):
