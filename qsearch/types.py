@@ -9,6 +9,10 @@ from typing import Any
 
 from .config import Settings
 
+# Scripts written without spaces between words (kana, CJK ideographs, Hangul): the one home of
+# these ranges, for BM25's tokenizer and the chunker's cut points.
+CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+
 
 @dataclass(frozen=True)
 class Document:

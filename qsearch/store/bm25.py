@@ -15,8 +15,8 @@ from functools import lru_cache
 
 import numpy as np
 
-# Scripts written without spaces between words (kana, CJK ideographs, Hangul): the one home of these ranges.
-CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+from ..types import CJK
+
 _CJK = CJK
 
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+")
