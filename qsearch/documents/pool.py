@@ -16,7 +16,7 @@ import atexit
 import logging
 import os
 import pickle
-import select
+import selectors
 import signal
 import subprocess
 import sys
@@ -73,9 +73,10 @@ class Reader:
         self.started = False
 
     def _receive(self, seconds: float) -> Any:
-        ready, _, _ = select.select([self.process.stdout], [], [], seconds)
-        if not ready:
-            raise ReaderStuck
+        with selectors.DefaultSelector() as waiting:  # epoll: any descriptor number, unlike select
+            waiting.register(self.process.stdout, selectors.EVENT_READ)
+            if not waiting.select(seconds):
+                raise ReaderStuck
         return pickle.load(self.process.stdout)
 
     def ask(self, request: tuple, seconds: float) -> tuple[str, Any]:
