@@ -7,6 +7,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import psutil
 import pytest
 from factories import encrypted_pdf, make_pdf
 
@@ -180,8 +181,6 @@ def test_a_reader_stuck_inside_a_page_is_killed_at_the_deadline(tmp_path, monkey
 
 def _gone(pid: int, seconds: float = 5.0) -> bool:
     """The process has exited (a zombie not yet reaped by init counts as exited)."""
-    import psutil
-
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
