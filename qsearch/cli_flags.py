@@ -21,6 +21,7 @@ from .config import (
     ServerSettings,
     Settings,
 )
+from .models.loading import dtype_reason
 
 Run = Callable[[argparse.Namespace], int]
 
@@ -287,6 +288,4 @@ def _rerank_flags(cmd: argparse.ArgumentParser, candidates: int) -> None:
 
 
 def _dtype_help() -> str:
-    from .models.loading import dtype_reason
-
     return f"bf16/fp16 on a GPU; on this CPU {dtype_reason('cpu')}"
