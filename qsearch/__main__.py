@@ -9,17 +9,25 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .cli_flags import build_parser
+from tqdm import tqdm
+
+from .cli_flags import build_parser, settings_from
 from .config import Settings
+from .documents import ocr
+from .documents.chunk import chunk_document
+from .documents.read import IngestError, Limits, ReadOptions, find_files, load
+from .engine import Engine
+from .evaluate import Config, compare, load_beir, sweep
+from .models.choose import make_embedder, make_reranker
+from .models.embedder import load_tokenizer
+from .models.loading import ModelLoadError
+from .store.vectors import IndexFolderError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(cmd_index, cmd_search, cmd_chunk, cmd_eval).parse_args(argv)
-    from .models.loading import ModelLoadError
-    from .store.vectors import IndexFolderError
-
     try:
         return args.run(args)
     except (ModelLoadError, IndexFolderError, FileNotFoundError, ValueError) as e:
@@ -34,13 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    settings = _settings(
-        args,
-        chunk_tokens=args.chunk_tokens,
-        chunk_overlap=args.overlap,
-        embed_dim=args.dim,
-        index_kind=args.index_kind,
-    )
+    settings = settings_from(args)
     print(f"loading {settings.embed_model} …", file=sys.stderr)
     engine = _open(args, settings, create=True)
     _ = engine.embedder
@@ -56,8 +58,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     n_unchanged = sum(f.status == "unchanged" for f in report.files)
     print(
         f"{len(report.indexed)} indexed, {n_unchanged} unchanged, {len(report.errors)} failed "
-        f"in {report.seconds:.1f}s; the index at {settings.milvus_uri or args.index} holds {len(engine.index.docs)} documents, "
-        f"{len(engine.index)} chunks"
+        f"in {report.seconds:.1f}s; the index at {settings.milvus_uri or args.index} holds "
+        f"{len(engine.index.docs)} documents, {len(engine.index)} chunks"
     )
     if not report.files:
         print("error: no supported files found in the given paths", file=sys.stderr)
@@ -66,11 +68,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .store.vectors import IndexFolderError
-
-    settings = _settings(
-        args, rerank_model=args.rerank_model, search_mode=args.mode, fusion=args.fusion
-    )
+    settings = settings_from(args)
     if not settings.milvus_uri and not os.path.isfile(os.path.join(args.index, "CURRENT")):
         raise IndexFolderError(
             f"{args.index} holds no qsearch index: build one with "
@@ -126,12 +124,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_chunk(args: argparse.Namespace) -> int:
-    from .documents import ocr
-    from .documents.chunk import chunk_document
-    from .documents.read import IngestError, Limits, ReadOptions, find_files, load
-    from .models.embedder import load_tokenizer
-
-    settings = _settings(args, chunk_tokens=args.chunk_tokens, chunk_overlap=args.overlap)
+    settings = settings_from(args)
     tokenizer, model_max = load_tokenizer(settings.embed_model)
     max_tokens, overlap = settings.chunk_sizes(model_max)
     limits, options = Limits.from_settings(settings), ReadOptions.from_settings(settings)
@@ -185,38 +178,15 @@ def cmd_chunk(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import Config, compare, load_beir, sweep
-    from .models.choose import make_embedder, make_reranker
-
-    settings = _settings(
-        args, rerank_model=args.rerank_model, search_mode=args.mode, fusion=args.fusion
-    )
+    settings = settings_from(args)
     data = load_beir(args.beir_dir, args.split)
-    if args.sweep:
-        configs = sweep(settings)
-    elif args.compare:
-        configs = [
-            Config("dense"),
-            Config("lexical"),
-            Config("hybrid", "tmm", dense_weight=settings.dense_weight),
-            Config("hybrid", "minmax", dense_weight=settings.dense_weight),
-            Config("hybrid", "rrf"),
-        ]
-        if args.dim:
-            configs += [
-                Config("dense", dim=args.dim),
-                Config.from_settings(settings, "hybrid", args.dim),
-            ]
-    else:
-        configs = [Config.from_settings(settings, dim=args.dim)]
+    configs = _eval_configs(args, settings)
     print(
         f"{len(data.corpus_ids)} documents, {len(data.query_ids)} queries ({args.split}); "
         f"loading {settings.embed_model} …",
         file=sys.stderr,
     )
-    embedder = make_embedder(
-        settings.with_(embed_dim=None)
-    )  # --dim is applied to the shared embeddings
+    embedder = make_embedder(settings.with_(embed_dim=None))  # --dim: cut from the shared vectors
     reranker = make_reranker(settings) if args.rerank else None
     with _Bars() as bars:
         results = compare(
@@ -230,14 +200,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             cache=args.index_cache,
             progress=bars.update,
         )
-    print(
-        f"{'configuration':<24} {'nDCG@10':>8} {'R@100':>7} {'MRR@10':>7} {'index MB':>9} {'ms/query':>9}"
-    )
+    print(f"{'configuration':<24} {'nDCG@10':>8} {'R@100':>7} {'MRR@10':>7}", end=" ")
+    print(f"{'index MB':>9} {'ms/query':>9}")
     for r in results:
-        print(
-            f"{r['config']:<24} {r['ndcg_at_10']:>8.4f} {r['recall_at_100']:>7.4f} {r['mrr_at_10']:>7.4f} "
-            f"{r['index_bytes'] / 2**20:>9.2f} {r['ms_per_query']:>9.2f}"
-        )
+        print(f"{r['config']:<24} {r['ndcg_at_10']:>8.4f} {r['recall_at_100']:>7.4f}", end=" ")
+        print(f"{r['mrr_at_10']:>7.4f} {r['index_bytes'] / 2**20:>9.2f} {r['ms_per_query']:>9.2f}")
     first = results[0]
     docs_per_s = (
         f"{first['docs_per_s']:.1f}" if first["docs_per_s"] is not None else "cached or not needed"
@@ -255,31 +222,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _eval_configs(args: argparse.Namespace, settings: Settings) -> list[Config]:
+    """The configurations `eval` measures: the sweep, the comparison, or the settings' own."""
+    if args.sweep:
+        return sweep(settings)
+    if not args.compare:
+        return [Config.from_settings(settings, dim=args.dim)]
+    weight = settings.dense_weight
+    configs = [Config("dense"), Config("lexical"), Config("hybrid", "tmm", dense_weight=weight)]
+    configs += [Config("hybrid", "minmax", dense_weight=weight), Config("hybrid", "rrf")]
+    if args.dim:
+        configs += [
+            Config("dense", dim=args.dim),
+            Config.from_settings(settings, "hybrid", args.dim),
+        ]
+    return configs
+
+
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _settings(args: argparse.Namespace, **flags: Any) -> Settings:
-    return Settings.from_env(
-        embed_model=getattr(args, "embed_model", None),
-        device=args.device,
-        dtype=args.dtype,
-        compile=getattr(args, "compile", None),
-        ocr=getattr(args, "ocr", None),
-        ocr_lang=getattr(args, "ocr_lang", None),
-        max_batch_tokens=args.max_batch_tokens,
-        max_file_mb=getattr(args, "max_file_mb", None),
-        embed_url=getattr(args, "embed_url", None),
-        rerank_url=getattr(args, "rerank_url", None),
-        milvus_uri=getattr(args, "milvus_uri", None),
-        milvus_collection=getattr(args, "milvus_collection", None),
-        **flags,
-    )
-
-
 def _open(args: argparse.Namespace, settings: Settings, create: bool = False) -> Any:
-    """The engine over --index DIR, or over the Milvus collection of --milvus URI --collection NAME."""
-    from .engine import Engine
-
+    """The engine over --index DIR, or the Milvus collection of --milvus URI --collection NAME."""
     if settings.milvus_uri:
         return Engine.open_milvus(
             settings.milvus_uri,
@@ -311,8 +275,6 @@ class _Bars:
         return self
 
     def update(self, stage: str, done: int, total: int) -> None:
-        from tqdm import tqdm
-
         bar = self.bars.get(stage)
         if bar is None:
             bar = self.bars[stage] = tqdm(

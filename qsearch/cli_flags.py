@@ -1,4 +1,9 @@
-"""The command line's flags: one parser, one function per subcommand's flags."""
+"""Every flag, defined once: the CLI's subcommands and the web app's parser are built from the same
+functions, and `settings_from` turns any of them into Settings (flags over QSEARCH_* variables).
+
+A flag's `dest` is the name of the setting it sets (`--overlap` sets `chunk_overlap`), so flags and
+variables meet in one place: `Settings.from_env`.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,10 @@ from .config import (
     INDEX_KINDS,
     NO_COMPILE_HELP,
     SEARCH_MODES,
+    ServerSettings,
+    Settings,
 )
+from .models.loading import dtype_reason
 
 Run = Callable[[argparse.Namespace], int]
 
@@ -45,16 +53,81 @@ def build_parser(
     return p
 
 
+def app_parser() -> argparse.ArgumentParser:
+    """`python app.py`'s parser: the server's flags, then the model, reading and Milvus ones."""
+    p = argparse.ArgumentParser(prog="python app.py", description="qsearch web app")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 for a LAN)")
+    p.add_argument("--port", type=int, help="port (default 7860, or the next free one)")
+    p.add_argument(
+        "--share",
+        action="store_const",
+        const=True,
+        help="also serve on a temporary public *.gradio.live link (anyone with it can use the app)",
+    )
+    p.add_argument(
+        "--index", metavar="DIR", help="a read-only index every session searches besides its own"
+    )
+    _milvus_flags(p)
+    p.add_argument("--rerank-model", metavar="M", help="reranking model: hub id or local folder")
+    p.add_argument("--max-file-mb", type=float, metavar="N", help="largest upload (default 50)")
+    _ocr_flags(p)
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on the /v1 API")
+    p.add_argument(
+        "--no-mcp",
+        dest="mcp",
+        action="store_false",
+        default=None,
+        help="don't serve the MCP tools at /gradio_api/mcp/",
+    )
+    _common(p)
+    return p
+
+
+def parse_app_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
+    """The app's flags over QSEARCH_* variables: the namespace (with the server's settings filled
+    in: host, port, share, index, api_key, mcp) and the Settings. A shared server limits each
+    session to 200 files and 100,000 chunks unless QSEARCH_MAX_FILES / _MAX_CHUNKS say otherwise."""
+    parser = app_parser()
+    args = parser.parse_args(argv)
+    try:
+        server = ServerSettings.from_env(**_flags(args, ServerSettings))
+        settings = settings_from(args)
+    except ValueError as e:  # a bad variable or value: one line and exit status 2, as argparse
+        parser.error(str(e))
+    vars(args).update(server.model_dump())
+    if settings.max_files is None and settings.max_chunks is None:
+        settings = settings.with_(max_files=200, max_chunks=100_000)
+    return args, settings
+
+
+def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
+    """Settings from QSEARCH_* variables, then the flags in `args` (and `extra`) that were given."""
+    return Settings.from_env(**_flags(args, Settings), **extra)
+
+
+def _flags(args: argparse.Namespace, cls: type[Settings] | type[ServerSettings]) -> dict:
+    """The flags of `args` that set a field of `cls` (a flag's dest is its setting's name)."""
+    return {name: getattr(args, name, None) for name in cls.model_fields}
+
+
 def _index_command(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--index", metavar="DIR", help="index folder (created if missing)")
     _milvus_flags(cmd)
     cmd.add_argument("paths", nargs="+", metavar="PATH")
     cmd.add_argument("--chunk-tokens", type=int, metavar="N", help="tokens per chunk (default 256)")
     cmd.add_argument(
-        "--overlap", type=int, metavar="N", help="tokens shared by neighbouring chunks (default 32)"
+        "--overlap",
+        dest="chunk_overlap",
+        type=int,
+        metavar="N",
+        help="tokens shared by neighbouring chunks (default 32)",
     )
     cmd.add_argument(
-        "--dim", type=int, metavar="N", help="MRL: keep the first N dimensions (Qwen3: 32..1024)"
+        "--dim",
+        dest="embed_dim",
+        type=int,
+        metavar="N",
+        help="MRL: keep the first N dimensions (Qwen3: 32..1024)",
     )
     cmd.add_argument(
         "--index-kind", choices=INDEX_KINDS, help="flat (exact, default) or hnsw (approximate)"
@@ -83,7 +156,7 @@ def _search_command(cmd: argparse.ArgumentParser) -> None:
 def _chunk_command(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("paths", nargs="+", metavar="PATH")
     cmd.add_argument("--chunk-tokens", type=int, metavar="N")
-    cmd.add_argument("--overlap", type=int, metavar="N")
+    cmd.add_argument("--overlap", dest="chunk_overlap", type=int, metavar="N")
     cmd.add_argument(
         "--show", type=int, default=2, metavar="N", help="chunks to show per file (default 2)"
     )
@@ -96,7 +169,8 @@ def _chunk_command(cmd: argparse.ArgumentParser) -> None:
 def _eval_command(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("beir_dir", metavar="BEIR_DIR")
     cmd.add_argument("--split", default="test")
-    cmd.add_argument("--dim", type=int, metavar="N")
+    # not the embedder's setting: the dimension of the extra configurations compared
+    cmd.add_argument("--dim", type=int, metavar="N", help="MRL: also compare at N dimensions")
     _rerank_flags(cmd, candidates=100)
     cmd.add_argument("--instruction", metavar="TEXT", help="query instruction (Qwen3 models)")
     cmd.add_argument(
@@ -106,12 +180,14 @@ def _eval_command(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--compare",
         action="store_true",
-        help="measure dense, lexical and each fusion (and --dim) over one embedding pass, as one table",
+        help="measure dense, lexical and each fusion (and --dim) over one embedding pass, "
+        "as one table",
     )
     cmd.add_argument(
         "--sweep",
         action="store_true",
-        help="the fusion study: RRF over k, min-max and theoretical-min convex fusion over the weight",
+        help="the fusion study: RRF over k, min-max and theoretical-min convex fusion over "
+        "the weight",
     )
     cmd.add_argument(
         "--json", action="store_true", help="last line: one JSON object with the figures"
@@ -128,9 +204,7 @@ def _common(cmd: argparse.ArgumentParser, *, model: bool = True, remote: bool = 
             f"(default: $QSEARCH_EMBED_MODEL or {DEFAULT_EMBED_MODEL}; for an existing "
             f"index, the model it was built with)",
         )
-    cmd.add_argument(
-        "--device", choices=["auto", "cpu", "cuda"], default=None, help="default: auto"
-    )
+    cmd.add_argument("--device", metavar="D", help="auto (the default), cpu, cuda or cuda:N")
     if remote:
         cmd.add_argument(
             "--embed-url",
@@ -151,6 +225,7 @@ def _common(cmd: argparse.ArgumentParser, *, model: bool = True, remote: bool = 
 def _mode_flags(cmd: argparse.ArgumentParser, default_text: str) -> None:
     cmd.add_argument(
         "--mode",
+        dest="search_mode",
         choices=SEARCH_MODES,
         help=f"ranking: dense, lexical (BM25) or hybrid (both fused) (default: {default_text})",
     )
@@ -213,6 +288,4 @@ def _rerank_flags(cmd: argparse.ArgumentParser, candidates: int) -> None:
 
 
 def _dtype_help() -> str:
-    from .models.loading import dtype_reason
-
     return f"bf16/fp16 on a GPU; on this CPU {dtype_reason('cpu')}"

@@ -1,11 +1,26 @@
-"""Settings: one frozen dataclass, filled from defaults, QSEARCH_* variables and flags."""
+"""Settings: defaults, then QSEARCH_* variables, then flags, parsed and checked by one set of rules.
+
+pydantic validates every value (a variable's text, a flag's value or a Python argument alike),
+and a bad one is refused with an error naming the variable (or setting) and the valid values.
+`Settings(...)` in Python reads no environment; `Settings.from_env()` does (the CLI, the app).
+"""
 
 from __future__ import annotations
 
 import os
 import typing
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
 VERSION = "0.1.0"
 DEFAULT_EMBED_MODEL = "Qwen/Qwen3-Embedding-0.6B"
@@ -13,148 +28,148 @@ DEFAULT_RERANK_MODEL = "Qwen/Qwen3-Reranker-0.6B"
 INDEX_KINDS = ("flat", "hnsw")
 SEARCH_MODES = ("hybrid", "dense", "lexical")
 FUSIONS = ("tmm", "minmax", "rrf")  # see fusion.py
-DEFAULT_FUSION, DEFAULT_DENSE_WEIGHT = (
-    "tmm",
-    0.8,
-)  # the best of the SciFact dev sweep (README, Quality)
+# the best of the SciFact dev sweep (README, Quality)
+DEFAULT_FUSION, DEFAULT_DENSE_WEIGHT = "tmm", 0.8
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-NO_COMPILE_HELP = "on a CPU in bf16, don't torch.compile attention, MLPs and norms (saves ~20 s at the first start)"
+NO_COMPILE_HELP = (
+    "on a CPU in bf16, don't torch.compile attention, MLPs and norms "
+    "(saves ~20 s at the first start)"
+)
+BOOLEANS = ("1", "true", "yes", "on", "0", "false", "no", "off")  # pydantic's words for a bool
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything that can be configured. Environment: QSEARCH_<FIELD NAME IN CAPITALS>."""
+class Checked(BaseModel):
+    """Frozen, validated settings whose fields can also come from QSEARCH_<FIELD> variables."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __init__(self, _env: Mapping[str, str] | None = None, **values: Any) -> None:
+        """`_env`: the values that came from QSEARCH_* variables, named so in errors."""
+        try:
+            super().__init__(**values)
+        except ValidationError as e:
+            raise ValueError(_explain(type(self), e, values, _env or {})) from None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Any:
+        """Defaults, then QSEARCH_* variables, then `overrides` (flags); None means unset."""
+        env = os.environ if env is None else env
+        found = {
+            name: env[f"QSEARCH_{name.upper()}"]
+            for name in cls.model_fields
+            if env.get(f"QSEARCH_{name.upper()}") not in (None, "")
+        }
+        return cls(found, **(found | {k: v for k, v in overrides.items() if v is not None}))
+
+    def with_(self, **changes: Any) -> Any:
+        """A copy with `changes`, checked as a new one is."""
+        return type(self)(**(self.model_dump() | changes))
+
+
+class Settings(Checked):
+    """Everything the engine, the CLI and the app configure. Environment: QSEARCH_<NAME>."""
 
     embed_model: str = DEFAULT_EMBED_MODEL
     rerank_model: str = DEFAULT_RERANK_MODEL
-    embed_dim: int | None = None  # MRL: keep the first N dimensions (Qwen3: 32..1024)
-    embed_url: str | None = (
-        None  # an OpenAI-compatible server's /v1 to embed with instead of a local model
-    )
+    embed_dim: PositiveInt | None = None  # MRL: keep the first N dimensions (Qwen3: 32..1024)
+    embed_url: str | None = None  # an OpenAI-compatible /v1 to embed with instead of a local model
     rerank_url: str | None = None  # a /v1/rerank server to rerank with instead of a local model
     remote_api_key: str | None = None  # bearer token for those servers
     # whether the embed_url model takes query instructions; None: guessed from its name (Qwen3)
     remote_instructions: bool | None = None
-    chunk_tokens: int = 256
-    chunk_overlap: int = 32
-    index_kind: str = "flat"  # "flat" is exact; "hnsw" is approximate, for large collections
-    search_mode: str = "hybrid"  # dense + BM25, fused: best on SciFact (see README, Quality)
-    fusion: str = (
-        DEFAULT_FUSION  # how hybrid mode fuses (fusion.py); chosen on SciFact dev, README Quality
+    chunk_tokens: int = Field(256, ge=16)
+    chunk_overlap: int = Field(32, ge=0)  # under half of chunk_tokens (checked below)
+    index_kind: Literal[INDEX_KINDS] = "flat"  # flat is exact; hnsw approximate, for large ones
+    search_mode: Literal[SEARCH_MODES] = "hybrid"  # dense + BM25 fused: best on SciFact
+    fusion: Literal[FUSIONS] = DEFAULT_FUSION  # how hybrid mode fuses (search/fusion.py)
+    dense_weight: float = Field(DEFAULT_DENSE_WEIGHT, ge=0, le=1)  # convex fusion: dense share
+    rrf_k: PositiveInt = 60  # rrf fusion: the rank constant
+    faiss_gpu_min_vectors: PositiveInt = 200_000  # smaller ones search on the CPU (store/gpu.py)
+    device: str = Field(  # auto takes the GPU when there is one
+        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N"
     )
-    dense_weight: float = DEFAULT_DENSE_WEIGHT  # convex fusion: share of the dense score
-    rrf_k: int = 60  # rrf fusion: the rank constant
-    device: str = "auto"  # "auto" takes the GPU when there is one
-    faiss_gpu_min_vectors: int = 200_000  # smaller collections search on the CPU (store/gpu.py)
-    dtype: str = "auto"  # "auto": bf16/fp16 on GPU; on CPU bf16 where the CPU computes it natively, else fp32
-    compile: bool = True  # on a CPU in bf16, torch.compile a decoder's attention, MLPs and norms (loading.compile_on_cpu)
-    ocr: bool = (
-        True  # read pages without a text layer, and images, with Tesseract when it is installed
-    )
+    dtype: Literal[DTYPES] = "auto"  # auto: bf16/fp16 on GPU; on CPU bf16 where native, else fp32
+    compile: bool = True  # on a CPU in bf16, torch.compile a decoder (models/loading.py)
+    ocr: bool = True  # read pages without a text layer, and images, with Tesseract if installed
     ocr_lang: str = "eng"  # Tesseract language(s), e.g. "eng+deu"
-    max_batch_tokens: int | None = None  # tokens per forward pass; None picks by device
-    max_file_mb: float = 50.0
-    max_pages: int = 2000
-    max_chars: int = 10_000_000
-    max_seconds_per_file: float = 120.0  # text extraction time for one file
-    milvus_uri: str | None = (
-        None  # a Milvus Lite .db file or http://host:19530: the shared collection's store
-    )
+    max_batch_tokens: PositiveInt | None = None  # tokens per forward pass; None picks by device
+    max_file_mb: PositiveFloat = 50.0
+    max_pages: PositiveInt = 2000
+    max_chars: PositiveInt = 10_000_000
+    max_seconds_per_file: PositiveFloat = 120.0  # text extraction time for one file
+    milvus_uri: str | None = None  # a Milvus Lite .db file or http://host:19530
     milvus_collection: str = "qsearch"
-    milvus_token: str | None = (
-        None  # Milvus / Zilliz Cloud credentials ("user:password" or an API key)
-    )
-    max_files: int | None = None  # documents one collection may hold (the app sets one per session)
-    max_chunks: int | None = None  # chunks one collection may hold
+    milvus_token: str | None = None  # Milvus / Zilliz Cloud credentials ("user:password", a key)
+    max_files: PositiveInt | None = None  # documents one collection may hold (per app session)
+    max_chunks: PositiveInt | None = None  # chunks one collection may hold
     data_dir: str | None = None  # the app saves each browser's collection here (Spaces: /data)
-    data_idle_hours: float = 24.0  # a saved collection unused this long is deleted
-    low_confidence_log: str | None = None  # append weak searches (what users type) here, as JSON
+    data_idle_hours: PositiveFloat = 24.0  # a saved collection unused this long is deleted
+    low_confidence_log: str | None = None  # append weak searches (what users type) here, JSON
 
-    def __post_init__(self) -> None:
-        if self.chunk_tokens < 16:
-            raise ValueError(f"chunk_tokens must be at least 16, got {self.chunk_tokens}")
-        if not 0 <= self.chunk_overlap < self.chunk_tokens // 2:
+    @model_validator(mode="after")
+    def _overlap_under_half(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_tokens // 2:
             raise ValueError(
-                f"chunk_overlap must be in 0..{self.chunk_tokens // 2 - 1} "
-                f"(under half of chunk_tokens={self.chunk_tokens}), got {self.chunk_overlap}"
+                f"chunk_overlap must be in 0..{self.chunk_tokens // 2 - 1} (under half of "
+                f"chunk_tokens={self.chunk_tokens}), got {self.chunk_overlap}"
             )
-        if self.index_kind not in INDEX_KINDS:
-            raise ValueError(f"index_kind must be one of {INDEX_KINDS}, got {self.index_kind!r}")
-        if self.search_mode not in SEARCH_MODES:
-            raise ValueError(f"search_mode must be one of {SEARCH_MODES}, got {self.search_mode!r}")
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
-        if not 0 <= self.dense_weight <= 1:
-            raise ValueError(f"dense_weight must be in 0..1, got {self.dense_weight}")
-        if self.device not in DEVICES and not self.device.startswith("cuda:"):
-            raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {self.device!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if self.embed_dim is not None and self.embed_dim < 1:
-            raise ValueError(f"embed_dim must be positive, got {self.embed_dim}")
-        for name in (
-            "max_file_mb",
-            "max_pages",
-            "max_chars",
-            "max_seconds_per_file",
-            "max_files",
-            "max_chunks",
-            "data_idle_hours",
-            "faiss_gpu_min_vectors",
-        ):
-            if getattr(self, name) is not None and getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        return self
 
     @property
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)
 
     def chunk_sizes(self, model_max_tokens: int) -> tuple[int, int]:
-        """(tokens per chunk, overlap): the configured size within what the model reads, overlap <= a quarter."""
+        """(tokens per chunk, overlap): the configured size within what the model reads, overlap
+        at most a quarter of it."""
         size = min(self.chunk_tokens, model_max_tokens)
         return size, min(self.chunk_overlap, size // 4)
 
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then QSEARCH_* variables, then `overrides` (flags); None means unset."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        types = typing.get_type_hints(cls)
-        for f in fields(cls):
-            raw = env.get(f"QSEARCH_{f.name.upper()}")
-            if raw not in (None, ""):
-                values[f.name] = _parse(f.name, raw, types[f.name])
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
 
-    def with_(self, **changes: Any) -> Settings:
-        return replace(self, **changes)
+class ServerSettings(Checked):
+    """The web app's own settings (flags --host ... or QSEARCH_HOST ...)."""
+
+    host: str | None = None  # default 127.0.0.1
+    port: int | None = Field(None, ge=1, le=65535)  # default 7860, or the next free one
+    share: bool = False
+    index: str | None = None  # a read-only index every session searches
+    api_key: str | None = None  # required on /v1 as a bearer token
+    mcp: bool = True
 
 
-def _parse(name: str, raw: str, annotation: Any) -> Any:
-    """`raw` as the field's type: `int | None` parses as int, `bool` from 1/0, true/false, yes/no, on/off."""
-    kinds = [t for t in typing.get_args(annotation) if t is not type(None)] or [annotation]
-    kind = kinds[0]
-    if kind is bool:
-        if raw.lower() not in _BOOLS:
-            raise ValueError(f"QSEARCH_{name.upper()}={raw!r} is not one of {', '.join(_BOOLS)}")
-        return _BOOLS[raw.lower()]
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ValueError(
-            f"QSEARCH_{name.upper()}={raw!r} is not {'an' if kind is int else 'a'} {kind.__name__}"
-        ) from None
+def _explain(cls: type[BaseModel], error: ValidationError, values: Mapping, env: Mapping) -> str:
+    """One line per bad value: the variable (or setting), what it got and what is valid."""
+    lines = []
+    for e in error.errors():
+        name = str(e["loc"][0]) if e["loc"] else ""
+        if name not in values:  # a check of several settings together
+            lines.append(str(e.get("ctx", {}).get("error", e["msg"])))
+            continue
+        label = f"QSEARCH_{name.upper()}={values[name]!r}" if name in env else name
+        if name in env and env[name] != values[name]:  # a flag overrode the variable
+            label = name
+        valid = _valid(cls, name, e["type"])
+        if valid and name in env:
+            lines.append(f"{label} is not {valid}")
+        elif valid:
+            lines.append(f"{label} must be {valid}, got {values[name]!r}")
+        else:  # a bound: pydantic's words ("Input should be greater than 0")
+            lines.append(f"{label if name in env else f'{name}={values[name]!r}'}: {e['msg']}")
+    return "; ".join(lines)
 
 
-_BOOLS = {
-    "1": True,
-    "true": True,
-    "yes": True,
-    "on": True,
-    "0": False,
-    "false": False,
-    "no": False,
-    "off": False,
-}
+def _valid(cls: type[BaseModel], name: str, error_type: str) -> str:
+    """What `name` accepts, in words: its choices, or the kind of value it is not."""
+    field = cls.model_fields[name]
+    if field.description:  # choices beyond a Literal, said in words (device)
+        return f"one of {field.description}"
+    if error_type == "literal_error":
+        return f"one of {', '.join(map(repr, typing.get_args(field.annotation)))}"
+    if error_type.startswith("bool"):
+        return f"one of {', '.join(BOOLEANS)}"
+    if error_type.startswith("int"):
+        return "an int"
+    if error_type.startswith("float"):
+        return "a number"
+    return ""

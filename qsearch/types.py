@@ -9,6 +9,10 @@ from typing import Any
 
 from .config import Settings
 
+# Scripts written without spaces between words (kana, CJK ideographs, Hangul): the one home of
+# these ranges, for BM25's tokenizer and the chunker's cut points.
+CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+
 
 @dataclass(frozen=True)
 class Document:
@@ -193,18 +197,19 @@ class Extracted:
     no_text_reason: str = "no text found in the file"
 
 
-class Deadline(Limits):
-    """Limits plus the moment extraction started, so loaders can stop a file that takes too long."""
+class Deadline:
+    """A file's limits and the moment its extraction started, so loaders can stop a file that
+    takes too long (between pages; the reader pool kills a reader stuck inside one)."""
 
-    def __init__(self, limits: Limits):
-        super().__init__(**vars(limits))
-        object.__setattr__(self, "_started", time.monotonic())
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.started = time.monotonic()
 
     def seconds_left(self) -> float:
-        return self.max_seconds - (time.monotonic() - self._started)
+        return self.limits.max_seconds - (time.monotonic() - self.started)
 
     def check(self, source: str, where: str) -> None:
-        if time.monotonic() - self._started > self.max_seconds:
+        if self.seconds_left() < 0:
             raise IngestError(
-                source, f"took too long: over {self.max_seconds:g} s, stopped at {where}"
+                source, f"took too long: over {self.limits.max_seconds:g} s, stopped at {where}"
             )

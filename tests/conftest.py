@@ -255,8 +255,13 @@ def zerogpu_server(minilm_dir, qwen3_reranker_dir):  # noqa: ANN201
         process.kill()
         pytest.fail(f"the ZeroGPU stand-in app did not start (exit code {process.wait()})")
     yield None, url
-    process.terminate()
-    process.wait(timeout=30)
+    process.terminate()  # SIGTERM: its reader processes exit with it (test_shutdown.py)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    process.stdout.close()
 
 
 @pytest.fixture(scope="module", params=["plain", "zerogpu"])

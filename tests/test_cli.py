@@ -119,3 +119,60 @@ def test_eval_on_a_tiny_beir_folder(tmp_path, minilm_dir):
         ).stdout.splitlines()[-1]
     )
     assert cached["docs_per_s"] is None and cached["ndcg_at_10"] == 1.0
+
+
+# --- settings: one parser for variables and flags, the CLI's and the app's ----------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "QSEARCH_SHARE",
+            "maybe",
+            "QSEARCH_SHARE='maybe' is not one of 1, true, yes, on, 0, false",
+        ),
+        ("QSEARCH_OCR", "maybe", "QSEARCH_OCR='maybe' is not one of 1, true, yes, on, 0, false"),
+        ("QSEARCH_PORT", "http", "QSEARCH_PORT='http' is not an int"),
+        ("QSEARCH_PORT", "70000", "QSEARCH_PORT='70000': Input should be less than or equal to"),
+        ("QSEARCH_DEVICE", "gpu", "QSEARCH_DEVICE='gpu' is not one of auto, cpu, cuda or cuda:N"),
+        ("QSEARCH_MCP", "2", "QSEARCH_MCP='2' is not one of 1, true, yes"),
+    ],
+)
+def test_the_app_refuses_a_bad_variable_in_one_line(monkeypatch, capsys, variable, value, message):
+    from qsearch.cli_flags import parse_app_args
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as exit_:
+        parse_app_args([])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_variables_and_flags_meet_in_one_place(monkeypatch):
+    from qsearch.cli_flags import parse_app_args
+
+    for name, value in {"SHARE": "yes", "PORT": "8123", "MCP": "off", "OCR": "0"}.items():
+        monkeypatch.setenv(f"QSEARCH_{name}", value)
+    monkeypatch.setenv("QSEARCH_DEVICE", "cuda:1")
+    args, settings = parse_app_args(["--device", "cpu", "--port", "9000"])
+    assert (args.share, args.port, args.mcp, settings.ocr) == (True, 9000, False, False)
+    assert settings.device == "cpu", "a flag wins over its variable"
+    assert (settings.max_files, settings.max_chunks) == (200, 100_000), "per-session limits"
+
+
+def test_every_flag_sets_a_setting_or_is_the_commands_own():
+    """Flags are defined once, and each one's dest is the setting it sets: a flag whose value
+    never reached Settings would be caught here."""
+    import argparse
+
+    from qsearch.cli_flags import app_parser, build_parser
+    from qsearch.config import ServerSettings, Settings
+
+    fields = set(Settings.model_fields) | set(ServerSettings.model_fields)
+    own = {"help", "paths", "query", "k", "rerank", "rerank_candidates", "instruction", "json"}
+    own |= {"show", "beir_dir", "split", "dim", "index_cache", "compare", "sweep", "index"}
+    run = build_parser(*[lambda _: 0] * 4)
+    commands = next(a for a in run._actions if isinstance(a, argparse._SubParsersAction))
+    for parser in [app_parser(), *commands.choices.values()]:
+        dests = {a.dest for a in parser._actions}
+        assert dests - fields - own == set(), (parser.prog, dests - fields - own)

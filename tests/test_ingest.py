@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from pathlib import Path
 
+import psutil
 import pytest
 from factories import encrypted_pdf, make_pdf
 
@@ -63,7 +65,8 @@ def test_text_encodings(tmp_path):
 def test_html_keeps_visible_text_only(tmp_path):
     html = """<html><head><title>Guide</title><style>body{color:red}</style>
     <script>alert('x')</script></head><body><h1>Install</h1><p>Run <b>make</b> run.</p>
-    <noscript>enable js</noscript><ul><li>one</li><li>two</li></ul><script>var secret=1;</script></body></html>"""
+    <noscript>enable js</noscript><ul><li>one</li><li>two</li></ul>
+    <script>var secret=1;</script></body></html>"""
     text = load(write(tmp_path, "page.html", html)).text
     assert "# Install" in text and "Run make run." in text and "one\n\ntwo" in text
     assert text.startswith("# Guide")
@@ -141,3 +144,49 @@ def test_every_real_world_pdf_gets_text_or_a_reason(shared_data):
     assert "password-protected" in outcomes["libreoffice-writer-password.pdf"]
     assert outcomes["pdflatex-4-pages.pdf"] == 4
     assert sum(isinstance(v, int) for v in outcomes.values()) >= 20
+
+
+def test_a_reader_stuck_inside_a_page_is_killed_at_the_deadline(tmp_path, monkeypatch, minilm):
+    from qsearch import Engine
+    from qsearch.documents import pool
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # where stuck_loader is
+    readers = pool.Readers(size=1, modules=["stuck_loader"])
+    monkeypatch.setattr(pool, "_READERS", readers)
+    engine = Engine(
+        Settings(embed_model=minilm.model_name, max_seconds_per_file=0.5), embedder=minilm
+    )
+    first = write(tmp_path, "first.txt", "A file read before the stuck one.")
+    stuck = write(tmp_path, "stuck.txt", f"STUCK {tmp_path / 'grandchild.pid'}")
+    last = write(tmp_path, "last.txt", "A file read after the stuck one, by a new reader.")
+    try:
+        engine.read_files([first])  # the reader starts (seconds) outside the timed part
+        (reader_pid,) = readers.pids()
+        started = time.monotonic()
+        parsed, reports = engine.read_files([stuck, last])
+        seconds = time.monotonic() - started
+        assert [r.status for r in reports] == ["error", "indexed"], reports
+        assert reports[0].error == (
+            "took too long: still reading after 0.5 s, inside one page or part; "
+            "the reader was stopped"
+        )
+        assert seconds < 0.5 + pool.GRACE_SECONDS + 15, "killed at the deadline (+ a new reader)"
+        grandchild = int((tmp_path / "grandchild.pid").read_text())
+        for pid in (reader_pid, grandchild):  # the reader and what it started are gone
+            assert _gone(pid), pid
+        assert reader_pid not in readers.pids()
+    finally:
+        readers.close()
+
+
+def _gone(pid: int, seconds: float = 5.0) -> bool:
+    """The process has exited (a zombie not yet reaped by init counts as exited)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..store.bm25 import CJK as _CJK
+from ..types import CJK as _CJK
 from ..types import Chunk, Document
 
 

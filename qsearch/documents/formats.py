@@ -1,4 +1,4 @@
-"""One loader per file type: (bytes, source, limits, options) -> Extracted pages of text.
+"""One loader per file type: (bytes, source, deadline, options) -> Extracted pages of text.
 
 PDF pages come from pypdf's text layer; a page with no text, or almost none for its area,
 is rendered and read by OCR (ocr.py) when OCR is on and Tesseract is here. Images are read
@@ -12,15 +12,22 @@ import logging
 import re
 import zipfile
 from collections.abc import Callable
+from typing import Any
 
-from ..types import Extracted, IngestError, Limits, ReadOptions
+from ..types import Deadline, Extracted, IngestError, ReadOptions
 from . import ocr
 from .text import decode_text
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)  # damaged files are reported by us, in one line
 
 
-def _load_pdf(data: bytes, source: str, limits: Limits, options: ReadOptions) -> Extracted:
+# what a damaged PDF makes pypdf raise, besides its own errors
+_DAMAGED = (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError, OSError)
+_LOCKED = "password-protected PDF: it can't be opened without its password"
+
+
+def _open_pdf(data: bytes, source: str) -> Any:
+    """pypdf's reader over `data`, decrypted when it opens without a password, or IngestError."""
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, PdfStreamError
 
@@ -36,48 +43,43 @@ def _load_pdf(data: bytes, source: str, limits: Limits, options: ReadOptions) ->
                     source, f"encrypted PDF that needs a missing library: {e}"
                 ) from None
             if not opened:
-                raise IngestError(
-                    source, "password-protected PDF: it can't be opened without its password"
-                )
-        n_pages = len(reader.pages)
+                raise IngestError(source, _LOCKED)
+        len(reader.pages)  # reads the page tree: a damaged one fails here
     except IngestError:
         raise
     except FileNotDecryptedError:
-        raise IngestError(
-            source, "password-protected PDF: it can't be opened without its password"
-        ) from None
-    except (
-        PdfReadError,
-        PdfStreamError,
-        ValueError,
-        KeyError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        RecursionError,
-        OSError,
-    ) as e:
+        raise IngestError(source, _LOCKED) from None
+    except (PdfReadError, PdfStreamError, *_DAMAGED) as e:
         raise IngestError(
             source, f"not a readable PDF (damaged or truncated: {_short(e)})"
         ) from None
+    return reader
+
+
+def _load_pdf(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
+    reader = _open_pdf(data, source)
+    n_pages = len(reader.pages)
     if n_pages == 0:
         raise IngestError(source, "the PDF has no pages")
-    if n_pages > limits.max_pages:
-        raise IngestError(source, f"too many pages: {n_pages:,}, the limit is {limits.max_pages:,}")
+    if n_pages > deadline.limits.max_pages:
+        raise IngestError(
+            source, f"too many pages: {n_pages:,}, the limit is {deadline.limits.max_pages:,}"
+        )
     found = Extracted("pdf", [], no_text_reason="no extractable text (the PDF has no text layer)")
     chars = 0
     for number, page in enumerate(reader.pages, 1):
-        limits.check(source, f"page {number} of {n_pages}")
+        deadline.check(source, f"page {number} of {n_pages}")
         try:
             text = page.extract_text() or ""
         except Exception:  # noqa: BLE001 - a page pypdf can't parse is an empty page, not a failed file
             text = ""
         if _needs_ocr(text, page):
-            text = _ocr_pdf_page(data, number, text, source, limits, options, found)
+            text = _ocr_pdf_page(data, number, text, source, deadline, options, found)
         chars += len(text)
-        if chars > limits.max_chars:
+        if chars > deadline.limits.max_chars:
             raise IngestError(
-                source, f"too much text: over {limits.max_chars:,} characters by page {number}"
+                source,
+                f"too much text: over {deadline.limits.max_chars:,} characters by page {number}",
             )
         found.pages.append(text)
     return found
@@ -94,7 +96,7 @@ def _needs_ocr(text: str, page) -> bool:  # noqa: ANN001 - pypdf PageObject
 
 
 def _has_images(resources, depth: int = 0) -> bool:  # noqa: ANN001 - a pypdf dictionary
-    """Whether the page's resources hold an image, directly or in a form it draws (two levels deep)."""
+    """Whether the page's resources hold an image, directly or in a form it draws (2 levels)."""
     try:
         xobjects = resources.get_object().get("/XObject") if resources is not None else None
         for ref in xobjects.get_object().values() if xobjects is not None else []:
@@ -116,11 +118,11 @@ def _ocr_pdf_page(
     number: int,
     text: str,
     source: str,
-    limits: Limits,
+    deadline: Deadline,
     options: ReadOptions,
     found: Extracted,
 ) -> str:
-    """The page's text by OCR when it is on and finds more than the text layer; else the text layer."""
+    """The page's text by OCR when it is on and finds more than the text layer; else the layer's."""
     if not options.ocr:
         found.notes.append(f"page {number}: no text layer (OCR is off)")
         return text
@@ -133,7 +135,7 @@ def _ocr_pdf_page(
         result = ocr.read_image(
             ocr.render_pdf_page(data, number - 1),
             options.ocr_lang,
-            min(options.ocr_page_seconds, limits.seconds_left()),
+            min(options.ocr_page_seconds, deadline.seconds_left()),
         )
     except ocr.OcrError as e:
         found.notes.append(f"page {number}: {e}")
@@ -156,7 +158,7 @@ def _use_ocr(result: ocr.OcrText, number: int, text: str, found: Extracted) -> s
     return result.text
 
 
-def _load_image(data: bytes, source: str, limits: Limits, options: ReadOptions) -> Extracted:
+def _load_image(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
     """An image file (each TIFF frame a page), read by OCR."""
     found = Extracted("image", [], no_text_reason="no text found in the image")
     if not options.ocr:
@@ -164,12 +166,12 @@ def _load_image(data: bytes, source: str, limits: Limits, options: ReadOptions) 
     if not ocr.available():
         raise IngestError(source, f"an image: {ocr.INSTALL_HINT} and images")
     for number, image in enumerate(
-        ocr.image_pages(data, source, limits.max_pixels, limits.max_pages), 1
+        ocr.image_pages(data, source, deadline.limits.max_pixels, deadline.limits.max_pages), 1
     ):
-        limits.check(source, f"page {number}")
+        deadline.check(source, f"page {number}")
         try:
             result = ocr.read_image(
-                image, options.ocr_lang, min(options.ocr_page_seconds, limits.seconds_left())
+                image, options.ocr_lang, min(options.ocr_page_seconds, deadline.seconds_left())
             )
             found.pages.append(_use_ocr(result, number, "", found))
         except ocr.OcrError as e:
@@ -178,11 +180,11 @@ def _load_image(data: bytes, source: str, limits: Limits, options: ReadOptions) 
     return found
 
 
-def _load_text(data: bytes, source: str, limits: Limits, options: ReadOptions) -> Extracted:
+def _load_text(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
     return Extracted("text", [decode_text(data, source)])
 
 
-def _load_html(data: bytes, source: str, limits: Limits, options: ReadOptions) -> Extracted:
+def _load_html(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
     from bs4 import BeautifulSoup
 
     html = decode_text(data, source)
@@ -210,49 +212,25 @@ def _load_html(data: bytes, source: str, limits: Limits, options: ReadOptions) -
     return Extracted("html", [text])
 
 
-_HTML_BLOCKS = [
-    "p",
-    "div",
-    "li",
-    "tr",
-    "section",
-    "article",
-    "header",
-    "footer",
-    "main",
-    "nav",
-    "aside",
-    "blockquote",
-    "pre",
-    "table",
-    "ul",
-    "ol",
-    "dl",
-    "dt",
-    "dd",
-    "figure",
-    "figcaption",
-    "form",
-    "fieldset",
-    "details",
-    "summary",
-    "hr",
-    "address",
-]
+# block elements: a blank line around each keeps paragraphs apart for the chunker
+_HTML_BLOCKS = (
+    "p div li tr section article header footer main nav aside blockquote pre table ul ol dl dt dd "
+    "figure figcaption form fieldset details summary hr address"
+).split()
 
 
-def _load_docx(data: bytes, source: str, limits: Limits, options: ReadOptions) -> Extracted:
+def _load_docx(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             unzipped = sum(info.file_size for info in z.infolist())
             names = set(z.namelist())
     except (zipfile.BadZipFile, ValueError, OSError):
         raise IngestError(source, "not a valid .docx (it is not a zip archive)") from None
-    if unzipped > limits.max_unzipped_bytes:
+    if unzipped > deadline.limits.max_unzipped_bytes:
         raise IngestError(
             source,
             f"refused: unpacks to {unzipped / 2**20:,.0f} MB (a zip bomb?), "
-            f"the limit is {limits.max_unzipped_bytes / 2**20:.0f} MB",
+            f"the limit is {deadline.limits.max_unzipped_bytes / 2**20:.0f} MB",
         )
     if "word/document.xml" not in names:
         raise IngestError(source, "not a valid .docx (no word/document.xml inside the zip)")
@@ -265,7 +243,7 @@ def _load_docx(data: bytes, source: str, limits: Limits, options: ReadOptions) -
         document = docx.Document(io.BytesIO(data))
         parts: list[str] = []
         for block in document.iter_inner_content():
-            limits.check(source, f"paragraph {len(parts) + 1}")
+            deadline.check(source, f"paragraph {len(parts) + 1}")
             if isinstance(block, Paragraph):
                 parts.append(_docx_paragraph(block))
             elif isinstance(block, Table):
@@ -291,7 +269,7 @@ TEXT_SUFFIXES = (".txt", ".text", ".md", ".markdown", ".rst", ".csv", ".log")
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 DOCX_SUFFIXES = (".docx",)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")  # read by OCR
-LOADERS: dict[str, Callable[[bytes, str, Limits, ReadOptions], Extracted]] = {
+LOADERS: dict[str, Callable[[bytes, str, Deadline, ReadOptions], Extracted]] = {
     **dict.fromkeys(PDF_SUFFIXES, _load_pdf),
     **dict.fromkeys(TEXT_SUFFIXES, _load_text),
     **dict.fromkeys(HTML_SUFFIXES, _load_html),

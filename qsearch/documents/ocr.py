@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..types import IngestError
+
 RENDER_DPI = 300  # Tesseract reads body text best at about 300 dpi
 MIN_CONFIDENCE = 50.0  # mean word confidence (0-100) below which OCR text is not indexed
 INSTALL_HINT = "install tesseract-ocr to read scanned pages"
@@ -120,10 +122,8 @@ def render_pdf_page(data: bytes, index: int, dpi: int = RENDER_DPI) -> Any:
 
 
 def image_pages(data: bytes, source: str, max_pixels: int, max_pages: int) -> Iterator[Any]:
-    """The pages of an image file (one, or each frame of a TIFF), each checked against `max_pixels`."""
+    """The pages of an image file (one, or each frame of a TIFF), each checked for `max_pixels`."""
     from PIL import Image, ImageSequence, UnidentifiedImageError
-
-    from ..types import IngestError
 
     try:
         image = Image.open(io.BytesIO(data))

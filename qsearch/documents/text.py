@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import codecs
 
+from ..types import IngestError
+
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -52,6 +54,4 @@ def _looks_binary(data: bytes) -> bool:
 
 
 def _error(source: str, reason: str) -> Exception:
-    from ..types import IngestError
-
     return IngestError(source, reason)

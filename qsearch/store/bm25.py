@@ -15,8 +15,8 @@ from functools import lru_cache
 
 import numpy as np
 
-# Scripts written without spaces between words (kana, CJK ideographs, Hangul): the one home of these ranges.
-CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+from ..types import CJK
+
 _CJK = CJK
 
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+")
@@ -52,6 +52,39 @@ def tokenize(text: str) -> list[str]:
         elif run not in stop:
             words.append(run)
     return _stemmer().stemWords(words) + tokens if words else tokens
+
+
+def query_terms(query: str) -> frozenset[str]:
+    """The terms BM25 searches `query` by (`tokenize`'s), for highlighting what it matched."""
+    return frozenset(tokenize(query))
+
+
+def term_spans(text: str, terms: frozenset[str]) -> list[tuple[int, int]]:
+    """(start, end) in `text` of each word whose term is in `terms` (a stemmed match: "indexing"
+    for "indexes"; never a stop word), and of each CJK pair (or lone character) in `terms`."""
+    spans: list[tuple[int, int]] = []
+    stem, stop = _stemmer().stemWord, _stopwords()
+    pairs = any(len(t) == 2 and _CJK_RUN.match(t) for t in terms)
+    for match in _TOKEN.finditer(text):
+        run, start = match.group(), match.start()
+        if _CJK_RUN.match(run):  # marked by the pairs BM25 matched, by characters without pairs
+            size = 2 if pairs else 1
+            spans += [
+                (start + i, start + i + size)
+                for i in range(len(run) - size + 1)
+                if run[i : i + size] in terms
+            ]
+            continue
+        word = unicodedata.normalize("NFKC", run).lower()
+        if word not in stop and stem(word) in terms:
+            spans.append(match.span())
+    merged: list[tuple[int, int]] = []  # overlapping CJK pairs become one span
+    for start, end in spans:
+        if merged and start < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 class LexicalIndex:

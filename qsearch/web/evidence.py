@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 import html
 import io
-import re
 from typing import Any
 
+from ..store.bm25 import query_terms, term_spans
 from ..store.vectors import VectorIndex
 from ..types import Hit
 from .render import highlight, where
@@ -88,7 +88,7 @@ def render_page(
             for rect in rects:
                 draw.rectangle(box(rect), fill=PASSAGE)
             found += bool(rects)
-        for term in _terms(query):
+        for term in _terms(text_page.get_text_range(), query):
             for rect in _find(text_page, term, every=True):
                 draw.rectangle(box(rect), outline=TERM, width=2)
         return Image.alpha_composite(image, overlay).convert("RGB"), found
@@ -122,8 +122,10 @@ def _snippets(passage: str) -> list[tuple[str, str]]:
     return pieces or [(" ".join(passage.split()[:6]),) * 2]
 
 
-def _terms(query: str) -> list[str]:
-    return sorted({t for t in re.findall(r"[^\W_]{3,}", query)}, key=len, reverse=True)[:8]
+def _terms(page_text: str, query: str) -> list[str]:
+    """The page's words that BM25 matches for `query` (stems included, no stop words)."""
+    words = {page_text[s:e] for s, e in term_spans(page_text, query_terms(query))}
+    return sorted(words, key=len, reverse=True)[:8]
 
 
 def _in_context(hit: Hit, index: VectorIndex, query: str) -> str:

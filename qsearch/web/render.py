@@ -8,18 +8,11 @@ found in the raw text before escaping, so nothing in a document can become marku
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Sequence
 
-from ..store.bm25 import CJK
+from ..store.bm25 import query_terms, term_spans
 from ..types import AddReport, Hit
 
-_TERM = re.compile(rf"[^\W_{CJK}]{{3,}}|[{CJK}]+")
-_STOP = frozenset(
-    "the and for with that this from are was were what which who how why when where does did "
-    "has have into onto about than then them they their there these those can could should would "
-    "not but all any its it's you your our".split()
-)
 _BAR = (
     "display:inline-block;height:8px;border-radius:4px;vertical-align:middle;"
     "background:{color};width:{width:.0f}px"
@@ -27,26 +20,15 @@ _BAR = (
 
 
 def highlight(text: str, query: str) -> str:
-    """`text` escaped, with the query's words (and words starting with them) wrapped in <mark>."""
-    terms = sorted(
-        {t.lower() for t in _TERM.findall(query) if t.lower() not in _STOP}, key=len, reverse=True
-    )
-    if not terms:
-        return html.escape(text)
-    # A word matches at its start ("burn" marks "burns", never "sideburn"); CJK has no word breaks.
-    alternatives = [re.escape(t) if _is_cjk(t) else rf"\b{re.escape(t)}" for t in terms]
-    pattern = re.compile(r"(?i)(" + "|".join(alternatives) + r")")
+    """`text` escaped, with the words BM25 matches for `query` wrapped in <mark>."""
+    spans = term_spans(text, query_terms(query))  # the words BM25 matched, stems included
     out, last = [], 0
-    for match in pattern.finditer(text):
-        out.append(html.escape(text[last : match.start()]))
-        out.append(f"<mark>{html.escape(match.group())}</mark>")
-        last = match.end()
+    for start, end in spans:
+        out.append(html.escape(text[last:start]))
+        out.append(f"<mark>{html.escape(text[start:end])}</mark>")
+        last = end
     out.append(html.escape(text[last:]))
     return "".join(out)
-
-
-def _is_cjk(term: str) -> bool:
-    return bool(re.match(rf"[{CJK}]", term))
 
 
 BARS = (  # (key, label, colour, what the bar means): each on its own 0..1 scale

@@ -8,16 +8,15 @@ touching its route list; share links, Spaces, /v1 and MCP all run on that one se
 
 from __future__ import annotations
 
-import argparse
 import functools
 import inspect
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import DEVICES, DTYPES, NO_COMPILE_HELP, Settings
+from ..cli_flags import parse_app_args as parse_args  # noqa: F401 - app.py's flags, with the CLI's
+from ..config import Settings
 from ..documents import ocr
 from ..engine import Engine
 from ..models.loading import bundled_small_model, dtype_reason
@@ -204,105 +203,3 @@ def launch(
     if not prevent_thread_lock:
         demo.block_thread()
     return result
-
-
-def _env_flag(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    return default if value in (None, "") else value.lower() in ("1", "true", "yes", "on")
-
-
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
-    """The app's flags (each also a QSEARCH_* variable), and the Settings they make."""
-    p = argparse.ArgumentParser(description="qsearch web app")
-    p.add_argument(
-        "--host",
-        default=os.environ.get("QSEARCH_HOST"),
-        help="address to listen on (default 127.0.0.1)",
-    )
-    p.add_argument(
-        "--port",
-        type=int,
-        default=int(os.environ.get("QSEARCH_PORT", 0)) or None,
-        help="port (default 7860, or the next free one)",
-    )
-    p.add_argument(
-        "--share",
-        action="store_true",
-        default=_env_flag("QSEARCH_SHARE"),
-        help="also serve on a temporary public *.gradio.live link (anyone with it can use the app)",
-    )
-    p.add_argument(
-        "--index",
-        default=os.environ.get("QSEARCH_INDEX"),
-        metavar="DIR",
-        help="a read-only index every session searches besides its uploads",
-    )
-    p.add_argument(
-        "--milvus",
-        metavar="URI",
-        help="the shared collection in Milvus instead: a Milvus Lite file or "
-        "http://host:19530 ($QSEARCH_MILVUS_URI; $QSEARCH_MILVUS_TOKEN for auth)",
-    )
-    p.add_argument("--collection", metavar="NAME", help="the Milvus collection (default qsearch)")
-    p.add_argument("--embed-model", metavar="M")
-    p.add_argument("--rerank-model", metavar="M")
-    p.add_argument("--max-file-mb", type=float, metavar="N")
-    p.add_argument("--device", choices=DEVICES)
-    p.add_argument(
-        "--dtype",
-        choices=DTYPES,
-        help=f"model precision (default auto: here {dtype_reason('cpu')})",
-    )
-    p.add_argument(
-        "--no-compile", dest="compile", action="store_false", default=None, help=NO_COMPILE_HELP
-    )
-    p.add_argument(
-        "--no-ocr",
-        dest="ocr",
-        action="store_false",
-        default=None,
-        help="don't OCR scans and images",
-    )
-    p.add_argument(
-        "--ocr-lang", metavar="L", help="Tesseract language(s), e.g. eng+deu (default eng)"
-    )
-    p.add_argument(
-        "--embed-url",
-        metavar="URL",
-        help="embed with an OpenAI-compatible server instead of locally",
-    )
-    p.add_argument(
-        "--rerank-url", metavar="URL", help="rerank with a /v1/rerank server instead of locally"
-    )
-    p.add_argument(
-        "--api-key",
-        default=os.environ.get("QSEARCH_API_KEY"),
-        help="require 'Authorization: Bearer KEY' on the /v1 API",
-    )
-    p.add_argument(
-        "--no-mcp",
-        dest="mcp",
-        action="store_false",
-        default=_env_flag("QSEARCH_MCP", True),
-        help="don't serve the MCP tools at /gradio_api/mcp/",
-    )
-    args = p.parse_args(argv)
-    settings = Settings.from_env(
-        embed_model=args.embed_model,
-        rerank_model=args.rerank_model,
-        max_file_mb=args.max_file_mb,
-        device=args.device,
-        dtype=args.dtype,
-        compile=args.compile,
-        ocr=args.ocr,
-        ocr_lang=args.ocr_lang,
-        embed_url=args.embed_url,
-        rerank_url=args.rerank_url,
-        milvus_uri=args.milvus,
-        milvus_collection=args.collection,
-    )
-    if (
-        settings.max_files is None and settings.max_chunks is None
-    ):  # per-session limits on a shared server
-        settings = settings.with_(max_files=200, max_chunks=100_000)
-    return args, settings
