@@ -79,8 +79,29 @@ def app_parser() -> argparse.ArgumentParser:
         default=None,
         help="don't serve the MCP tools at /gradio_api/mcp/",
     )
+    _keeping_flags(p)
     _common(p)
     return p
+
+
+def _keeping_flags(p: argparse.ArgumentParser) -> None:
+    """Where the app keeps collections, and what it tells the operator."""
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="save each browser's collection here, so reloads and restarts keep it (Spaces: /data)",
+    )
+    p.add_argument(
+        "--data-idle-hours",
+        type=float,
+        metavar="H",
+        help="delete a saved collection unused this many hours (default 24)",
+    )
+    p.add_argument(
+        "--low-confidence-log",
+        metavar="PATH",
+        help="append one JSON line per weak search (it records what users type; off by default)",
+    )
 
 
 def parse_app_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
