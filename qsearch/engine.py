@@ -23,8 +23,8 @@ from .models.choose import make_embedder, make_reranker
 from .models.embedder import Embedder
 from .models.reranker import Reranker
 from .search.retrieval import Ranking, retrieve
-from .store.bm25 import LexicalIndex
-from .store.vectors import DocInfo, IndexFolderError, VectorIndex
+from .store.base import Collection, CollectionError, DocInfo, IndexFolderError
+from .store.vectors import VectorIndex
 from .types import AddReport, FileReport, Hits, IngestError
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total): stage "reading" or "embedding"
@@ -39,7 +39,7 @@ class Engine:
         *,
         embedder: Embedder | None = None,
         reranker: Reranker | Callable[[], Reranker] | None = None,
-        index: VectorIndex | None = None,
+        index: Collection | None = None,
         index_dir: str | Path | None = None,
     ):
         """`reranker` may be a zero-argument loader, called on first use (the app shares one)."""
@@ -50,8 +50,6 @@ class Engine:
         self._index = index
         self._lock = threading.RLock()
         self._model_lock = threading.Lock()
-        self._lexical = LexicalIndex()
-        self._lexical_changes = -1
         if index is not None and embedder is not None:
             index.check_model(embedder.model_name, embedder.dim, self.index_dir or "the index")
 
@@ -136,7 +134,7 @@ class Engine:
             return self._reranker
 
     @property
-    def index(self) -> VectorIndex:
+    def index(self) -> Collection:
         if self._index is None:
             embedder = self.embedder
             with self._lock:  # threads racing here must end up with one index
@@ -154,18 +152,6 @@ class Engine:
                         },
                     )
         return self._index
-
-    def lexical_index(self) -> LexicalIndex:
-        """The BM25 index over the dense index's chunk ids, rebuilt once after a batch of changes."""
-        lexical = getattr(self.index, "lexical", None)
-        if lexical is not None:  # a backend with its own BM25 (Milvus)
-            return lexical()
-        with self._lock:
-            if self._lexical_changes != self.index.changes:
-                ids = list(self.index.chunks)
-                self._lexical.build(ids, [self.index.chunks[i].text for i in ids])
-                self._lexical_changes = self.index.changes
-            return self._lexical
 
     # --- adding and removing -------------------------------------------------------------
 
@@ -216,21 +202,26 @@ class Engine:
         *,
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
-        """Embed the chunks of parsed files, then add them all at once (replacing older versions)."""
+        """Embed the chunks of parsed files, then add them all at once (replacing older versions).
+
+        The older versions are found in one lookup for the whole batch, not one per file."""
         texts = [c.text for p in parsed for c in p.chunks]
         vectors = self._embed_unique(texts, progress, should_stop)
         check_stop(should_stop)
         index = self.index
         with self._lock:
+            older = index.doc_ids_for_sources([p.doc.source for p in parsed])  # one lookup
             row = 0
             for p in parsed:
                 n, row = len(p.chunks), row + len(p.chunks)
                 if index.has_doc(p.doc.doc_id):  # added meanwhile by another thread
                     p.report.status = "unchanged"
                     continue
-                for old in index.doc_ids_for_source(p.doc.source):
-                    index.remove(old)
-                    p.report.status = "replaced"
+                for old in older.get(p.doc.source, ()):
+                    if index.has_doc(old):
+                        index.remove(old)
+                        p.report.status = "replaced"
+                older[p.doc.source] = [p.doc.doc_id]  # a later file of this name replaces it
                 info = DocInfo(
                     p.doc.doc_id,
                     p.doc.source,
@@ -247,7 +238,7 @@ class Engine:
                 )
 
     def _check_room(self, new_files: int, new_chunks: int = 0) -> None:
-        """Refuse a file that would take the collection past its limits (settings.max_files/max_chunks)."""
+        """Refuse a file that would take the collection past its limits (max_files, max_chunks)."""
         s = self.settings
         if s.max_files is not None and len(self.index.docs) + new_files >= s.max_files:
             raise IngestError(
@@ -273,14 +264,10 @@ class Engine:
         return list(self._index.docs.values()) if self._index is not None else []
 
     def save(self, index_dir: str | Path | None = None) -> Path | None:
-        """Save a folder index atomically (a Milvus collection is flushed: it keeps what was added)."""
-        if self.index.kind == "milvus":
-            return self.index.save()
-        folder = Path(index_dir) if index_dir is not None else self.index_dir
-        if folder is None:
-            raise ValueError("no index folder given: pass index_dir to save() or Engine.open()")
+        """Make the collection durable: a folder index is saved atomically into `index_dir` (or
+        the folder it was opened from); a server's collection flushes what was added."""
         with self._lock:
-            return self.index.save(folder)
+            return self.index.save(index_dir if index_dir is not None else self.index_dir)
 
     # --- searching -----------------------------------------------------------------------
 
@@ -322,7 +309,7 @@ class Engine:
             embed_ms = 1000 * (time.perf_counter() - t)
         with self._lock:
             hits = retrieve(
-                engines,
+                [e.index for e in engines],
                 query,
                 vector,
                 k=k,
@@ -367,4 +354,12 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-__all__ = ["Cancelled", "Engine", "IndexFolderError", "Progress", "make_embedder", "make_reranker"]
+__all__ = [
+    "Cancelled",
+    "CollectionError",
+    "Engine",
+    "IndexFolderError",
+    "Progress",
+    "make_embedder",
+    "make_reranker",
+]
