@@ -154,6 +154,8 @@ class MilvusIndex(Collection):
 
     def doc_ids_for_sources(self, sources: Sequence[str]) -> dict[str, list[str]]:
         """One filtered query per PAGE sources (`source in [...]`), for a batch of files."""
+        if self._source != "source":  # `in` needs a field: one query per source
+            return super().doc_ids_for_sources(sources)
         found: dict[str, list[str]] = {}
         for start in range(0, len(sources), PAGE):
             listed = ", ".join(map(quoted, sources[start : start + PAGE]))
