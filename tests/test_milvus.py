@@ -41,6 +41,7 @@ def _collection(tmp_path: Path, name: str = "c"):  # noqa: ANN202 - MilvusIndex
 def test_more_than_16384_documents_are_all_listed(tmp_path):
     """Rows written in bulk with the store's own row builders (adding 16,500 files one by one
     would take minutes); then every listing must see all of them."""
+    from qsearch.store.milvus_layout import source_row
     from qsearch.store.milvus_rows import chunk_row, doc_row
 
     index, n = _collection(tmp_path), 16_500
@@ -51,6 +52,8 @@ def test_more_than_16384_documents_are_all_listed(tmp_path):
         part = range(start, min(n, start + 2000))
         index.client.upsert(index.name, [chunk_row(0, chunk[i], vectors[i]) for i in part])
         index.client.upsert(index.docs_name, [doc_row(docs[i]) for i in part])
+        rows = [source_row(docs[i].source, [docs[i].doc_id]) for i in part]
+        index.client.upsert(index.sources.name, rows)
     index.save()
     assert len(index.docs) == n and len(set(index.docs)) == n
     assert {d.source for d in index.docs.values()} == {f"f{d}.txt" for d in range(n)}
@@ -92,29 +95,19 @@ def test_an_add_cut_short_leaves_no_searchable_orphans_and_a_retry_no_duplicates
     assert len(set(ids[0][ids[0] >= 0].tolist())) == 3
 
 
-def test_a_collection_made_before_the_source_field_still_finds_sources(tmp_path):
-    """Collections made by earlier qsearch versions have no scalar `source` field: the lookup
-    falls back to a filter on the document's JSON."""
+def test_a_collection_made_before_the_source_map_still_finds_sources(tmp_path):
+    """Collections made by earlier qsearch versions have no `<name>_sources`: the lookup falls
+    back to a filter on the document's JSON."""
     from qsearch.store.milvus import MilvusIndex
 
     index = _collection(tmp_path)
-    client, name = index.client, index.name
-    client.drop_collection(index.docs_name)
-    schema = client.create_schema(auto_id=False)
-    schema.add_field("doc_id", pymilvus.DataType.VARCHAR, max_length=64, is_primary=True)
-    schema.add_field("info", pymilvus.DataType.JSON)
-    schema.add_field("unused", pymilvus.DataType.FLOAT_VECTOR, dim=2)
-    params = client.prepare_index_params()
-    params.add_index("unused", index_type="FLAT", metric_type="L2")
-    client.create_collection(index.docs_name, schema=schema, index_params=params)
-    old = MilvusIndex(client, name, uri=index.uri)
-    old.add(
-        DocInfo("cd" * 32, "old.txt", 1),
-        [Chunk("cd" * 32, "old.txt", "x", 0, 1)],
-        unit_vectors(1, DIM),
-    )
-    assert old.doc_ids_for_source("old.txt") == ["cd" * 32]
-    assert old.doc_ids_for_sources(["old.txt", "none"]) == {"old.txt": ["cd" * 32]}
+    index.client.drop_collection(f"{index.name}_sources")
+    old = MilvusIndex(index.client, index.name, uri=index.uri)
+    doc = "cd" * 32
+    old.add(DocInfo(doc, "old.txt", 1), [Chunk(doc, "old.txt", "x", 0, 1)], unit_vectors(1, DIM))
+    assert old.doc_ids_for_source("old.txt") == [doc]
+    assert old.doc_ids_for_sources(["old.txt", "none"]) == {"old.txt": [doc]}
+    assert old.remove(doc) == 1 and old.doc_ids_for_source("old.txt") == []
 
 
 @pytest.mark.slow

@@ -7,11 +7,13 @@ function over the chunk text, while fusion, rerank and the score breakdown stay 
 so both backends rank and explain alike.
 
 Stored per chunk: the vector, the text, source, page span, offsets, OCR flag and the
-document id (the file's content hash); per document, its `DocInfo` and its `source` as a
-scalar field (a source is found by a filtered query), in a second collection `<name>_docs`.
-Adds are idempotent and ordered: chunk rows are upserted under deterministic ids, the
-document row is written last, so a retried add never duplicates rows, and chunks whose
-document has no row (an add or remove cut short) are left out of results and deleted.
+document id (the file's content hash); per document, its `DocInfo`, in `<name>_docs`; per
+source, its doc ids, in `<name>_sources` (milvus_layout.py): a changed file's older version
+is found by primary key, at the same cost in a collection of any size.
+Adds are idempotent and ordered: the source entry first, then chunk rows upserted under
+deterministic ids, the document row last, so a retried add never duplicates rows, and
+chunks whose document has no row (an add or remove cut short) are left out of results and
+deleted.
 The embedding model and dimension are collection properties: an embedder of another model
 or dimension is refused, as with the folder index.
 """
@@ -25,9 +27,9 @@ import numpy as np
 
 from ..types import Chunk
 from .base import NO_KEYWORDS, Collection, CollectionError, DocInfo, KeywordHits
+from .milvus_layout import Sources, create
 from .milvus_rows import (
     CHUNK_FIELDS,
-    MAX_TEXT,
     PAGE,
     Chunks,
     Docs,
@@ -73,7 +75,7 @@ class MilvusIndex(Collection):
                     f"{self.uri} has no collection {name!r}: build it with `python -m qsearch "
                     f"index --milvus {self.uri} --collection {name} PATH...`"
                 )
-            self._create(dim, meta or {})
+            create(client, name, dim, str((meta or {}).get("embed_model") or ""))
         for collection in (name, self.docs_name):
             client.load_collection(collection)  # reopened after a restart, it starts released
         properties = client.describe_collection(name).get("properties", {})
@@ -82,8 +84,8 @@ class MilvusIndex(Collection):
             "embed_model": properties.get("qsearch.embed_model"),
             "embed_dim": self.dim,
         }
-        fields = {f["name"] for f in client.describe_collection(self.docs_name)["fields"]}
-        self._source = "source" if "source" in fields else 'info["source"]'  # before the field
+        made_before_the_map = not client.has_collection(f"{name}_sources")
+        self.sources = None if made_before_the_map else Sources(client, name)
         self.docs, self.chunks = Docs(self), Chunks(self)
         self.originals: dict[str, bytes] = {}  # page images need the file: the folder keeps it
         self.changes = 0
@@ -95,43 +97,6 @@ class MilvusIndex(Collection):
 
     def __str__(self) -> str:
         return f"collection {self.name!r} at {self.uri}"
-
-    def _create(self, dim: int, meta: dict[str, Any]) -> None:
-        from pymilvus import DataType, Function, FunctionType
-
-        c = self.client
-        schema = c.create_schema(auto_id=False)
-        schema.add_field("id", DataType.INT64, is_primary=True)
-        schema.add_field("doc_id", DataType.VARCHAR, max_length=64)
-        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT, enable_analyzer=True)
-        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-        schema.add_field("chunk", DataType.JSON)  # source, start, end, page, page_end, ocr
-        bm25 = Function(
-            name="bm25",
-            function_type=FunctionType.BM25,
-            input_field_names=["text"],
-            output_field_names=["sparse"],
-        )
-        schema.add_function(bm25)
-        index = c.prepare_index_params()
-        index.add_index("vector", index_type="FLAT", metric_type="IP")
-        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-        index.add_index("doc_id", index_type="INVERTED")
-        properties = {
-            "qsearch.embed_model": str(meta.get("embed_model") or ""),
-            "qsearch.dim": str(dim),
-        }
-        c.create_collection(self.name, schema=schema, index_params=index, properties=properties)
-        docs = c.create_schema(auto_id=False)
-        docs.add_field("doc_id", DataType.VARCHAR, max_length=64, is_primary=True)
-        docs.add_field("source", DataType.VARCHAR, max_length=MAX_TEXT)
-        docs.add_field("info", DataType.JSON)
-        docs.add_field("unused", DataType.FLOAT_VECTOR, dim=2)  # Milvus wants a vector
-        docs_index = c.prepare_index_params()
-        docs_index.add_index("unused", index_type="FLAT", metric_type="L2")
-        docs_index.add_index("source", index_type="INVERTED")
-        c.create_collection(self.docs_name, schema=docs, index_params=docs_index)
 
     # --- contents ------------------------------------------------------------------------
 
@@ -146,22 +111,27 @@ class MilvusIndex(Collection):
         return bool(self.client.get(self.docs_name, ids=[doc_id], output_fields=["doc_id"]))
 
     def doc_ids_for_source(self, source: str) -> list[str]:
-        """A filtered query on the `source` field: no listing of the documents."""
-        rows = self.client.query(
-            self.docs_name, filter=f"{self._source} == {quoted(source)}", output_fields=["doc_id"]
-        )
-        return [r["doc_id"] for r in rows]
+        return self.doc_ids_for_sources([source]).get(source, [])
 
     def doc_ids_for_sources(self, sources: Sequence[str]) -> dict[str, list[str]]:
-        """One filtered query per PAGE sources (`source in [...]`), for a batch of files."""
-        if self._source != "source":  # `in` needs a field: one query per source
-            return super().doc_ids_for_sources(sources)
-        found: dict[str, list[str]] = {}
-        for start in range(0, len(sources), PAGE):
-            listed = ", ".join(map(quoted, sources[start : start + PAGE]))
-            for r in pages(self.client, self.docs_name, f"{self._source} in [{listed}]", ["info"]):
-                found.setdefault(r["info"]["source"], []).append(r["info"]["doc_id"])
-        return found
+        """Primary-key lookups in the source map, then of the documents: no scan."""
+        if self.sources is None:  # a collection made before the map: a filtered query
+            return {s: ids for s in dict.fromkeys(sources) if (ids := self._filtered(s))}
+        listed = self.sources.get(sources, PAGE)
+        named = sorted({d for ids in listed.values() for d in ids})
+        alive = {
+            r["doc_id"]
+            for start in range(0, len(named), PAGE)
+            for r in self.client.get(
+                self.docs_name, ids=named[start : start + PAGE], output_fields=["doc_id"]
+            )
+        }
+        found = {s: [d for d in ids if d in alive] for s, ids in listed.items()}
+        return {s: ids for s, ids in found.items() if ids}
+
+    def _filtered(self, source: str) -> list[str]:
+        where = f'info["source"] == {quoted(source)}'
+        return [r["doc_id"] for r in self.client.query(self.docs_name, filter=where)]
 
     def doc_chunks(self, doc_id: str) -> list[Chunk]:
         rows = pages(self.client, self.name, f"doc_id == {quoted(doc_id)}", CHUNK_FIELDS)
@@ -188,23 +158,25 @@ class MilvusIndex(Collection):
             raise ValueError(
                 f"document {doc.doc_id[:12]}… ({doc.source}) is already in the collection"
             )
+        if self.sources is not None:
+            self.sources.link(doc.source, doc.doc_id)
         rows = [chunk_row(n, c, v) for n, (c, v) in enumerate(zip(chunks, vectors.tolist()))]
         for start in range(0, len(rows), PAGE):
             self.client.upsert(self.name, rows[start : start + PAGE])
-        row = doc_row(doc)
-        if self._source != "source":  # a collection made before the source field
-            del row["source"]
-        self.client.upsert(self.docs_name, [row])  # last: now its chunks count
+        self.client.upsert(self.docs_name, [doc_row(doc)])  # last: now its chunks count
         self.changes += 1
 
     def remove(self, doc_id: str) -> int:
-        """Remove the document's row first (its chunks stop counting), then its chunks."""
-        if not self.has_doc(doc_id):
+        """Remove the document's row first (its chunks stop counting), its chunks, its source."""
+        doc = self.docs.get(doc_id)
+        if doc is None:
             raise KeyError(f"no document with id {doc_id!r} in the collection")
         where = f"doc_id == {quoted(doc_id)}"
         n = self.count_rows(self.name, where)
         self.client.delete(self.docs_name, ids=[doc_id])
         self.client.delete(self.name, filter=where)
+        if self.sources is not None:
+            self.sources.unlink(doc.source, doc_id)
         self.chunks.forget()
         self.changes += 1
         return n
@@ -212,6 +184,8 @@ class MilvusIndex(Collection):
     def clear(self) -> None:
         self.client.delete(self.docs_name, filter='doc_id != ""')
         self.client.delete(self.name, filter="id >= 0")
+        if self.sources is not None:
+            self.sources.clear()
         self.chunks.forget()
         self.changes += 1
 

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..types import Chunk
 from .base import DocInfo
+from .milvus_layout import MAX_TEXT
 
 if TYPE_CHECKING:
     from .milvus import MilvusIndex
 
-MAX_TEXT = 65_535  # Milvus' longest VARCHAR
 PAGE = 4000  # rows per query page and per upsert
 CHUNK_FIELDS = ["doc_id", "text", "chunk"]
 
@@ -69,7 +69,6 @@ def chunk_row(number: int, c: Chunk, vector: list[float]) -> dict[str, Any]:
 def doc_row(doc: DocInfo) -> dict[str, Any]:
     return {
         "doc_id": doc.doc_id,
-        "source": doc.source[:MAX_TEXT],
         "info": vars(doc),
         "unused": [0.0, 0.0],
     }
