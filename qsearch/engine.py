@@ -15,10 +15,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .config import VERSION, Settings
+from .config import Settings
 from .documents.pool import Cancelled, Parsed, check_stop, read_files
+from .indexing import Progress, add_parsed, embed_unique, new_folder_index
 from .models.choose import make_embedder, make_reranker
 from .models.embedder import Embedder
 from .models.reranker import Reranker
@@ -26,8 +25,6 @@ from .search.retrieval import Ranking, retrieve
 from .store.base import Collection, CollectionError, DocInfo, IndexFolderError
 from .store.vectors import VectorIndex
 from .types import AddReport, FileReport, Hits, IngestError
-
-Progress = Callable[[str, int, int], None]  # (stage, done, total): stage "reading" or "embedding"
 
 
 class Engine:
@@ -91,7 +88,7 @@ class Engine:
         follow_index_model: bool = False,
         **kwargs: Any,
     ) -> Engine:
-        """An engine over a Milvus collection (`uri`: a Milvus Lite `.db` file or `http://host:19530`).
+        """An engine over a Milvus collection (`uri`: a Milvus Lite file or `http://host:19530`).
 
         With `create`, a missing collection is made for the embedder's model and dimension;
         without it, a missing collection is an error naming the URI."""
@@ -139,18 +136,7 @@ class Engine:
             embedder = self.embedder
             with self._lock:  # threads racing here must end up with one index
                 if self._index is None:
-                    s = self.settings
-                    self._index = VectorIndex(
-                        embedder.dim,
-                        s.index_kind,
-                        meta={
-                            "embed_model": embedder.model_name,
-                            "embed_dim": s.embed_dim,
-                            "chunk_tokens": s.chunk_tokens,
-                            "chunk_overlap": s.chunk_overlap,
-                            "versions": _versions(),
-                        },
-                    )
+                    self._index = new_folder_index(embedder, self.settings)
         return self._index
 
     # --- adding and removing -------------------------------------------------------------
@@ -202,40 +188,13 @@ class Engine:
         *,
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
-        """Embed the chunks of parsed files, then add them all at once (replacing older versions).
-
-        The older versions are found in one lookup for the whole batch, not one per file."""
+        """Embed the chunks of parsed files, then add them all at once, replacing older versions."""
         texts = [c.text for p in parsed for c in p.chunks]
-        vectors = self._embed_unique(texts, progress, should_stop)
+        vectors = embed_unique(self.embedder, texts, progress, should_stop)
         check_stop(should_stop)
         index = self.index
         with self._lock:
-            older = index.doc_ids_for_sources([p.doc.source for p in parsed])  # one lookup
-            row = 0
-            for p in parsed:
-                n, row = len(p.chunks), row + len(p.chunks)
-                if index.has_doc(p.doc.doc_id):  # added meanwhile by another thread
-                    p.report.status = "unchanged"
-                    continue
-                for old in older.get(p.doc.source, ()):
-                    if index.has_doc(old):
-                        index.remove(old)
-                        p.report.status = "replaced"
-                older[p.doc.source] = [p.doc.doc_id]  # a later file of this name replaces it
-                info = DocInfo(
-                    p.doc.doc_id,
-                    p.doc.source,
-                    n,
-                    p.doc.n_pages,
-                    kind=p.doc.kind,
-                    ocr_pages=list(p.doc.ocr_pages),
-                )
-                index.add(
-                    info,
-                    p.chunks,
-                    vectors[row - n : row],
-                    original=p.data if p.doc.kind == "pdf" else None,
-                )
+            add_parsed(index, parsed, vectors)
 
     def _check_room(self, new_files: int, new_chunks: int = 0) -> None:
         """Refuse a file that would take the collection past its limits (max_files, max_chunks)."""
@@ -321,37 +280,6 @@ class Engine:
         if embed_ms is not None:
             hits.timings_ms = {"embed_ms": embed_ms, **hits.timings_ms}
         return hits
-
-    def _embed_unique(
-        self, texts: list[str], progress: Progress | None, should_stop: Callable[[], bool] | None
-    ) -> np.ndarray:
-        """Embed each distinct text once; duplicates share the vector."""
-        unique = list(dict.fromkeys(texts))
-        where = {t: i for i, t in enumerate(unique)}
-
-        def report(done: int, total: int) -> None:
-            check_stop(should_stop)
-            if progress:
-                progress("embedding", done, total)
-
-        vectors = (
-            self.embedder.encode(unique, progress=report)
-            if unique
-            else np.zeros((0, self.embedder.dim), np.float32)
-        )
-        return vectors[[where[t] for t in texts]] if texts else vectors
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    versions = {"qsearch": VERSION}
-    for package in ("torch", "transformers"):
-        try:
-            versions[package] = md.version(package)
-        except md.PackageNotFoundError:
-            pass
-    return versions
 
 
 __all__ = [

@@ -8,10 +8,12 @@ from qsearch import Engine, IndexFolderError, Settings
 from qsearch.models.reranker import load_reranker
 
 DOCS = {
-    "plants.md": "# Photosynthesis\n\nPlants turn sunlight, water and carbon dioxide into sugar and oxygen.",
-    "rivers.txt": "The Rhine rises in the Swiss Alps and flows north to the North Sea through Germany.",
-    "cooking.html": "<html><body><h1>Bread</h1><p>Knead the dough, let it rise, and bake it at 220 degrees."
-    "</p><script>alert('not text')</script></body></html>",
+    "plants.md": "# Photosynthesis\n\nPlants turn sunlight, water and carbon dioxide into sugar "
+    "and oxygen.",
+    "rivers.txt": "The Rhine rises in the Swiss Alps and flows north to the North Sea through "
+    "Germany.",
+    "cooking.html": "<html><body><h1>Bread</h1><p>Knead the dough, let it rise, and bake it at "
+    "220 degrees.</p><script>alert('not text')</script></body></html>",
 }
 
 

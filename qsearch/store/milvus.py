@@ -33,6 +33,7 @@ from .milvus_rows import (
     PAGE,
     Chunks,
     Docs,
+    chunk_id,
     chunk_row,
     doc_row,
     pages,
@@ -158,6 +159,8 @@ class MilvusIndex(Collection):
             raise ValueError(
                 f"document {doc.doc_id[:12]}… ({doc.source}) is already in the collection"
             )
+        if doc.chunks != len(chunks):  # remove() deletes the chunks by their keys
+            raise ValueError(f"DocInfo says {doc.chunks} chunks, but {len(chunks)} were given")
         if self.sources is not None:
             self.sources.link(doc.source, doc.doc_id)
         rows = [chunk_row(n, c, v) for n, (c, v) in enumerate(zip(chunks, vectors.tolist()))]
@@ -171,15 +174,15 @@ class MilvusIndex(Collection):
         doc = self.docs.get(doc_id)
         if doc is None:
             raise KeyError(f"no document with id {doc_id!r} in the collection")
-        where = f"doc_id == {quoted(doc_id)}"
-        n = self.count_rows(self.name, where)
         self.client.delete(self.docs_name, ids=[doc_id])
-        self.client.delete(self.name, filter=where)
+        ids = [chunk_id(doc_id, n) for n in range(doc.chunks)]  # by key: no scan
+        for start in range(0, len(ids), PAGE):
+            self.client.delete(self.name, ids=ids[start : start + PAGE])
         if self.sources is not None:
             self.sources.unlink(doc.source, doc_id)
         self.chunks.forget()
         self.changes += 1
-        return n
+        return doc.chunks
 
     def clear(self) -> None:
         self.client.delete(self.docs_name, filter='doc_id != ""')
