@@ -143,6 +143,15 @@ def run(backend: str, size: int, files: int) -> dict[str, Any]:
     return {**result, **time_adds(engine, work, files), "documents_after": len(index.docs)}
 
 
+def cpu() -> dict[str, Any]:
+    """The CPU's model name and the vector extensions that matter here (from /proc/cpuinfo)."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = re.search(r"model name\s*:\s*(.+)", text)
+    wanted = ("avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile")
+    flags = set(re.search(r"flags\s*:\s*(.+)", text).group(1).split()) if text else set()
+    return {"model": model.group(1) if model else None, "flags": [f for f in wanted if f in flags]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="100,17000")
@@ -166,7 +175,7 @@ def main() -> None:
         "files_per_size": args.files,
         "results": rows,
         "note": "2 shared cores, other engineers' jobs running: noisy. Milvus Lite is embedded.",
-        "environment": common.environment("cpu"),
+        "environment": {**common.environment("cpu"), "cpu_detail": cpu()},
     }
     if args.json:
         print(json.dumps(report))

@@ -153,6 +153,7 @@ def test_documents_remove_and_clear(new_index):
     assert index.docs[second].source == "file1.txt" and index.docs.get("f" * 64) is None
     assert len(index.doc_chunks(second)) == 25
     assert index.remove(second) == 25 and not index.has_doc(second) and len(index) == 75
+    assert index.doc_ids_for_source("file1.txt") == [] and len(index.docs) == 3
     _, ids = index.search(unit_vectors(3, DIM, seed=7), 75)
     assert all(index.chunks[int(i)].doc_id != second for i in ids.ravel() if i >= 0)
     with pytest.raises(KeyError, match="no document"):
