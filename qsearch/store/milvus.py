@@ -77,7 +77,9 @@ class MilvusIndex(Collection):
                     f"index --milvus {self.uri} --collection {name} PATH...`"
                 )
             create(client, name, dim, str((meta or {}).get("embed_model") or ""))
-        for collection in (name, self.docs_name):
+        made_before_the_map = not client.has_collection(f"{name}_sources")
+        self.sources = None if made_before_the_map else Sources(client, name)
+        for collection in (name, self.docs_name, *([self.sources.name] if self.sources else [])):
             client.load_collection(collection)  # reopened after a restart, it starts released
         properties = client.describe_collection(name).get("properties", {})
         self.dim = int(properties.get("qsearch.dim", dim or 0))
@@ -85,8 +87,6 @@ class MilvusIndex(Collection):
             "embed_model": properties.get("qsearch.embed_model"),
             "embed_dim": self.dim,
         }
-        made_before_the_map = not client.has_collection(f"{name}_sources")
-        self.sources = None if made_before_the_map else Sources(client, name)
         self.docs, self.chunks = Docs(self), Chunks(self)
         self.originals: dict[str, bytes] = {}  # page images need the file: the folder keeps it
         self.changes = 0
@@ -212,6 +212,8 @@ class MilvusIndex(Collection):
             raise ValueError(
                 f"expected query vectors of shape (n, {self.dim}), got {queries.shape}"
             )
+        if int(k) <= 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         answers = self._answers(queries.tolist(), "vector", "IP", k)
         width = max((len(a) for a in answers), default=0)
         scores = np.full((len(queries), width), -np.inf, np.float32)
@@ -224,7 +226,7 @@ class MilvusIndex(Collection):
     def keyword_search(self, query: str, k: int) -> KeywordHits:
         """Milvus' BM25. It does not expose each term's best score, so the scale's bound is the
         best score among the results (1.0 for the best keyword match), not the terms' bound."""
-        if not query.strip():
+        if not query.strip() or k <= 0:
             return NO_KEYWORDS
         answer = self._answers([query], "sparse", "BM25", k)[0]
         scored = sorted((-abs(float(h["distance"])), int(h["id"])) for h in answer)  # Lite: < 0
@@ -240,7 +242,7 @@ class MilvusIndex(Collection):
             self.name,
             data=data,
             anns_field=field,
-            limit=max(1, min(int(k), TOP_K)),
+            limit=min(int(k), TOP_K),
             search_params={"metric_type": metric},
             output_fields=CHUNK_FIELDS,
         )
