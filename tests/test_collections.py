@@ -70,8 +70,9 @@ def milvus_server(tmp_path_factory):
 class Backend:
     """Makes empty collections of one backend for the fake embedder's model, and reopens them."""
 
-    def __init__(self, kind: str, where: str | Path):
+    def __init__(self, kind: str, where: str | Path, test: str = ""):
         self.kind, self.where, self.made = kind, where, 0
+        self.prefix = f"c{abs(hash(test)) & 0xFFFFFF}"  # one server holds every test's collections
 
     def new(self) -> Collection:
         from qsearch.store.milvus import MilvusIndex, connect
@@ -80,7 +81,7 @@ class Backend:
         self.made += 1
         if self.kind == "folder":
             return VectorIndex(DIM, meta=meta)
-        name = f"c{abs(hash(str(self.where))) & 0xFFFFFF}_{self.made}"
+        name = f"{self.prefix}_{self.made}"
         return MilvusIndex(connect(str(self.where)), name, uri=str(self.where), dim=DIM, meta=meta)
 
     def reopen(self, index: Collection, folder: Path) -> Collection:
@@ -99,7 +100,7 @@ def backend(request, tmp_path) -> Backend:
         return Backend("folder", tmp_path / "ix")
     if request.param == "milvus-file":
         return Backend("milvus", tmp_path / "milvus.db")
-    return Backend("milvus", request.getfixturevalue("milvus_server"))
+    return Backend("milvus", request.getfixturevalue("milvus_server"), request.node.nodeid)
 
 
 @pytest.fixture

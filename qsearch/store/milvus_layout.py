@@ -16,6 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 MAX_TEXT = 65_535  # Milvus' longest VARCHAR
+# Reads see every write before them (Milvus' default, "Bounded", may miss the last seconds):
+# an add must see the document row it checks, a listing the removal just made.
+STRONG = {"consistency_level": "Strong"}
 
 
 def create(client: Any, name: str, dim: int, embed_model: str) -> None:
@@ -41,7 +44,9 @@ def create(client: Any, name: str, dim: int, embed_model: str) -> None:
     index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
     index.add_index("doc_id", index_type="INVERTED")
     properties = {"qsearch.embed_model": embed_model, "qsearch.dim": str(dim)}
-    client.create_collection(name, schema=schema, index_params=index, properties=properties)
+    client.create_collection(
+        name, schema=schema, index_params=index, properties=properties, **STRONG
+    )
     _keyed(client, f"{name}_docs", "doc_id", 64, "info")
     _keyed(client, f"{name}_sources", "key", 64, "doc_ids", source=True)
 
@@ -58,7 +63,7 @@ def _keyed(client: Any, name: str, key: str, length: int, value: str, source: bo
     schema.add_field("unused", DataType.FLOAT_VECTOR, dim=2)
     index = client.prepare_index_params()
     index.add_index("unused", index_type="FLAT", metric_type="L2")
-    client.create_collection(name, schema=schema, index_params=index)
+    client.create_collection(name, schema=schema, index_params=index, **STRONG)
 
 
 def source_key(source: str) -> str:
