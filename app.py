@@ -24,6 +24,7 @@ from qsearch.documents.read import SUPPORTED_SUFFIXES
 from qsearch.engine import Cancelled, Engine
 from qsearch.web import export
 from qsearch.web.evidence import evidence_html
+from qsearch.web.lowconf import LOW_COSINE
 from qsearch.web.render import LEGEND, files_html, hits_html, message_html, report_html, where
 from qsearch.web.server import Context, bind, hit_json, launch, parse_args
 from qsearch.web.sizing import eta_text
@@ -45,7 +46,6 @@ INSTRUCTIONS = [
     ),
     ("Find similar passages", "Retrieve passages that are semantically similar to the given text"),
 ]
-LOW_COSINE = 0.25  # below this the best passage is probably not an answer: say so
 
 UPLOAD_CACHE = (300, 900)  # every 5 minutes, delete uploaded files older than 15 minutes
 

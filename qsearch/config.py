@@ -66,6 +66,9 @@ class Settings:
     )
     max_files: int | None = None  # documents one collection may hold (the app sets one per session)
     max_chunks: int | None = None  # chunks one collection may hold
+    data_dir: str | None = None  # the app saves each browser's collection here (Spaces: /data)
+    data_idle_hours: float = 24.0  # a saved collection unused this long is deleted
+    low_confidence_log: str | None = None  # append weak searches (what users type) here, as JSON
 
     def __post_init__(self) -> None:
         if self.chunk_tokens < 16:
@@ -96,6 +99,7 @@ class Settings:
             "max_seconds_per_file",
             "max_files",
             "max_chunks",
+            "data_idle_hours",
         ):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

@@ -1,0 +1,70 @@
+"""The low-confidence log: one JSON line per search whose best result is weak, for the operator.
+
+It shows what users look for and the collection does not answer. Weak means: with the
+reranker, its best P(yes) is below LOW_RERANK and the top results' scores lie within
+LOW_SPREAD of each other (nothing stands out, as the reranking design this project
+started from logs it); without it, the best cosine is below LOW_COSINE (the page's notice).
+A line holds the time, the query, the mode and the top scores: never document text.
+Off unless a path is given (`--low-confidence-log`): it records what users type.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..types import Hit
+
+LOW_COSINE = 0.25  # below this the best passage is probably not an answer: the page says so
+LOW_RERANK = 0.4  # the reranker's best P(yes) below this ...
+LOW_SPREAD = 0.1  # ... with its top scores this close together: nothing stands out
+TOP = 5  # scores logged per search
+
+
+def is_weak(hits: Sequence[Hit], *, reranked: bool) -> bool:
+    """Whether the best of `hits` is weak (module docstring); no hits, or no scores to judge: no."""
+    if reranked:
+        scores = [h.rerank_score for h in hits[:TOP] if h.rerank_score is not None]
+        return bool(scores) and max(scores) < LOW_RERANK and max(scores) - min(scores) < LOW_SPREAD
+    cosines = [h.dense_score for h in hits if h.dense_score is not None]
+    return bool(cosines) and max(cosines) < LOW_COSINE
+
+
+class LowConfidenceLog:
+    """Appends a JSON line to `path` for each weak search; safe to call from many threads."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        with open(self.path, "a", encoding="utf-8"):  # fails now, naming the path, if it can't
+            pass
+
+    def record(self, query: str, mode: str, hits: Sequence[Hit], *, reranked: bool) -> bool:
+        """Log the search when its best result is weak; returns whether a line was written."""
+        if not is_weak(hits, reranked=reranked):
+            return False
+        line = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "query": query,
+            "mode": mode,
+            "reranked": reranked,
+            "top": [_scores(h) for h in hits[:TOP]],
+        }
+        text = json.dumps(line, ensure_ascii=False) + "\n"
+        with self._lock, open(self.path, "a", encoding="utf-8") as f:
+            f.write(text)  # one write per line: whole lines, also beside other writers
+        return True
+
+
+def _scores(hit: Hit) -> dict[str, float | int | None]:
+    """A hit's rank and scores, rounded; nothing of its text or source."""
+    scores = {
+        "score": hit.score,
+        "rerank": hit.rerank_score,
+        "cosine": hit.dense_score,
+        "keywords": hit.keyword_score,
+    }
+    return {"rank": hit.rank, **{k: round(float(v), 4) for k, v in scores.items() if v is not None}}
