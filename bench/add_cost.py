@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata as md
 import json
 import re
 import statistics
@@ -176,6 +177,7 @@ def main() -> None:
         "results": rows,
         "note": "2 shared cores, other engineers' jobs running: noisy. Milvus Lite is embedded.",
         "environment": {**common.environment("cpu"), "cpu_detail": cpu()},
+        "store_versions": {p: md.version(p) for p in ("pymilvus", "milvus-lite", "bm25s")},
     }
     if args.json:
         print(json.dumps(report))
