@@ -225,16 +225,10 @@ def environment(device: str) -> dict[str, Any]:
 
 
 def model_label(model: str | None, folder: Path) -> str:
-    """What a result names the model by: as given, or what the bundled folder holds."""
-    if model:
-        return model
-    from qsearch.models.loading import bundled_small_model
+    """What a result names the model by: qsearch's one name for it (config.model_name)."""
+    from qsearch.config import model_name  # after ROOT is on sys.path
 
-    return (
-        "sentence-transformers/all-MiniLM-L6-v2 (bundled)"
-        if folder == bundled_small_model()
-        else folder.name
-    )
+    return model_name(model or str(folder))
 
 
 def peak_rss_mb() -> float:

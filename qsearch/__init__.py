@@ -5,12 +5,15 @@ from .config import Settings
 from .documents.read import IngestError
 from .engine import Engine
 from .models.loading import ModelLoadError
-from .store.vectors import IndexFolderError, VectorIndex
+from .store.base import Collection, CollectionError, IndexFolderError
+from .store.vectors import VectorIndex
 from .types import AddReport, Chunk, Document, FileReport, Hit, Hits
 
 __all__ = [
     "AddReport",
     "Chunk",
+    "Collection",
+    "CollectionError",
     "Document",
     "Engine",
     "FileReport",

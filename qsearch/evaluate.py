@@ -221,7 +221,7 @@ def compare(
         seconds = time.perf_counter() - started + (query_s if config.mode != "lexical" else 0.0)
         size = (
             len(data.corpus_ids) * (dim or embedder.dim) * 4 if config.mode != "lexical" else 0
-        ) + (engine.lexical_index().nbytes if config.mode != "dense" else 0)
+        ) + (engine.index.lexical.nbytes if config.mode != "dense" else 0)
         results.append(
             {
                 "config": config.name,
@@ -251,7 +251,7 @@ def rank_queries(
     run: dict[str, list[str]] = {}
     for n, (qid, text) in enumerate(zip(data.query_ids, data.query_texts)):
         hits = retrieve(
-            [engine],
+            [engine.index],
             text,
             None if vectors is None else vectors[n],
             k=100,

@@ -8,10 +8,12 @@ from qsearch import Engine, IndexFolderError, Settings
 from qsearch.models.reranker import load_reranker
 
 DOCS = {
-    "plants.md": "# Photosynthesis\n\nPlants turn sunlight, water and carbon dioxide into sugar and oxygen.",
-    "rivers.txt": "The Rhine rises in the Swiss Alps and flows north to the North Sea through Germany.",
-    "cooking.html": "<html><body><h1>Bread</h1><p>Knead the dough, let it rise, and bake it at 220 degrees."
-    "</p><script>alert('not text')</script></body></html>",
+    "plants.md": "# Photosynthesis\n\nPlants turn sunlight, water and carbon dioxide into sugar "
+    "and oxygen.",
+    "rivers.txt": "The Rhine rises in the Swiss Alps and flows north to the North Sea through "
+    "Germany.",
+    "cooking.html": "<html><body><h1>Bread</h1><p>Knead the dough, let it rise, and bake it at "
+    "220 degrees.</p><script>alert('not text')</script></body></html>",
 }
 
 
@@ -113,3 +115,19 @@ def test_concurrent_adds_of_the_same_files(engine, files):
         reports = list(pool.map(lambda _: engine.add_files(files), range(3)))
     assert sum(f.status == "indexed" for r in reports for f in r.files) == len(files)
     assert len(engine.documents()) == len(files)
+
+
+def test_a_later_file_of_the_same_name_in_one_batch_replaces_the_earlier(tmp_path):
+    """Older versions are looked up once per batch: a source added earlier in the same batch
+    must still be replaced, as a second upload of a changed file under one name is."""
+    from fakes import HashingEmbedder
+
+    engine = Engine(Settings(embed_model=HashingEmbedder.model_name), embedder=HashingEmbedder(32))
+    (tmp_path / "a.txt").write_text("The first draft mentions lighthouses.")
+    (tmp_path / "b.txt").write_text("The second draft mentions windmills.")
+    report = engine.add_files([tmp_path / "a.txt", tmp_path / "b.txt"], names=["n.txt"] * 2)
+    assert [f.status for f in report.files] == ["indexed", "replaced"]
+    assert [d.source for d in engine.documents()] == ["n.txt"]
+    assert [c.text for c in engine.index.chunks.values()] == [
+        "The second draft mentions windmills."
+    ]

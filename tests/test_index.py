@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 from conftest import unit_vectors
 
-from qsearch.store.vectors import (
-    DocInfo,
-    IndexFolderError,
-    VectorIndex,
-    brute_force_search,
-    model_key,
-)
+from qsearch.config import bundled_small_model, model_name, same_model
+from qsearch.store.vectors import DocInfo, IndexFolderError, VectorIndex, brute_force_search
 from qsearch.types import Chunk
 
 DIM = 48
@@ -173,4 +168,16 @@ def test_model_and_dimension_checks():
         index.check_model("sentence-transformers/all-MiniLM-L6-v2", DIM)
     with pytest.raises(IndexFolderError, match="--dim 48"):
         index.check_model("Qwen/Qwen3-Embedding-0.6B", 32)
-    assert model_key("a/B-1") == model_key("/x/y/b-1/")
+    assert same_model("a/B-1", "/x/y/b-1/") and not same_model("a/B-1", "a/B-2")
+
+
+def test_one_name_for_a_model():
+    """Hub id, local folder and served name of one model name it alike; the bundled folder by
+    what it holds, never a file path."""
+    assert model_name("Qwen/Qwen3-Embedding-0.6B") == "Qwen3-Embedding-0.6B"
+    assert model_name("/models/Qwen3-Embedding-0.6B/") == "Qwen3-Embedding-0.6B"
+    assert model_name("Qwen3-Embedding-0.6B") == "Qwen3-Embedding-0.6B"
+    bundled = bundled_small_model()
+    if bundled is not None:
+        assert model_name(str(bundled)) == "all-MiniLM-L6-v2"
+        assert same_model(str(bundled), "sentence-transformers/all-MiniLM-L6-v2")

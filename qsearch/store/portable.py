@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import VERSION
-from ..models.loading import served_name
+from ..config import VERSION, model_name
 from .portable_checks import (
     CHUNKS,
     DOCUMENTS,
@@ -74,7 +73,7 @@ def write_collection(index: VectorIndex, path: str | Path) -> Path:
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "embed_model": served_name(model) if Path(model).expanduser().exists() else model,
+        "embed_model": model_name(model) if Path(model).expanduser().exists() else model,
         "dim": index.dim,
         "documents": len(docs),
         "chunks": len(order),

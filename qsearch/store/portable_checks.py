@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from ..config import same_model
 from ..types import Chunk
-from .vectors import DocInfo, model_key
+from .base import DocInfo
 
 FORMAT, FORMAT_VERSION = "qsearch-collection", 1
 MANIFEST, VECTORS, DOCUMENTS, CHUNKS = (
@@ -55,7 +56,7 @@ def check_manifest(
     for key in ("documents", "chunks"):
         if not is_type(m, key, INT) or m[key] < 0:
             raise CollectionFileError(f"{MANIFEST}: {key} must be a count, got {m.get(key)!r}")
-    if model_key(m["embed_model"]) != model_key(model) or m["dim"] != dim:
+    if not same_model(m["embed_model"], model) or m["dim"] != dim:
         theirs = m["embed_model"][:200]
         raise CollectionFileError(
             f"this collection was embedded with {theirs!r} at dimension {m['dim']}, "

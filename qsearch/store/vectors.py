@@ -1,5 +1,5 @@
-"""VectorIndex: FAISS inner-product search over chunk vectors, the chunk store beside it,
-and atomic save/load.
+"""VectorIndex: the folder collection. FAISS inner-product search over chunk vectors, the chunk
+store beside it, BM25 over the same chunks (`bm25.py`), and atomic save/load (`folder_files.py`).
 
 Every chunk has a FAISS id (`IndexIDMap2`), and a document's chunks hold one contiguous
 range of ids, so removing a document is `remove_ids` over that range (flat), not a
@@ -12,44 +12,43 @@ one atomic rename: a crash at any point leaves the previous version intact.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..config import INDEX_KINDS
-from ..models.loading import served_name
 from ..types import Chunk
-from . import gpu
-from .folders import POINTER, current_version, write_version
+from . import folder_files, gpu
+from .base import (
+    Collection,
+    CollectionError,
+    DocInfo,
+    IndexFolderError,
+    KeywordHits,
+    check_model,
+)
+from .bm25 import LexicalIndex
 
-FORMAT_VERSION = 2  # 2: FAISS ids (IndexIDMap2); 1 (rows, no ids) still loads
 MAX_ORIGINAL_BYTES = 20 * 2**20  # a PDF this size or smaller is kept, so its pages can be shown
+FORMAT_VERSION = folder_files.FORMAT_VERSION
+
+# Older homes of these names (qsearch.store.vectors), kept importable.
+__all__ = [
+    "FORMAT_VERSION",
+    "CollectionError",
+    "DocInfo",
+    "IndexFolderError",
+    "VectorIndex",
+    "brute_force_search",
+    "check_model",
+]
 
 
-class IndexFolderError(Exception):
-    """An index folder that can't be used: missing, damaged, or built with another model."""
-
-
-@dataclass
-class DocInfo:
-    """One indexed document: where it came from and what it made."""
-
-    doc_id: str
-    source: str
-    chunks: int
-    pages: int | None = None
-    added: float = field(default_factory=time.time)
-    kind: str = ""  # "pdf", "text", "html", "docx", "image"
-    ocr_pages: list[int] = field(default_factory=list)  # pages read by OCR (1-based)
-
-
-class VectorIndex:
-    """Chunk vectors (float32, L2-normalised) in FAISS by id, and the chunks and documents they belong to."""
+class VectorIndex(Collection):
+    """Chunk vectors (float32, L2-normalised) in FAISS by id, the chunks and documents they
+    belong to, and BM25 over the chunks' text, rebuilt once after a batch of changes."""
 
     def __init__(
         self,
@@ -69,15 +68,18 @@ class VectorIndex:
         self.meta: dict[str, Any] = dict(meta or {})  # model, chunking: recorded in the manifest
         self.chunks: dict[int, Chunk] = {}  # FAISS id -> chunk, in id (insertion) order
         self.docs: dict[str, DocInfo] = {}
-        self.originals: dict[
-            str, bytes
-        ] = {}  # doc_id -> the file's bytes (small PDFs), for page views
-        self.changes = 0  # counts changes, so derived indexes (BM25) know when to rebuild
+        self.originals: dict[str, bytes] = {}  # doc_id -> the file's bytes (small PDFs)
+        self.changes = 0  # counts changes, so the BM25 index (and others) know when to rebuild
         self._ids: dict[str, tuple[int, int]] = {}  # doc_id -> its ids, [first, end)
+        self._by_source: dict[str, list[str]] = {}  # source -> its doc_ids
         self._next_id = 0
         self._cpu = self._new_faiss()
         self._use_gpu = use_gpu  # None: store.gpu's policy decides; False: never; True: any size
         self._gpu = gpu.GpuCopy()  # made by the first search that uses the GPU, dropped on change
+        self._lexical = LexicalIndex()
+
+    def __str__(self) -> str:
+        return "the index"
 
     # --- contents ------------------------------------------------------------------------
 
@@ -88,7 +90,7 @@ class VectorIndex:
         return doc_id in self.docs
 
     def doc_ids_for_source(self, source: str) -> list[str]:
-        return [d.doc_id for d in self.docs.values() if d.source == source]
+        return list(self._by_source.get(source, ()))
 
     def doc_chunks(self, doc_id: str) -> list[Chunk]:
         first, end = self._ids[doc_id]
@@ -119,12 +121,15 @@ class VectorIndex:
         self._next_id += len(chunks)
         self._ids[doc.doc_id] = (first, self._next_id)
         self.docs[doc.doc_id] = doc
+        self._by_source.setdefault(doc.source, []).append(doc.doc_id)
         if original is not None and len(original) <= MAX_ORIGINAL_BYTES:
             self.originals[doc.doc_id] = original
         self._changed()
 
     def remove(self, doc_id: str) -> int:
-        """Remove a document and its chunks by their ids; returns how many chunks went. Unknown ids: KeyError."""
+        """Remove a document and its chunks by their ids; returns how many chunks went.
+
+        Unknown ids: KeyError."""
         if doc_id not in self.docs:
             raise KeyError(f"no document with id {doc_id!r} in the index")
         import faiss
@@ -138,14 +143,17 @@ class VectorIndex:
             kept = (ids < first) | (ids >= end)
             self._cpu = self._new_faiss()
             self._cpu.add_with_ids(np.ascontiguousarray(vectors[kept]), ids[kept])
-        del self.docs[doc_id]
+        source = self.docs.pop(doc_id).source
+        self._by_source[source].remove(doc_id)
+        if not self._by_source[source]:
+            del self._by_source[source]
         self.originals.pop(doc_id, None)
         self._changed()
         return len(removed)
 
     def clear(self) -> None:
         """Empty the index in O(1): a new FAISS index, new stores."""
-        self.chunks, self.docs, self.originals, self._ids = {}, {}, {}, {}
+        self.chunks, self.docs, self.originals, self._ids, self._by_source = {}, {}, {}, {}, {}
         self._cpu = self._new_faiss()
         self._changed()
 
@@ -178,7 +186,7 @@ class VectorIndex:
     # --- search --------------------------------------------------------------------------
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each (n_queries, min(k, len)); best first; ids are keys of `self.chunks`."""
+        """(scores, ids), each (n_queries, min(k, len)); best first; ids are keys of `chunks`."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(
@@ -194,113 +202,49 @@ class VectorIndex:
         allowed = False if self.kind != "flat" else self._use_gpu
         return gpu.search(self._cpu, queries, k, self._gpu, allowed=allowed)
 
+    def keyword_search(self, query: str, k: int) -> KeywordHits:
+        """BM25 over the chunks' text (bm25.py), brought in step with the chunks first."""
+        return self.lexical.hits(query, k)
+
+    @property
+    def lexical(self) -> LexicalIndex:
+        """The BM25 index over the chunks, rebuilt once after a batch of changes."""
+        self._lexical.keep_up(self.changes, self.chunks)
+        return self._lexical
+
     # --- persistence ---------------------------------------------------------------------
 
     def manifest(self) -> dict[str, Any]:
-        import faiss
+        return folder_files.manifest(self)
 
-        return {
-            "format_version": FORMAT_VERSION,
-            "dim": self.dim,
-            "kind": self.kind,
-            "chunks": len(self.chunks),
-            "documents": len(self.docs),
-            "next_id": self._next_id,
-            **self.meta,
-            "versions": {
-                "faiss": faiss.__version__,
-                "numpy": np.__version__,
-                **self.meta.get("versions", {}),
-            },
-            "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-
-    def save(self, folder: str | Path) -> Path:
-        """Write a complete new version, then switch to it atomically. Returns the version folder."""
-        import faiss
-
-        docs = [{**vars(d), "ids": list(self._ids[d.doc_id])} for d in self.docs.values()]
-        files: dict[str, bytes | str] = {
-            "index.faiss": faiss.serialize_index(self._cpu).tobytes(),
-            "chunks.jsonl": "".join(
-                json.dumps({"id": i, **c.to_dict()}, ensure_ascii=False) + "\n"
-                for i, c in self.chunks.items()
-            ),
-            "docs.json": json.dumps(docs, ensure_ascii=False),
-            **{f"originals/{doc_id}": data for doc_id, data in self.originals.items()},
-            "manifest.json": json.dumps(self.manifest(), indent=2, ensure_ascii=False),
-        }
-        return write_version(folder, files)
+    def save(self, folder: str | Path | None = None) -> Path:
+        """Write a complete new version, then switch to it atomically; returns its folder."""
+        if folder is None:
+            raise ValueError("no folder given to save the index in")
+        return folder_files.save(self, folder)
 
     @classmethod
     def load(cls, folder: str | Path, *, use_gpu: bool | None = None) -> VectorIndex:
-        folder = Path(folder)
-        version = current_version(folder)
-        if version is None:
-            raise IndexFolderError(f"{folder} holds no qsearch index (no {POINTER} file)")
-        try:
-            manifest = json.loads((version / "manifest.json").read_text())
-            if manifest.get("format_version") not in (1, FORMAT_VERSION):
-                raise IndexFolderError(
-                    f"{folder}: index format {manifest.get('format_version')} is not "
-                    f"supported (this qsearch reads formats 1 and {FORMAT_VERSION})"
-                )
-            meta = {
-                k: v
-                for k, v in manifest.items()
-                if k
-                not in ("format_version", "dim", "kind", "chunks", "documents", "saved", "next_id")
-            }
-            index = cls(int(manifest["dim"]), manifest["kind"], meta=meta, use_gpu=use_gpu)
-            index._read(version, manifest)
-        except IndexFolderError:
-            raise
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
-            raise IndexFolderError(f"{folder}: the index is damaged or incomplete ({e})") from None
-        if index._cpu.ntotal != len(index.chunks) or index._cpu.d != index.dim:
-            raise IndexFolderError(
-                f"{folder}: the index is inconsistent ({index._cpu.ntotal} vectors, "
-                f"{len(index.chunks)} chunks)"
-            )
-        return index
+        """The index saved in `folder`; CollectionError when there is none or it is damaged."""
+        return folder_files.load(cls, folder, use_gpu)
 
-    def _read(self, version: Path, manifest: dict[str, Any]) -> None:
-        import faiss
-
-        stored = faiss.read_index(str(version / "index.faiss"))
-        with open(version / "chunks.jsonl", encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        docs = json.loads((version / "docs.json").read_text(encoding="utf-8"))
-        if manifest["format_version"] == 1:  # rows, no ids: a document's chunks are one run of rows
-            rows = [{"id": i, **r} for i, r in enumerate(rows)]
-            runs: dict[str, list[int]] = {}
-            for r in rows:
-                runs.setdefault(r["doc_id"], []).append(r["id"])
-            for d in docs:
-                ids = runs.get(d["doc_id"], [])
-                d["ids"] = [ids[0], ids[-1] + 1] if ids else [len(rows), len(rows)]
-            vectors = (
-                stored.reconstruct_n(0, stored.ntotal)
-                if stored.ntotal
-                else np.zeros((0, self.dim), "f4")
-            )
-            stored = self._new_faiss()
-            stored.add_with_ids(vectors, np.arange(len(vectors), dtype=np.int64))
-        self._cpu = stored
-        self.chunks = {r.pop("id"): Chunk.from_dict(r) for r in rows}
-        self._ids = {d["doc_id"]: tuple(d.pop("ids")) for d in docs}
-        self.docs = {d["doc_id"]: DocInfo(**d) for d in docs}
-        self._next_id = int(
-            manifest.get("next_id") or max((e for _, e in self._ids.values()), default=0)
-        )
-        originals = version / "originals"
-        self.originals = (
-            {p.name: p.read_bytes() for p in originals.iterdir()} if originals.is_dir() else {}
-        )
-
-    def check_model(self, model_name: str, dim: int, folder: str | Path = "the index") -> None:
-        """Refuse to mix vectors of two models or dimensions in one index."""
-        check_model(self.meta.get("embed_model"), self.dim, model_name, dim, folder)
+    def _restore(
+        self,
+        stored: Any,
+        chunks: dict[int, Chunk],
+        ids: dict[str, tuple[int, int]],
+        docs: list[DocInfo],
+        originals: dict[str, bytes],
+        next_id: int | None,
+    ) -> None:
+        """Take the contents read from a folder (folder_files.load)."""
+        self._cpu, self.chunks, self._ids, self.originals = stored, chunks, ids, originals
+        self.docs, self._by_source = {}, {}
+        for d in docs:
+            self.docs[d.doc_id] = d
+            self._by_source.setdefault(d.source, []).append(d.doc_id)
+        self._next_id = int(next_id or max((e for _, e in ids.values()), default=0))
+        self._changed()
 
     def _new_faiss(self) -> Any:
         import faiss
@@ -314,24 +258,6 @@ class VectorIndex:
         index.own_fields = True
         inner.this.disown()  # the id map owns the inner index now
         return index
-
-
-def check_model(
-    built_with: str | None, built_dim: int, model_name: str, dim: int, where: str | Path
-) -> None:
-    """Refuse to mix vectors of two models or dimensions in one collection."""
-    if dim != built_dim or (built_with and model_key(built_with) != model_key(model_name)):
-        raise IndexFolderError(
-            f"{where} was built with model {built_with!r} at dimension {built_dim}, but the "
-            f"embedder is {model_name!r} at dimension {dim}. Use --embed-model {built_with}"
-            f"{f' --dim {built_dim}' if dim != built_dim else ''}, or index into a new folder or collection."
-        )
-
-
-def model_key(name: str) -> str:
-    """'Qwen/Qwen3-Embedding-0.6B' and '/models/Qwen3-Embedding-0.6B/' name the same model (and the
-    bundled MiniLM folder is 'all-MiniLM-L6-v2')."""
-    return served_name(name).lower()
 
 
 def brute_force_search(

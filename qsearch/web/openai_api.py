@@ -31,8 +31,8 @@ from pydantic import (
 )
 from starlette.concurrency import run_in_threadpool
 
+from ..config import model_name, same_model
 from ..models.base import Embedder, Reranker
-from ..models.loading import served_name
 from .gpu_boundary import GpuUnavailable
 
 
@@ -150,7 +150,7 @@ def _embeddings(model: Embedder, body: EmbeddingsRequest, limits: ApiLimits) -> 
     return {
         "object": "list",
         "data": data,
-        "model": served_name(model.model_name),
+        "model": model_name(model.model_name),
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
 
@@ -167,7 +167,7 @@ def _rerank(model: Reranker, body: RerankRequest) -> dict[str, Any]:
     tokens = _count(model, body.query, body.documents, body.instruction)
     return {
         "id": f"rerank-{uuid.uuid4().hex[:16]}",
-        "model": served_name(model.model_name),
+        "model": model_name(model.model_name),
         "results": results,
         "usage": {"total_tokens": tokens},
     }
@@ -242,10 +242,8 @@ def _model(getter: Callable[[], Any]) -> Any:
 
 
 def _check_model_name(asked: str | None, served: str) -> None:
-    from ..store.vectors import model_key
-
-    name = served_name(served)
-    if asked is not None and model_key(asked) != model_key(name):
+    name = model_name(served)
+    if asked is not None and not same_model(asked, name):
         raise ApiError(400, f"model {asked!r} is not served here; this server serves {name!r}")
 
 
@@ -256,7 +254,7 @@ def _count(model: Any, *args: Any) -> int:
 
 def _model_entry(name: str) -> dict[str, Any]:
     return {
-        "id": served_name(name),
+        "id": model_name(name),
         "object": "model",
         "created": int(time.time()),
         "owned_by": "qsearch",

@@ -12,14 +12,13 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..cli_flags import parse_app_args as parse_args  # noqa: F401 - app.py's flags, with the CLI's
-from ..config import Settings
+from ..config import Settings, model_name
 from ..documents import ocr
 from ..engine import Engine
-from ..models.loading import bundled_small_model, dtype_reason
+from ..models.loading import dtype_reason
 from ..types import Hit, Hits
 from .model_service import ModelService
 from .openai_api import openai_router
@@ -90,7 +89,7 @@ class Context:
         else:
             where = "a remote server"
         rerank = (
-            f"`{model_label(s.rerank_model)}` (loads when first used)"
+            f"`{model_name(s.rerank_model)}` (loads when first used)"
             if not service.rerank_unavailable
             else "unavailable"
         )
@@ -99,7 +98,8 @@ class Context:
             dtype_reason(device, s.dtype) if device != "remote" else "set by the server"
         )
         lines = [
-            f"**Embedding:** `{model_label(s.embed_model)}` · **Reranker:** {rerank} · **Device:** {where}",
+            f"**Embedding:** `{model_name(s.embed_model)}` · **Reranker:** {rerank} · "
+            f"**Device:** {where}",
             f"**Precision:** {precision}"
             + (
                 "; attention, MLPs and norms compiled"
@@ -121,14 +121,6 @@ class Context:
             if rate or self.service.embed_rate.per_second
             else "how many top passages to rescore"
         )
-
-
-def model_label(name: str) -> str:
-    """A hub id as it is; a local folder by its name; the bundled model by what it is."""
-    bundled = bundled_small_model()
-    if bundled is not None and Path(name) == bundled:
-        return "all-MiniLM-L6-v2 (bundled)"
-    return Path(name).name if Path(name).is_dir() else name
 
 
 def hit_json(h: Hit) -> dict[str, Any]:
