@@ -18,7 +18,7 @@ DEFAULT_FUSION, DEFAULT_DENSE_WEIGHT = (
     0.8,
 )  # the best of the SciFact dev sweep (README, Quality)
 DEVICES = ("auto", "cpu", "cuda")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
 NO_COMPILE_HELP = "on a CPU in bf16, don't torch.compile attention, MLPs and norms (saves ~20 s at the first start)"
 
 
@@ -44,7 +44,7 @@ class Settings:
     dense_weight: float = DEFAULT_DENSE_WEIGHT  # convex fusion: share of the dense score
     rrf_k: int = 60  # rrf fusion: the rank constant
     device: str = "auto"  # "auto" takes the GPU when there is one
-    dtype: str = "auto"  # "auto": bf16/fp16 on GPU; on CPU bf16 where the CPU computes it natively, else fp32
+    dtype: str = "auto"  # "auto": bf16/fp16 on GPU; CPU: native bf16, else int8 if fast, else fp32
     compile: bool = True  # on a CPU in bf16, torch.compile a decoder's attention, MLPs and norms (loading.compile_on_cpu)
     ocr: bool = (
         True  # read pages without a text layer, and images, with Tesseract when it is installed

@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from . import batching, loading
+from . import batching, loading, quantize
 
 DEFAULT_TASK = "Given a web search query, retrieve relevant passages that answer the query"
 MIN_MRL_DIM = 32
@@ -124,6 +124,16 @@ class TransformersEmbedder:
         )
         if self.pooling == "lasttoken" and self.eos_id is None:
             raise loading.ModelLoadError(f"{name_or_path}: last-token pooling needs an EOS token")
+        self.precision = loading.dtype_reason(self.device, dtype)  # what runs, and why
+        if loading.wants_int8(self.device, dtype):  # loaded in fp32, quantized here (quantize.py)
+            self.model, self.precision = quantize.to_int8(
+                self.model,
+                folder,
+                self.prepare(quantize.CHECK_TEXTS),
+                decoder=self.pooling == "lasttoken",
+                reason=self.precision,
+                check=dtype != "int8",
+            )
         # measured on the Qwen3 decoder only (bench/cpu_forward.py): encoders such as MiniLM stay eager
         self.compiled = loading.compile_on_cpu(
             self.model, self.device, compile and self.pooling == "lasttoken"

@@ -13,6 +13,8 @@ import os
 import time
 from pathlib import Path
 
+from . import quantize
+
 # Fail in seconds, not minutes, when the hub can't be reached (users may set their own).
 os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
 os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "20")
@@ -70,10 +72,13 @@ def pick_device(setting: str = "auto") -> str:
 
 
 def pick_dtype(device: str, setting: str = "auto"):  # noqa: ANN201 - torch.dtype, torch imported lazily
-    """The dtype to run in: `setting` when given, else bf16 (fp16 without bf16) on GPU, and on CPU
-    bf16 where the CPU computes it natively (see cpu_dtype), fp32 elsewhere."""
+    """The dtype to load in: `setting` when given, else bf16 (fp16 without bf16) on GPU, and on CPU
+    bf16 where the CPU computes it natively (see cpu_dtype), fp32 elsewhere. int8 loads in fp32
+    and is quantized after loading (see wants_int8)."""
     import torch
 
+    if setting == "int8":
+        return _int8_load_dtype(device)
     if setting != "auto":
         return getattr(torch, setting)
     if device.startswith("cuda"):
@@ -88,6 +93,23 @@ def dtype_reason(device: str, setting: str = "auto") -> str:
     if device.startswith("cuda"):
         return f"{str(pick_dtype(device)).removeprefix('torch.')} (GPU)"
     return cpu_dtype()[1]
+
+
+def _int8_load_dtype(device: str):  # noqa: ANN202 - torch.dtype
+    """int8 is a CPU path (torch's dynamic quantization): load fp32, quantize after loading."""
+    import torch
+
+    if device != "cpu":
+        raise ModelLoadError(f"dtype 'int8' runs on the CPU only, not on device {device!r}")
+    return torch.float32
+
+
+def wants_int8(device: str, setting: str = "auto") -> bool:
+    """Whether a model loaded for `device` should be quantized to int8 (forced, or auto's pick)."""
+    if setting == "int8":
+        _int8_load_dtype(device)
+        return True
+    return setting == "auto" and device == "cpu" and cpu_dtype()[0] == "int8"
 
 
 def cpu_bf16_flags() -> list[str]:
@@ -107,23 +129,37 @@ BF16_MIN_SPEEDUP = 1.5  # bf16 must be at least this much faster than fp32 in th
 
 @functools.lru_cache(maxsize=1)
 def cpu_dtype() -> tuple[str, str]:
-    """("bfloat16" or "float32", why) for this CPU: bf16 only where the CPU has AMX or AVX512-BF16
-    *and* a quick timing of one model-shaped matrix product confirms it is faster than fp32."""
+    """("bfloat16", "int8" or "float32", why) for this CPU: bf16 where the CPU has AMX or
+    AVX512-BF16 *and* a quick timing confirms it faster than fp32; else int8 where a timing shows
+    it at least INT8_MIN_SPEEDUP x fp32 (see quantize.py); else fp32. On AMX the two are raced."""
     flags = cpu_bf16_flags()
     if not flags:
-        return (
-            "float32",
-            "float32: this CPU has neither AMX nor AVX512-BF16, so bf16 would be emulated and slow",
-        )
+        return cpu_int8_or_fp32("neither AMX nor AVX512-BF16")
     speedup = bf16_speedup()
     if speedup < BF16_MIN_SPEEDUP:
-        return "float32", (
-            f"float32: the CPU reports {' and '.join(flags)}, but bf16 measured only "
-            f"{speedup:.1f}x fp32 here"
+        return cpu_int8_or_fp32(
+            f"the CPU reports {' and '.join(flags)}, but bf16 measured only {speedup:.1f}x fp32"
         )
-    return (
+    bf16 = (
         "bfloat16",
         f"bfloat16: this CPU has {' and '.join(flags)} (bf16 measured {speedup:.1f}x fp32 here)",
+    )
+    if "AMX" not in flags:
+        return bf16
+    int8 = cpu_int8_or_fp32(f"bf16 {speedup:.1f}x fp32")  # AMX-INT8: let the faster one win
+    return int8 if int8[0] == "int8" and quantize.int8_speedup() > speedup else bf16
+
+
+def cpu_int8_or_fp32(no_bf16: str) -> tuple[str, str]:
+    """("int8", why) where int8 measures at least INT8_MIN_SPEEDUP x fp32 here, else
+    ("float32", why). `no_bf16` says why bf16 is out (or what it measured)."""
+    isa = quantize.int8_isa(quantize.cpu_features())
+    speedup = quantize.int8_speedup()
+    if speedup >= quantize.INT8_MIN_SPEEDUP:
+        return "int8", f"int8 ({isa}, {no_bf16}; {speedup:.1f}x fp32 at start-up)"
+    return "float32", (
+        f"float32: this CPU has {no_bf16}, and int8 ({isa}) measured only {speedup:.1f}x fp32 "
+        f"at start-up (needs {quantize.INT8_MIN_SPEEDUP}x)"
     )
 
 

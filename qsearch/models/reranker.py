@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from . import batching, loading
+from . import batching, loading, quantize
 from .embedder import DEFAULT_TASK
 
 PREFIX = (
@@ -92,6 +92,16 @@ class Qwen3Reranker:
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
         self._torch = torch
+        self.precision = loading.dtype_reason(self.device, dtype)  # what runs, and why
+        if loading.wants_int8(self.device, dtype):  # the head rows above stay fp32 (quantize.py)
+            self.body, self.precision = quantize.to_int8(
+                self.body,
+                folder,
+                self.prepare("What is the capital of France?", quantize.CHECK_TEXTS),
+                decoder=True,
+                reason=self.precision,
+                check=dtype != "int8",
+            )
         self.compiled = loading.compile_on_cpu(model, self.device, compile)
         if self.compiled:  # compile now, not on a user's first query: one passage, then a batch
             self.score("warm-up", ["one passage"])
