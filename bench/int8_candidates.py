@@ -79,14 +79,12 @@ def export_onnx(model: Any, folder: Path, with_mask: bool) -> Path:
 
 def build(name: str, fp32: Any, onnx_path: Path | None, work: Path) -> Any:
     """`fp32`'s embedder with its forward pass swapped for candidate `name`; (embedder, seconds)."""
-    import torch
+    from qsearch.models import quantize
 
     embedder = copy.copy(fp32)
     started = time.perf_counter()
     if name == "torch-dynamic":
-        embedder.model = torch.ao.quantization.quantize_dynamic(
-            fp32.model, {torch.nn.Linear}, dtype=torch.qint8
-        )
+        embedder.model = quantize.quantize_linear(copy.deepcopy(fp32.model))  # per channel
     elif name == "torchao":
         from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
@@ -98,7 +96,11 @@ def build(name: str, fp32: Any, onnx_path: Path | None, work: Path) -> Any:
 
         out = work / "model-int8.onnx"
         quantize_dynamic(
-            str(onnx_path), str(out), weight_type=QuantType.QInt8, use_external_data_format=True
+            str(onnx_path),
+            str(out),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            use_external_data_format=True,
         )
         options = ort.SessionOptions()  # no spinning threads taking the cores from torch's
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
