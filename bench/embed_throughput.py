@@ -233,9 +233,7 @@ def cpu_dtype_contract(args: argparse.Namespace, folder: Path, texts: list[str])
         )
         queries = [f"what does passage {i} say?" for i in range(args.rerank_queries)]
         result.update(cpu_dtype.compare_rerankers(reranker, queries, texts[:10], default, rounds))
-    print(
-        f"one query, ms: p50 {result['query_ms_p50']}, p95 {result['query_ms_p95']}"
-    )
+    print(f"one query, ms: p50 {result['query_ms_p50']}, p95 {result['query_ms_p95']}")
     print(
         f"CPU default {default} ({why}): {result['ratio_cpu_default_vs_fp32']:.2f}x fp32 (fastest rounds; "
         f"medians {result['ratio_cpu_default_vs_fp32_median']:.2f}x), "
