@@ -43,13 +43,16 @@ def compare_embedders(folder: Path, texts: list[str], default: str, rounds: int)
         "ratio_cpu_default_vs_fp32_median": statistics.median(seconds["float32"])
         / statistics.median(seconds[default]),
         "min_cosine_cpu_default_vs_fp32": float(cosine.min()),
+        "cpu_default_precision": models[default].precision,
+        **query_latency(models),
     }
 
 
 def compare_rerankers(
-    folder: Path, query_passages: list[tuple[str, str]], default: str, rounds: int
+    folder: Path, queries: list[str], passages: list[str], default: str, rounds: int
 ) -> dict[str, Any]:
-    """P(yes) of fp32 and of `default` for the same pairs, timed alternately: the largest difference."""
+    """P(yes) of fp32 and of `default` for each query against the same passages, timed
+    alternately: the largest difference, and how often the order of the passages is the same."""
     from qsearch.models.reranker import load_reranker
 
     models = {
@@ -58,17 +61,36 @@ def compare_rerankers(
     }
 
     def score(model: Any) -> np.ndarray:
-        return np.concatenate([model.score(q, [p]) for q, p in query_passages])
+        return np.stack([model.score(q, passages) for q in queries])
 
     seconds, scores = _interleaved({d: (lambda m=m: score(m)) for d, m in models.items()}, rounds)
+    a, b = scores["float32"], scores[default]
+    same = [np.array_equal(np.argsort(-x, kind="stable"), np.argsort(-y, kind="stable"))
+            for x, y in zip(a, b)]  # fmt: skip
     return {
-        "pairs": len(query_passages),
+        "pairs": a.size,
         "rerank_ratio_cpu_default_vs_fp32": min(seconds["float32"]) / min(seconds[default]),
         "rerank_ratio_cpu_default_vs_fp32_median": statistics.median(seconds["float32"])
         / statistics.median(seconds[default]),
-        "max_abs_diff_cpu_default_vs_fp32": float(
-            np.abs(scores["float32"] - scores[default]).max()
-        ),
+        "max_abs_diff_cpu_default_vs_fp32": float(np.abs(a - b).max()),
+        "rerank_top10_order_equal_fraction": float(np.mean(same)),
+    }
+
+
+def query_latency(models: dict[str, Any], repeats: int = 20) -> dict[str, Any]:
+    """One short query's embedding, ms, p50 and p95 per dtype (alternating, after a warm-up)."""
+    query = "what is the role of mitochondria in apoptosis?"
+    times: dict[str, list[float]] = {d: [] for d in models}
+    for model in models.values():
+        model.encode([query], is_query=True)
+    for _ in range(repeats):
+        for dtype, model in models.items():
+            started = time.perf_counter()
+            model.encode([query], is_query=True)
+            times[dtype].append(1000 * (time.perf_counter() - started))
+    return {
+        "query_ms_p50": {d: round(float(np.percentile(t, 50)), 1) for d, t in times.items()},
+        "query_ms_p95": {d: round(float(np.percentile(t, 95)), 1) for d, t in times.items()},
     }
 
 

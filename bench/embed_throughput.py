@@ -43,8 +43,9 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--dtype",
-        choices=["float32", "bfloat16", "float16"],
-        help="default: bf16 on GPU, fp32 on CPU",
+        choices=["float32", "bfloat16", "float16", "int8"],
+        help="qsearch's dtype (default: what it picks: bf16 on GPU; on a CPU bf16, int8 or fp32); "
+        "sentence-transformers runs fp32 on a CPU",
     )
     p.add_argument("--max-batch-tokens", type=int, help="qsearch's token budget per forward pass")
     p.add_argument(
@@ -62,8 +63,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="timed runs of each system")
     p.add_argument(
         "--cpu-default",
-        choices=["float32", "bfloat16"],
+        choices=["float32", "bfloat16", "int8"],
         help="on a CPU: the dtype compared with fp32 (default: what qsearch picks on this CPU)",
+    )
+    p.add_argument(
+        "--rerank-queries", type=int, default=3, help="queries x 10 passages for the reranker"
     )
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
@@ -83,12 +87,12 @@ def main() -> None:
     device = loading.pick_device(args.device)
     if device == "cpu" and args.limit is None:
         args.limit = CPU_LIMIT  # all of SciFact would take fp32 about two hours per round
-    dtype = loading.pick_dtype(device, args.dtype or "auto")
+    dtype = loading.pick_dtype(device, args.dtype or "auto")  # int8 loads (and ST runs) in fp32
     embedder = load_embedder(
         str(folder),
         device=device,
         max_batch_tokens=args.max_batch_tokens,
-        dtype=str(dtype).removeprefix("torch."),
+        dtype=args.dtype or "auto",
     )
     texts = common.chunk_texts(args.data, embedder.tokenizer, limit=args.limit)
     ids = embedder.prepare(texts)
@@ -172,6 +176,7 @@ def main() -> None:
         "model": common.model_label(args.model, folder),
         "random_weights": args.random_weights,
         "dtype": str(dtype).removeprefix("torch."),
+        "qsearch_precision": embedder.precision,  # what qsearch ran (int8 loads as float32)
         "device": device,
         "chunks": len(texts),
         "tokens": tokens,
@@ -226,14 +231,16 @@ def cpu_dtype_contract(args: argparse.Namespace, folder: Path, texts: list[str])
         reranker = common.random_qwen3(
             Path(tempfile.gettempdir()) / "qsearch-bench-qwen3-reranker-0.6b-random", reranker=True
         )
-        pairs = [(f"what does passage {i} say?", t) for i, t in enumerate(texts[:8])]
-        result.update(cpu_dtype.compare_rerankers(reranker, pairs, default, rounds))
+        queries = [f"what does passage {i} say?" for i in range(args.rerank_queries)]
+        result.update(cpu_dtype.compare_rerankers(reranker, queries, texts[:10], default, rounds))
+    print(f"one query, ms: p50 {result['query_ms_p50']}, p95 {result['query_ms_p95']}")
     print(
         f"CPU default {default} ({why}): {result['ratio_cpu_default_vs_fp32']:.2f}x fp32 (fastest rounds; "
         f"medians {result['ratio_cpu_default_vs_fp32_median']:.2f}x), "
         f"min cosine {result['min_cosine_cpu_default_vs_fp32']:.5f}"
         + (
-            f"; reranker P(yes) max diff {result['max_abs_diff_cpu_default_vs_fp32']:.4f}"
+            f"; reranker P(yes) max diff {result['max_abs_diff_cpu_default_vs_fp32']:.4f}, "
+            f"top-10 order equal for {result['rerank_top10_order_equal_fraction']:.0%} of queries"
             if "max_abs_diff_cpu_default_vs_fp32" in result
             else ""
         )

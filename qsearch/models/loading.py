@@ -15,6 +15,7 @@ from pathlib import Path
 
 # re-exported: it moved to config, beside model_name
 from ..config import bundled_small_model as bundled_small_model
+from . import quantize
 
 # Fail in seconds, not minutes, when the hub can't be reached (users may set their own).
 os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
@@ -91,9 +92,12 @@ NATIVE_BF16 = (8, 0)  # Ampere (A100, A10, L4) and later compute bf16 in hardwar
 def pick_dtype(device: str, setting: str = "auto"):  # noqa: ANN201 - torch.dtype, lazy torch
     """The dtype to run in: `setting` when given; else on a GPU bf16 where its compute capability
     is >= 8.0, fp16 below (a T4 reports `is_bf16_supported()` True, but only emulates it); fp16
-    on Apple's MPS; on a CPU bf16 where it computes it natively (see cpu_dtype), else fp32."""
+    on Apple's MPS; on a CPU bf16 where it computes it natively (see cpu_dtype), else fp32.
+    int8 loads in fp32 and is quantized after loading (see wants_int8)."""
     import torch
 
+    if setting == "int8":
+        return _int8_load_dtype(device)
     if setting != "auto":
         return getattr(torch, setting)
     if device.startswith("cuda"):
@@ -117,6 +121,23 @@ def dtype_reason(device: str, setting: str = "auto") -> str:
     return cpu_dtype()[1]
 
 
+def _int8_load_dtype(device: str):  # noqa: ANN202 - torch.dtype
+    """int8 is a CPU path (torch's dynamic quantization): load fp32, quantize after loading."""
+    import torch
+
+    if device != "cpu":
+        raise ModelLoadError(f"dtype 'int8' runs on the CPU only, not on device {device!r}")
+    return torch.float32
+
+
+def wants_int8(device: str, setting: str = "auto") -> bool:
+    """Whether a model loaded for `device` should be quantized to int8 (forced, or auto's pick)."""
+    if setting == "int8":
+        _int8_load_dtype(device)
+        return True
+    return setting == "auto" and device == "cpu" and cpu_dtype()[0] == "int8"
+
+
 def cpu_bf16_flags() -> list[str]:
     """The CPU features torch reports that compute bf16 natively: AMX tiles, AVX512-BF16."""
     import torch
@@ -134,23 +155,37 @@ BF16_MIN_SPEEDUP = 1.5  # bf16 must be at least this much faster than fp32 in th
 
 @functools.lru_cache(maxsize=1)
 def cpu_dtype() -> tuple[str, str]:
-    """("bfloat16" or "float32", why) for this CPU: bf16 only where the CPU has AMX or AVX512-BF16
-    *and* a quick timing of one model-shaped matrix product confirms it is faster than fp32."""
+    """("bfloat16", "int8" or "float32", why) for this CPU: bf16 where the CPU has AMX or
+    AVX512-BF16 *and* a quick timing confirms it faster than fp32; else int8 where a timing shows
+    it at least INT8_MIN_SPEEDUP x fp32 (see quantize.py); else fp32. On AMX the two are raced."""
     flags = cpu_bf16_flags()
     if not flags:
-        return (
-            "float32",
-            "float32: this CPU has neither AMX nor AVX512-BF16, so bf16 would be emulated and slow",
-        )
+        return cpu_int8_or_fp32("neither AMX nor AVX512-BF16")
     speedup = bf16_speedup()
     if speedup < BF16_MIN_SPEEDUP:
-        return "float32", (
-            f"float32: the CPU reports {' and '.join(flags)}, but bf16 measured only "
-            f"{speedup:.1f}x fp32 here"
+        return cpu_int8_or_fp32(
+            f"the CPU reports {' and '.join(flags)}, but bf16 measured only {speedup:.1f}x fp32"
         )
-    return (
+    bf16 = (
         "bfloat16",
         f"bfloat16: this CPU has {' and '.join(flags)} (bf16 measured {speedup:.1f}x fp32 here)",
+    )
+    if "AMX" not in flags:
+        return bf16
+    int8 = cpu_int8_or_fp32(f"bf16 {speedup:.1f}x fp32")  # AMX-INT8: let the faster one win
+    return int8 if int8[0] == "int8" and quantize.int8_speedup() > speedup else bf16
+
+
+def cpu_int8_or_fp32(no_bf16: str) -> tuple[str, str]:
+    """("int8", why) where int8 measures at least INT8_MIN_SPEEDUP x fp32 here, else
+    ("float32", why). `no_bf16` says why bf16 is out (or what it measured)."""
+    isa = quantize.int8_isa(quantize.cpu_features())
+    speedup = quantize.int8_speedup()
+    if speedup >= quantize.INT8_MIN_SPEEDUP:
+        return "int8", f"int8 ({isa}, {no_bf16}; {speedup:.1f}x fp32 at start-up)"
+    return "float32", (
+        f"float32: this CPU has {no_bf16}, and int8 ({isa}) measured only {speedup:.1f}x fp32 "
+        f"at start-up (needs {quantize.INT8_MIN_SPEEDUP}x)"
     )
 
 

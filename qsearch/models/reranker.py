@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import batching, loading, place
+from . import batching, loading, place, quantize
 from .base import DEFAULT_TASK, Reranker, RerankerBase
 
 __all__ = ["PREFIX", "SUFFIX", "Qwen3Reranker", "Reranker", "format_body", "load_reranker"]
@@ -70,6 +70,15 @@ class Qwen3Reranker(RerankerBase):
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
         self._torch = torch
+        if loading.wants_int8(self.device, dtype):  # the head rows above stay fp32 (quantize.py)
+            self.body, self.precision = quantize.to_int8(
+                self.body,
+                folder,
+                self.prepare("What is the capital of France?", quantize.CHECK_TEXTS),
+                decoder=True,
+                reason=self.precision,
+                check=dtype != "int8",
+            )
         self.compiled = loading.compile_on_cpu(model, self.device, compile)
         if self.compiled:  # compile now, not on a user's first query: one passage, then a batch
             self.score("warm-up", ["one passage"])

@@ -1,0 +1,155 @@
+"""int8 on the CPU: what `auto` picks on each kind of CPU and what the page says, int8 vectors and
+scores against fp32 on the tiny Qwen3 models, the on-disk check cache, and (slow) SciFact nDCG."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from qsearch.cli_flags import _dtype_help
+from qsearch.models import loading, quantize
+from qsearch.models.embedder import load_embedder
+from qsearch.models.reranker import load_reranker
+
+# What torch reports on each kind of CPU (torch.cpu._is_*_supported), and what the timings give.
+CPU_KINDS = {
+    "amx": dict(features=["AVX2", "AVX-512", "VNNI", "AVX512-BF16", "AMX"], bf16=5.0, int8=2.5),
+    "avx512-vnni": dict(features=["AVX2", "AVX-512", "VNNI"], bf16=None, int8=2.1),
+    "avx2": dict(features=["AVX2"], bf16=None, int8=1.7),
+}
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch, tmp_path):
+    """Pretend to be a CPU kind: its features and the start-up timings measured on it."""
+    monkeypatch.setattr(quantize, "cache_folder", lambda: tmp_path / "int8-checks")
+
+    def pretend(features: list[str], bf16: float | None, int8: float) -> None:
+        flags = [f for f in ("AMX", "AVX512-BF16") if f in features]
+        monkeypatch.setattr(quantize, "cpu_features", lambda: features)
+        monkeypatch.setattr(loading, "cpu_bf16_flags", lambda: flags)
+        monkeypatch.setattr(loading, "bf16_speedup", lambda: bf16)
+        monkeypatch.setattr(quantize, "int8_speedup", lambda: int8)
+        loading.cpu_dtype.cache_clear()
+
+    yield pretend
+    loading.cpu_dtype.cache_clear()
+
+
+def test_amx_keeps_bf16_unless_int8_is_faster(fake_cpu):
+    fake_cpu(**CPU_KINDS["amx"])
+    assert loading.cpu_dtype()[0] == "bfloat16" and not loading.wants_int8("cpu")
+    assert loading.pick_dtype("cpu") == torch.bfloat16
+    assert "AMX" in loading.dtype_reason("cpu") and "5.0x" in _dtype_help()
+    fake_cpu(**{**CPU_KINDS["amx"], "bf16": 1.6, "int8": 3.0})  # AMX-INT8 wins the race
+    assert loading.cpu_dtype()[0] == "int8" and loading.wants_int8("cpu")
+    assert loading.dtype_reason("cpu").startswith("int8 (AMX, bf16 1.6x fp32; 3.0x fp32")
+
+
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("avx512-vnni", "int8 (AVX-512 VNNI, neither AMX nor AVX512-BF16; 2.1x fp32 at start-up)"),
+        ("avx2", "int8 (AVX2, neither AMX nor AVX512-BF16; 1.7x fp32 at start-up)"),
+    ],
+)
+def test_no_bf16_picks_int8_and_says_why(fake_cpu, kind, reason):
+    fake_cpu(**CPU_KINDS[kind])
+    assert loading.cpu_dtype() == ("int8", reason)
+    assert loading.wants_int8("cpu") and loading.pick_dtype("cpu") == torch.float32  # loaded fp32
+    assert loading.dtype_reason("cpu") == reason and reason in _dtype_help()  # page and --help
+    assert not loading.wants_int8("cpu", "float32"), "--dtype float32 wins"
+
+
+def test_slow_int8_keeps_fp32_and_says_so(fake_cpu):
+    fake_cpu(**{**CPU_KINDS["avx2"], "int8": 1.2})
+    assert not loading.wants_int8("cpu") and loading.pick_dtype("cpu") == torch.float32
+    assert "int8 (AVX2) measured only 1.2x fp32 at start-up" in loading.dtype_reason("cpu")
+
+
+def test_int8_is_a_cpu_path():
+    assert loading.wants_int8("cpu", "int8") and loading.pick_dtype("cpu", "int8") == torch.float32
+    with pytest.raises(loading.ModelLoadError, match="'int8' runs on the CPU only.*'cuda'"):
+        loading.pick_dtype("cuda", "int8")
+
+
+def _quantized(model: torch.nn.Module) -> int:
+    return sum(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())
+
+
+def test_int8_vectors_agree_with_fp32(qwen3_embedder_dir, fake_cpu):
+    fake_cpu(**CPU_KINDS["avx2"])
+    texts = ["the quick brown fox", "Paris is the capital of France", "mitochondria " * 30]
+    fp32 = load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="float32")
+    forced = load_embedder(str(qwen3_embedder_dir), device="cpu", dtype="int8")
+    auto = load_embedder(str(qwen3_embedder_dir), device="cpu")
+    assert _quantized(fp32.model) == 0 and _quantized(forced.model) == 14  # 2 layers x 7 Linear
+    assert _quantized(auto.model) == 14 and "min cosine" in auto.precision
+    base = fp32.encode(texts, is_query=True)
+    for model in (forced, auto):
+        vectors = model.encode(texts, is_query=True)
+        assert not np.array_equal(vectors, base)  # int8 really ran
+        assert (vectors * base).sum(1).min() >= 0.99
+        # Not bit-exact across batches: dynamic int8 scales activations per tensor, over the batch
+        alone = model.encode(texts[1:2], is_query=True)
+        assert float(alone[0] @ vectors[1]) >= 0.99
+
+
+def test_int8_reranker_scores_agree_with_fp32(qwen3_reranker_dir, fake_cpu):
+    fake_cpu(**CPU_KINDS["avx2"])
+    passages = ["Paris is the capital of France.", "The fox jumps.", "Berlin, Germany", "Alps"]
+    fp32 = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32")
+    int8 = load_reranker(str(qwen3_reranker_dir), device="cpu")
+    assert _quantized(int8.body) == 14 and _quantized(fp32.body) == 0
+    a, b = fp32.score("capital of France?", passages), int8.score("capital of France?", passages)
+    assert np.abs(a - b).max() < 0.02 and not np.array_equal(a, b)
+
+
+def test_a_model_that_misses_the_bar_stays_fp32(qwen3_embedder_dir, fake_cpu, monkeypatch):
+    fake_cpu(**CPU_KINDS["avx2"])
+    monkeypatch.setattr(quantize, "MIN_COSINE", 1.01)  # no int8 model can pass this
+    embedder = load_embedder(str(qwen3_embedder_dir), device="cpu")
+    assert _quantized(embedder.model) == 0
+    assert embedder.precision.startswith("float32: int8 missed the quality bar for this model")
+
+
+def test_the_check_cache_is_used_and_rebuilt_when_corrupt(qwen3_embedder_dir, fake_cpu):
+    fake_cpu(**CPU_KINDS["avx2"])
+    load_embedder(str(qwen3_embedder_dir), device="cpu")
+    (path,) = quantize.cache_folder().glob("*.json")
+    entry = json.loads(path.read_text())
+    assert entry["min_cosine"] >= 0.99 and entry["key"]["cpu"] == ["AVX2"]
+    key = entry["key"]
+    assert quantize.read_check(key) == entry["min_cosine"]
+
+    entry["min_cosine"] = 0.5  # a valid-looking verdict that the checksum doesn't cover
+    path.write_text(json.dumps(entry))
+    assert quantize.read_check(key) is None and not path.exists(), "tampered: removed"
+    path.write_text('{"key": ')  # half a file
+    assert quantize.read_check(key) is None and not path.exists(), "corrupt: removed"
+    stale = {**key, "torch": "0.0"}  # another torch (or CPU, or model) never reads this verdict
+    assert quantize.read_check(stale) is None
+
+    embedder = load_embedder(str(qwen3_embedder_dir), device="cpu")  # rebuilt
+    assert json.loads(path.read_text())["min_cosine"] >= 0.99 and _quantized(embedder.model) == 14
+
+    quantize.write_check(key, 0.5)  # a valid cached verdict is trusted: no fp32 pass, stays fp32
+    embedder = load_embedder(str(qwen3_embedder_dir), device="cpu")
+    assert _quantized(embedder.model) == 0 and "min cosine 0.5000" in embedder.precision
+
+
+@pytest.mark.slow
+def test_scifact_ndcg_int8_within_0_005_of_fp32(shared_data, minilm_dir, fake_cpu, tmp_path):
+    """The bundled MiniLM on SciFact (train split): int8's nDCG@10 within 0.005 of fp32's."""
+    from qsearch.evaluate import Config, compare, load_beir
+
+    data = load_beir(shared_data / "scifact-dev", "train")
+    ndcg = {}
+    for dtype in ("float32", "int8"):
+        embedder = load_embedder(str(minilm_dir), device="cpu", dtype=dtype)
+        results = compare(data, embedder, [Config("dense"), Config("hybrid")])
+        ndcg[dtype] = [r["ndcg_at_10"] for r in results]
+    assert all(abs(a - b) <= 0.005 for a, b in zip(ndcg["float32"], ndcg["int8"])), ndcg
