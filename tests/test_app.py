@@ -221,3 +221,25 @@ def test_a_weak_best_match_says_so(server):
     assert "No strong match" in html
     html, _ = search(c, "how fine should espresso coffee be ground?", mode="dense")
     assert "No strong match" not in html
+
+
+def test_a_reader_process_never_keeps_a_browsers_connection_open(tmp_path):
+    """The reload hang: forked readers held copies of the server's keep-alive sockets, so a socket
+    the server closed stayed open and the browser's next request on it was never read."""
+    import socket
+
+    from qsearch.documents import pool
+    from qsearch.types import Limits, ReadOptions
+
+    server_side, browser_side = socket.socketpair()
+    with pool._PARSERS_LOCK:
+        old, pool._PARSERS = pool._PARSERS, None  # the next parse forks readers now
+    if old is not None:
+        old.shutdown()
+    try:
+        pool.parse("a.txt", b"some text", Limits(), ReadOptions(ocr=False))
+        server_side.close()  # the server closes the connection: the browser must see it closed
+        browser_side.settimeout(10)
+        assert browser_side.recv(1) == b"", "the connection stayed open"
+    finally:
+        browser_side.close()

@@ -7,6 +7,8 @@ A file whose content is already in the collection (or earlier in the batch) is "
 from __future__ import annotations
 
 import multiprocessing
+import os
+import stat
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -54,7 +56,9 @@ def parse(source: str, data: bytes, limits: Limits, options: ReadOptions) -> Doc
             import pypdf  # noqa: F401
 
             _PARSERS = ProcessPoolExecutor(
-                max_workers=2, mp_context=multiprocessing.get_context("fork")
+                max_workers=2,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=close_inherited_sockets,
             )
         readers = _PARSERS
     try:
@@ -71,6 +75,18 @@ def parse(source: str, data: bytes, limits: Limits, options: ReadOptions) -> Doc
         raise IngestError(
             source, "the reader stopped while reading this file (too large or damaged?)"
         ) from None
+
+
+def close_inherited_sockets() -> None:
+    """In a forked reader: close the sockets it inherited from the web server. A reader holding a
+    copy of a browser's keep-alive connection keeps it open after the server closes it, so the
+    browser reuses it and its next request (a reload) waits forever. Readers use pipes only."""
+    for name in os.listdir("/dev/fd"):
+        try:
+            if stat.S_ISSOCK(os.fstat(int(name)).st_mode):
+                os.close(int(name))
+        except OSError:  # the listing's own descriptor, closed by now
+            pass
 
 
 def check_stop(should_stop: Callable[[], bool] | None) -> None:
