@@ -169,18 +169,19 @@ def test_sessions_are_freed_when_they_end_or_idle(minilm):
     sessions = Sessions(
         lambda: made.append(Engine(embedder=minilm)) or made[-1], idle_seconds=0.2, max_sessions=3
     )
-    first = sessions.get("a")
-    assert sessions.get("a") is first and len(sessions) == 1
-    sessions.get("b"), sessions.get("c")
+    a, first = sessions.open(None)
+    assert sessions.open(a) == (a, first) and len(sessions) == 1
+    assert sessions.find("a") is None and sessions.open("a")[0] != "a", "only issued tokens open"
+    b = sessions.open(None)[0]
     with pytest.raises(TooManySessions, match="too many open sessions"):
-        sessions.get("d")
-    flag = sessions.stop_flag("b")
-    sessions.end("b")
-    assert len(sessions) == 2 and sessions.peek("b") is None and flag.is_set(), (
+        sessions.open(None)
+    flag = sessions.stop_flag(b)
+    sessions.end(b)
+    assert len(sessions) == 2 and sessions.peek(b) is None and flag.is_set(), (
         "an ended session's run stops"
     )
     time.sleep(0.3)
-    sessions.get("e")
+    sessions.open(None)
     assert len(sessions) == 1, "idle sessions were swept"
 
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 
 from ..store.bm25 import CJK
-from ..types import AddReport, Hit
+from ..types import HIT_FIELDS, AddReport, Hit
 
 _TERM = re.compile(rf"[^\W_{CJK}]{{3,}}|[{CJK}]+")
 _STOP = frozenset(
@@ -49,39 +49,18 @@ def _is_cjk(term: str) -> bool:
     return bool(re.match(rf"[{CJK}]", term))
 
 
-BARS = (  # (key, label, colour, what the bar means): each on its own 0..1 scale
-    (
-        "meaning",
-        "meaning",
-        "#2563eb",
-        "cosine similarity of the passage and the query embeddings (0 to 1)",
-    ),
-    (
-        "keywords",
-        "keywords",
-        "#d97706",
-        "BM25 score over the best score the query's words can reach in this collection (0 to 1)",
-    ),
-    (
-        "overall",
-        "overall",
-        "#7c3aed",
-        "the fused score that ranks the results: meaning and keywords combined, "
-        "each relative to this query's best match (0 to 1)",
-    ),
-    (
-        "reranker",
-        "reranker",
-        "#16a34a",
-        "the reranker's probability that the passage is relevant (0 to 1)",
-    ),
+BARS = (  # (Hit.to_dict key, colour): each bar on its own 0..1 scale, explained by HIT_FIELDS
+    ("meaning", "#2563eb"),
+    ("keywords", "#d97706"),
+    ("overall", "#7c3aed"),
+    ("rerank", "#16a34a"),
 )
 LEGEND = (
-    '<div class="qs-legend" style="font-size:0.85em;color:#4b5563">Each bar runs from 0 to 1: '
-    + " · ".join(
-        f'<span title="{html.escape(tip)}"><span style="display:inline-block;width:10px;height:10px;'
-        f'border-radius:2px;background:{color}"></span> <b>{label}</b>: {html.escape(tip)}</span>'
-        for _, label, color, tip in BARS
+    '<div class="qs-legend" style="font-size:0.85em;color:#4b5563">'
+    + "<br>".join(
+        f'<span style="display:inline-block;width:10px;height:10px;border-radius:2px;'
+        f'background:{color}"></span> <b>{key}</b>: {html.escape(HIT_FIELDS[key])}'
+        for key, color in BARS
     )
     + "</div>"
 )
@@ -108,13 +87,9 @@ def where(hit: Hit) -> str:
 
 
 def breakdown(h: Hit) -> dict[str, float | None]:
-    """The card's bars: meaning, keywords, overall, reranker (None when a bar doesn't apply)."""
-    return {
-        "meaning": h.dense_score,
-        "keywords": h.keyword_score,
-        "overall": h.score,
-        "reranker": h.rerank_score,
-    }
+    """The card's bars by their Hit.to_dict names (None when a bar doesn't apply)."""
+    fields = h.to_dict()
+    return {key: fields[key] for key, _ in BARS}
 
 
 def movement(h: Hit) -> str:
@@ -131,10 +106,10 @@ def movement(h: Hit) -> str:
 def _card(h: Hit, query: str) -> str:
     scores = breakdown(h)
     rows = [
-        f'<div class="qs-score qs-{key}" title="{html.escape(tip)}" data-value="{scores[key]:.4f}">'
-        f'<span style="display:inline-block;width:70px">{label}</span>{bar(scores[key], color)} '
-        f"<small>{scores[key]:.2f}</small></div>"
-        for key, label, color, tip in BARS
+        f'<div class="qs-score qs-{key}" title="{html.escape(HIT_FIELDS[key])}" '
+        f'data-value="{scores[key]:.4f}"><span style="display:inline-block;width:70px">{key}</span>'
+        f"{bar(scores[key], color)} <small>{scores[key]:.2f}</small></div>"
+        for key, color in BARS
         if scores[key] is not None
     ]
     moved = movement(h)

@@ -9,10 +9,7 @@ touching its route list; share links, Spaces, /v1 and MCP all run on that one se
 from __future__ import annotations
 
 import argparse
-import functools
-import inspect
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,7 @@ from ..config import DEVICES, DTYPES, NO_COMPILE_HELP, Settings
 from ..documents import ocr
 from ..engine import Engine
 from ..models.loading import bundled_small_model, dtype_reason
-from ..types import Hit, Hits
+from ..types import Hits
 from .model_service import ModelService
 from .openai_api import openai_router
 from .sessions import Sessions
@@ -109,6 +106,21 @@ class Context:
             lines.append(f"**Note:** {service.notice}")
         return "\n\n".join(lines)
 
+    def status_summary(self) -> str:
+        """The server facts in one line: models, device, precision, speed, OCR."""
+        service, s = self.service, self.service.settings
+        device, speed = service.embedder.device, service.embed_rate.per_second
+        rerank = "off" if service.rerank_unavailable else model_label(s.rerank_model)
+        parts = [
+            f"embedding {model_label(s.embed_model)}",
+            f"rerank {rerank}",
+            "GPU" if device.startswith("cuda") else device,
+            s.dtype if device != "remote" else "",
+            f"~{speed:,.0f} tokens/s" if speed else "",
+            f"OCR {'on' if s.ocr else 'off'}",
+        ]
+        return " · ".join(p for p in parts if p)
+
     def rerank_hint(self, candidates: int) -> str:
         rate = self.service.rerank_rate.per_second
         return (
@@ -125,37 +137,6 @@ def model_label(name: str) -> str:
     if bundled is not None and Path(name) == bundled:
         return "all-MiniLM-L6-v2 (bundled)"
     return Path(name).name if Path(name).is_dir() else name
-
-
-def hit_json(h: Hit) -> dict[str, Any]:
-    """A hit as the JSON output of /search: where it is, its text, and every score of its breakdown."""
-    return {
-        "rank": h.rank,
-        "score": h.score,
-        "meaning": h.dense_score,
-        "keywords": h.keyword_score,
-        "bm25": h.lexical_score,
-        "rerank_score": h.rerank_score,
-        "rank_before_rerank": h.retrieval_rank,
-        "source": h.source,
-        "page": h.page,
-        "page_end": h.page_end,
-        "ocr": h.ocr,
-        "text": h.text,
-    }
-
-
-def bind(fn: Callable, ctx: Context) -> Callable:
-    """`fn` with its first argument (the context) filled in, keeping the signature and type hints
-    that Gradio reads to pass gr.Request and gr.Progress (functools.partial hides them)."""
-
-    @functools.wraps(fn)
-    def bound(*args: Any, **kwargs: Any) -> Any:
-        return fn(ctx, *args, **kwargs)
-
-    signature = inspect.signature(fn)
-    bound.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
-    return bound
 
 
 def launch(
