@@ -1,4 +1,4 @@
-"""The MCP server, with the official `mcp` client over streamable HTTP: tools listed, search answers."""
+"""The MCP server, with the official `mcp` client over streamable HTTP: tools, JSON answers."""
 
 from __future__ import annotations
 

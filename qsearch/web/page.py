@@ -15,11 +15,14 @@ from .handlers import Handlers
 from .render import LEGEND, files_html, message_html
 from .server import Context
 
-INSTRUCTIONS = [
-    ("Web search (default)", "Given a web search query, retrieve relevant passages that answer the query"),
+INSTRUCTIONS = [  # (label, the instruction the models read)
+    ("Web search (default)", "Given a web search query, retrieve relevant passages that answer "
+     "the query"),
     ("Question answering", "Given a question, retrieve passages that answer the question"),
-    ("Scientific claim → evidence", "Given a scientific claim, retrieve documents that support or refute the claim"),
-    ("Code search", "Given a programming question, retrieve code snippets or documentation that answer it"),
+    ("Scientific claim → evidence", "Given a scientific claim, retrieve documents that support "
+     "or refute the claim"),
+    ("Code search", "Given a programming question, retrieve code snippets or documentation that "
+     "answer it"),
     ("Find similar passages", "Retrieve passages that are semantically similar to the given text"),
 ]  # fmt: skip
 UPLOAD_CACHE = (300, 900)  # every 5 minutes, delete uploaded files older than 15 minutes
@@ -159,11 +162,12 @@ def _wire(demo: gr.Blocks, on: Handlers, token: gr.BrowserState, c: dict[str, An
     inputs = [c[k] for k in ("query", "top_k", "rerank", "instruction", "mode")]
     inputs += [c["rerank_candidates"], token]
     after = [c["to_open"], c["evidence"], c["downloads"]]
+    private = {"api_visibility": "private"}
     for trigger in (c["query"].submit, c["search"].click):
-        trigger(
-            on.search_page, inputs, [c["results"], c["hits_json"]],
-            api_visibility="private", concurrency_limit=4,
-        ).then(on.evidence_choices, [token], after, api_visibility="private", queue=False)  # fmt: skip
+        shown = trigger(
+            on.search_page, inputs, [c["results"], c["hits_json"]], concurrency_limit=4, **private
+        )
+        shown.then(on.evidence_choices, [token], after, queue=False, **private)
     c["to_open"].change(
         on.show_evidence, [c["to_open"], token], [c["evidence"]], api_visibility="private"
     )

@@ -10,43 +10,58 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
-from ..store.bm25 import CJK
+from ..store.bm25 import CJK, tokenize
 from ..types import HIT_FIELDS, AddReport, Hit
 
-_TERM = re.compile(rf"[^\W_{CJK}]{{3,}}|[{CJK}]+")
-_STOP = frozenset(
-    "the and for with that this from are was were what which who how why when where does did "
-    "has have into onto about than then them they their there these those can could should would "
-    "not but all any its it's you your our".split()
-)
+_WORD = re.compile(rf"[^\W_{CJK}]+")
+_CJK_RUN = re.compile(rf"[{CJK}]+")
 _BAR = (
     "display:inline-block;height:8px;border-radius:4px;vertical-align:middle;"
     "background:{color};width:{width:.0f}px"
 )
+SNIPPET_SENTENCES = 2  # a card shows its passage's best sentences, the rest one click away
+SHORT = 320  # a passage this short (characters) is shown whole
+_SENTENCE = re.compile(r"[^.!?\n\u3002\uff01\uff1f]+[.!?\u3002\uff01\uff1f]*")
+
+
+@lru_cache(maxsize=65536)
+def _stems(text: str) -> frozenset[str]:
+    """The search terms of `text` as BM25 makes them (stemmed, no stop words): the one call."""
+    return frozenset(tokenize(text))
 
 
 def highlight(text: str, query: str) -> str:
-    """`text` escaped, with the query's words (and words starting with them) wrapped in <mark>."""
-    terms = sorted(
-        {t.lower() for t in _TERM.findall(query) if t.lower() not in _STOP}, key=len, reverse=True
-    )
-    if not terms:
-        return html.escape(text)
-    # A word matches at its start ("burn" marks "burns", never "sideburn"); CJK has no word breaks.
-    alternatives = [re.escape(t) if _is_cjk(t) else rf"\b{re.escape(t)}" for t in terms]
-    pattern = re.compile(r"(?i)(" + "|".join(alternatives) + r")")
+    """`text` escaped, with the words that BM25 matches to the query's terms in <mark>: the same
+    stem ("burns" for "burn"), never a stop word; CJK query runs are marked where they occur."""
+    terms = _stems(query)
+    cjk = sorted(set(_CJK_RUN.findall(query)), key=len, reverse=True)
+    pattern = _WORD.pattern + (("|" + "|".join(map(re.escape, cjk))) if cjk else "")
     out, last = [], 0
-    for match in pattern.finditer(text):
-        out.append(html.escape(text[last : match.start()]))
-        out.append(f"<mark>{html.escape(match.group())}</mark>")
-        last = match.end()
+    for match in re.finditer(pattern, text):
+        word = match.group()
+        if word in cjk or terms & _stems(word):
+            out.append(html.escape(text[last : match.start()]))
+            out.append(f"<mark>{html.escape(word)}</mark>")
+            last = match.end()
     out.append(html.escape(text[last:]))
     return "".join(out)
 
 
-def _is_cjk(term: str) -> bool:
-    return bool(re.match(rf"[{CJK}]", term))
+def snippet(text: str, query: str) -> str:
+    """The passage's sentences that share the most terms with the query (in their order), with
+    an ellipsis where text was left out; the first sentences when none does."""
+    sentences = [m for m in _SENTENCE.finditer(text) if m.group().strip()]
+    terms = _stems(query)
+    score = {id(m): len(terms & _stems(m.group())) for m in sentences}
+    best = sorted(sentences, key=lambda m: -score[id(m)])[:SNIPPET_SENTENCES]
+    best = sorted(best, key=lambda m: m.start())
+    parts, end = [], 0
+    for m in best:
+        parts.append(("… " if m.start() > end else "") + m.group().strip())
+        end = m.end()
+    return " ".join(parts) + (" …" if end < len(text.rstrip()) else "")
 
 
 BARS = (  # (Hit.to_dict key, colour): each bar on its own 0..1 scale, explained by HIT_FIELDS
@@ -66,12 +81,13 @@ LEGEND = (
 )
 
 
-def bar(value: float, color: str, width: int = 120) -> str:
+def bar(value: float, color: str, width: int = 100) -> str:
     """A horizontal bar for a value in [0, 1]."""
-    value = min(max(value, 0.0), 1.0)
+    value, track = min(max(value, 0.0), 1.0), "background:#e5e7eb;border-radius:4px"
     return (
-        f'<span style="display:inline-block;width:{width}px;background:#e5e7eb;border-radius:4px">'
-        f'<span class="qs-bar" style="{_BAR.format(color=color, width=value * width)}"></span></span>'
+        f'<span style="display:inline-block;width:{width}px;{track}">'
+        f'<span class="qs-bar" style="{_BAR.format(color=color, width=value * width)}"></span>'
+        "</span>"
     )
 
 
@@ -119,19 +135,33 @@ def _card(h: Hit, query: str) -> str:
         else ""
     )
     return (
-        '<div class="qs-card" style="border:1px solid #d1d5db;border-radius:8px;padding:10px 12px;margin:8px 0">'
-        f'<div style="display:flex;gap:12px;align-items:center;flex-wrap:wrap">'
-        f'<b>#{h.rank}</b> <span class="qs-source">{html.escape(where(h))}</span>{badge}</div>'
-        f'<div style="margin:4px 0;font-size:0.9em">{"".join(rows)}</div>'
-        f'<div class="qs-text" style="white-space:pre-wrap;line-height:1.4">{highlight(h.text, query)}</div>'
+        '<div class="qs-card" style="border:1px solid #d1d5db;border-radius:8px;'
+        'padding:8px 12px;margin:6px 0"><div style="display:flex;gap:12px;align-items:center;'
+        f'flex-wrap:wrap"><b>#{h.rank}</b> <span class="qs-source">{html.escape(where(h))}</span>'
+        f'{badge}</div><div style="margin:4px 0;font-size:0.85em;display:flex;flex-wrap:wrap;'
+        f'gap:2px 16px">{"".join(rows)}</div>'
+        f"{_passage(h.text, query)}"
         "</div>"
+    )
+
+
+def _passage(text: str, query: str) -> str:
+    """A short passage whole; a long one as its best sentences, the whole one click away."""
+    style = "white-space:pre-wrap;line-height:1.4"
+    if len(text) <= SHORT:
+        return f'<div class="qs-text" style="{style}">{highlight(text, query)}</div>'
+    return (
+        f'<div class="qs-snippet" style="line-height:1.4">{highlight(snippet(text, query), query)}'
+        f'</div><details class="qs-more"><summary style="cursor:pointer;color:#4b5563">'
+        f'whole passage</summary><div class="qs-text" style="{style}">{highlight(text, query)}'
+        "</div></details>"
     )
 
 
 def hits_html(
     hits: Sequence[Hit], query: str, timings_ms: dict[str, float], *, notice: str = ""
 ) -> str:
-    """Ranked result cards: the score breakdown (each bar on its own 0..1 scale), source and page, passage."""
+    """Ranked result cards: source and page, score bars (each on its own 0..1 scale), passage."""
     times = " \u00b7 ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in timings_ms.items())
     head = (
         f'<div class="qs-notice" style="color:#92400e">{html.escape(notice)}</div>'
@@ -162,14 +192,15 @@ def files_html(rows: Sequence[tuple[str, int, int | None]]) -> str:
     )
     total = sum(r[1] for r in rows)
     return (
-        "<table class='qs-files' style='width:100%'><thead><tr><th style='text-align:left'>file</th>"
+        "<table class='qs-files' style='width:100%'><thead><tr>"
+        "<th style='text-align:left'>file</th>"
         f"<th>chunks</th><th>pages</th></tr></thead><tbody>{body}</tbody></table>"
         f"<small>{len(rows)} files, {total} chunks</small>"
     )
 
 
 def report_html(report: AddReport) -> str:
-    """What an upload did: a summary line, then one line per file (its outcome, or why it failed)."""
+    """What an upload did: a summary line, then one line per file (its outcome, or why not)."""
     lines = []
     for f in report.files:
         if f.ok:
@@ -183,7 +214,8 @@ def report_html(report: AddReport) -> str:
                 f'<br><small style="color:#92400e">{html.escape(n)}</small>' for n in f.notes
             )
             lines.append(
-                f'<span style="color:#15803d">{f.status}</span> <code>{html.escape(f.path)}</code>: '
+                f'<span style="color:#15803d">{f.status}</span> '
+                f"<code>{html.escape(f.path)}</code>: "
                 f"{f.chunks} chunks{pages}{ocr}{notes}"
             )
         else:
@@ -193,7 +225,8 @@ def report_html(report: AddReport) -> str:
             )
     n_unchanged = sum(f.status == "unchanged" for f in report.files)
     summary = (
-        f"<b>{len(report.indexed)} indexed, {n_unchanged} unchanged, {len(report.errors)} failed</b> "
+        f"<b>{len(report.indexed)} indexed, {n_unchanged} unchanged, "
+        f"{len(report.errors)} failed</b> "
         f"in {report.seconds:.1f} s"
     )
     return f'<div class="qs-report">{"<br>".join([summary, *lines])}</div>'

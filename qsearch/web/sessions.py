@@ -35,7 +35,7 @@ class TooManySessions(RuntimeError):
 
 @dataclass
 class Session:
-    """One client's state: its collection, when it was last used, its stop flag, its latest results."""
+    """One client's collection, when it was last used, its stop flag, its latest results."""
 
     engine: Engine
     used: float
