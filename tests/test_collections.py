@@ -268,8 +268,10 @@ def test_cli_and_app_over_a_milvus_collection(tmp_path, minilm_dir):
     )
     _, url, _ = qsearch_app.launch(demo, prevent_thread_lock=True, quiet=True)
     try:
-        _, hits = gradio_client.Client(url, verbose=False).predict(
-            query="largest volcano", api_name="/search"
+        hits = json.loads(  # /search answers the hits as JSON text
+            gradio_client.Client(url, verbose=False).predict(
+                query="largest volcano", api_name="/search"
+            )
         )
         assert hits and hits[0]["source"].endswith("volcanoes-field-guide.pdf")
     finally:

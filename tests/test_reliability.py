@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import resource
@@ -149,7 +150,7 @@ def test_concurrent_sessions_never_see_each_other(app_server, tmp_path):
         c.predict([handle_file(str(tmp_path / f"secret-{i}.txt"))], api_name="/add_documents")
         leaks = []
         for j, other in enumerate(secrets):
-            _, hits = c.predict(query=other, top_k=10, api_name="/search")
+            hits = json.loads(c.predict(query=other, top_k=10, api_name="/search"))
             found = [h["source"] for h in hits if other in h["text"]]
             if j != i and found:
                 leaks.append(f"session {i} saw {found}")
@@ -372,7 +373,8 @@ def test_load_twenty_sessions_searching_while_one_uploads(app_server, tmp_path):
         latencies = []
         for k in range(searches):
             started = time.perf_counter()
-            _, hits = c.predict(query=queries[(n + k) % len(queries)], top_k=5, api_name="/search")
+            query = queries[(n + k) % len(queries)]
+            hits = json.loads(c.predict(query=query, top_k=5, api_name="/search"))
             latencies.append(time.perf_counter() - started)
             assert hits, "every search finds something"
         return latencies
