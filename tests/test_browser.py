@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 import app as qsearch_app
+from qsearch.documents import pool
+from qsearch.types import Limits, ReadOptions
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = Path(
@@ -28,6 +30,9 @@ def browser(app_server):
     )
     if not shutil.which(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing: `apt-get install chromium` (make test tries to)")
+    # The app's reader processes are forked from this process: fork them before Playwright's
+    # driver starts, or they inherit the driver's stdin pipe and it never sees EOF at the end.
+    pool.parse("warm-up.txt", b"warm up", Limits(), ReadOptions(ocr=False))
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
