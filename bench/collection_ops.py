@@ -130,8 +130,8 @@ def search_during_parse() -> dict:
             0.5
         )  # A's file is uploaded and being read by now (reading 1,500 pages takes seconds)
         started = time.perf_counter()
-        _, hits = b.predict(
-            query="how do I treat a burn?", top_k=3, rerank=False, api_name="/search"
+        hits = json.loads(
+            b.predict(query="how do I treat a burn?", top_k=3, rerank=False, api_name="/search")
         )
         search_s = time.perf_counter() - started
         still_parsing = thread.is_alive()

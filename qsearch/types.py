@@ -92,7 +92,43 @@ class Hit:
     ocr: bool = False  # the passage was read by OCR
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The hit in the one vocabulary every output uses (JSON, CSV, the page, MCP, the CLI):
+        `HIT_FIELDS`, in that order; a score that doesn't apply is None."""
+        return {
+            "rank": self.rank,
+            "source": self.source,
+            "page": self.page,
+            "page_end": self.page_end,
+            "ocr": self.ocr,
+            "overall": self.score,
+            "meaning": self.dense_score,
+            "keywords": self.keyword_score,
+            "bm25": self.lexical_score,
+            "rerank": self.rerank_score,
+            "rank_before_rerank": self.retrieval_rank,
+            "text": self.text,
+        }
+
+
+HIT_FIELDS = {  # Hit.to_dict's names and what each means: the page's legend and the MCP docs say so
+    "rank": "1 for the best passage",
+    "source": "the file the passage comes from",
+    "page": "the first page it lies on (null without pages)",
+    "page_end": "the last page it lies on",
+    "ocr": "true when its text was read from a page image by OCR",
+    "overall": "the score that ranked it before any rerank, 0 to 1: meaning and keywords fused, "
+    "each relative to this query's best match (hybrid mode), the cosine (dense), or keywords "
+    "(lexical)",
+    "meaning": "cosine similarity of the passage and the query embeddings, 0 to 1 (null in "
+    "lexical mode)",
+    "keywords": "the BM25 score over the best score the query's words can reach in this "
+    "collection, 0 to 1 (null in dense mode)",
+    "bm25": "the raw BM25 score (null in dense mode)",
+    "rerank": "the reranker's probability that the passage is relevant, 0 to 1 (null without "
+    "rerank)",
+    "rank_before_rerank": "its rank before the rerank (null without rerank)",
+    "text": "the passage",
+}
 
 
 class Hits(list[Hit]):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import app as qsearch_app
+from qsearch.types import HIT_FIELDS
+from qsearch.web.handlers import Handlers
 
 gradio_client = pytest.importorskip("gradio_client")
 
@@ -28,8 +31,9 @@ def upload(c, *paths: Path) -> str:
     return report
 
 
-def search(c, query: str, **kwargs) -> tuple[str, list[dict]]:
-    return tuple(c.predict(query=query, api_name="/search", **kwargs))
+def search(c, query: str, **kwargs) -> list[dict]:
+    """The search API: the hits as JSON text (Hit.to_dict), nothing else."""
+    return json.loads(c.predict(query=query, api_name="/search", **kwargs))
 
 
 def test_upload_and_search_with_a_bad_file_among_good_ones(server, tmp_path):
@@ -45,39 +49,25 @@ def test_upload_and_search_with_a_bad_file_among_good_ones(server, tmp_path):
     )
     assert "2 indexed, 0 unchanged, 1 failed" in report
     assert "broken.pdf</code>: not a readable PDF" in report
-    html, hits = search(c, "what should I do for a burn?", top_k=2)
+    hits = search(c, "what should I do for a burn?", top_k=2)
     assert hits[0]["source"] == "first-aid-basics.txt" and hits[0]["rank"] == 1
-    assert set(hits[0]) == {
-        "rank",
-        "score",
-        "meaning",
-        "keywords",
-        "bm25",
-        "rerank_score",
-        "rank_before_rerank",
-        "source",
-        "page",
-        "page_end",
-        "ocr",
-        "text",
-    }
-    assert 'class="qs-card"' in html and "<mark>burn</mark>" in html and "qs-bar" in html
-    assert 0 <= hits[0]["score"] <= 1 and hits[0]["meaning"] > hits[1]["meaning"]
+    assert list(hits[0]) == list(HIT_FIELDS), "the API speaks Hit.to_dict's vocabulary"
+    assert 0 <= hits[0]["overall"] <= 1 and hits[0]["meaning"] > hits[1]["meaning"]
 
 
 def test_rerank_changes_the_order_as_the_reranker_scores_say(server, qwen3_reranker_dir):
     _, url = server
     c = client(url)
     upload(c, *sorted(qsearch_app.SAMPLES.iterdir()))
-    _, plain = search(c, "grind size for espresso", top_k=4, rerank=False)
-    html, reranked = search(c, "grind size for espresso", top_k=4, rerank=True, rerank_candidates=5)
-    assert all(h["rerank_score"] is None for h in plain)
-    scores = [h["rerank_score"] for h in reranked]
+    plain = search(c, "grind size for espresso", top_k=4, rerank=False)
+    reranked = search(c, "grind size for espresso", top_k=4, rerank=True, rerank_candidates=5)
+    assert all(h["rerank"] is None for h in plain)
+    scores = [h["rerank"] for h in reranked]
     assert scores == sorted(scores, reverse=True) and None not in scores
     from qsearch.models.reranker import load_reranker
 
-    # the plain server runs fp32 (conftest's app_server); the ZeroGPU one runs the CPU default, as users get
-    # it, uncompiled (qsearch.web.model_service: no torch.compile on ZeroGPU)
+    # the plain server runs fp32 (conftest's app_server); the ZeroGPU one runs the CPU default, as
+    # users get it, uncompiled (qsearch.web.model_service: no torch.compile on ZeroGPU)
     reranker = load_reranker(
         str(qwen3_reranker_dir),
         device="cpu",
@@ -90,12 +80,13 @@ def test_rerank_changes_the_order_as_the_reranker_scores_say(server, qwen3_reran
         instruction=qsearch_app.INSTRUCTIONS[0][1],
     )
     assert scores == pytest.approx(list(expected), abs=1e-5)
-    assert "reranker" in html
     before = {h["text"]: h["rank"] for h in plain}
-    for h in reranked:  # each card says where it was before the rerank
+    for h in reranked:  # each hit says where it was before the rerank
         assert h["rank_before_rerank"] is not None
         if h["text"] in before:
             assert h["rank_before_rerank"] == before[h["text"]]
+    assert [h["text"] for h in reranked] != [h["text"] for h in plain], "the rerank moved passages"
+    assert any(h["rank"] != h["rank_before_rerank"] for h in reranked)
 
 
 def test_sessions_never_see_each_others_documents(server, tmp_path):
@@ -104,34 +95,51 @@ def test_sessions_never_see_each_others_documents(server, tmp_path):
     secret = tmp_path / "alice-secret.txt"
     secret.write_text("The vault combination is kumquat-7731-zebra.")
     assert "1 indexed" in upload(alice, secret)
-    assert search(alice, "vault combination")[1][0]["source"] == "alice-secret.txt"
-    html, hits = search(bob, "vault combination kumquat-7731-zebra")
-    assert hits == [] and "collection is empty" in html
+    assert search(alice, "vault combination")[0]["source"] == "alice-secret.txt"
+    with pytest.raises(Exception, match="collection is empty"):
+        search(bob, "vault combination kumquat-7731-zebra")
     upload(bob, qsearch_app.SAMPLES / "python-tips.md")
     assert all(
-        h["source"] != "alice-secret.txt"
-        for h in search(bob, "kumquat-7731-zebra vault", top_k=10)[1]
+        h["source"] != "alice-secret.txt" for h in search(bob, "kumquat-7731-zebra vault", top_k=10)
     )
 
 
 def test_helpful_messages_and_escaping(server, tmp_path):
     _, url = server
     c = client(url)
-    assert "collection is empty" in search(c, "anything")[0]
+    with pytest.raises(Exception, match="collection is empty"):
+        search(c, "anything")
     hostile = tmp_path / "<img src=x onerror=alert(1)>.html"
     hostile.write_text(
         "<p>Payload: &lt;script&gt;alert('boom')&lt;/script&gt; and "
         "&lt;img src=x onerror=alert(2)&gt; in plain sight.</p>"
     )
     report = upload(c, hostile)
-    assert (
-        "<img" not in report and "onerror=alert(1)" in report
-    )  # Gradio drops <> from names; we escape
-    html, hits = search(c, "payload in plain sight", mode="lexical")
+    assert "<img" not in report and "onerror=alert(1)" in report  # Gradio drops <>; we escape
+    hits = search(c, "payload in plain sight", mode="lexical")
+    assert hits and "<script>" in hits[0]["text"], "the API gives the text as it is"
+    with pytest.raises(Exception, match="Type a question"):
+        search(c, "   ")
+    assert search(c, "zzzqqqxxx", mode="lexical") == []
+
+
+def test_the_page_escapes_and_explains(app_server, tmp_path):
+    """The page's own handlers (what the browser calls), on the running app's context."""
+    demo, _ = app_server
+    on = Handlers(demo.qsearch_context)
+    hostile = tmp_path / "notes.html"
+    hostile.write_text("<p>Payload: &lt;script&gt;alert('boom')&lt;/script&gt; in plain sight.</p>")
+    *_, token = on.add_files([str(hostile)], None, progress=lambda *a, **k: None)
+    page = dict(top_k=5, rerank=False, instruction="", mode="lexical", rerank_candidates=10)
+    html, hits = on.search_page("payload in plain sight", token=token, **page)
     assert hits and "<script>" in hits[0]["text"]
-    assert "<script>" not in html and "<img" not in html and "&lt;script&gt;" in html
-    assert "Type a question" in search(c, "   ")[0]
-    assert "No passage matches" in search(c, "zzzqqqxxx", mode="lexical")[0]
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "Type a question" in on.search_page("   ", token=token, **page)[0]
+    assert "No passage matches" in on.search_page("zzzqqqxxx", token=token, **page)[0]
+    assert "collection is empty" in on.search_page("payload", token=None, **page)[0]
+    assert "collection is empty" in on.search_page("payload", token="x" * 43, **page)[0], (
+        "a token nobody was given opens nothing"
+    )
 
 
 def test_remove_and_clear(server):
@@ -150,11 +158,12 @@ def test_remove_and_clear(server):
     assert "solar-system.md" not in files and "python-tips.md" in files
     assert [label for label, _ in choices["choices"]] == ["python-tips.md"]
     assert all(
-        h["source"] != "solar-system.md" for h in search(c, "planets orbit the sun", top_k=5)[1]
+        h["source"] != "solar-system.md" for h in search(c, "planets orbit the sun", top_k=5)
     )
     files, choices = c.predict(api_name="/clear_documents")
     assert "No documents yet" in files and choices["choices"] == []
-    assert "collection is empty" in search(c, "planets")[0]
+    with pytest.raises(Exception, match="collection is empty"):
+        search(c, "planets")
 
 
 def test_v1_api_gives_the_engines_vectors(server, minilm, minilm_dir):
@@ -197,27 +206,53 @@ def test_a_shared_read_only_index_is_searched_by_every_session(minilm, minilm_di
         def names(hits: list[dict]) -> set[str]:
             return {Path(h["source"]).name for h in hits}
 
-        assert names(search(alice, "when does the office close on Friday?")[1]) == {"handbook.md"}
+        assert names(search(alice, "when does the office close on Friday?")) == {"handbook.md"}
         upload(bob, qsearch_app.SAMPLES / "coffee-brewing.html")
-        assert names(search(bob, "office hours and coffee", top_k=5)[1]) == {
+        assert names(search(bob, "office hours and coffee", top_k=5)) == {
             "handbook.md",
             "coffee-brewing.html",
         }
-        assert names(search(alice, "coffee grind size", top_k=5)[1]) == {"handbook.md"}
+        assert names(search(alice, "coffee grind size", top_k=5)) == {"handbook.md"}
         alice.predict(api_name="/clear_documents")
-        assert names(search(alice, "office")[1]) == {"handbook.md"}, (
+        assert names(search(alice, "office")) == {"handbook.md"}, (
             "clearing a session spares the shared index"
         )
     finally:
         demo.close()
 
 
-def test_a_weak_best_match_says_so(server):
-    _, url = server
-    c = client(url)
-    upload(c, qsearch_app.SAMPLES / "coffee-brewing.html")
-    html, hits = search(c, "lattice quantum chromodynamics gluon propagator", mode="dense")
+def test_a_weak_best_match_says_so(app_server):
+    demo, _ = app_server
+    on = Handlers(demo.qsearch_context)
+    *_, token = on.add_files(
+        [str(qsearch_app.SAMPLES / "coffee-brewing.html")], None, progress=lambda *a, **k: None
+    )
+    page = dict(top_k=5, rerank=False, instruction="", mode="dense", rerank_candidates=10)
+    weak = "lattice quantum chromodynamics gluon propagator"
+    html, hits = on.search_page(weak, token=token, **page)
     assert hits and max(h["meaning"] for h in hits) < qsearch_app.LOW_COSINE
     assert "No strong match" in html
-    html, _ = search(c, "how fine should espresso coffee be ground?", mode="dense")
+    html, _ = on.search_page("how fine should espresso coffee be ground?", token=token, **page)
     assert "No strong match" not in html
+
+
+def test_a_reader_process_never_keeps_a_browsers_connection_open(tmp_path):
+    """The reload hang: forked readers held copies of the server's keep-alive sockets, so a socket
+    the server closed stayed open and the browser's next request on it was never read."""
+    import socket
+
+    from qsearch.documents import pool
+    from qsearch.types import Limits, ReadOptions
+
+    server_side, browser_side = socket.socketpair()
+    with pool._PARSERS_LOCK:
+        old, pool._PARSERS = pool._PARSERS, None  # the next parse forks readers now
+    if old is not None:
+        old.shutdown()
+    try:
+        pool.parse("a.txt", b"some text", Limits(), ReadOptions(ocr=False))
+        server_side.close()  # the server closes the connection: the browser must see it closed
+        browser_side.settimeout(10)
+        assert browser_side.recv(1) == b"", "the connection stayed open"
+    finally:
+        browser_side.close()

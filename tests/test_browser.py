@@ -1,4 +1,8 @@
-"""The app in a real browser: Playwright driving Debian's Chromium (never a downloaded browser)."""
+"""The app in a real browser: Playwright driving Debian's Chromium (never a downloaded browser).
+
+Each test opens its own browser context (its own storage, so its own collection), so no test
+depends on another's order.
+"""
 
 from __future__ import annotations
 
@@ -9,76 +13,101 @@ from pathlib import Path
 import pytest
 
 import app as qsearch_app
+from qsearch.documents import pool
+from qsearch.types import Limits, ReadOptions
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = Path(
     os.environ.get("QSEARCH_SCREENSHOT") or Path(__file__).parents[1] / "assets" / "screenshot.png"
 )
+LAPTOP = {"width": 1366, "height": 768}
 
 
 @pytest.fixture(scope="module")
-def page(app_server):
+def browser(app_server):
     sync_api = pytest.importorskip(
         "playwright.sync_api", reason="the playwright package is not installed"
     )
     if not shutil.which(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing: `apt-get install chromium` (make test tries to)")
-    _, url = app_server
+    # The app's reader processes are forked from this process: fork them before Playwright's
+    # driver starts, or they inherit the driver's stdin pipe and it never sees EOF at the end.
+    pool.parse("warm-up.txt", b"warm up", Limits(), ReadOptions(ocr=False))
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-            ],
+            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic"],
         )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.dialogs = []
-        page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
-        page.goto(url)
-        page.wait_for_selector("#qs-query textarea", timeout=30_000)
-        yield page
+        yield browser
         browser.close()
 
 
+@pytest.fixture
+def context(browser):
+    """A fresh browser profile: its own storage, so its own collection."""
+    context = browser.new_context(viewport=LAPTOP)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def url(app_server):
+    return app_server[1]
+
+
+def open_page(context, url: str):
+    page = context.new_page()
+    page.dialogs = []
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    page.goto(url)
+    page.wait_for_selector("#qs-query textarea", timeout=60_000)
+    return page
+
+
+def upload(page, files: list[Path]) -> None:
+    page.set_input_files("#qs-upload input[type=file]", [str(f) for f in files])
+    page.wait_for_selector("#qs-report .qs-report", timeout=120_000)
+
+
 def search(page, query: str, contains: str) -> None:
-    """Search, and wait until the first result card shows `contains` (the old results may show it too)."""
+    """Search, and wait until the first card shows `contains` (old results may show it too)."""
     page.evaluate("window.qsBefore = document.querySelector('#qs-results').innerHTML")
     page.fill("#qs-query textarea", query)
     page.press("#qs-query textarea", "Enter")
     page.wait_for_function(
         f"document.querySelector('#qs-results').innerHTML !== window.qsBefore && "
-        f"(document.querySelector('#qs-results .qs-card') || {{innerText: ''}})"
-        f".innerText.includes({contains!r})",
-        timeout=60_000,
+        f"(document.querySelector('#qs-results .qs-card') || {{textContent: ''}})"
+        f".textContent.includes({contains!r})",
+        timeout=90_000,
     )
+
+
+def results_text(page) -> str:
+    return page.evaluate("document.querySelector('#qs-results').textContent")
 
 
 def bar_width(card, key: str) -> float:
     return card.locator(f".qs-{key} .qs-bar").bounding_box()["width"]
 
 
-def test_upload_search_and_see_result_cards(page, tmp_path):
+def test_results_are_in_view_escaped_and_explained(context, url, tmp_path):
+    page = open_page(context, url)
     hostile = tmp_path / "notes.html"
     hostile.write_text(
         "<p>The reactor manual: &lt;img src=x onerror=alert(1)&gt; "
         "&lt;script&gt;alert(2)&lt;/script&gt; keep the coolant pump running.</p>"
     )
-    files = [str(p) for p in sorted(qsearch_app.SAMPLES.iterdir())] + [str(hostile)]
-    page.set_input_files("#qs-upload input[type=file]", files)
-    page.wait_for_selector("#qs-report .qs-report", timeout=60_000)
+    files = sorted(qsearch_app.SAMPLES.iterdir()) + [hostile]
+    upload(page, files)
     assert f"{len(files)} indexed" in page.inner_text("#qs-report")
     search(page, "how do I treat a burn?", "first-aid-basics.txt")
     cards = page.locator("#qs-results .qs-card")
-    assert (
-        cards.count() >= 3
-        and "first-aid-basics.txt" in cards.first.locator(".qs-source").inner_text()
+    assert cards.count() >= 3
+    assert "first-aid-basics.txt" in cards.first.locator(".qs-source").inner_text()
+    box = cards.first.bounding_box()
+    assert box["y"] >= 0 and box["y"] + 80 <= LAPTOP["height"], (
+        f"the first card is in view at 1366x768 without scrolling: {box}"
     )
     first, last = cards.first, cards.nth(cards.count() - 1)
     cosines = [float(c.locator(".qs-meaning").get_attribute("data-value")) for c in (first, last)]
@@ -86,35 +115,66 @@ def test_upload_search_and_see_result_cards(page, tmp_path):
     assert bar_width(first, "meaning") - bar_width(last, "meaning") > 10, (
         "a higher cosine draws a longer bar"
     )
-    assert page.locator("#qs-legend").inner_text().count("0 to 1") >= 3, (
-        "the legend states every bar's scale"
-    )
+    assert "<mark>burn" in first.inner_html().lower(), "the snippet marks the query's terms"
+    page.get_by_text("What do the bars mean?").click()
+    assert page.locator("#qs-legend").inner_text().count("0 to 1") >= 3, "each bar's scale"
 
     search(page, "coolant pump reactor manual", "coolant")
-    text = page.inner_text("#qs-results")
+    text = results_text(page)
     assert "<script>alert(2)</script>" in text and "<img src=x onerror=alert(1)>" in text
     assert page.locator("#qs-results img").count() == 0 and page.dialogs == []
 
 
-def test_rerank_shows_how_results_moved(page):
-    page.locator("#qs-rerank input").check()
+def test_a_collection_outlives_a_reload_and_a_closed_tab_but_not_another_browser(
+    browser, context, url
+):
+    page = open_page(context, url)
+    upload(page, [qsearch_app.SAMPLES / "first-aid-basics.txt"])
+    search(page, "how do I treat a burn?", "first-aid-basics.txt")
+    page.reload()
+    page.wait_for_selector("#qs-query textarea", timeout=60_000)
+    page.wait_for_function(
+        "document.querySelector('#qs-files').innerText.includes('first-aid')", timeout=30_000
+    )
+    search(page, "how do I treat a burn?", "first-aid-basics.txt")
+    page.close()
+    again = open_page(context, url)  # the tab closed by mistake, opened again
+    search(again, "how do I treat a burn?", "first-aid-basics.txt")
+
+    stranger = browser.new_context(viewport=LAPTOP)
     try:
-        search(page, "grind size for espresso", "reranker")
-        moves = page.locator("#qs-results .qs-move")
-        assert moves.count() >= 3 and all(
-            ("was #" in t) or t == "same place" for t in moves.all_inner_texts()
+        other = open_page(stranger, url)
+        other.fill("#qs-query textarea", "how do I treat a burn?")
+        other.press("#qs-query textarea", "Enter")
+        other.wait_for_function(
+            "document.querySelector('#qs-results').innerText.includes('collection is empty')",
+            timeout=60_000,
         )
-        assert page.locator("#qs-results .qs-reranker .qs-bar").count() >= 3
     finally:
-        page.locator("#qs-rerank input").uncheck()
+        stranger.close()
 
 
-def test_open_a_pdf_result_on_its_page_with_the_passage_highlighted(page, tmp_path):
+def test_rerank_shows_how_results_moved(context, url):
+    page = open_page(context, url)
+    upload(page, sorted(qsearch_app.SAMPLES.iterdir()))
+    page.get_by_text("Search options").click()
+    page.locator("#qs-rerank input").check()
+    search(page, "grind size for espresso", "rerank")
+    moves = page.locator("#qs-results .qs-move")
+    assert moves.count() >= 3 and all(
+        ("was #" in t) or t == "same place" for t in moves.all_inner_texts()
+    )
+    assert page.locator("#qs-results .qs-rerank .qs-bar").count() >= 3
+
+
+def test_open_a_pdf_result_on_its_page_and_take_the_screenshot(context, url):
+    page = open_page(context, url)
+    upload(page, sorted(qsearch_app.SAMPLES.iterdir()))
     search(page, "what should I wear against volcanic ash?", "volcanoes-field-guide.pdf")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT))  # what a user sees at 1366x768 right after a search
     where = page.locator("#qs-results .qs-source").first.inner_text()
-    assert where == "volcanoes-field-guide.pdf, pages 1\u20132", (
-        where
-    )  # one passage over both pages
+    assert where == "volcanoes-field-guide.pdf, pages 1\u20132", where  # one passage, two pages
     page.locator("#qs-open input").click()
     page.get_by_role("option", name=f"#1 {where}").click()
     page.wait_for_selector("#qs-evidence figure.qs-page[data-page='2']", timeout=60_000)
@@ -127,11 +187,10 @@ def test_open_a_pdf_result_on_its_page_with_the_passage_highlighted(page, tmp_pa
         image = figures.nth(n).locator("img.qs-page-image")
         assert image.get_attribute("src").startswith("data:image/png;base64,")
         assert image.bounding_box()["height"] > 300
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
 
 
-def test_file_names_show_as_text_in_the_file_list(page, tmp_path):
+def test_file_names_show_as_text_in_the_file_list(context, url, tmp_path):
+    page = open_page(context, url)
     odd = tmp_path / "fish&amp;chips 'menu' (v2).txt"
     odd.write_text("Cod, haddock and plaice, fried in batter.")
     page.set_input_files("#qs-upload input[type=file]", [str(odd)])

@@ -56,7 +56,7 @@ def test_json_export_holds_the_query_settings_and_every_score():
         "meaning": 0.55,
         "keywords": 0.6,
         "bm25": 7.5,
-        "reranker": 0.8,
+        "rerank": 0.8,
         "rank_before_rerank": 4,
         "text": 'He said "yes", then left.',
     }
@@ -68,4 +68,4 @@ def test_csv_export_is_one_row_per_result_readable_by_csv():
         "text"
     ] == 'He said "yes", then left.'
     assert rows[0]["query"] == "why?" and json.loads(rows[0]["settings"]) == SETTINGS
-    assert rows[1]["reranker"] == "" and rows[0]["page"] == "3"
+    assert rows[1]["rerank"] == "" and rows[0]["page"] == "3"

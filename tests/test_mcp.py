@@ -1,14 +1,15 @@
-"""The MCP server, with the official `mcp` client over streamable HTTP: tools listed, search answers."""
+"""The MCP server, with the official `mcp` client over streamable HTTP: tools, JSON answers."""
 
 from __future__ import annotations
 
-import ast
 import asyncio
+import json
 
 import pytest
 
 import app as qsearch_app
 from qsearch import Engine, Settings
+from qsearch.types import HIT_FIELDS
 
 mcp = pytest.importorskip("mcp")
 
@@ -70,5 +71,9 @@ def test_an_agent_lists_the_tools_and_finds_a_passage_of_the_shared_index(served
     assert set(tools["search"].inputSchema["properties"]) >= {"query", "top_k", "mode"}
     assert not result.isError, result.content
     text = "".join(c.text for c in result.content if getattr(c, "type", "") == "text")
-    _, hits = ast.literal_eval(text)  # the two outputs of /search: the results as HTML, and as data
+    assert "<" not in text, "no HTML for an agent to pay for"
+    hits = json.loads(text)  # the hits as data, in Hit.to_dict's vocabulary, and nothing else
+    assert list(hits[0]) == list(HIT_FIELDS)
     assert hits[0]["source"].endswith("handbook.md") and "6pm on Fridays" in hits[0]["text"]
+    description = tools["search"].description
+    assert all(score in description for score in ("overall", "meaning", "keywords", "rerank"))

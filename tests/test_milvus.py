@@ -5,6 +5,7 @@ the same pymilvus client code runs against both."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -168,7 +169,6 @@ def test_unreachable_milvus_and_a_missing_collection_are_one_line_errors(tmp_pat
 
 
 def test_cli_and_app_over_a_milvus_collection(tmp_path, minilm_dir):
-    import json
 
     import gradio_client
 
@@ -224,8 +224,10 @@ def test_cli_and_app_over_a_milvus_collection(tmp_path, minilm_dir):
     )
     _, url, _ = qsearch_app.launch(demo, prevent_thread_lock=True, quiet=True)
     try:
-        _, hits = gradio_client.Client(url, verbose=False).predict(
-            query="largest volcano", api_name="/search"
+        hits = json.loads(  # /search answers the hits as JSON text
+            gradio_client.Client(url, verbose=False).predict(
+                query="largest volcano", api_name="/search"
+            )
         )
         assert hits and hits[0]["source"].endswith("volcanoes-field-guide.pdf")
     finally:

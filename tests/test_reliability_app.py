@@ -3,6 +3,7 @@ many sessions searching while one uploads, a full queue, share links without a r
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -32,7 +33,7 @@ def test_concurrent_sessions_never_see_each_other(app_server, tmp_path):
         c.predict([handle_file(str(tmp_path / f"secret-{i}.txt"))], api_name="/add_documents")
         leaks = []
         for j, other in enumerate(secrets):
-            _, hits = c.predict(query=other, top_k=10, api_name="/search")
+            hits = json.loads(c.predict(query=other, top_k=10, api_name="/search"))
             found = [h["source"] for h in hits if other in h["text"]]
             if j != i and found:
                 leaks.append(f"session {i} saw {found}")
@@ -52,18 +53,19 @@ def test_sessions_are_freed_when_they_end_or_idle(minilm):
     sessions = Sessions(
         lambda: made.append(Engine(embedder=minilm)) or made[-1], idle_seconds=0.2, max_sessions=3
     )
-    first = sessions.get("a")
-    assert sessions.get("a") is first and len(sessions) == 1
-    sessions.get("b"), sessions.get("c")
+    a, first = sessions.open(None)
+    assert sessions.open(a) == (a, first) and len(sessions) == 1
+    assert sessions.find("a") is None and sessions.open("a")[0] != "a", "only issued tokens open"
+    b = sessions.open(None)[0]
     with pytest.raises(TooManySessions, match="too many open sessions"):
-        sessions.get("d")
-    flag = sessions.stop_flag("b")
-    sessions.end("b")
-    assert len(sessions) == 2 and sessions.peek("b") is None and flag.is_set(), (
+        sessions.open(None)
+    flag = sessions.stop_flag(b)
+    sessions.end(b)
+    assert len(sessions) == 2 and sessions.peek(b) is None and flag.is_set(), (
         "an ended session's run stops"
     )
     time.sleep(0.3)
-    sessions.get("e")
+    sessions.open(None)
     assert len(sessions) == 1, "idle sessions were swept"
 
 
@@ -154,7 +156,9 @@ def test_load_twenty_sessions_searching_while_one_uploads(app_server, tmp_path):
         latencies = []
         for k in range(searches):
             started = time.perf_counter()
-            _, hits = c.predict(query=queries[(n + k) % len(queries)], top_k=5, api_name="/search")
+            hits = json.loads(
+                c.predict(query=queries[(n + k) % len(queries)], top_k=5, api_name="/search")
+            )
             latencies.append(time.perf_counter() - started)
             assert hits, "every search finds something"
         return latencies
@@ -168,7 +172,7 @@ def test_load_twenty_sessions_searching_while_one_uploads(app_server, tmp_path):
                 api_name="/add_documents",
             )
             total += int(report.split(" indexed")[0].rsplit(">", 1)[-1])
-        _, hits = c.predict(query="harbour charts", top_k=50, api_name="/search")
+        hits = json.loads(c.predict(query="harbour charts", top_k=50, api_name="/search"))
         assert len({h["source"] for h in hits}) == bulk, "no upload was lost"
         return total
 
@@ -214,7 +218,9 @@ def test_a_full_queue_says_busy_at_once(minilm_dir):
                     api_name="/add_documents",
                 )
                 started = time.perf_counter()
-                _, hits = c.predict(query="how do I treat a burn?", top_k=3, api_name="/search")
+                hits = json.loads(
+                    c.predict(query="how do I treat a burn?", top_k=3, api_name="/search")
+                )
                 return (
                     "ok"
                     if hits and hits[0]["source"] == "first-aid-basics.txt"

@@ -8,42 +8,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ..types import Hit
+from ..types import HIT_FIELDS, Hit
 
-COLUMNS = [
-    "rank",
-    "source",
-    "page",
-    "page_end",
-    "ocr",
-    "overall",
-    "meaning",
-    "keywords",
-    "bm25",
-    "reranker",
-    "rank_before_rerank",
-    "text",
-]
+COLUMNS = list(HIT_FIELDS)  # the one vocabulary of a hit (qsearch.types.HIT_FIELDS)
 
 
 def rows(hits: Sequence[Hit]) -> list[dict[str, Any]]:
-    return [
-        {
-            "rank": h.rank,
-            "source": h.source,
-            "page": h.page,
-            "page_end": h.page_end,
-            "ocr": h.ocr,
-            "overall": h.score,
-            "meaning": h.dense_score,
-            "keywords": h.keyword_score,
-            "bm25": h.lexical_score,
-            "reranker": h.rerank_score,
-            "rank_before_rerank": h.retrieval_rank,
-            "text": h.text,
-        }
-        for h in hits
-    ]
+    return [h.to_dict() for h in hits]
 
 
 def as_json(query: str, settings: dict[str, Any], hits: Sequence[Hit]) -> str:

@@ -8,15 +8,26 @@ found in the raw text before escaping, so nothing in a document can become marku
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
+from functools import lru_cache
 
-from ..store.bm25 import query_terms, term_spans
-from ..types import AddReport, Hit
+from ..store.bm25 import query_terms, term_spans, tokenize
+from ..types import HIT_FIELDS, AddReport, Hit
 
 _BAR = (
     "display:inline-block;height:8px;border-radius:4px;vertical-align:middle;"
     "background:{color};width:{width:.0f}px"
 )
+SNIPPET_SENTENCES = 2  # a card shows its passage's best sentences, the rest one click away
+SHORT = 320  # a passage this short (characters) is shown whole
+_SENTENCE = re.compile(r"[^.!?\n\u3002\uff01\uff1f]+[.!?\u3002\uff01\uff1f]*")
+
+
+@lru_cache(maxsize=65536)
+def _stems(text: str) -> frozenset[str]:
+    """The search terms of `text` as BM25 makes them (stemmed, no stop words): the one call."""
+    return frozenset(tokenize(text))
 
 
 def highlight(text: str, query: str) -> str:
@@ -31,50 +42,45 @@ def highlight(text: str, query: str) -> str:
     return "".join(out)
 
 
-BARS = (  # (key, label, colour, what the bar means): each on its own 0..1 scale
-    (
-        "meaning",
-        "meaning",
-        "#2563eb",
-        "cosine similarity of the passage and the query embeddings (0 to 1)",
-    ),
-    (
-        "keywords",
-        "keywords",
-        "#d97706",
-        "BM25 score over the best score the query's words can reach in this collection (0 to 1)",
-    ),
-    (
-        "overall",
-        "overall",
-        "#7c3aed",
-        "the fused score that ranks the results: meaning and keywords combined, "
-        "each relative to this query's best match (0 to 1)",
-    ),
-    (
-        "reranker",
-        "reranker",
-        "#16a34a",
-        "the reranker's probability that the passage is relevant (0 to 1)",
-    ),
+def snippet(text: str, query: str) -> str:
+    """The passage's sentences that share the most terms with the query (in their order), with
+    an ellipsis where text was left out; the first sentences when none does."""
+    sentences = [m for m in _SENTENCE.finditer(text) if m.group().strip()]
+    terms = _stems(query)
+    score = {id(m): len(terms & _stems(m.group())) for m in sentences}
+    best = sorted(sentences, key=lambda m: -score[id(m)])[:SNIPPET_SENTENCES]
+    best = sorted(best, key=lambda m: m.start())
+    parts, end = [], 0
+    for m in best:
+        parts.append(("… " if m.start() > end else "") + m.group().strip())
+        end = m.end()
+    return " ".join(parts) + (" …" if end < len(text.rstrip()) else "")
+
+
+BARS = (  # (Hit.to_dict key, colour): each bar on its own 0..1 scale, explained by HIT_FIELDS
+    ("meaning", "#2563eb"),
+    ("keywords", "#d97706"),
+    ("overall", "#7c3aed"),
+    ("rerank", "#16a34a"),
 )
 LEGEND = (
-    '<div class="qs-legend" style="font-size:0.85em;color:#4b5563">Each bar runs from 0 to 1: '
-    + " · ".join(
-        f'<span title="{html.escape(tip)}"><span style="display:inline-block;width:10px;height:10px;'
-        f'border-radius:2px;background:{color}"></span> <b>{label}</b>: {html.escape(tip)}</span>'
-        for _, label, color, tip in BARS
+    '<div class="qs-legend" style="font-size:0.85em;color:#4b5563">'
+    + "<br>".join(
+        f'<span style="display:inline-block;width:10px;height:10px;border-radius:2px;'
+        f'background:{color}"></span> <b>{key}</b>: {html.escape(HIT_FIELDS[key])}'
+        for key, color in BARS
     )
     + "</div>"
 )
 
 
-def bar(value: float, color: str, width: int = 120) -> str:
+def bar(value: float, color: str, width: int = 100) -> str:
     """A horizontal bar for a value in [0, 1]."""
-    value = min(max(value, 0.0), 1.0)
+    value, track = min(max(value, 0.0), 1.0), "background:#e5e7eb;border-radius:4px"
     return (
-        f'<span style="display:inline-block;width:{width}px;background:#e5e7eb;border-radius:4px">'
-        f'<span class="qs-bar" style="{_BAR.format(color=color, width=value * width)}"></span></span>'
+        f'<span style="display:inline-block;width:{width}px;{track}">'
+        f'<span class="qs-bar" style="{_BAR.format(color=color, width=value * width)}"></span>'
+        "</span>"
     )
 
 
@@ -90,13 +96,9 @@ def where(hit: Hit) -> str:
 
 
 def breakdown(h: Hit) -> dict[str, float | None]:
-    """The card's bars: meaning, keywords, overall, reranker (None when a bar doesn't apply)."""
-    return {
-        "meaning": h.dense_score,
-        "keywords": h.keyword_score,
-        "overall": h.score,
-        "reranker": h.rerank_score,
-    }
+    """The card's bars by their Hit.to_dict names (None when a bar doesn't apply)."""
+    fields = h.to_dict()
+    return {key: fields[key] for key, _ in BARS}
 
 
 def movement(h: Hit) -> str:
@@ -113,10 +115,10 @@ def movement(h: Hit) -> str:
 def _card(h: Hit, query: str) -> str:
     scores = breakdown(h)
     rows = [
-        f'<div class="qs-score qs-{key}" title="{html.escape(tip)}" data-value="{scores[key]:.4f}">'
-        f'<span style="display:inline-block;width:70px">{label}</span>{bar(scores[key], color)} '
-        f"<small>{scores[key]:.2f}</small></div>"
-        for key, label, color, tip in BARS
+        f'<div class="qs-score qs-{key}" title="{html.escape(HIT_FIELDS[key])}" '
+        f'data-value="{scores[key]:.4f}"><span style="display:inline-block;width:70px">{key}</span>'
+        f"{bar(scores[key], color)} <small>{scores[key]:.2f}</small></div>"
+        for key, color in BARS
         if scores[key] is not None
     ]
     moved = movement(h)
@@ -126,19 +128,33 @@ def _card(h: Hit, query: str) -> str:
         else ""
     )
     return (
-        '<div class="qs-card" style="border:1px solid #d1d5db;border-radius:8px;padding:10px 12px;margin:8px 0">'
-        f'<div style="display:flex;gap:12px;align-items:center;flex-wrap:wrap">'
-        f'<b>#{h.rank}</b> <span class="qs-source">{html.escape(where(h))}</span>{badge}</div>'
-        f'<div style="margin:4px 0;font-size:0.9em">{"".join(rows)}</div>'
-        f'<div class="qs-text" style="white-space:pre-wrap;line-height:1.4">{highlight(h.text, query)}</div>'
+        '<div class="qs-card" style="border:1px solid #d1d5db;border-radius:8px;'
+        'padding:8px 12px;margin:6px 0"><div style="display:flex;gap:12px;align-items:center;'
+        f'flex-wrap:wrap"><b>#{h.rank}</b> <span class="qs-source">{html.escape(where(h))}</span>'
+        f'{badge}</div><div style="margin:4px 0;font-size:0.85em;display:flex;flex-wrap:wrap;'
+        f'gap:2px 16px">{"".join(rows)}</div>'
+        f"{_passage(h.text, query)}"
         "</div>"
+    )
+
+
+def _passage(text: str, query: str) -> str:
+    """A short passage whole; a long one as its best sentences, the whole one click away."""
+    style = "white-space:pre-wrap;line-height:1.4"
+    if len(text) <= SHORT:
+        return f'<div class="qs-text" style="{style}">{highlight(text, query)}</div>'
+    return (
+        f'<div class="qs-snippet" style="line-height:1.4">{highlight(snippet(text, query), query)}'
+        f'</div><details class="qs-more"><summary style="cursor:pointer;color:#4b5563">'
+        f'whole passage</summary><div class="qs-text" style="{style}">{highlight(text, query)}'
+        "</div></details>"
     )
 
 
 def hits_html(
     hits: Sequence[Hit], query: str, timings_ms: dict[str, float], *, notice: str = ""
 ) -> str:
-    """Ranked result cards: the score breakdown (each bar on its own 0..1 scale), source and page, passage."""
+    """Ranked result cards: source and page, score bars (each on its own 0..1 scale), passage."""
     times = " \u00b7 ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in timings_ms.items())
     head = (
         f'<div class="qs-notice" style="color:#92400e">{html.escape(notice)}</div>'
@@ -169,14 +185,15 @@ def files_html(rows: Sequence[tuple[str, int, int | None]]) -> str:
     )
     total = sum(r[1] for r in rows)
     return (
-        "<table class='qs-files' style='width:100%'><thead><tr><th style='text-align:left'>file</th>"
+        "<table class='qs-files' style='width:100%'><thead><tr>"
+        "<th style='text-align:left'>file</th>"
         f"<th>chunks</th><th>pages</th></tr></thead><tbody>{body}</tbody></table>"
         f"<small>{len(rows)} files, {total} chunks</small>"
     )
 
 
 def report_html(report: AddReport) -> str:
-    """What an upload did: a summary line, then one line per file (its outcome, or why it failed)."""
+    """What an upload did: a summary line, then one line per file (its outcome, or why not)."""
     lines = []
     for f in report.files:
         if f.ok:
@@ -190,7 +207,8 @@ def report_html(report: AddReport) -> str:
                 f'<br><small style="color:#92400e">{html.escape(n)}</small>' for n in f.notes
             )
             lines.append(
-                f'<span style="color:#15803d">{f.status}</span> <code>{html.escape(f.path)}</code>: '
+                f'<span style="color:#15803d">{f.status}</span> '
+                f"<code>{html.escape(f.path)}</code>: "
                 f"{f.chunks} chunks{pages}{ocr}{notes}"
             )
         else:
@@ -200,7 +218,8 @@ def report_html(report: AddReport) -> str:
             )
     n_unchanged = sum(f.status == "unchanged" for f in report.files)
     summary = (
-        f"<b>{len(report.indexed)} indexed, {n_unchanged} unchanged, {len(report.errors)} failed</b> "
+        f"<b>{len(report.indexed)} indexed, {n_unchanged} unchanged, "
+        f"{len(report.errors)} failed</b> "
         f"in {report.seconds:.1f} s"
     )
     return f'<div class="qs-report">{"<br>".join([summary, *lines])}</div>'

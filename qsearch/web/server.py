@@ -8,9 +8,6 @@ touching its route list; share links, Spaces, /v1 and MCP all run on that one se
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +16,7 @@ from ..config import Settings, model_name
 from ..documents import ocr
 from ..engine import Engine
 from ..models.loading import dtype_reason
-from ..types import Hit, Hits
+from ..types import Hits
 from .model_service import ModelService
 from .openai_api import openai_router
 from .sessions import Sessions
@@ -113,6 +110,21 @@ class Context:
             lines.append(f"**Note:** {service.notice}")
         return "\n\n".join(lines)
 
+    def status_summary(self) -> str:
+        """The server facts in one line: models, device, precision, speed, OCR."""
+        service, s = self.service, self.service.settings
+        device, speed = service.embedder.device, service.embed_rate.per_second
+        rerank = "off" if service.rerank_unavailable else model_name(s.rerank_model)
+        parts = [
+            f"embedding {model_name(s.embed_model)}",
+            f"rerank {rerank}",
+            "GPU" if device.startswith("cuda") else device,
+            s.dtype if device != "remote" else "",
+            f"~{speed:,.0f} tokens/s" if speed else "",
+            f"OCR {'on' if s.ocr else 'off'}",
+        ]
+        return " · ".join(p for p in parts if p)
+
     def rerank_hint(self, candidates: int) -> str:
         rate = self.service.rerank_rate.per_second
         return (
@@ -121,37 +133,6 @@ class Context:
             if rate or self.service.embed_rate.per_second
             else "how many top passages to rescore"
         )
-
-
-def hit_json(h: Hit) -> dict[str, Any]:
-    """A hit as the JSON output of /search: where it is, its text, and every score of its breakdown."""
-    return {
-        "rank": h.rank,
-        "score": h.score,
-        "meaning": h.dense_score,
-        "keywords": h.keyword_score,
-        "bm25": h.lexical_score,
-        "rerank_score": h.rerank_score,
-        "rank_before_rerank": h.retrieval_rank,
-        "source": h.source,
-        "page": h.page,
-        "page_end": h.page_end,
-        "ocr": h.ocr,
-        "text": h.text,
-    }
-
-
-def bind(fn: Callable, ctx: Context) -> Callable:
-    """`fn` with its first argument (the context) filled in, keeping the signature and type hints
-    that Gradio reads to pass gr.Request and gr.Progress (functools.partial hides them)."""
-
-    @functools.wraps(fn)
-    def bound(*args: Any, **kwargs: Any) -> Any:
-        return fn(ctx, *args, **kwargs)
-
-    signature = inspect.signature(fn)
-    bound.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
-    return bound
 
 
 def launch(

@@ -1,14 +1,22 @@
-"""Each client's own collection, by session id: a browser page, an API client, an MCP session.
+"""Each client's own collection, under an unguessable token.
 
-A collection is freed when its page closes or after `idle_seconds` without use (API and MCP
-clients never close a page); at most `max_sessions` live at once. Freeing drops the engine
-outside the registry's lock, so one session's teardown never stalls the others. Each session
-also has a stop flag, which cancels its indexing run between files and embedding windows, and
-keeps its latest results (for export and page views) until it is freed.
+A browser keeps its token in its own storage (`gr.BrowserState`), so a reload or a reopened tab
+finds its collection again; only that token opens it. API and MCP clients, which have no browser
+storage, get a token of their own the first time their Gradio session asks (`for_client`), in
+the same registry, never named by anything a browser sends. Tokens are made here only
+(`secrets.token_urlsafe`); a token nobody was given opens nothing.
+
+A collection is freed after `idle_seconds` without use (never when a page closes: a reload would
+come back for it); at most `max_sessions` live at once. Freeing drops the engine outside the
+registry's lock, so one session's teardown never stalls the others. Each session also has a stop
+flag, which cancels its indexing run, and keeps its latest results (for export and page views).
+A lookup that misses asks `restore` (e.g. a store of collections saved on disk), if one is given.
 """
 
 from __future__ import annotations
 
+import re
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +25,9 @@ from typing import Any
 
 from ..engine import Engine
 
+TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # what secrets.token_urlsafe(32) makes
+Restore = Callable[[str, Callable[[], Engine]], "Engine | None"]  # (token, new_engine) -> engine
+
 
 class TooManySessions(RuntimeError):
     """The registry is full; the message says so in words a user can act on."""
@@ -24,14 +35,12 @@ class TooManySessions(RuntimeError):
 
 @dataclass
 class Session:
-    """One client's state: its collection, when it was last used, its stop flag, its latest results."""
+    """One client's collection, when it was last used, its stop flag, its latest results."""
 
     engine: Engine
     used: float
     stop: threading.Event = field(default_factory=threading.Event)
-    results: dict[str, Any] | None = (
-        None  # the latest search (query, settings, hits): for export and page views
-    )
+    results: dict[str, Any] | None = None  # the latest search (query, settings, hits)
 
     def free(self) -> None:
         self.stop.set()
@@ -40,7 +49,7 @@ class Session:
 
 
 class Sessions:
-    """Session id -> Session."""
+    """Token -> Session."""
 
     def __init__(
         self,
@@ -48,51 +57,74 @@ class Sessions:
         *,
         idle_seconds: float = 3600,
         max_sessions: int = 500,
+        restore: Restore | None = None,
     ):
-        self._new_engine, self.idle_seconds, self.max_sessions = (
-            new_engine,
-            idle_seconds,
-            max_sessions,
-        )
+        self._new_engine, self.idle_seconds = new_engine, idle_seconds
+        self.max_sessions, self.restore = max_sessions, restore
         self._entries: dict[str, Session] = {}
+        self._clients: dict[str, str] = {}  # an API client's Gradio session -> its token
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, session_id: str) -> Engine:
-        """The session's collection, created on first use; idle sessions are freed on the way."""
-        now = time.monotonic()
+    def find(self, token: str | None) -> Session | None:
+        """The session `token` names, in memory or restored; None for any other string."""
+        self._expire()
+        if not token or not TOKEN.fullmatch(token):
+            return None
         with self._lock:
-            freed = [
-                self._entries.pop(k)
-                for k, e in list(self._entries.items())
-                if now - e.used > self.idle_seconds
-            ]
-            if session_id not in self._entries and len(self._entries) >= self.max_sessions:
+            entry = self._entries.get(token)
+        if entry is None and self.restore is not None:  # the one place a miss asks the store
+            engine = self.restore(token, self._new_engine)
+            if engine is not None:
+                with self._lock:
+                    entry = self._entries.setdefault(token, Session(engine, time.monotonic()))
+        if entry is not None:
+            entry.used = time.monotonic()
+        return entry
+
+    def open(self, token: str | None) -> tuple[str, Session]:
+        """(token, session): the one `token` names, or a new collection under a new token."""
+        entry = self.find(token)
+        if entry is not None:
+            return token, entry  # type: ignore[return-value]
+        with self._lock:
+            if len(self._entries) >= self.max_sessions:
                 raise TooManySessions(
                     "The server is busy (too many open sessions); please try again later."
                 )
-            entry = self._entries.get(session_id)
-            if entry is None:
-                entry = self._entries[session_id] = Session(self._new_engine(), now)
-            entry.used = now
-        for old in freed:  # outside the lock: nobody waits for this
-            old.free()
-        return entry.engine
+            token = secrets.token_urlsafe(32)
+            entry = self._entries[token] = Session(self._new_engine(), time.monotonic())
+        return token, entry
 
-    def peek(self, session_id: str) -> Session | None:
-        """The session if it has one; never creates one."""
-        return self._entries.get(session_id)
+    def for_client(self, client: str) -> tuple[str, Session]:
+        """An API or MCP client's session, by its Gradio session (it has no browser storage)."""
+        token, entry = self.open(self._clients.get(client))
+        self._clients[client] = token
+        return token, entry
 
-    def stop_flag(self, session_id: str) -> threading.Event:
+    def peek(self, token: str | None) -> Session | None:
+        """The session in memory, if any; never creates or restores one."""
+        return self._entries.get(token) if token else None
+
+    def stop_flag(self, token: str | None) -> threading.Event:
         """The session's stop flag (cleared when a new indexing run starts)."""
-        entry = self._entries.get(session_id)
+        entry = self.peek(token)
         return entry.stop if entry else threading.Event()
 
-    def end(self, session_id: str) -> None:
-        """Free a session now (its page was closed)."""
+    def end(self, token: str) -> None:
+        """Free a session now."""
         with self._lock:
-            entry = self._entries.pop(session_id, None)
+            entry = self._entries.pop(token, None)
         if entry is not None:
+            entry.free()
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            old = [k for k, e in self._entries.items() if now - e.used > self.idle_seconds]
+            freed = [self._entries.pop(k) for k in old]
+            self._clients = {c: t for c, t in self._clients.items() if t in self._entries}
+        for entry in freed:  # outside the lock: nobody waits for this
             entry.free()

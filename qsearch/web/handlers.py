@@ -1,0 +1,246 @@
+"""What the page and the API do, as methods of one object holding the server's context.
+
+Gradio reads each method's signature as it is: `gr.Request` and `gr.Progress` parameters are
+filled in by Gradio, the others come from the page's components or the API's arguments. The
+page names its collection by the token its browser keeps (`token`); API and MCP clients by
+their Gradio session (`Sessions.for_client`). No search logic here: that is `Engine.search`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ..engine import Cancelled, Engine
+from ..models.loading import ModelLoadError
+from ..types import Hit
+from . import export
+from .evidence import evidence_html
+from .render import files_html, hits_html, message_html, report_html, where
+from .server import Context
+from .sessions import Session, TooManySessions
+from .sizing import eta_text
+
+SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "samples"
+from .lowconf import LOW_COSINE
+
+
+class SearchError(Exception):
+    """A search that has no hits to show, with the message that says why."""
+
+
+class Handlers:
+    """The page's and the API's handlers over one Context."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    # --- the collection, by token (the page) or by Gradio session (API and MCP) ---------------
+
+    def _open(self, token: str | None) -> tuple[str, Session]:
+        try:
+            return self.ctx.sessions.open(token)
+        except TooManySessions as e:
+            raise gr.Error(str(e)) from None
+
+    def _client(self, request: gr.Request) -> tuple[str, Session]:
+        if not request.session_hash:
+            raise gr.Error("This request has no session; reconnect.")
+        try:
+            return self.ctx.sessions.for_client(request.session_hash)
+        except TooManySessions as e:
+            raise gr.Error(str(e)) from None
+
+    def _add(self, session: Session, files: list[str] | None, progress: Any) -> tuple:
+        engine, paths = session.engine, [Path(f) for f in files or []]
+        if not paths:
+            return message_html("Choose one or more files first."), *_listing(engine), None
+        session.stop.clear()
+        chunk_tokens, rate = self.ctx.service.settings.chunk_tokens, self.ctx.service.embed_rate
+
+        def report(stage: str, done: int, total: int) -> None:
+            left = eta_text(rate.seconds_for((total - done) * chunk_tokens))
+            left = f" · {left}" if left and stage == "embedding" else ""
+            progress((done, total), desc=f"{stage} {done}/{total}{left}")
+
+        try:  # uploads stay in Gradio's shared cache, which deletes them itself
+            names = [p.name for p in paths]
+            result = engine.add_files(paths, report, names=names, should_stop=session.stop.is_set)
+        except Cancelled:
+            stopped = message_html("Stopped: nothing from this upload was added.")
+            return stopped, *_listing(engine), None
+        return report_html(result), *_listing(engine), None
+
+    def _search(self, token: str, session: Session | None, query: str, **options: Any) -> list:
+        """[hits, notice] for `query`, or SearchError saying why it can't be searched."""
+        ctx, rerank = self.ctx, bool(options.pop("rerank"))
+        if not query or not query.strip():
+            raise SearchError("Type a question or some keywords, then press Enter.")
+        shared = [ctx.shared] if ctx.shared is not None and len(ctx.shared.documents()) else []
+        if (session is None or not session.engine.documents()) and not shared:
+            raise SearchError("Your collection is empty: upload documents (or load the samples).")
+        engine = session.engine if session is not None else ctx.new_engine()
+        notice, candidates = "", int(options.pop("rerank_candidates"))
+        if rerank and ctx.service.rerank_unavailable:
+            rerank, notice = False, ctx.service.rerank_unavailable
+        options.update(k=int(options["k"]), instruction=options["instruction"] or None)
+        try:
+            hits = engine.search(
+                query, rerank=rerank, rerank_candidates=candidates, also=shared, **options
+            )
+        except ModelLoadError as e:
+            hits, notice = engine.search(query, also=shared, **options), str(e)
+        if not hits:
+            return [hits, ""]
+        best = max((h.dense_score for h in hits if h.dense_score is not None), default=None)
+        if best is not None and best < LOW_COSINE and not notice:
+            notice = "No strong match: the closest passages may not answer the query."
+        ctx.remember(token, query, hits, options, rerank)
+        return [hits, notice]
+
+    # --- the page ---------------------------------------------------------------------------
+
+    def restore(self, token: str | None) -> tuple[str, Any]:
+        """On page load: the collection this browser's token names, if it still exists."""
+        session = self.ctx.sessions.find(token)
+        return _listing(session.engine if session else None)
+
+    def add_files(
+        self, files: list[str] | None, token: str | None, progress: gr.Progress = gr.Progress()
+    ) -> tuple:
+        """Upload: add files to this browser's collection; the token comes back (new if needed)."""
+        token, session = self._open(token)
+        return *self._add(session, files, progress), token
+
+    def load_samples(self, token: str | None, progress: gr.Progress = gr.Progress()) -> tuple:
+        return self.add_files([str(p) for p in sorted(SAMPLES.iterdir())], token, progress)
+
+    def stop(self, token: str | None) -> None:
+        """Stop this collection's indexing run; the collection stays as it was before the run."""
+        self.ctx.sessions.stop_flag(token).set()
+
+    def search_page(
+        self,
+        query: str,
+        top_k: float,
+        rerank: bool,
+        instruction: str | None,
+        mode: str,
+        rerank_candidates: float,
+        token: str | None,
+    ) -> tuple[str, list[dict]]:
+        """The results as cards (and as data, for the page's JSON view)."""
+        options = dict(k=top_k, rerank=rerank, instruction=instruction, mode=mode)
+        session = self.ctx.sessions.find(token)
+        try:
+            hits, notice = self._search(
+                token or "", session, query, rerank_candidates=rerank_candidates, **options
+            )
+        except SearchError as e:
+            return message_html(str(e)), []
+        if not hits:
+            return message_html(
+                f"No passage matches “{query}”. Try other words or another mode."
+            ), []
+        html = hits_html(hits, query, hits.timings_ms, notice=notice)
+        return html, [h.to_dict() for h in hits]
+
+    def evidence_choices(self, token: str | None) -> tuple[Any, str, None]:
+        """After a search: the results to open, an empty evidence panel, no download yet."""
+        last = self.ctx.results(token)
+        choices = [(f"#{h.rank} {where(h)}", h.rank) for h in (last["hits"] if last else [])]
+        return gr.update(choices=choices, value=None, interactive=bool(choices)), "", None
+
+    def show_evidence(self, rank: int | None, token: str | None) -> str:
+        """Where result #rank came from: its page with the passage highlighted, or its text."""
+        last = self.ctx.results(token)
+        hit: Hit | None = next((h for h in (last["hits"] if last else []) if h.rank == rank), None)
+        if hit is None:
+            return ""
+        index = self.ctx.index_holding(token, hit.doc_id)
+        if index is None:
+            return message_html("That document is no longer in the collection.")
+        return evidence_html(hit, index, last["query"])
+
+    def export(self, token: str | None) -> list[str]:
+        """The latest results as JSON and CSV files: query, settings, every score, source, page."""
+        last = self.ctx.results(token)
+        if not last:
+            raise gr.Error("Search first: there are no results to export yet.")
+        folder = Path(tempfile.mkdtemp(prefix="qsearch-results-"))
+        for name, write in (("results.json", export.as_json), ("results.csv", export.as_csv)):
+            (folder / name).write_text(write(last["query"], last["settings"], last["hits"]))
+        return [str(folder / "results.json"), str(folder / "results.csv")]
+
+    def remove(self, doc_id: str | None, token: str | None) -> tuple[str, Any]:
+        session = self.ctx.sessions.find(token)
+        engine = session.engine if session else None
+        if engine is not None and doc_id and engine.index.has_doc(doc_id):
+            engine.remove(doc_id)
+        return _listing(engine)
+
+    def clear(self, token: str | None) -> tuple[str, Any]:
+        session = self.ctx.sessions.find(token)
+        if session is not None:
+            session.engine.clear()
+        return _listing(session.engine if session else None)
+
+    # --- the API and MCP tools ----------------------------------------------------------------
+
+    def add_documents(
+        self, files: list[str] | None, request: gr.Request, progress: gr.Progress = gr.Progress()
+    ) -> tuple:
+        """Add documents to your collection (over MCP: the collection all MCP clients share), which `search` then searches.
+
+        Args:
+            files: documents to index: PDF (scanned pages are read by OCR), TXT, MD, HTML, DOCX, or images (PNG, JPEG, TIFF, WebP). A file that can't be read is reported with the reason; the others are added.
+        """  # noqa: E501 - Gradio reads each argument's description from one line
+        return self._add(self._client(request)[1], files, progress)
+
+    def search(
+        self,
+        query: str,
+        request: gr.Request,
+        top_k: int = 5,
+        rerank: bool = False,
+        instruction: str = "",
+        mode: str = "hybrid",
+        rerank_candidates: int = 20,
+    ) -> str:
+        """Search the shared collection and the documents added with `add_documents`. Returns a JSON array, one object per passage, best first: rank, source (file), page and page_end (null without pages), ocr, text, and scores: overall (what ranked it before any rerank, 0-1), meaning (cosine similarity of query and passage embeddings, 0-1), keywords (BM25 relative to the best the query's words can reach, 0-1), bm25 (raw), rerank (the reranker's probability of relevance, 0-1, null without rerank), rank_before_rerank. A score that does not apply is null.
+
+        Args:
+            query: a question or keywords, in any words; it is matched by meaning and by exact terms.
+            top_k: how many passages to return (1-50).
+            rerank: rescore the top candidates with the Qwen3 reranker: slower, more precise.
+            instruction: what the search is for, in English, e.g. "Given a question, retrieve passages that answer the question"; empty for the default web-search instruction.
+            mode: "hybrid" (meaning and keywords, the default), "dense" (meaning only) or "lexical" (keywords only).
+            rerank_candidates: how many candidates the reranker rescores.
+        """  # noqa: E501 - Gradio reads each argument's description from one line
+        token, session = self._client(request)
+        options = dict(k=top_k, rerank=rerank, instruction=instruction, mode=mode)
+        try:
+            hits, _ = self._search(
+                token, session, query, rerank_candidates=rerank_candidates, **options
+            )
+        except SearchError as e:
+            raise gr.Error(str(e)) from None
+        # JSON text: what an MCP client reads (Gradio's MCP server sends a list as Python's repr)
+        return json.dumps([h.to_dict() for h in hits], ensure_ascii=False)
+
+    def remove_document(self, doc_id: str, request: gr.Request) -> tuple[str, Any]:
+        return self.remove(doc_id, self._client(request)[0])
+
+    def clear_documents(self, request: gr.Request) -> tuple[str, Any]:
+        return self.clear(self._client(request)[0])
+
+
+def _listing(engine: Engine | None) -> tuple[str, Any]:
+    """The collection's file table and its removal choices."""
+    docs = engine.documents() if engine else []
+    table = files_html([(d.source, d.chunks, d.pages) for d in docs])
+    return table, gr.update(choices=[(d.source, d.doc_id) for d in docs], value=None)

@@ -1,0 +1,189 @@
+"""The page: upload and collection on the left; the query, its results right below it, and the
+options, server facts and score legend folded away, so the first result is in view after a
+search. Events are wired to `Handlers` methods, whose signatures Gradio reads as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from ..config import SEARCH_MODES
+from ..documents.read import SUPPORTED_SUFFIXES
+from .handlers import Handlers
+from .render import LEGEND, files_html, message_html
+from .server import Context
+
+INSTRUCTIONS = [  # (label, the instruction the models read)
+    ("Web search (default)", "Given a web search query, retrieve relevant passages that answer "
+     "the query"),
+    ("Question answering", "Given a question, retrieve passages that answer the question"),
+    ("Scientific claim → evidence", "Given a scientific claim, retrieve documents that support "
+     "or refute the claim"),
+    ("Code search", "Given a programming question, retrieve code snippets or documentation that "
+     "answer it"),
+    ("Find similar passages", "Retrieve passages that are semantically similar to the given text"),
+]  # fmt: skip
+UPLOAD_CACHE = (300, 900)  # every 5 minutes, delete uploaded files older than 15 minutes
+# The browser's token for its collection. The secret travels to the browser in the page's
+# config (Gradio encrypts in the browser), so it is fixed: the token is what must stay secret.
+TOKEN_KEY, TOKEN_SECRET = "qsearch-collection", "qsearch-collection-token"
+
+
+def build_page(ctx: Context, *, upload_cache: tuple[int, int] = UPLOAD_CACHE) -> gr.Blocks:
+    """The Blocks app over `ctx`."""
+    on = Handlers(ctx)
+    title = "qsearch — semantic search over your documents"
+    with gr.Blocks(title=title, delete_cache=upload_cache) as demo:
+        token = gr.BrowserState(None, storage_key=TOKEN_KEY, secret=TOKEN_SECRET)
+        gr.Markdown("## qsearch · upload documents, then ask questions in your own words")
+        _status(ctx)
+        with gr.Row():
+            with gr.Column(scale=2, min_width=300):
+                c = _collection_column()
+            with gr.Column(scale=3, min_width=400):
+                c |= _search_column(ctx)
+        _wire(demo, on, token, c)
+    demo.qsearch_context = ctx  # launch() serves /v1 and MCP over the same models
+    return demo
+
+
+def _status(ctx: Context) -> None:
+    """One line of server facts; the details, and any fallback's full reason, folded below it."""
+    summary, details, notice = ctx.status_summary(), ctx.status_markdown(), ctx.service.notice
+    short = f" · ⚠ {notice.split('.')[0][:120]}" if notice else ""
+    gr.Markdown(f"<small>{summary}{short}</small>", elem_id="qs-status")
+    with gr.Accordion("Server details", open=False, elem_id="qs-status-details"):
+        gr.Markdown(details)
+
+
+def _collection_column() -> dict[str, Any]:
+    c: dict[str, Any] = {}
+    c["uploads"] = gr.File(
+        label="Drop documents: PDF, TXT, MD, HTML, DOCX, images (read by OCR). Indexed on upload.",
+        file_count="multiple",
+        file_types=list(SUPPORTED_SUFFIXES),
+        elem_id="qs-upload",
+        height=120,
+    )
+    with gr.Row():
+        c["samples"] = gr.Button("Load sample documents", scale=3, elem_id="qs-samples")
+        c["stop"] = gr.Button("Stop indexing", scale=1, variant="secondary")
+    c["report"] = gr.HTML(elem_id="qs-report")
+    c["files"] = gr.HTML(files_html([]), elem_id="qs-files")
+    with gr.Row():
+        c["to_remove"] = gr.Dropdown(label="Remove a file", choices=[], scale=3)
+        c["remove"] = gr.Button("Remove", scale=1)
+    c["clear"] = gr.Button("Clear all documents", variant="stop")
+    for name in ("api_add", "api_remove", "api_clear"):  # the API's events, never clicked
+        c[name] = gr.Button(visible=False)
+    return c
+
+
+def _search_column(ctx: Context) -> dict[str, Any]:
+    c: dict[str, Any] = {}
+    with gr.Row():
+        c["query"] = gr.Textbox(
+            show_label=False,
+            placeholder="Ask a question or type keywords, then Enter",
+            scale=5,
+            elem_id="qs-query",
+        )
+        c["search"] = gr.Button("Search", variant="primary", scale=1, elem_id="qs-search")
+    with gr.Accordion("Search options", open=False, elem_id="qs-options"):
+        c |= _options(ctx)
+    with gr.Accordion("What do the bars mean?", open=False, elem_id="qs-legend-toggle"):
+        gr.HTML(LEGEND, elem_id="qs-legend")
+    c["results"] = gr.HTML(message_html("Results appear here."), elem_id="qs-results")
+    with gr.Row():
+        c["to_open"] = gr.Dropdown(
+            label="Open a result where it came from (its page, or its text)",
+            choices=[],
+            interactive=False,
+            scale=3,
+            elem_id="qs-open",
+        )
+        c["export"] = gr.Button("Export results (JSON, CSV)", scale=1)
+    c["evidence"] = gr.HTML(elem_id="qs-evidence")
+    c["downloads"] = gr.File(
+        label="Results to download", file_count="multiple", interactive=False, height=80
+    )
+    with gr.Accordion("Results as JSON", open=False):
+        c["hits_json"] = gr.JSON(label="hits")
+    return c
+
+
+def _options(ctx: Context) -> dict[str, Any]:
+    service, c = ctx.service, {}
+    with gr.Row():
+        c["top_k"] = gr.Slider(1, 50, value=5, step=1, label="Results")
+        c["mode"] = gr.Radio(
+            list(SEARCH_MODES),
+            value=service.settings.search_mode,
+            label="Ranking",
+            info="hybrid = meaning + exact words",
+        )
+    candidates = service.rerank_candidates()
+    with gr.Row():
+        c["rerank"] = gr.Checkbox(
+            label="Rerank with Qwen3-Reranker",
+            value=False,
+            interactive=not service.rerank_unavailable,
+            elem_id="qs-rerank",
+            info=service.rerank_unavailable[:300] or "slower, more precise",
+        )
+        c["rerank_candidates"] = gr.Slider(
+            5, 100, value=candidates, step=5, label="Candidates to rerank",
+            info=ctx.rerank_hint(candidates),
+        )  # fmt: skip
+    c["instruction"] = gr.Dropdown(
+        choices=INSTRUCTIONS,
+        value=INSTRUCTIONS[0][1],
+        allow_custom_value=True,
+        label="Task instruction (pick one or type your own)",
+        info="Qwen3 models read it for the query and the reranker"
+        if service.embedder.supports_instruction
+        else "This embedding model ignores instructions; the reranker reads them",
+    )
+    return c
+
+
+def _wire(demo: gr.Blocks, on: Handlers, token: gr.BrowserState, c: dict[str, Any]) -> None:
+    """The events. Reading and chunking run in the upload's own queue; model work is serialized
+    by the model service's lock, so one user's long parse never holds another's search."""
+    listing = [c["files"], c["to_remove"]]
+    added = [c["report"], *listing, c["uploads"]]
+    ingest = {"concurrency_id": "ingest", "concurrency_limit": 2, "api_visibility": "private"}
+    demo.load(on.restore, [token], listing, api_visibility="private", queue=False)
+    c["uploads"].upload(on.add_files, [c["uploads"], token], [*added, token], **ingest)
+    c["samples"].click(on.load_samples, [token], [*added, token], **ingest)
+    c["stop"].click(on.stop, [token], None, api_visibility="private", queue=False)
+    inputs = [c[k] for k in ("query", "top_k", "rerank", "instruction", "mode")]
+    inputs += [c["rerank_candidates"], token]
+    after = [c["to_open"], c["evidence"], c["downloads"]]
+    private = {"api_visibility": "private"}
+    for trigger in (c["query"].submit, c["search"].click):
+        shown = trigger(
+            on.search_page, inputs, [c["results"], c["hits_json"]], concurrency_limit=4, **private
+        )
+        shown.then(on.evidence_choices, [token], after, queue=False, **private)
+    c["to_open"].change(
+        on.show_evidence, [c["to_open"], token], [c["evidence"]], api_visibility="private"
+    )
+    c["export"].click(on.export, [token], [c["downloads"]], api_visibility="private")
+    c["remove"].click(on.remove, [c["to_remove"], token], listing, api_visibility="private")
+    c["clear"].click(on.clear, [token], listing, api_visibility="private")
+    # The API and the MCP tools: the same work, keyed by the client's Gradio session.
+    c["api_add"].click(
+        on.add_documents, [c["uploads"]], added, api_name="add_documents",
+        concurrency_id="ingest", concurrency_limit=2,
+    )  # fmt: skip
+    gr.api(on.search, api_name="search", concurrency_limit=4)
+    undocumented = {"api_visibility": "undocumented"}
+    c["api_remove"].click(
+        on.remove_document, [c["to_remove"]], listing, api_name="remove_document", **undocumented
+    )
+    c["api_clear"].click(
+        on.clear_documents, None, listing, api_name="clear_documents", **undocumented
+    )
