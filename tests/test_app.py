@@ -237,18 +237,16 @@ def test_a_weak_best_match_says_so(app_server):
 
 
 def test_a_reader_process_never_keeps_a_browsers_connection_open(tmp_path):
-    """The reload hang: forked readers held copies of the server's keep-alive sockets, so a socket
-    the server closed stayed open and the browser's next request on it was never read."""
+    """The reload hang: readers forked from the server held copies of its keep-alive sockets, so a
+    socket the server closed stayed open and the browser's next request on it was never read.
+    Readers are separate interpreters now (close_fds): none holds a socket of the server's."""
     import socket
 
     from qsearch.documents import pool
     from qsearch.types import Limits, ReadOptions
 
     server_side, browser_side = socket.socketpair()
-    with pool._PARSERS_LOCK:
-        old, pool._PARSERS = pool._PARSERS, None  # the next parse forks readers now
-    if old is not None:
-        old.shutdown()
+    pool._READERS.close()  # the next parse starts new readers, while both ends are open
     try:
         pool.parse("a.txt", b"some text", Limits(), ReadOptions(ocr=False))
         server_side.close()  # the server closes the connection: the browser must see it closed
