@@ -30,8 +30,7 @@ def browser(app_server):
     )
     if not shutil.which(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing: `apt-get install chromium` (make test tries to)")
-    # The app's reader processes are forked from this process: fork them before Playwright's
-    # driver starts, or they inherit the driver's stdin pipe and it never sees EOF at the end.
+    # Start the app's readers now, so their start-up is not counted in the page's timings.
     pool.parse("warm-up.txt", b"warm up", Limits(), ReadOptions(ocr=False))
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
