@@ -35,20 +35,15 @@ def build_parser(
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    def add(
-        name: str, run: Callable[[argparse.Namespace], int], help_text: str
-    ) -> argparse.ArgumentParser:
+    def add(name: str, run: Run, help_text: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.set_defaults(run=run)
         return cmd
 
     _index_command(add("index", cmd_index, "Add files or folders (recursively) to an index."))
     _search_command(add("search", cmd_search, "Search an index."))
-    _chunk_command(
-        add(
-            "chunk", cmd_chunk, "Show what ingestion and chunking make of files, without embedding."
-        )
-    )
+    chunk_help = "Show what ingestion and chunking make of files, without embedding."
+    _chunk_command(add("chunk", cmd_chunk, chunk_help))
     _eval_command(add("eval", cmd_eval, "Measure retrieval quality on a BEIR-format data set."))
     return p
 
@@ -86,22 +81,12 @@ def app_parser() -> argparse.ArgumentParser:
 
 def _keeping_flags(p: argparse.ArgumentParser) -> None:
     """Where the app keeps collections, and what it tells the operator."""
-    p.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        help="save each browser's collection here, so reloads and restarts keep it (Spaces: /data)",
-    )
-    p.add_argument(
-        "--data-idle-hours",
-        type=float,
-        metavar="H",
-        help="delete a saved collection unused this many hours (default 24)",
-    )
-    p.add_argument(
-        "--low-confidence-log",
-        metavar="PATH",
-        help="append one JSON line per weak search (it records what users type; off by default)",
-    )
+    for flag, metavar, kind, text in (
+        ("--data-dir", "DIR", str, "keep each browser's collection here (on Spaces: /data)"),
+        ("--data-idle-hours", "H", float, "delete a kept collection unused this long (24)"),
+        ("--low-confidence-log", "PATH", str, "log weak searches, as JSON (records queries)"),
+    ):
+        p.add_argument(flag, metavar=metavar, type=kind, help=text)
 
 
 def parse_app_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:

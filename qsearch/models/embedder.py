@@ -114,8 +114,7 @@ class TransformersEmbedder(EmbedderBase):
             self.model, self.device, compile and self.pooling == "lasttoken"
         )
         if self.compiled:  # compile now, not on a user's first upload: one text, then a batch
-            self.encode(["warm-up"])
-            self.encode(["warm-up", "the compiled modules, with two rows"])
+            self.encode(["warm-up"]), self.encode(["warm-up", "the compiled modules, two rows"])
 
     def __repr__(self) -> str:
         return (

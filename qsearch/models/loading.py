@@ -63,6 +63,17 @@ def resolve_model(
         ) from None
 
 
+def device_label(device: str) -> str:
+    """What the page calls `device`: the GPU's own name, the CPU, Apple's GPU or a server."""
+    if device.startswith("cuda"):
+        import torch
+
+        return f"GPU: {torch.cuda.get_device_name(torch.device(device))}"
+    if device == "cpu":
+        return "CPU (no GPU here: indexing large files takes minutes)"
+    return "Apple GPU (MPS)" if device.startswith("mps") else "a remote server"
+
+
 def pick_device(setting: str = "auto") -> str:
     """'auto' -> 'cuda' when a GPU is there, 'mps' on Apple silicon, else 'cpu'; explicit settings
     are checked."""

@@ -15,7 +15,7 @@ from ..cli_flags import parse_app_args as parse_args  # noqa: F401 - app.py's fl
 from ..config import Settings, model_name
 from ..documents import ocr
 from ..engine import Engine
-from ..models.loading import dtype_reason
+from ..models.loading import device_label, dtype_reason
 from ..types import Hits
 from .model_service import ModelService
 from .openai_api import openai_router
@@ -75,16 +75,7 @@ class Context:
         """Which models run where, in which dtype and why, and whether OCR is on."""
         service, s = self.service, self.service.settings
         device = service.embedder.device
-        if device.startswith("cuda"):
-            import torch
-
-            where = f"GPU: {torch.cuda.get_device_name(torch.device(device))}"
-        elif device == "cpu":
-            where = "CPU (no GPU here: indexing large files takes minutes)"
-        elif device.startswith("mps"):
-            where = "Apple GPU (MPS)"
-        else:
-            where = "a remote server"
+        where = device_label(device)
         rerank = (
             f"`{model_name(s.rerank_model)}` (loads when first used)"
             if not service.rerank_unavailable
