@@ -17,16 +17,18 @@ import gradio as gr
 
 from ..engine import Cancelled, Engine
 from ..models.loading import ModelLoadError
+from ..store.base import CollectionError
+from ..store.portable_checks import CollectionFileError
 from ..types import Hit
-from . import export
+from . import export, keeping
 from .evidence import evidence_html
+from .lowconf import LOW_COSINE
 from .render import files_html, hits_html, message_html, report_html, where
 from .server import Context
 from .sessions import Session, TooManySessions
 from .sizing import eta_text
 
 SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "samples"
-from .lowconf import LOW_COSINE
 
 
 class SearchError(Exception):
@@ -100,6 +102,8 @@ class Handlers:
         if best is not None and best < LOW_COSINE and not notice:
             notice = "No strong match: the closest passages may not answer the query."
         ctx.remember(token, query, hits, options, rerank)
+        mode = options.get("mode") or ctx.service.settings.search_mode
+        ctx.keeper.searched(token, query, mode, hits, reranked=rerank)
         return [hits, notice]
 
     # --- the page ---------------------------------------------------------------------------
@@ -114,7 +118,9 @@ class Handlers:
     ) -> tuple:
         """Upload: add files to this browser's collection; the token comes back (new if needed)."""
         token, session = self._open(token)
-        return *self._add(session, files, progress), token
+        added = self._add(session, files, progress)
+        self.ctx.keeper.save(token, session.engine)
+        return *added, token
 
     def load_samples(self, token: str | None, progress: gr.Progress = gr.Progress()) -> tuple:
         return self.add_files([str(p) for p in sorted(SAMPLES.iterdir())], token, progress)
@@ -181,13 +187,37 @@ class Handlers:
         engine = session.engine if session else None
         if engine is not None and doc_id and engine.index.has_doc(doc_id):
             engine.remove(doc_id)
+            self.ctx.keeper.save(token or "", engine)
         return _listing(engine)
 
     def clear(self, token: str | None) -> tuple[str, Any]:
         session = self.ctx.sessions.find(token)
         if session is not None:
             session.engine.clear()
+            self.ctx.keeper.save(token or "", session.engine)
         return _listing(session.engine if session else None)
+
+    def download_collection(self, token: str | None) -> str:
+        """This browser's collection as one file, to open later here or on another qsearch."""
+        session = self.ctx.sessions.find(token)
+        if session is None or not session.engine.documents():
+            raise gr.Error("Your collection is empty: there is nothing to download yet.")
+        return keeping.download(session.engine)
+
+    def open_collection(self, file: str | None, token: str | None) -> tuple:
+        """Replace this browser's collection by one downloaded before (checked first)."""
+        if not file:
+            return message_html("Choose a collection file (.zip) first."), *_listing(None), token
+        token, session = self._open(token)
+        try:
+            engine = keeping.open_file(file, self.ctx.new_engine)
+        except (CollectionFileError, CollectionError) as e:
+            shown = message_html(f"Not opened: {e}")
+            return shown, *_listing(session.engine), token
+        session.engine = engine
+        self.ctx.keeper.save(token, engine)
+        opened = f"Opened {Path(file).name}: {len(engine.documents())} documents."
+        return message_html(opened), *_listing(engine), token
 
     # --- the API and MCP tools ----------------------------------------------------------------
 

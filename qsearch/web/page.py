@@ -76,6 +76,12 @@ def _collection_column() -> dict[str, Any]:
         c["to_remove"] = gr.Dropdown(label="Remove a file", choices=[], scale=3)
         c["remove"] = gr.Button("Remove", scale=1)
     c["clear"] = gr.Button("Clear all documents", variant="stop")
+    with gr.Row():  # keep a collection you embedded, and open it again later without embedding
+        c["keep"] = gr.Button("Download collection", scale=1, elem_id="qs-keep")
+        c["reopen"] = gr.UploadButton(
+            "Open collection…", file_types=[".zip"], scale=1, elem_id="qs-reopen"
+        )
+    c["kept"] = gr.File(label="Collection file", interactive=False, height=80, visible=False)
     for name in ("api_add", "api_remove", "api_clear"):  # the API's events, never clicked
         c[name] = gr.Button(visible=False)
     return c
@@ -174,6 +180,11 @@ def _wire(demo: gr.Blocks, on: Handlers, token: gr.BrowserState, c: dict[str, An
     c["export"].click(on.export, [token], [c["downloads"]], api_visibility="private")
     c["remove"].click(on.remove, [c["to_remove"], token], listing, api_visibility="private")
     c["clear"].click(on.clear, [token], listing, api_visibility="private")
+    c["keep"].click(on.download_collection, [token], [c["kept"]], **private).then(
+        lambda: gr.update(visible=True), None, [c["kept"]], queue=False, **private
+    )
+    opened = [c["report"], *listing, token]
+    c["reopen"].upload(on.open_collection, [c["reopen"], token], opened, **ingest)
     # The API and the MCP tools: the same work, keyed by the client's Gradio session.
     c["api_add"].click(
         on.add_documents, [c["uploads"]], added, api_name="add_documents",

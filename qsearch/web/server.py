@@ -17,6 +17,7 @@ from ..documents import ocr
 from ..engine import Engine
 from ..models.loading import device_label, dtype_reason
 from ..types import Hits
+from .keeping import Keeper
 from .model_service import ModelService
 from .openai_api import openai_router
 from .sessions import Sessions
@@ -30,9 +31,11 @@ class Context:
     service: ModelService
     shared: Engine | None = None  # read-only collection every session searches (--index)
     sessions: Sessions = field(init=False)
+    keeper: Keeper = field(init=False)  # --data-dir, --low-confidence-log
 
     def __post_init__(self) -> None:
-        self.sessions = Sessions(self.new_engine)
+        self.keeper = Keeper(self.service.settings)
+        self.sessions = Sessions(self.new_engine, restore=self.keeper.restore)
 
     @classmethod
     def create(cls, settings: Settings, index_dir: str | None = None) -> Context:
