@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gradio_client  # a requirement (through gradio): a broken install fails, never skips
 import numpy as np
 import pytest
 
 import app as qsearch_app
-
-gradio_client = pytest.importorskip("gradio_client")
 
 
 @pytest.fixture(scope="module")

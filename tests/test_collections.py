@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pymilvus  # a requirement: a broken install fails, never skips
 import pytest
 from conftest import unit_vectors
 from fakes import HashingEmbedder
@@ -21,7 +22,6 @@ from qsearch import Engine, IndexFolderError, Settings
 from qsearch.store.vectors import DocInfo, VectorIndex, brute_force_search
 from qsearch.types import Chunk
 
-pymilvus = pytest.importorskip("pymilvus")
 DIM = 32
 
 

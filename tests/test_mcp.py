@@ -10,8 +10,6 @@ import pytest
 import app as qsearch_app
 from qsearch import Engine, Settings
 
-mcp = pytest.importorskip("mcp")
-
 
 @pytest.fixture(scope="module")
 def served_with_shared_index(minilm, minilm_dir, tmp_path_factory):
