@@ -58,24 +58,18 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:  # noqa: ANN001
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--model", help="embedding model, hub id or folder (default: the bundled all-MiniLM-L6-v2)"
-    )
+    p.add_argument("--model", help="embedding model, hub id or folder (default: bundled MiniLM)")
     p.add_argument(
         "--random-weights",
         action="store_true",
         help="Qwen3-Embedding-0.6B and Qwen3-Reranker-0.6B architectures with random weights",
     )
     p.add_argument("--rerank-model", help="reranker, hub id or folder (with --rerank)")
-    p.add_argument(
-        "--rerank", action="store_true", help="also time reranking the top --rerank-top chunks"
-    )
+    p.add_argument("--rerank", action="store_true", help="also time reranking --rerank-top")
     p.add_argument("--rerank-top", type=int, default=50)
     p.add_argument("--rerank-queries", type=int, default=20)
     p.add_argument("--data", type=Path, default=common.SHARED / "scifact-dev")
-    p.add_argument(
-        "--sizes", default="10000,100000,1000000", help="collection sizes, comma-separated"
-    )
+    p.add_argument("--sizes", default="10000,100000,1000000", help="collection sizes, a,b,c")
     p.add_argument("--hnsw-max", type=int, default=1_000_000, help="skip HNSW above this size")
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--k", type=int, default=10)
@@ -214,20 +208,7 @@ def main() -> None:
     )
     device = loading.pick_device(args.device)
     embedder = load_embedder(str(folder), device=device)
-    queries_file = args.data / "queries.jsonl"
-    queries = (
-        [json.loads(line)["text"] for line in open(queries_file)][: args.queries]
-        if queries_file.is_file()
-        else [f"what is known about topic number {i}?" for i in range(args.queries)]
-    )
-    for q in queries[:10]:
-        embedder.encode([q], is_query=True)  # warm-up
-    embed_ms, vectors = [], []
-    for q in queries:
-        ms, v = timed(embedder.encode, [q], is_query=True)
-        embed_ms.append(ms)
-        vectors.append(v)
-    qv = np.concatenate(vectors)
+    queries, embed_ms, qv = embed_queries(args, embedder)
     report = {
         "benchmark": "search_latency",
         "model": common.model_label(args.model, folder),
@@ -260,6 +241,20 @@ def main() -> None:
         report["note"] = "random weights: latency is the real models', the results mean nothing"
     if args.json:
         print(json.dumps(report))
+
+
+def embed_queries(args: argparse.Namespace, embedder) -> tuple[list[str], list[float], np.ndarray]:  # noqa: ANN001
+    """The queries, each embedded alone (after a warm-up), with its time."""
+    queries_file = args.data / "queries.jsonl"
+    queries = (
+        [json.loads(line)["text"] for line in open(queries_file)][: args.queries]
+        if queries_file.is_file()
+        else [f"what is known about topic number {i}?" for i in range(args.queries)]
+    )
+    for q in queries[:10]:
+        embedder.encode([q], is_query=True)  # warm-up
+    timings = [timed(embedder.encode, [q], is_query=True) for q in queries]
+    return queries, [ms for ms, _ in timings], np.concatenate([v for _, v in timings])
 
 
 def cpu_model() -> str:
