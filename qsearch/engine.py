@@ -21,6 +21,7 @@ from .indexing import Progress, add_parsed, embed_unique, new_folder_index
 from .models.choose import make_embedder, make_reranker
 from .models.embedder import Embedder
 from .models.reranker import Reranker
+from .search.cache import SearchCache
 from .search.retrieval import Ranking, retrieve
 from .store import gpu
 from .store.base import Collection, CollectionError, DocInfo, IndexFolderError
@@ -49,6 +50,7 @@ class Engine:
         self._index = index
         self._lock = threading.RLock()
         self._model_lock = threading.Lock()
+        self._cache = SearchCache()  # instant repeats: query vectors, candidates, rerank scores
         if index is not None and embedder is not None:
             index.check_model(embedder.model_name, embedder.dim, self.index_dir or "the index")
 
@@ -266,7 +268,7 @@ class Engine:
                     embedder.model_name, embedder.dim, other.index_dir or "a collection"
                 )
             t = time.perf_counter()
-            vector = embedder.encode([query], is_query=True, instruction=instruction)[0]
+            vector = self._cache.query_vector(embedder, query, instruction)
             embed_ms = 1000 * (time.perf_counter() - t)
         with self._lock:
             hits = retrieve(
@@ -278,6 +280,7 @@ class Engine:
                 reranker=self.reranker if rerank else None,
                 rerank_candidates=rerank_candidates,
                 instruction=instruction,
+                cache=self._cache,
             )
         if embed_ms is not None:
             hits.timings_ms = {"embed_ms": embed_ms, **hits.timings_ms}

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gradio_client  # a requirement (through gradio): a broken install fails, never skips
 import numpy as np
 import pytest
 
 import app as qsearch_app
 from qsearch.types import HIT_FIELDS
 from qsearch.web.handlers import Handlers
-
-gradio_client = pytest.importorskip("gradio_client")
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""The benchmarks run end to end on a tiny data set, so they keep working (the figures come from real runs)."""
+"""The benchmarks run end to end on a tiny data set: they keep working, and what they report holds
+(same vectors across systems, a cached repeat calls no model); the figures come from real runs."""
 
 from __future__ import annotations
 
@@ -49,29 +50,19 @@ def test_embed_throughput(tmp_path):
         "embed_throughput.py", "--data", str(tiny_beir(tmp_path / "beir")), "--rounds", "1"
     )
     int8 = result["cpu_default"] == "int8"  # qsearch runs int8, sentence-transformers fp32
-    assert result["chunks"] >= 24 and result["max_cosine_diff"] < (0.05 if int8 else 1e-4)
+    assert result["chunks"] >= 24
     assert set(result["systems"]) == {"qsearch", "sentence_transformers", "naive_loop"}
-    seconds = {name: r["seconds_median"] for name, r in result["systems"].items()}
-    assert (
-        result["ratio_vs_sentence_transformers"]
-        == seconds["sentence_transformers"] / seconds["qsearch"]
-    )
+    # the three systems embed the same chunks into the same vectors, whatever their speed
+    assert result["max_cosine_diff"] < (0.05 if int8 else 1e-4)
+    # qsearch batches length-sorted chunks: less padding than the naive loop's arrival order
     assert (
         result["systems"]["qsearch"]["padding_fraction"]
-        <= result["systems"]["naive_loop"]["padding_fraction"]
+        < result["systems"]["naive_loop"]["padding_fraction"]
     )
-    assert result["environment"]["versions"]["torch"] and result["environment"]["command"]
     # the CPU-dtype contract: the default named with its reason, and its vectors the fp32 ones
     assert result["cpu_default"] in ("float32", "bfloat16", "int8") and result["cpu_default_reason"]
-    assert (
-        result["min_cosine_cpu_default_vs_fp32"] >= (0.95 if int8 else 0.999)
-        and result["ratio_cpu_default_vs_fp32"] > 0
-    )
-    rounds = result["seconds_all"]  # the ratio compares each dtype's fastest round (timeit's rule)
-    assert result["ratio_cpu_default_vs_fp32"] == min(rounds["float32"]) / min(
-        rounds[result["cpu_default"]]
-    )
-    assert result["ratio_cpu_default_vs_fp32_median"] > 0
+    assert result["min_cosine_cpu_default_vs_fp32"] >= (0.95 if int8 else 0.999)
+    assert result["environment"]["versions"]["torch"] and result["environment"]["command"]
 
 
 def test_search_latency(tmp_path, qwen3_reranker_dir):
@@ -92,10 +83,19 @@ def test_search_latency(tmp_path, qwen3_reranker_dir):
         "2",
     )
     [row] = result["collections"]
-    assert (
-        row["size"] == 2000
-        and row["flat"]["p50_ms"] <= row["flat"]["p95_ms"] <= row["flat"]["p99_ms"]
-    )
-    assert 0.5 <= row["hnsw"]["recall_at_10_vs_exact"] <= 1.0
-    assert result["query_embedding"]["n"] == 6
+    assert set(row) == {"size", "flat", "hnsw", "flat_unseeded", "hnsw_unseeded"}
+    assert "recall_at_10_vs_exact" not in row["flat"], "exact search is the reference"
+    for kind in ("hnsw", "hnsw_unseeded"):
+        assert 0.5 <= row[kind]["recall_at_10_vs_exact"] <= 1.0 and row[kind]["n"] == 6
+    repeats = result["repeats"]
+    assert repeats["passages"] == 24 and repeats["reranked"] is True
+    # every query embedded and reranked once; its repeats (same k, another k, no rerank) call
+    # no model; dense mode brings other candidates: only those not reranked before are
+    calls = repeats["calls"]
+    assert calls["first"] == {"embedder": 6, "reranker": 6 * 5}
+    for step in ("repeat", "other_k", "rerank_off"):
+        assert calls[step] == {"embedder": 0, "reranker": 0}, step
+    assert calls["other_mode"]["embedder"] == 0 and calls["other_mode"]["reranker"] < 6 * 5
+    # a repeat skips the query embedding the first search pays for
+    assert repeats["repeat"]["p50_ms"] < repeats["first"]["p50_ms"]
     assert result["rerank"]["top"] == 5 and result["rerank"]["n"] == 2

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pymilvus  # a requirement: a broken install fails, never skips
 import pytest
 from conftest import unit_vectors
 from fakes import HashingEmbedder
@@ -23,7 +24,6 @@ from qsearch.store.base import DocInfo
 from qsearch.store.vectors import VectorIndex, brute_force_search
 from qsearch.types import Chunk
 
-pymilvus = pytest.importorskip("pymilvus")
 DIM = 32
 
 

@@ -30,21 +30,20 @@ def test_relevant_document_past_the_cutoffs_scores_zero():
 def test_scifact_train_with_the_real_small_model(shared_data, minilm, tmp_path):
     data = load_beir(shared_data / "scifact-dev", "train")
     assert len(data.query_ids) == 809 and len(data.corpus_ids) == 5183
-    dense, lexical, hybrid, rrf = compare(
+    dense, lexical, hybrid = compare(
         data,
         minilm,
-        [Config("dense"), Config("lexical"), Config("hybrid"), Config("hybrid", "rrf")],
+        [Config("dense"), Config("lexical"), Config("hybrid")],
         cache=tmp_path / "cache",
     )
     assert 0.62 <= dense["ndcg_at_10"] <= 0.70, dense  # published: ≈ 0.645 on the test split
+    # fusing two rankings must beat each of them (no claim about which fusion: the default
+    # was chosen on this very split, so comparing fusions here would prove nothing)
     assert hybrid["ndcg_at_10"] > max(dense["ndcg_at_10"], lexical["ndcg_at_10"]), (
         dense,
         lexical,
         hybrid,
     )
-    assert (
-        hybrid["config"] == "hybrid-tmm(w=0.8)" and hybrid["ndcg_at_10"] > rrf["ndcg_at_10"] + 0.01
-    ), "the default (convex, theoretical-min, chosen on this split) beats rank fusion"
 
 
 def test_eval_ranks_exactly_as_search_does(minilm, tmp_path):

@@ -1,6 +1,9 @@
-"""Hybrid search: fusion on hand-built rankings, BM25 terms (CJK too), dense and lexical kept in step."""
+"""Hybrid search: fusion on hand-built rankings, BM25 terms (CJK too), dense and lexical kept in
+step, and collections merged on one scale."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
@@ -146,3 +149,57 @@ def test_lexical_stays_in_step_through_add_remove_save_load(engine, tmp_path, mi
     texts = [c.text for c in reopened.index.chunks.values()]
     for row, text in enumerate(texts):
         assert reopened.search(text, k=1, mode="lexical")[0].text == text, row
+
+
+SESSION = {"bread.txt": "Knead the dough, then let the bread rise before baking it in a hot oven."}
+SHARED = {
+    "pull.txt": "The Moon's gravity pulls on the oceans and raises the tides twice a day.",
+    "spring.txt": "Spring tides come when the Sun and the Moon line up with the Earth.",
+    "coast.txt": "Along the coast the sea level rises and falls every day.",
+    "table.txt": "A tide table lists the times of high and low water for a harbour.",
+    "craters.txt": "The lunar surface is covered in craters left by old impacts.",
+}
+
+
+def _engine_over(minilm, folder, files, fusion="tmm"):
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    engine = Engine(Settings(embed_model=minilm.model_name, fusion=fusion), embedder=minilm)
+    engine.add_files(sorted(folder.iterdir()))
+    return engine
+
+
+def _keyed(hits):
+    return [(h.source.rsplit("/", 1)[-1], h.text) for h in hits]
+
+
+def test_session_and_shared_rank_in_dense_mode_as_one_collection(minilm, tmp_path):
+    session = _engine_over(minilm, tmp_path / "session", SESSION)
+    shared = _engine_over(minilm, tmp_path / "shared", SHARED)
+    both = _engine_over(minilm, tmp_path / "both", {**SESSION, **SHARED})
+    for query in ("moon tides", "baking bread", "sea level", "craters on the moon"):
+        merged = session.search(query, k=6, mode="dense", also=[shared])
+        alone = both.search(query, k=6, mode="dense")
+        assert _keyed(merged) == _keyed(alone), query
+        # the same texts embed alike up to float rounding (batches differ in padding)
+        assert [h.score for h in merged] == pytest.approx([h.score for h in alone], abs=1e-5)
+
+
+@pytest.mark.parametrize("fusion", ["tmm", "minmax", "rrf"])
+def test_merged_hybrid_never_ranks_a_result_above_one_that_beats_it_on_both(
+    minilm, tmp_path, fusion
+):
+    # issue 23: each collection fused on its own made the session's bread passage (cosine
+    # 0.18, no keyword) outrank tides passages of the shared index (cosine 0.6, keywords)
+    session = _engine_over(minilm, tmp_path / "session", SESSION, fusion)
+    shared = _engine_over(minilm, tmp_path / "shared", SHARED, fusion)
+    for query in ("moon tides", "tide times", "gravity of the moon", "bread oven"):
+        hits = session.search(query, k=6, mode="hybrid", also=[shared])
+        assert len(hits) == 6
+        for above, below in itertools.combinations(hits, 2):
+            assert not (
+                below.dense_score > above.dense_score and below.keyword_score > above.keyword_score
+            ), (query, _keyed([above, below]), above, below)
+    top = session.search("moon tides", k=6, mode="hybrid", also=[shared])
+    assert _keyed(top)[-1][0] == "bread.txt", _keyed(top)

@@ -11,8 +11,6 @@ import app as qsearch_app
 from qsearch import Engine, Settings
 from qsearch.types import HIT_FIELDS
 
-mcp = pytest.importorskip("mcp")
-
 
 @pytest.fixture(scope="module")
 def served_with_shared_index(minilm, minilm_dir, tmp_path_factory):

@@ -8,12 +8,12 @@ import json
 
 import httpx
 import numpy as np
+import openai  # a requirement (remote models): a broken install fails, never skips
 import pytest
 
 from qsearch import Engine, Settings
 from qsearch.models.remote import RemoteEmbedder, RemoteError, RemoteReranker
 
-openai = pytest.importorskip("openai")
 TEXTS = [
     "Paris is the capital of France.",
     "Photosynthesis happens in chloroplasts.",

@@ -4,7 +4,6 @@ test_reliability_app.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import resource

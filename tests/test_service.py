@@ -57,11 +57,13 @@ def test_clear_is_one_step_and_removal_uses_ids(engine, tmp_path):
     assert n > 0 and all(c.doc_id != removed for c in engine.index.chunks.values())
     assert engine.search("topic3", k=3, mode="lexical") == []
     assert engine.search("topic4", k=1)[0].source.endswith("d4.txt")
-    started = time.perf_counter()
+
+    def one_by_one(doc_id: str) -> int:
+        raise AssertionError(f"clear() removed {doc_id} on its own: clearing must be O(1)")
+
+    engine.index.remove = one_by_one  # no wall clock on a shared machine: count the work
     engine.clear()
-    assert (
-        time.perf_counter() - started < 0.05 and engine.documents() == [] and len(engine.index) == 0
-    )
+    assert engine.documents() == [] and len(engine.index) == 0
     assert engine.search("topic4", k=1) == []
 
 
@@ -235,8 +237,11 @@ def test_cpu_bf16_compiles_decoder_blocks_without_changing_the_vectors(
 def test_a_query_waits_for_one_indexing_window_not_the_whole_upload():
     from qsearch.web.model_service import ModelService
 
+    calls: list[str] = []  # the order the service ran the model calls in: no clock asserted
+
     class Slow(HashingEmbedder):
         def encode(self, texts, **kwargs):  # noqa: ANN001, ANN003, ANN201
+            calls.append("query" if kwargs.get("is_query") else "window")
             time.sleep(0.25)  # every call, whatever its size: one window = 0.25 s
             return super().encode(texts, **kwargs)
 
@@ -245,15 +250,14 @@ def test_a_query_waits_for_one_indexing_window_not_the_whole_upload():
         target=service.embedder.encode, args=([f"text {i}" for i in range(80)],)
     )
     indexing.start()  # 10 windows of 8 texts: 2.5 s in all
-    time.sleep(0.3)
-    started = time.perf_counter()
+    while not calls:  # the upload's first window is running
+        time.sleep(0.01)
+    asked = len(calls)
     service.embedder.encode(["a query"], is_query=True)
-    waited = time.perf_counter() - started
-    assert indexing.is_alive(), "the upload is still embedding"
-    assert waited < 0.75, (
-        f"the query waited {waited:.2f} s: at most one window (0.25 s) and its own call"
-    )
     indexing.join()
+    answered = calls.index("query")
+    assert answered - asked <= 1, f"the query waited for {answered - asked} windows: {calls}"
+    assert calls.count("window") > answered, f"the whole upload ran first: {calls}"
 
 
 def test_rerank_candidates_come_from_the_measured_rerank_speed_only():

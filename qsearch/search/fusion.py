@@ -20,7 +20,8 @@ THEORETICAL_MIN = {"dense": -1.0, "lexical": 0.0}  # cosine similarity; BM25
 
 
 def normalise(values: np.ndarray, method: str, floor: float) -> np.ndarray:
-    """Scores onto [0, 1]: (s - low) / (max - low), low = `floor` ("tmm") or the observed minimum ("minmax")."""
+    """Scores onto [0, 1]: (s - low) / (max - low), low = `floor` ("tmm") or the observed
+    minimum ("minmax")."""
     values = np.asarray(values, dtype=np.float64)
     if not len(values):
         return values
@@ -39,7 +40,8 @@ def convex(
 
 
 def rrf(ranks: list[np.ndarray], k: int = RRF_K) -> np.ndarray:
-    """Sum over rankings of 1 / (k + rank), rank from 1 (0 = not in that ranking), over its maximum."""
+    """Sum over rankings of 1 / (k + rank), rank from 1 (0 = not in that ranking), over its
+    maximum."""
     total = np.zeros(len(ranks[0]) if ranks else 0)
     for r in ranks:
         r = np.asarray(r)

@@ -20,6 +20,7 @@ from ..config import DEFAULT_DENSE_WEIGHT, DEFAULT_FUSION, FUSIONS, SEARCH_MODES
 from ..models.reranker import Reranker
 from ..store.base import Collection
 from ..types import Chunk, Hit, Hits
+from .cache import SearchCache
 from .fusion import RRF_K, fuse
 
 DEPTH = 100  # candidates each ranking contributes to fusion
@@ -60,63 +61,107 @@ class Candidate:
     keywords: float | None  # bm25 / the best score the query's terms can reach here, in [0, 1]
 
 
-def candidates(
-    collection: Collection, query: str, vector: np.ndarray | None, n: int, ranking: Ranking
-) -> list[Candidate]:
-    """The `n` best candidates of one collection, best first, each with its full breakdown."""
-    width = max(n, ranking.depth)
+@dataclass
+class Found:
+    """One collection's candidates (the union of its dense and BM25 top lists), unscored."""
+
+    collection: Collection
+    ids: list[int]  # dense ranking first, then the BM25 ranking's new ids
+    cosine: np.ndarray  # NaN where not computed (lexical mode)
+    bm25: np.ndarray  # zeros in dense mode
+    keywords: np.ndarray  # bm25 / this collection's bound for the query: one 0..1 scale
+
+
+def gather(
+    collection: Collection, query: str, vector: np.ndarray | None, width: int, mode: str
+) -> Found:
+    """The `width` best of each ranking of one collection, with every candidate's raw scores."""
     dense_ids: list[int] = []
     cosine_of: dict[int, float] = {}
-    if ranking.mode != "lexical":
+    if mode != "lexical":
         scores, ids = collection.search(vector[None, :], width)
         dense_ids = ids[0][ids[0] >= 0].tolist()
         cosine_of = dict(zip(dense_ids, scores[0][: len(dense_ids)].tolist()))
     keyword, lexical_ids, bound = None, [], 0.0
-    if ranking.mode != "dense":
+    if mode != "dense":
         keyword = collection.keyword_search(query, width)
         lexical_ids, bound = keyword.ids.tolist(), keyword.bound
     ids = list(dict.fromkeys(dense_ids + lexical_ids))  # first seen first: ties keep this order
-    if not ids:
-        return []
-    if ranking.mode == "hybrid":
+    if mode == "hybrid":
         missing = [i for i in ids if i not in cosine_of]
         if missing:
             cosine_of.update(zip(missing, (collection.vectors_of(missing) @ vector).tolist()))
-    cosine = np.array([cosine_of.get(i, np.nan) for i in ids])
+    cosine = np.array([cosine_of.get(i, np.nan) for i in ids], dtype=np.float64)
     bm25 = np.array(keyword.scores_of(ids) if keyword is not None else [0.0] * len(ids))
     keywords = bm25 / bound if bound > 0 else np.zeros(len(ids))
+    return Found(collection, ids, cosine, bm25, keywords)
+
+
+def pooled(found: Sequence[Found], n: int, ranking: Ranking) -> list[Candidate]:
+    """The `n` best candidates of all collections, scored once over the pool, best first.
+
+    Pooling before scoring keeps every collection on one scale: cosines are comparable (one
+    embedder), and the fusion normalises over the whole pool, not per collection, so a
+    collection's weakest passage can't inherit another's full marks. The keyword side is the
+    per-collection keyword score (BM25 / the best score the query's terms can reach in that
+    collection), not raw BM25: raw scores of two collections carry different IDFs (a small
+    session collection inflates them), whereas the keyword score is on one 0..1 scale
+    everywhere. Fusion is monotone in both cosine and keyword score, so a candidate that
+    beats another on both never ranks below it; ties fall back to cosine, then keywords.
+    With one collection, keyword score is BM25 times a constant, so rankings are unchanged.
+    """
+    if not found:
+        return []
+    cosine = np.concatenate([f.cosine for f in found])
+    bm25 = np.concatenate([f.bm25 for f in found])
+    keywords = np.concatenate([f.keywords for f in found])
     if ranking.mode == "dense":
         score = cosine
     elif ranking.mode == "lexical":
         score = keywords
     else:
+        width = max(n, ranking.depth)
         score = fuse(
             ranking.fusion,
             cosine,
-            bm25,
-            _ranks(ids, dense_ids),
-            _ranks(ids, lexical_ids),
+            keywords,
+            _ranks(cosine, width),
+            _ranks(np.where(keywords > 0, keywords, np.nan), width),
             dense_weight=ranking.dense_weight,
             rrf_k=ranking.rrf_k,
         )
-    order = np.argsort(-score, kind="stable")[:n]
+    tiebreak = np.nan_to_num(cosine, nan=-2.0), keywords
+    order = np.lexsort((-tiebreak[1], -tiebreak[0], -score))[:n]  # last key sorts first
+    rows = [(f, i) for f in found for i in f.ids]
+    dense, lexical = ranking.mode == "dense", ranking.mode == "lexical"
     return [
         Candidate(
-            ids[i],
-            collection.chunks[ids[i]],
-            float(score[i]),
-            None if ranking.mode == "lexical" else float(cosine[i]),
-            None if ranking.mode == "dense" else float(bm25[i]),
-            None if ranking.mode == "dense" else float(keywords[i]),
+            rows[j][1],
+            rows[j][0].collection.chunks[rows[j][1]],
+            float(score[j]),
+            None if lexical else float(cosine[j]),
+            None if dense else float(bm25[j]),
+            None if dense else float(keywords[j]),
         )
-        for i in order
+        for j in order
     ]
 
 
-def _ranks(ids: list[int], ranking: list[int]) -> np.ndarray:
-    """1-based rank of each id in `ranking`, 0 where it is absent."""
-    position = {row: r for r, row in enumerate(ranking, 1)}
-    return np.array([position.get(i, 0) for i in ids])
+def candidates(
+    collection: Collection, query: str, vector: np.ndarray | None, n: int, ranking: Ranking
+) -> list[Candidate]:
+    """The `n` best candidates of one collection, best first, each with its full breakdown."""
+    width = max(n, ranking.depth)
+    return pooled([gather(collection, query, vector, width, ranking.mode)], n, ranking)
+
+
+def _ranks(values: np.ndarray, width: int) -> np.ndarray:
+    """1-based rank of each value among `values` (best first, ties in order), 0 past `width`
+    or where NaN (not in that ranking)."""
+    order = np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="stable")
+    ranks = np.empty(len(values), dtype=np.int64)
+    ranks[order] = np.arange(1, len(values) + 1)
+    return np.where(np.isnan(values) | (ranks > width), 0, ranks)
 
 
 def retrieve(
@@ -129,26 +174,35 @@ def retrieve(
     reranker: Reranker | None = None,
     rerank_candidates: int = 0,
     instruction: str | None = None,
+    cache: SearchCache | None = None,
 ) -> Hits:
-    """The k best chunks over `collections` (candidates merged by score), reranked when a reranker is given."""
+    """The k best chunks over `collections` (candidates pooled, then scored once), reranked when a
+    reranker is given. With a `cache`, a repeat reuses the candidates and the reranker's scores."""
     started = time.perf_counter()
     depth = max(k, rerank_candidates if reranker is not None else 0)
-    pool = [
-        c
-        for coll in collections
-        if len(coll)
-        for c in candidates(coll, query, vector, depth, ranking)
-    ]
-    pool.sort(key=lambda c: -c.score)  # stable: within a collection, its own order holds
-    pool = pool[:depth]
+    width = max(depth, ranking.depth)
+    live = [c for c in collections if len(c)]
+
+    def pool() -> list[Candidate]:
+        return pooled([gather(c, query, vector, width, ranking.mode) for c in live], width, ranking)
+
+    if cache is not None:
+        found = cache.candidates(live, query, vector, ranking, width, pool)
+    else:
+        found = pool()
+    found = found[:depth]
     timings = {"search_ms": 1000 * (time.perf_counter() - started)}
     ranked: list[tuple[Candidate, float | None, int]] = [
-        (c, None, r) for r, c in enumerate(pool, 1)
+        (c, None, r) for r, c in enumerate(found, 1)
     ]
-    if reranker is not None and pool:
+    if reranker is not None and found:
         started = time.perf_counter()
         head = ranked[:rerank_candidates]
-        p = reranker.score(query, [c.chunk.text for c, _, _ in head], instruction=instruction)
+        texts = [c.chunk.text for c, _, _ in head]
+        if cache is not None:
+            p = cache.rerank_scores(reranker, query, texts, instruction)
+        else:
+            p = reranker.score(query, texts, instruction=instruction)
         ranked = sorted(
             ((c, float(s), r) for (c, _, r), s in zip(head, p)), key=lambda t: (-t[1], t[2])
         )
