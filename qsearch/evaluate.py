@@ -186,18 +186,16 @@ def compare(
 ) -> list[dict[str, Any]]:
     """Measure configurations over one shared embedding pass (corpus and queries), each ranked by
     `retrieval.retrieve`: the very code `Engine.search` runs."""
-    report = (
-        (lambda stage: lambda done, total: progress(stage, done, total))
-        if progress
-        else (lambda _: None)
-    )
+
+    def report(stage: str) -> Callable[[int, int], None] | None:
+        return (lambda done, total: progress(stage, done, total)) if progress else None
+
     settings = settings or Settings()
     index, docs_per_s = corpus_index(data, embedder, cache, report("embedding corpus"))
     started = time.perf_counter()
+    dense = any(c.mode != "lexical" for c in configs)
     queries = (
-        embedder.encode(data.query_texts, is_query=True, instruction=instruction)
-        if any(c.mode != "lexical" for c in configs)
-        else None
+        embedder.encode(data.query_texts, is_query=True, instruction=instruction) if dense else None
     )
     query_s = time.perf_counter() - started
     engines: dict[int | None, Engine] = {}

@@ -139,5 +139,5 @@ def test_the_threshold_is_a_setting():
     assert Settings().faiss_gpu_min_vectors == gpu.DEFAULT_MIN_VECTORS == 200_000
     got = Settings.from_env({"QSEARCH_FAISS_GPU_MIN_VECTORS": "5000"})
     assert got.faiss_gpu_min_vectors == 5000
-    with pytest.raises(ValueError, match="faiss_gpu_min_vectors must be positive"):
+    with pytest.raises(ValueError, match="faiss_gpu_min_vectors=0: Input should be greater than 0"):
         Settings(faiss_gpu_min_vectors=0)
