@@ -66,14 +66,16 @@ QWEN3_06B = dict(
 
 
 def qwen_tokenizer(folder: Path, *, append_eos: bool, tiktoken_file: Path = QWEN_TIKTOKEN) -> Any:
-    """The real Qwen2/2.5/3 vocabulary from its tiktoken file, saved as a fast tokenizer in `folder`."""
+    """The real Qwen2/2.5/3 vocabulary from its tiktoken file, saved as a fast tokenizer in
+    `folder`."""
     from tokenizers import normalizers, processors
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     if not tiktoken_file.is_file():
         raise SystemExit(
-            f"{tiktoken_file} is missing: the real Qwen vocabulary lives in ../shared/data/tokenizer"
+            f"{tiktoken_file} is missing: the real Qwen vocabulary lives in "
+            "../shared/data/tokenizer"
         )
     tok = TikTokenConverter(
         vocab_file=str(tiktoken_file), pattern=QWEN_PATTERN, extra_special_tokens=QWEN_SPECIALS
@@ -158,7 +160,8 @@ def random_qwen3(folder: Path, *, reranker: bool = False) -> Path:
 def chunk_texts(
     source: Path, tokenizer: Any, max_tokens: int = 256, overlap: int = 32, limit: int | None = None
 ) -> list[str]:
-    """Chunks as qsearch makes them: of a BEIR corpus (title + text per entry) or of a folder of files."""
+    """Chunks as qsearch makes them: of a BEIR corpus (title + text per entry) or of a folder of
+    files."""
     from qsearch.documents.chunk import chunk_document
     from qsearch.documents.read import IngestError, find_files, load
     from qsearch.types import Document

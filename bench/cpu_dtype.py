@@ -4,9 +4,10 @@ Used by embed_throughput.py on a CPU (and runnable alone). Ratios compare each d
 round, as `timeit` advises ("higher values are typically not caused by variability in Python's
 speed, but by other processes interfering"): on the shared 2-core AMX machines here, a neighbour's
 load cuts bf16 matrix products to a third for seconds at a time (800 vs 2,300 GFLOP/s) while fp32
-barely moves, so medians measure the neighbours. The medians are reported beside them. The default is what qsearch picks
-(`loading.cpu_dtype`: bf16 where the CPU has AMX or AVX512-BF16 and a timing confirms it,
-else fp32); `--cpu-default bfloat16` forces bf16, to measure its accuracy and speed anyway.
+barely moves, so medians measure the neighbours. The medians are reported beside them. The
+default is what qsearch picks (`loading.cpu_dtype`: bf16 where the CPU has AMX or
+AVX512-BF16 and a timing confirms it, else int8 where it measures faster, else fp32);
+`--cpu-default bfloat16` forces bf16, to measure its accuracy and speed anyway.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import numpy as np
 
 
 def compare_embedders(folder: Path, texts: list[str], default: str, rounds: int) -> dict[str, Any]:
-    """tokens/s of fp32 and of `default`, timed alternately, and the smallest cosine between their vectors."""
+    """tokens/s of fp32 and of `default`, timed alternately, and the smallest cosine between their
+    vectors."""
     from qsearch.models.embedder import load_embedder
 
     models = {

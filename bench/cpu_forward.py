@@ -1,4 +1,5 @@
-"""What each option gives on the CPU forward pass of Qwen3-Embedding-0.6B, interleaved on the same chunks.
+"""What each option gives on the CPU forward pass of Qwen3-Embedding-0.6B, interleaved on the
+same chunks.
 
 Variants: the token budget per batch, the attention implementation, and torch.compile of parts
 of the model (module.compile, dynamic shapes). Each runs qsearch's embedder on the same chunks,
@@ -44,8 +45,8 @@ COMPILED = {  # variant: the module classes it compiles (each with Module.compil
 
 
 def build(variant: str, eager, default):  # noqa: ANN001, ANN201 - embedders
-    """A copy of the embedder changed as `variant` says: budgets on qsearch's default model, the rest
-    on the uncompiled one."""
+    """A copy of the embedder changed as `variant` says: budgets on qsearch's default model, the
+    rest on the uncompiled one."""
     embedder = copy.copy(default if variant.startswith("budget-") else eager)
     if variant.startswith("budget-"):
         embedder.max_batch_tokens = int(variant.split("-")[1])
@@ -123,13 +124,15 @@ def main() -> None:
     }
     results["qsearch-default"]["warmup_s"] += default_load_s  # its compile ran inside load_embedder
     print(
-        f"{len(texts)} chunks, {tokens} tokens, {args.dtype}, default budget {base.max_batch_tokens}, "
+        f"{len(texts)} chunks, {tokens} tokens, {args.dtype}, "
+        f"default budget {base.max_batch_tokens}, "
         f"default compiled: {base.compiled}"
     )
     print(f"{'variant':<20} {'tokens/s':>9} {'vs default':>10} {'warm-up s':>10} {'min cos':>8}")
     for name, r in results.items():
+        ratio = r["tokens_per_s"] / results[names[0]]["tokens_per_s"]
         print(
-            f"{name:<20} {r['tokens_per_s']:>9.0f} {r['tokens_per_s'] / results[names[0]]['tokens_per_s']:>9.2f}x "
+            f"{name:<20} {r['tokens_per_s']:>9.0f} {ratio:>9.2f}x "
             f"{r['warmup_s']:>10.1f} {r['min_cosine_vs_default']:>8.5f}"
         )
     if args.json:

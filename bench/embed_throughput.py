@@ -1,4 +1,5 @@
-"""Ingest throughput: qsearch's embedder against sentence-transformers and a naive loop, on the same chunks.
+"""Ingest throughput: qsearch's embedder against sentence-transformers and a naive loop, on the
+same chunks.
 
 The three run interleaved (a, b, c, then b, c, a, ...) after a warm-up, on one model in
 memory, so that a noisy machine affects them alike. On a CPU it then times fp32 against
@@ -32,7 +33,8 @@ def main() -> None:
     p.add_argument(
         "--random-weights",
         action="store_true",
-        help="the exact Qwen3-Embedding-0.6B architecture with random weights and the real Qwen vocabulary",
+        help="the exact Qwen3-Embedding-0.6B architecture with random weights and the real Qwen "
+        "vocabulary",
     )
     p.add_argument(
         "--data",
@@ -200,19 +202,22 @@ def main() -> None:
     print(f"{'system':<22} {'tokens/s':>10} {'chunks/s':>9} {'padding':>8} {'median s':>9}")
     for name, r in results.items():
         print(
-            f"{name:<22} {r['tokens_per_s']:>10.0f} {r['chunks_per_s']:>9.1f} {r['padding_fraction']:>8.1%} "
+            f"{name:<22} {r['tokens_per_s']:>10.0f} {r['chunks_per_s']:>9.1f} "
+            f"{r['padding_fraction']:>8.1%} "
             f"{r['seconds_median']:>9.2f}"
         )
     print(
         f"qsearch is {report['ratio_vs_sentence_transformers']:.2f}x sentence-transformers and "
-        f"{report['ratio_vs_naive_loop']:.2f}x the naive loop; max cosine difference {report['max_cosine_diff']:.2e}"
+        f"{report['ratio_vs_naive_loop']:.2f}x the naive loop; "
+        f"max cosine difference {report['max_cosine_diff']:.2e}"
     )
     if args.json:
         print(json.dumps(report))
 
 
 def cpu_dtype_contract(args: argparse.Namespace, folder: Path, texts: list[str]) -> dict:
-    """qsearch's CPU default against fp32 (embedder, and with --random-weights the 0.6B reranker too)."""
+    """qsearch's CPU default against fp32 (embedder, and with --random-weights the 0.6B reranker
+    too)."""
     import cpu_dtype
 
     from qsearch.models import loading
@@ -220,9 +225,8 @@ def cpu_dtype_contract(args: argparse.Namespace, folder: Path, texts: list[str])
     default, why = (
         (args.cpu_default, "forced by --cpu-default") if args.cpu_default else loading.cpu_dtype()
     )
-    rounds = max(
-        args.rounds, 4
-    )  # fastest rounds are compared: a few more of them ride out a noisy neighbour
+    # fastest rounds are compared: a few more of them ride out a noisy neighbour
+    rounds = max(args.rounds, 4)
     result = {
         "cpu_default_reason": why,
         **cpu_dtype.compare_embedders(folder, texts, default, rounds),
@@ -235,7 +239,8 @@ def cpu_dtype_contract(args: argparse.Namespace, folder: Path, texts: list[str])
         result.update(cpu_dtype.compare_rerankers(reranker, queries, texts[:10], default, rounds))
     print(f"one query, ms: p50 {result['query_ms_p50']}, p95 {result['query_ms_p95']}")
     print(
-        f"CPU default {default} ({why}): {result['ratio_cpu_default_vs_fp32']:.2f}x fp32 (fastest rounds; "
+        f"CPU default {default} ({why}): "
+        f"{result['ratio_cpu_default_vs_fp32']:.2f}x fp32 (fastest rounds; "
         f"medians {result['ratio_cpu_default_vs_fp32_median']:.2f}x), "
         f"min cosine {result['min_cosine_cpu_default_vs_fp32']:.5f}"
         + (

@@ -164,7 +164,8 @@ class Config:
 
 
 def sweep(settings: Settings) -> list[Config]:
-    """The fusion comparison of the README's Quality section: RRF over k, both convex fusions over the weight."""
+    """The fusion comparison of the README's Quality section: RRF over k, both convex fusions over
+    the weight."""
     configs = [Config("dense"), Config("lexical")]
     configs += [Config("hybrid", "rrf", rrf_k=k) for k in (10, 30, 60, 100)]
     weights = [round(0.1 * i, 1) for i in range(1, 10)]
@@ -245,7 +246,8 @@ def rank_queries(
     instruction: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, list[str]]:
-    """Query id -> the top 100 document ids, ranked by `retrieve` exactly as `Engine.search` ranks."""
+    """Query id -> the top 100 document ids, ranked by `retrieve` exactly as `Engine.search`
+    ranks."""
     run: dict[str, list[str]] = {}
     for n, (qid, text) in enumerate(zip(data.query_ids, data.query_texts)):
         hits = retrieve(

@@ -74,7 +74,8 @@ class Hit:
     """One search result, ranked from 1."""
 
     rank: int
-    score: float  # what ranked it before any rerank: fused (hybrid), cosine (dense), keywords (lexical)
+    # what ranked it before any rerank: fused (hybrid), cosine (dense), keywords (lexical)
+    score: float
     source: str
     page: int | None
     page_end: int | None

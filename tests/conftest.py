@@ -211,8 +211,8 @@ def unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def app_server(minilm_dir, qwen3_reranker_dir):  # noqa: ANN201
-    """The real web app on a free local port: the real small embedder, the tiny Qwen3 reranker, in fp32
-    (the contract tests compare its numbers with fp32 references to 1e-5)."""
+    """The real web app on a free local port: the real small embedder, the tiny Qwen3 reranker,
+    in fp32 (the contract tests compare its numbers with fp32 references to 1e-5)."""
     import app
     from qsearch import Settings
 
@@ -232,7 +232,8 @@ def app_server(minilm_dir, qwen3_reranker_dir):  # noqa: ANN201
 
 @pytest.fixture(scope="session")
 def zerogpu_server(minilm_dir, qwen3_reranker_dir):  # noqa: ANN201
-    """The same app as it runs on ZeroGPU (tests/zerogpu.py as `spaces`), in its own process: (None, url)."""
+    """The same app as it runs on ZeroGPU (tests/zerogpu.py as `spaces`), in its own process:
+    (None, url)."""
     import subprocess
 
     process = subprocess.Popen(

@@ -7,7 +7,8 @@ import zipfile
 
 
 def make_pdf(pages: list[str | None]) -> bytes:
-    """A valid PDF with one page per entry: its text in Helvetica, or None for a page without text."""
+    """A valid PDF with one page per entry: its text in Helvetica, or None for a page without
+    text."""
     objects = [
         "<< /Type /Catalog /Pages 2 0 R >>",
         None,

@@ -33,7 +33,8 @@ def evidence_html(hit: Hit, index: VectorIndex, query: str) -> str:
         return f"<div class='qs-evidence'>{title}{''.join(images)}</div>"
     if hit.page and index.docs.get(hit.doc_id) and index.docs[hit.doc_id].kind == "pdf":
         note = (
-            "<p class='qs-note'>The page image is not available: the PDF was larger than the size kept for "
+            "<p class='qs-note'>The page image is not available: the PDF was larger than the "
+            "size kept for "
             "page views. The passage in its surrounding text:</p>"
         )
     else:
@@ -53,8 +54,10 @@ def _page_figure(data: bytes, number: int, hit: Hit, query: str) -> str:
         + (": it was read by OCR)" if hit.ocr else ")")
     )
     return (
-        f"<figure class='qs-page' data-page='{number}' data-highlights='{found}' style='margin:8px 0'>"
-        f"<img class='qs-page-image' alt='page {number}' style='width:100%;max-width:560px;border:1px solid #d1d5db' "
+        f"<figure class='qs-page' data-page='{number}' data-highlights='{found}' "
+        "style='margin:8px 0'>"
+        f"<img class='qs-page-image' alt='page {number}' "
+        "style='width:100%;max-width:560px;border:1px solid #d1d5db' "
         f"src='data:image/png;base64,{encoded}'><figcaption>{html.escape(caption)}</figcaption></figure>"
     )
 

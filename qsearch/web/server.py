@@ -26,7 +26,8 @@ from .sizing import RERANK_SECONDS
 
 @dataclass
 class Context:
-    """What the handlers need: the shared models, each client's collection, the optional shared index."""
+    """What the handlers need: the shared models, each client's collection, the optional shared
+    index."""
 
     service: ModelService
     shared: Engine | None = None  # read-only collection every session searches (--index)
@@ -122,7 +123,8 @@ class Context:
     def rerank_hint(self, candidates: int) -> str:
         rate = self.service.rerank_rate.per_second
         return (
-            f"{candidates} rerank in about {RERANK_SECONDS:.0f} s on this machine; more are more thorough "
+            f"{candidates} rerank in about {RERANK_SECONDS:.0f} s on this machine; "
+            "more are more thorough "
             f"but slower"
             if rate or self.service.embed_rate.per_second
             else "how many top passages to rescore"
