@@ -49,9 +49,12 @@ def test_concurrent_sessions_never_see_each_other(app_server, tmp_path):
 def test_sessions_are_freed_when_they_end_or_idle(minilm):
     from qsearch.web.sessions import Sessions, TooManySessions
 
-    made = []
+    made, now = [], [0.0]
     sessions = Sessions(
-        lambda: made.append(Engine(embedder=minilm)) or made[-1], idle_seconds=0.2, max_sessions=3
+        lambda: made.append(Engine(embedder=minilm)) or made[-1],
+        idle_seconds=60,
+        max_sessions=3,
+        clock=lambda: now[0],  # the test's own clock: no sleeping against a timeout
     )
     a, first = sessions.open(None)
     assert sessions.open(a) == (a, first) and len(sessions) == 1
@@ -64,9 +67,12 @@ def test_sessions_are_freed_when_they_end_or_idle(minilm):
     assert len(sessions) == 2 and sessions.peek(b) is None and flag.is_set(), (
         "an ended session's run stops"
     )
-    time.sleep(0.3)
+    now[0] += 59
     sessions.open(None)
-    assert len(sessions) == 1, "idle sessions were swept"
+    assert len(sessions) == 3, "nothing idle yet: none swept"
+    now[0] += 2  # the first two are idle now (61 s), the newest is not
+    sessions.open(None)
+    assert len(sessions) == 2, "idle sessions were swept"
 
 
 def test_uploads_are_deleted_from_the_server(minilm_dir, tmp_path):

@@ -58,8 +58,10 @@ class Sessions:
         idle_seconds: float = 3600,
         max_sessions: int = 500,
         restore: Restore | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
-        self._new_engine, self.idle_seconds = new_engine, idle_seconds
+        """`clock` says what time it is (seconds): time.monotonic, or a test's own clock."""
+        self._new_engine, self.idle_seconds, self._clock = new_engine, idle_seconds, clock
         self.max_sessions, self.restore = max_sessions, restore
         self._entries: dict[str, Session] = {}
         self._clients: dict[str, str] = {}  # an API client's Gradio session -> its token
@@ -79,9 +81,9 @@ class Sessions:
             engine = self.restore(token, self._new_engine)
             if engine is not None:
                 with self._lock:
-                    entry = self._entries.setdefault(token, Session(engine, time.monotonic()))
+                    entry = self._entries.setdefault(token, Session(engine, self._clock()))
         if entry is not None:
-            entry.used = time.monotonic()
+            entry.used = self._clock()
         return entry
 
     def open(self, token: str | None) -> tuple[str, Session]:
@@ -95,7 +97,7 @@ class Sessions:
                     "The server is busy (too many open sessions); please try again later."
                 )
             token = secrets.token_urlsafe(32)
-            entry = self._entries[token] = Session(self._new_engine(), time.monotonic())
+            entry = self._entries[token] = Session(self._new_engine(), self._clock())
         return token, entry
 
     def for_client(self, client: str) -> tuple[str, Session]:
@@ -121,7 +123,7 @@ class Sessions:
             entry.free()
 
     def _expire(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             old = [k for k, e in self._entries.items() if now - e.used > self.idle_seconds]
             freed = [self._entries.pop(k) for k in old]
