@@ -133,13 +133,14 @@ def _best_cut(
     max_tokens: int,
 ) -> tuple[int, str]:
     """The latest boundary of the most preferred level that leaves the chunk full enough."""
-    for name, _ in _LEVELS:
+    for name, _ in _LEVELS:  # heading, paragraph, line, sentence, word: most preferred first
+        # this level may cut only after the chunk holds its minimum share of max_tokens
         fill = first + int(max_tokens * _MIN_FILL[name])
         min_pos = int(starts[fill]) if _MIN_FILL[name] and fill < len(starts) else s + 1
-        positions = bounds[name]
-        hi = np.searchsorted(positions, window_end, side="right")
-        lo = np.searchsorted(positions, max(min_pos, s + 1), side="left")
-        if hi > lo:
+        positions = bounds[name]  # this level's boundaries, sorted character offsets
+        hi = np.searchsorted(positions, window_end, side="right")  # boundaries up to the window
+        lo = np.searchsorted(positions, max(min_pos, s + 1), side="left")  # ... from min_pos on
+        if hi > lo:  # some boundary of this level lies in [min_pos, window_end]: take the last
             return int(positions[hi - 1]), name
     return window_end, "token"  # one word longer than a chunk: cut between tokens
 
@@ -149,21 +150,21 @@ def _overlap_start(
 ) -> int:
     """Where the next chunk starts: ~`overlap` tokens before `cut`, at the start of a sentence when
     one lies within twice that distance, else at a word."""
-    cut_token = int(np.searchsorted(starts, cut))
-    first = int(np.searchsorted(starts, s))
-    if cut_token - overlap <= first:
+    cut_token = int(np.searchsorted(starts, cut))  # the token the cut falls on
+    first = int(np.searchsorted(starts, s))  # the chunk's first token
+    if cut_token - overlap <= first:  # a chunk shorter than the overlap: no overlap at all
         return cut
-    target = int(starts[cut_token - overlap])
-    earliest = int(starts[max(first + 1, cut_token - 2 * overlap)])
+    target = int(starts[cut_token - overlap])  # exactly `overlap` tokens back
+    earliest = int(starts[max(first + 1, cut_token - 2 * overlap)])  # at most twice as far
     sentence_starts = np.concatenate(
         [bounds["paragraph"], bounds["sentence"]]
     )  # not lines: text is often hard-wrapped
     near = sentence_starts[
         (sentence_starts >= earliest) & (sentence_starts < cut) & (sentence_starts > s)
     ]
-    if len(near):
+    if len(near):  # a sentence starts near enough: the one closest to the target
         return int(near[np.argmin(np.abs(near - target))])
-    words = bounds["word"]
+    words = bounds["word"]  # else the first word boundary at or after the target
     i = np.searchsorted(words, target, side="left")
     return int(words[i]) if i < len(words) and s < words[i] < cut else cut
 

@@ -25,8 +25,11 @@ def normalise(values: np.ndarray, method: str, floor: float) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if not len(values):
         return values
+    # tmm: the score's theoretical minimum (cosine -1, BM25 0), so the weakest candidate of a
+    # strong query is not stretched to 0; minmax: the weakest candidate actually seen
     low = floor if method == "tmm" else values.min()
-    span = values.max() - low
+    span = values.max() - low  # the best candidate maps to 1
+    # equal scores (or a single candidate) carry no ranking information: all 0
     return np.clip((values - low) / span, 0.0, 1.0) if span > 0 else np.zeros_like(values)
 
 
