@@ -6,10 +6,12 @@ the code under test through the same `from_pretrained` path it uses for hub ids.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -246,6 +248,7 @@ def zerogpu_server(minilm_dir, qwen3_reranker_dir):  # noqa: ANN201
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "SPACES_ZERO_GPU": "true"},
+        start_new_session=True,  # its own process group: the teardown ends its workers too
     )
     url = None
     for line in process.stdout:
@@ -263,6 +266,8 @@ def zerogpu_server(minilm_dir, qwen3_reranker_dir):  # noqa: ANN201
         process.kill()
         process.wait()
     process.stdout.close()
+    with contextlib.suppress(ProcessLookupError):  # what is left of its group (none, normally)
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module", params=["plain", "zerogpu"])

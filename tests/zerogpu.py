@@ -90,7 +90,7 @@ class Worker:
 
     def __init__(self, task: Callable):
         self.conn, child = _context.Pipe()
-        self.process = _context.Process(target=_serve, args=(task, child), daemon=True)
+        self.process = _context.Process(target=_serve, args=(task, child, self.conn), daemon=True)
         self.process.start()
         child.close()
 
@@ -119,11 +119,13 @@ def shutdown() -> None:
             workers.pop().kill()
 
 
-def _serve(task: Callable, conn: Any) -> None:
+def _serve(task: Callable, conn: Any, parent_end: Any) -> None:
     """In the worker: run calls as they come; send back ("ok", result, "") or
-    ("error", gr.Error or the exception's class name, traceback)."""
+    ("error", gr.Error or the exception's class name, traceback). The copy of the parent's end
+    that fork gave it is closed, so the worker sees end-of-file, and exits, when the app dies."""
     global forked
     forked = True
+    parent_end.close()
     while True:
         try:
             args, kwargs = pickle.loads(conn.recv_bytes())
