@@ -216,19 +216,11 @@ def test_sigkill_during_cli_indexing(minilm_dir, tmp_path):
             f"Document {i}. " + "A sentence about harbours and tides. " * 200
         )
     folder, rng = tmp_path / "ix", random.Random(3)
+    index_all = [sys.executable, "-m", "qsearch", "index", "--index", str(folder)]
+    index_all += ["--embed-model", str(minilm_dir), str(docs)]
     for _ in range(6):
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "qsearch",
-                "index",
-                "--index",
-                str(folder),
-                "--embed-model",
-                str(minilm_dir),
-                str(docs),
-            ],
+            index_all,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -242,17 +234,7 @@ def test_sigkill_during_cli_indexing(minilm_dir, tmp_path):
                 c.doc_id in index.docs for c in index.chunks.values()
             )
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "qsearch",
-            "index",
-            "--index",
-            str(folder),
-            "--embed-model",
-            str(minilm_dir),
-            str(docs),
-        ],
+        index_all,
         cwd=ROOT,
         capture_output=True,
         text=True,
