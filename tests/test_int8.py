@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from qsearch.cli_flags import _dtype_help
-from qsearch.models import loading, quantize
+from qsearch.models import loading, quantize, verdicts
 from qsearch.models.embedder import load_embedder
 from qsearch.models.reranker import load_reranker
 
@@ -25,7 +25,7 @@ CPU_KINDS = {
 @pytest.fixture
 def fake_cpu(monkeypatch, tmp_path):
     """Pretend to be a CPU kind: its features and the start-up timings measured on it."""
-    monkeypatch.setattr(quantize, "cache_folder", lambda: tmp_path / "int8-checks")
+    monkeypatch.setattr(verdicts, "folder", lambda: tmp_path / "checks")
 
     def pretend(features: list[str], bf16: float | None, int8: float) -> None:
         flags = [f for f in ("AMX", "AVX512-BF16") if f in features]
@@ -119,24 +119,25 @@ def test_a_model_that_misses_the_bar_stays_fp32(qwen3_embedder_dir, fake_cpu, mo
 def test_the_check_cache_is_used_and_rebuilt_when_corrupt(qwen3_embedder_dir, fake_cpu):
     fake_cpu(**CPU_KINDS["avx2"])
     load_embedder(str(qwen3_embedder_dir), device="cpu")
-    (path,) = quantize.cache_folder().glob("*.json")
+    (path,) = verdicts.folder().glob("int8-model-*.json")
     entry = json.loads(path.read_text())
-    assert entry["min_cosine"] >= 0.99 and entry["key"]["cpu"] == ["AVX2"]
+    assert entry["value"] >= 0.99 and entry["key"]["cpu"] == ["AVX2"]
     key = entry["key"]
-    assert quantize.read_check(key) == entry["min_cosine"]
+    assert verdicts.read(key) == entry["value"]
 
-    entry["min_cosine"] = 0.5  # a valid-looking verdict that the checksum doesn't cover
+    entry["value"] = 0.5  # a valid-looking verdict that the checksum doesn't cover
     path.write_text(json.dumps(entry))
-    assert quantize.read_check(key) is None and not path.exists(), "tampered: removed"
+    assert verdicts.read(key) is None and not path.exists(), "tampered: removed"
     path.write_text('{"key": ')  # half a file
-    assert quantize.read_check(key) is None and not path.exists(), "corrupt: removed"
+    assert verdicts.read(key) is None and not path.exists(), "corrupt: removed"
     stale = {**key, "torch": "0.0"}  # another torch (or CPU, or model) never reads this verdict
-    assert quantize.read_check(stale) is None
+    assert verdicts.read(stale) is None
 
     embedder = load_embedder(str(qwen3_embedder_dir), device="cpu")  # rebuilt
-    assert json.loads(path.read_text())["min_cosine"] >= 0.99 and _quantized(embedder.model) == 14
+    assert json.loads(path.read_text())["value"] >= 0.99 and _quantized(embedder.model) == 14
 
-    quantize.write_check(key, 0.5)  # a valid cached verdict is trusted: no fp32 pass, stays fp32
+    path.unlink()
+    verdicts.write(key, 0.5)  # a valid stored verdict is trusted: no fp32 pass, stays fp32
     embedder = load_embedder(str(qwen3_embedder_dir), device="cpu")
     assert _quantized(embedder.model) == 0 and "min cosine 0.5000" in embedder.precision
 

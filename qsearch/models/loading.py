@@ -15,7 +15,7 @@ from pathlib import Path
 
 # re-exported: it moved to config, beside model_name
 from ..config import bundled_small_model as bundled_small_model
-from . import quantize
+from . import quantize, verdicts
 
 # Fail in seconds, not minutes, when the hub can't be reached (users may set their own).
 os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
@@ -200,7 +200,12 @@ def cpu_int8_or_fp32(no_bf16: str) -> tuple[str, str]:
     )
 
 
-def bf16_speedup(rows: int = 256, width: int = 1024, repeats: int = 3) -> float:
+def bf16_speedup() -> float:
+    """fp32 time / bf16 time on this machine: measured once, then read from disk (verdicts.py)."""
+    return verdicts.remembered(quantize.machine_key("bf16-speedup"), measure_bf16_speedup)
+
+
+def measure_bf16_speedup(rows: int = 256, width: int = 1024, repeats: int = 3) -> float:
     """fp32 time / bf16 time of one (rows x width) @ (width x 3 width) product, best of
     `repeats`."""
     import torch

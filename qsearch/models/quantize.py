@@ -12,10 +12,10 @@ Two checks decide whether `auto` runs int8:
   (`int8_speedup`); int8 must be at least INT8_MIN_SPEEDUP times faster;
 - the model: the hidden state it pools (the last position of a decoder, the mean of an encoder) for
   a few check texts must agree with fp32's (min cosine >= MIN_COSINE), else the model stays fp32.
-Quantizing takes seconds, so it is not cached; the model check needs an fp32 pass, so its verdict
-is cached on disk under HF_HOME (qsearch/int8-checks), keyed by the model folder (path, config,
-weight file sizes and times), torch version, quantized engine and CPU features. A cache file that
-doesn't parse, or whose key or checksum doesn't match, is rebuilt, never trusted.
+Quantizing takes seconds, so it is not cached. Both checks' answers are kept on disk (verdicts.py:
+under HF_HOME, qsearch/checks), so that every process on the machine makes the same choice: the
+timing keyed by CPU features, threads, torch and quantized engine; the model's by its folder (path,
+config, weight file sizes and times) as well.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ import copy
 import functools
 import hashlib
 import json
-import os
 import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+from . import verdicts
 
 INT8_MIN_SPEEDUP = 1.5  # int8 must be at least this much faster than fp32 at start-up
 MIN_COSINE = 0.99  # check vectors of int8 against fp32
@@ -75,7 +76,12 @@ def quantize_linear(model: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=1)
-def int8_speedup(rows: int = 256, width: int = 1024, repeats: int = 5) -> float:
+def int8_speedup() -> float:
+    """fp32 time / int8 time on this machine: measured once, then read from disk (verdicts.py)."""
+    return verdicts.remembered(machine_key("int8-speedup"), measure_int8_speedup)
+
+
+def measure_int8_speedup(rows: int = 256, width: int = 1024, repeats: int = 5) -> float:
     """fp32 time / int8 time of a (rows x width) @ (width x 3 width) Linear, best of `repeats`
     each, timed alternately so that a busy neighbour slows both alike."""
     import torch
@@ -121,14 +127,15 @@ def to_int8(
     copy); else `body` comes back as it was, in fp32, and the reason says so."""
     if not check:
         return quantize_linear(body), reason
-    key = check_key(folder, sequences)
-    min_cosine = read_check(key)
     quantized = None
-    if min_cosine is None:
+
+    def measure() -> float:
+        nonlocal quantized
         reference = pooled_states(body, sequences, decoder)
         quantized = quantize_linear(copy.deepcopy(body))
-        min_cosine = float((reference * pooled_states(quantized, sequences, decoder)).sum(-1).min())
-        write_check(key, min_cosine)
+        return float((reference * pooled_states(quantized, sequences, decoder)).sum(-1).min())
+
+    min_cosine = verdicts.remembered(check_key(folder, sequences), measure)
     if min_cosine < MIN_COSINE:
         return body, (
             f"float32: int8 missed the quality bar for this model (check vectors: min cosine "
@@ -138,15 +145,8 @@ def to_int8(
     return (quantized if quantized is not None else quantize_linear(body)), note
 
 
-def cache_folder() -> Path:
-    """Where the int8 check verdicts live: under the Hugging Face cache, beside the models."""
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HOME) / "qsearch" / "int8-checks"
-
-
 def check_key(folder: Path, sequences: list[list[int]]) -> dict[str, Any]:
-    """What a cached verdict depends on: the model files, the check inputs, torch, the CPU."""
+    """What a model's verdict depends on: the model files, the check inputs, torch, the CPU."""
     import torch
 
     folder = Path(folder).resolve()
@@ -157,6 +157,7 @@ def check_key(folder: Path, sequences: list[list[int]]) -> dict[str, Any]:
     )
     config = folder / "config.json"
     return {
+        "check": "int8-model",
         "model": str(folder),
         "config_sha256": hashlib.sha256(config.read_bytes()).hexdigest(),
         "weights": weights,
@@ -164,48 +165,19 @@ def check_key(folder: Path, sequences: list[list[int]]) -> dict[str, Any]:
         "torch": torch.__version__,
         "engine": torch.backends.quantized.engine,
         "cpu": cpu_features(),
-        "schema": 1,
+        "schema": 2,
     }
 
 
-def _path(key: dict[str, Any]) -> Path:
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-    return cache_folder() / f"{digest}.json"
+def machine_key(check: str) -> dict[str, Any]:
+    """What a timing of this machine depends on: the CPU, its threads, torch."""
+    import torch
 
-
-def _checksum(key: dict[str, Any], min_cosine: float) -> str:
-    payload = json.dumps({"key": key, "min_cosine": min_cosine}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def read_check(key: dict[str, Any]) -> float | None:
-    """The cached min cosine for `key`, or None when absent, unreadable, stale or tampered with
-    (such a file is removed, and the check runs again)."""
-    path = _path(key)
-    try:
-        entry = json.loads(path.read_text())
-        # the key is stored as JSON: tuples come back as lists, so compare through JSON too
-        same_key = json.dumps(entry["key"], sort_keys=True) == json.dumps(key, sort_keys=True)
-        min_cosine = float(entry["min_cosine"])
-        if same_key and entry["checksum"] == _checksum(entry["key"], min_cosine):
-            return min_cosine
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    path.unlink(missing_ok=True)
-    return None
-
-
-def write_check(key: dict[str, Any], min_cosine: float) -> None:
-    """Store a verdict atomically (no reader sees half a file); a read-only cache is skipped."""
-    path = _path(key)
-    stored = json.loads(json.dumps(key))
-    entry = {"key": stored, "min_cosine": min_cosine, "checksum": _checksum(stored, min_cosine)}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(entry))
-        tmp.replace(path)
-    except OSError:
-        pass
+    return {
+        "check": check,
+        "torch": torch.__version__,
+        "engine": torch.backends.quantized.engine,
+        "cpu": cpu_features(),
+        "threads": torch.get_num_threads(),
+        "schema": 2,
+    }

@@ -1,0 +1,66 @@
+"""Start-up checks kept on disk (qsearch.models.verdicts): every process on a machine makes the
+same choice, however its own timing came out; a bad file is measured again, never trusted."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from qsearch.models import loading, quantize, verdicts
+
+KEY = {"check": "int8-speedup", "cpu": ["AVX2"], "torch": "2.13.0", "threads": 2}
+
+
+@pytest.fixture
+def checks(monkeypatch, tmp_path) -> Path:
+    monkeypatch.setattr(verdicts, "folder", lambda: tmp_path / "checks")
+    return tmp_path / "checks"
+
+
+def test_a_check_is_measured_once_then_read(checks):
+    measured = []
+    first = verdicts.remembered(KEY, lambda: measured.append(1) or 1.8)
+    again = verdicts.remembered(KEY, lambda: measured.append(1) or 1.1)
+    assert first == again == 1.8 and len(measured) == 1
+    assert verdicts.remembered({**KEY, "threads": 4}, lambda: 1.1) == 1.1, "another machine"
+    assert sorted(p.name.split("-")[0] for p in checks.iterdir()) == ["int8", "int8"]
+
+
+def test_the_first_writer_wins(checks):
+    assert verdicts.write(KEY, 1.8) == 1.8
+    assert verdicts.write(KEY, 1.1) == 1.8, "a later measurement takes the stored one"
+    (path,) = checks.iterdir()
+    path.write_text("{")  # a broken file is replaced by the next writer
+    assert verdicts.write(KEY, 1.1) == 1.1 and verdicts.read(KEY) == 1.1
+    assert not list(checks.glob("*.tmp")), "no file left aside"
+
+
+def test_a_read_only_cache_still_answers(checks, monkeypatch):
+    monkeypatch.setattr(verdicts, "folder", lambda: Path("/proc/no-such-folder"))
+    assert verdicts.remembered(KEY, lambda: 1.7) == 1.7
+
+
+def _choose(folder: str, speedup: float, start: multiprocessing.synchronize.Barrier) -> str:
+    """A process's `--dtype auto` on a CPU without bf16, its own int8 timing being `speedup`."""
+    verdicts.folder = lambda: Path(folder)
+    loading.cpu_bf16_flags = lambda: []
+    quantize.measure_int8_speedup = lambda: speedup
+    start.wait()
+    return loading.cpu_dtype()[0]
+
+
+def test_processes_that_time_differently_choose_alike(tmp_path):
+    """The app and a ZeroGPU worker (or the CLI indexing for the app) start together; one times
+    int8 at 1.7x fp32, the other at 1.2x. Without the stored verdict one would run int8 and the
+    other fp32, embedding one collection in two precisions (CI saw the reranker scores differ)."""
+    context = multiprocessing.get_context("spawn")  # fresh processes, as on every platform
+    start = context.Manager().Barrier(2)
+    speedups = [quantize.INT8_MIN_SPEEDUP + 0.2, quantize.INT8_MIN_SPEEDUP - 0.3]
+    with context.Pool(2) as pool:
+        chosen = pool.starmap(_choose, [(str(tmp_path), s, start) for s in speedups])
+    assert chosen[0] == chosen[1] and chosen[0] in ("int8", "float32")
+    (path,) = tmp_path.glob("int8-speedup-*.json")
+    assert json.loads(path.read_text())["value"] in speedups
