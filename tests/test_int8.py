@@ -143,23 +143,23 @@ def test_the_check_cache_is_used_and_rebuilt_when_corrupt(qwen3_embedder_dir, fa
 
 
 @pytest.mark.slow
-def test_on_scifact_int8_is_within_0_005_of_fp32_or_auto_keeps_fp32(
-    shared_data, minilm_dir, fake_cpu
-):
-    """The bundled MiniLM on SciFact (train split): int8's nDCG@10 within 0.005 of fp32's, dense
-    and hybrid, or else `auto` keeps the model in fp32 and says why. Measured on this project's
-    machine: dense 0.6572 vs 0.6602, hybrid 0.7319 vs 0.7376 (-0.0057): MiniLM misses the bar,
-    and its start-up check (min cosine 0.977) keeps it in fp32."""
+def test_on_scifact_int8_is_within_0_005_of_fp32_or_auto_keeps_fp32(request, minilm_dir, fake_cpu):
+    """The bundled MiniLM on SciFact (train split): where `auto` runs it in int8, int8's nDCG@10
+    is within 0.005 of fp32's, dense and hybrid; else `auto` keeps it in fp32 and says why.
+    Measured on this project's machine: dense 0.6572 vs 0.6602, hybrid 0.7319 vs 0.7376
+    (-0.0057): MiniLM misses the bar, and its start-up check (min cosine 0.977) keeps it fp32."""
     from qsearch.evaluate import Config, compare, load_beir
 
+    fake_cpu(**CPU_KINDS["avx2"])  # a CPU where int8 is fast enough to be chosen
+    auto = load_embedder(str(minilm_dir), device="cpu")
+    if _quantized(auto.model) == 0:  # kept in fp32: the page must say why
+        assert "missed the quality bar" in auto.precision, auto.precision
+        return
+    shared_data = request.getfixturevalue("shared_data")  # auto runs int8: it must be this good
     data = load_beir(shared_data / "scifact-dev", "train")
     ndcg = {}
     for dtype in ("float32", "int8"):
         embedder = load_embedder(str(minilm_dir), device="cpu", dtype=dtype)
         results = compare(data, embedder, [Config("dense"), Config("hybrid")])
         ndcg[dtype] = [r["ndcg_at_10"] for r in results]
-    within = all(abs(a - b) <= 0.005 for a, b in zip(ndcg["float32"], ndcg["int8"]))
-    fake_cpu(**CPU_KINDS["avx2"])  # a CPU where int8 is fast enough to be chosen
-    auto = load_embedder(str(minilm_dir), device="cpu")
-    kept = _quantized(auto.model) == 0 and "missed the quality bar" in auto.precision
-    assert within or kept, (ndcg, auto.precision)
+    assert all(abs(a - b) <= 0.005 for a, b in zip(ndcg["float32"], ndcg["int8"])), ndcg
