@@ -11,7 +11,7 @@ import pytest
 
 from qsearch.models import loading, quantize, verdicts
 
-KEY = {"check": "int8-speedup", "cpu": ["AVX2"], "torch": "2.13.0", "threads": 2}
+KEY = {"check": "int8-speedup", "cpu": ["AVX2"], "torch": "2.13.0"}
 
 
 @pytest.fixture
@@ -25,7 +25,8 @@ def test_a_check_is_measured_once_then_read(checks):
     first = verdicts.remembered(KEY, lambda: measured.append(1) or 1.8)
     again = verdicts.remembered(KEY, lambda: measured.append(1) or 1.1)
     assert first == again == 1.8 and len(measured) == 1
-    assert verdicts.remembered({**KEY, "threads": 4}, lambda: 1.1) == 1.1, "another machine"
+    another_cpu = {**KEY, "cpu": ["AVX2", "VNNI"]}
+    assert verdicts.remembered(another_cpu, lambda: 1.1) == 1.1, "another machine: measured"
     assert sorted(p.name.split("-")[0] for p in checks.iterdir()) == ["int8", "int8"]
 
 
@@ -50,6 +51,19 @@ def _choose(folder: str, speedup: float, start: multiprocessing.synchronize.Barr
     quantize.measure_int8_speedup = lambda: speedup
     start.wait()
     return loading.cpu_dtype()[0]
+
+
+def test_the_machine_key_leaves_out_the_thread_count():
+    """A ZeroGPU worker runs on one thread (gpu_boundary._after_fork): it must read the app's."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        before = quantize.machine_key("int8-speedup")
+        torch.set_num_threads(1)
+        assert quantize.machine_key("int8-speedup") == before
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_processes_that_time_differently_choose_alike(tmp_path):

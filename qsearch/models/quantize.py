@@ -14,7 +14,7 @@ Two checks decide whether `auto` runs int8:
   a few check texts must agree with fp32's (min cosine >= MIN_COSINE), else the model stays fp32.
 Quantizing takes seconds, so it is not cached. Both checks' answers are kept on disk (verdicts.py:
 under HF_HOME, qsearch/checks), so that every process on the machine makes the same choice: the
-timing keyed by CPU features, threads, torch and quantized engine; the model's by its folder (path,
+timing keyed by CPU features, torch and quantized engine; the model's by its folder (path,
 config, weight file sizes and times) as well.
 """
 
@@ -170,7 +170,8 @@ def check_key(folder: Path, sequences: list[list[int]]) -> dict[str, Any]:
 
 
 def machine_key(check: str) -> dict[str, Any]:
-    """What a timing of this machine depends on: the CPU, its threads, torch."""
+    """What a timing of this machine depends on: the CPU's features, torch. Not the thread count:
+    a ZeroGPU worker runs on one thread (gpu_boundary.py) and must choose as the app does."""
     import torch
 
     return {
@@ -178,6 +179,5 @@ def machine_key(check: str) -> dict[str, Any]:
         "torch": torch.__version__,
         "engine": torch.backends.quantized.engine,
         "cpu": cpu_features(),
-        "threads": torch.get_num_threads(),
         "schema": 2,
     }
