@@ -179,12 +179,6 @@ _READERS = Readers()
 atexit.register(_READERS.close)
 
 
-def stop_readers() -> None:
-    """Stop the reader processes now (they are also stopped at exit): for a process that ends
-    without running atexit (web/exiting.py)."""
-    _READERS.close()
-
-
 def parse(source: str, data: bytes, limits: Limits, options: ReadOptions) -> Document:
     """`read.parse` in one of the shared reader processes (see `Readers.parse`)."""
     return _READERS.parse(source, data, limits, options)

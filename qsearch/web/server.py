@@ -17,7 +17,6 @@ from ..documents import ocr
 from ..engine import Engine
 from ..models.loading import device_label, dtype_reason
 from ..types import Hits
-from .exiting import end_process_soon
 from .keeping import Keeper
 from .model_service import ModelService
 from .openai_api import openai_router
@@ -171,6 +170,5 @@ def launch(
             flush=True,
         )
     if not prevent_thread_lock:
-        demo.block_thread()  # returns on Ctrl-C, once Gradio has closed the server
-        end_process_soon()
+        demo.block_thread()
     return result
