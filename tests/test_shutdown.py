@@ -33,6 +33,15 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def sigint_as_in_a_terminal() -> None:
+    """In the app's process before exec: SIGINT at its default, as Ctrl-C finds a program started
+    in a terminal. A process inherits an ignored SIGINT, and a non-interactive shell ignores it in
+    every background job (POSIX: `cmd &` without job control), so a test suite started that way
+    would start an app that no Ctrl-C can stop (seen: `bash .ci/run &`, the app alive 20 s after
+    SIGINT; under `timeout`, which catches SIGINT, the same test passed)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def alive(processes: list[psutil.Process]) -> list[str]:
     found = []
     for p in processes:
@@ -53,7 +62,12 @@ def test_stopping_the_app_leaves_no_process_and_frees_the_port(stop, minilm_dir,
     command = [sys.executable, "app.py", "--port", str(port), "--embed-model", str(minilm_dir)]
     command += ["--rerank-model", "none/none", "--device", "cpu"]
     app = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=sigint_as_in_a_terminal,
     )
     children: list[psutil.Process] = []
     try:
