@@ -102,10 +102,58 @@ def test_int8_reranker_scores_agree_with_fp32(qwen3_reranker_dir, fake_cpu):
     fake_cpu(**CPU_KINDS["avx2"])
     passages = ["Paris is the capital of France.", "The fox jumps.", "Berlin, Germany", "Alps"]
     fp32 = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32")
-    int8 = load_reranker(str(qwen3_reranker_dir), device="cpu")
+    int8 = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="int8")
     assert _quantized(int8.body) == 14 and _quantized(fp32.body) == 0
     a, b = fp32.score("capital of France?", passages), int8.score("capital of France?", passages)
     assert np.abs(a - b).max() < 0.02 and not np.array_equal(a, b)
+
+
+def _same_top10_share(fp32, int8) -> float:
+    """The reranker's bar, measured through `score`: the share of check queries whose top 10
+    come in fp32's order."""
+    same = [
+        np.array_equal(np.argsort(-fp32.score(q, t))[:10], np.argsort(-int8.score(q, t))[:10])
+        for q, t in quantize.CHECK_QUERIES.items()
+    ]
+    return sum(same) / len(same)
+
+
+def test_the_order_check_counts_queries_whose_top10_keep_fp32s_order():
+    """Two check queries of 12 candidates; states whose yes-minus-no logit is the candidate's
+    rank. Swapping ranks 11 and 12 keeps the top 10; swapping ranks 3 and 4 does not."""
+    direction = torch.tensor([1.0, 0.0])
+    logits = torch.arange(12, 0, -1).float()
+    fp32 = torch.stack([logits, torch.zeros(12)], dim=-1).repeat(2, 1)  # (24, 2)
+    check = quantize.order_check([[[1]] * 12] * 2, direction, pad_id=0)
+    assert check.agreement(fp32, fp32 + 0.1) == 1.0
+    tail, head = fp32.clone(), fp32.clone()
+    tail[[10, 11], 0] = tail[[11, 10], 0]  # query 1: ranks 11 and 12 swap, top 10 intact
+    assert check.agreement(fp32, tail) == 1.0
+    head[[14, 15], 0] = head[[15, 14], 0]  # query 2: ranks 3 and 4 swap
+    assert check.agreement(fp32, head) == 0.5
+    assert "50%, needs 90%" in check.says(0.5)
+
+
+def test_auto_runs_the_reranker_in_int8_only_where_it_keeps_fp32s_order(
+    qwen3_reranker_dir, fake_cpu, monkeypatch
+):
+    """The check is the issue's bar (top-10 order), not a cosine: random weights put every P(yes)
+    near 0.5, where int8 reorders candidates that a min cosine of 0.99 lets through."""
+    fake_cpu(**CPU_KINDS["avx2"])
+    fp32 = load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32")
+    share = _same_top10_share(
+        fp32, load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="int8")
+    )
+    said = f"check queries in fp32's top-10 order: {share:.0%}"
+    monkeypatch.setattr(quantize, "MIN_SAME_ORDER", share + 0.01)  # just missed: fp32
+    auto = load_reranker(str(qwen3_reranker_dir), device="cpu")
+    assert _quantized(auto.body) == 0 and said in auto.precision
+    assert auto.precision.startswith("float32: int8 missed the quality bar for this model")
+    assert np.array_equal(auto.score("q", ["a", "b"]), fp32.score("q", ["a", "b"]))
+    monkeypatch.setattr(quantize, "MIN_SAME_ORDER", share)  # just met: int8 (verdict on disk)
+    auto = load_reranker(str(qwen3_reranker_dir), device="cpu")
+    assert _quantized(auto.body) == 14 and said in auto.precision
+    assert auto.precision.startswith("int8 (AVX2")
 
 
 def test_a_model_that_misses_the_bar_stays_fp32(qwen3_embedder_dir, fake_cpu, monkeypatch):

@@ -101,13 +101,13 @@ class TransformersEmbedder(EmbedderBase):
         if self.pooling == "lasttoken" and self.eos_id is None:
             raise loading.ModelLoadError(f"{name_or_path}: last-token pooling needs an EOS token")
         if loading.wants_int8(self.device, dtype):  # loaded in fp32, quantized here (quantize.py)
+            check = quantize.vectors_check(self.prepare(quantize.CHECK_TEXTS))
             self.model, self.precision = quantize.to_int8(
                 self.model,
                 folder,
-                self.prepare(quantize.CHECK_TEXTS),
+                check if dtype != "int8" else None,
                 decoder=self.pooling == "lasttoken",
                 reason=self.precision,
-                check=dtype != "int8",
             )
         # measured on the Qwen3 decoder only (bench/cpu_forward.py): encoders stay eager
         self.compiled = loading.compile_on_cpu(

@@ -10,8 +10,12 @@ Attention, norms and the embedding table stay fp32.
 Two checks decide whether `auto` runs int8:
 - the machine: one model-shaped Linear, fp32 against int8, timed alternately at start-up
   (`int8_speedup`); int8 must be at least INT8_MIN_SPEEDUP times faster;
-- the model: the hidden state it pools (the last position of a decoder, the mean of an encoder) for
-  a few check texts must agree with fp32's (min cosine >= MIN_COSINE), else the model stays fp32.
+- the model, against its own fp32 on fixed check inputs, else it stays fp32: an embedder's pooled
+  states (the last position of a decoder, the mean of an encoder) for a few check texts, min
+  cosine >= MIN_COSINE (`vectors_check`); a reranker's order of ten candidates for each check
+  query, by its yes/no logits, the same as fp32's for >= MIN_SAME_ORDER of them (`order_check`:
+  the issue's bar, top-10 order equal for 90% of queries; a min cosine of 0.99 let through
+  int8 reranker copies that reordered candidates).
 Quantizing takes seconds, so it is not cached. Both checks' answers are kept on disk (verdicts.py:
 under HF_HOME, qsearch/checks), so that every process on the machine makes the same choice: the
 timing keyed by CPU features, torch and quantized engine; the model's by its folder (path,
@@ -26,19 +30,48 @@ import hashlib
 import json
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import verdicts
 
 INT8_MIN_SPEEDUP = 1.5  # int8 must be at least this much faster than fp32 at start-up
-MIN_COSINE = 0.99  # check vectors of int8 against fp32
+MIN_COSINE = 0.99  # an embedder's check vectors, int8 against fp32
+MIN_SAME_ORDER = 0.9  # a reranker's check queries whose top 10 keep fp32's order
 CHECK_TEXTS = [
     "What is the capital of France?",
     "Paris is the capital and most populous city of France, on the river Seine.",
     "Mitochondria are the powerhouse of the cell: they make most of its ATP.",
     "def add(a, b):\n    return a + b  # a function, in Python",
 ]
+CHECK_QUERIES = {  # a reranker's check: ten candidates per query, from the answer to off-topic
+    "What is the capital of France?": [
+        "Paris is the capital and most populous city of France.",
+        "The French government sits in Paris, on the river Seine.",
+        "Lyon is the third-largest city in France.",
+        "Berlin is the capital of Germany.",
+        "The Eiffel Tower was finished in 1889 for a world's fair.",
+        "French is spoken in France, Belgium, Switzerland and Canada.",
+        "Mitochondria make most of a cell's ATP.",
+        "The stock market fell two percent on Monday.",
+        "def add(a, b):\n    return a + b",
+        "Beat two eggs with a cup of flour.",
+    ],
+    "How do cells make energy?": [
+        "Mitochondria are the powerhouse of the cell: they make most of its ATP.",
+        "Cells turn glucose into ATP by respiration.",
+        "Chloroplasts turn light into chemical energy by photosynthesis.",
+        "ATP stores energy in its phosphate bonds.",
+        "Muscle cells burn more energy during exercise.",
+        "Ribosomes build proteins from amino acids.",
+        "Solar panels turn sunlight into electricity.",
+        "Paris is the capital of France.",
+        "The stock market fell two percent on Monday.",
+        "def add(a, b):\n    return a + b",
+    ],
+}
 
 
 def cpu_features() -> list[str]:
@@ -101,52 +134,114 @@ def measure_int8_speedup(rows: int = 256, width: int = 1024, repeats: int = 5) -
     return best["fp32"] / best["int8"]
 
 
-def pooled_states(body: Any, sequences: list[list[int]], decoder: bool) -> Any:
-    """One row per sequence, each run alone (no padding): the state the model's output is read
-    from, i.e. the last position of a decoder, the mean over positions of an encoder."""
+@dataclass(frozen=True)
+class QualityCheck:
+    """What a model's int8 copy must agree on with fp32 before `auto` runs it: `agreement(fp32
+    states, int8 states)` at least `bar`, over `groups` of token sequences, each group one batch
+    (right-padded with `pad_id` as the model's own batches are: decoders only). `says(value)` puts
+    the result in words for the page."""
+
+    name: str
+    groups: list[list[list[int]]]
+    agreement: Callable[[Any, Any], float]
+    bar: float
+    says: Callable[[float], str]
+    pad_id: int = 0
+
+
+def vectors_check(sequences: list[list[int]]) -> QualityCheck:
+    """An embedder's: the min cosine of its check texts' pooled states (each text alone)."""
+
+    def min_cosine(reference: Any, quantized: Any) -> float:
+        import torch
+
+        a, b = (torch.nn.functional.normalize(s, dim=-1) for s in (reference, quantized))
+        return float((a * b).sum(-1).min())
+
+    return QualityCheck(
+        "min-cosine",
+        [[s] for s in sequences],
+        min_cosine,
+        MIN_COSINE,
+        lambda value: f"check vectors: min cosine {value:.4f} vs fp32",
+    )
+
+
+def order_check(groups: list[list[list[int]]], direction: Any, pad_id: int) -> QualityCheck:
+    """A reranker's: the share of check queries whose top-10 candidates (one group each, ordered
+    by the yes-minus-no logit, `states @ direction`) come in fp32's order."""
+    size = len(groups[0])
+
+    def same_order(reference: Any, quantized: Any) -> float:
+        orders = [
+            s.float().reshape(len(groups), size, -1) @ direction.float()
+            for s in (reference, quantized)
+        ]
+        tops = [o.argsort(dim=-1, descending=True)[:, :10] for o in orders]
+        return float((tops[0] == tops[1]).all(dim=-1).float().mean())
+
+    return QualityCheck(
+        "top10-order",
+        groups,
+        same_order,
+        MIN_SAME_ORDER,
+        lambda value: (
+            f"check queries in fp32's top-10 order: {value:.0%}, needs {MIN_SAME_ORDER:.0%}"
+        ),
+        pad_id,
+    )
+
+
+def pooled_states(body: Any, groups: list[list[list[int]]], decoder: bool, pad_id: int = 0) -> Any:
+    """One row per sequence, a group per batch: the state the model's output is read from, i.e.
+    the last position of a decoder (right padding needs no mask: causal attention), the mean
+    over positions of an encoder (its groups hold one sequence: no padding)."""
     import torch
 
     rows = []
     with torch.inference_mode():
-        for ids in sequences:
-            input_ids = torch.tensor([ids])
+        for group in groups:
+            width = max(len(s) for s in group)
+            input_ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in group])
             if decoder:
-                hidden = body(input_ids=input_ids, use_cache=False).last_hidden_state[0, -1]
+                hidden = body(input_ids=input_ids, use_cache=False).last_hidden_state
+                rows += [hidden[i, len(s) - 1] for i, s in enumerate(group)]
             else:
+                assert len(group) == 1, "encoder check groups hold one sequence (no padding)"
                 mask = torch.ones_like(input_ids)
-                hidden = body(input_ids=input_ids, attention_mask=mask).last_hidden_state[0].mean(0)
-            rows.append(hidden.float())
-    return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
+                hidden = body(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                rows.append(hidden[0].mean(0))
+    return torch.stack(rows).float()
 
 
 def to_int8(
-    body: Any, folder: Path, sequences: list[list[int]], *, decoder: bool, reason: str, check: bool
+    body: Any, folder: Path, check: QualityCheck | None, *, decoder: bool, reason: str
 ) -> tuple[Any, str]:
     """(model, what runs and why). Without `check` (int8 forced), `body` is quantized in place.
-    With it, only when its check vectors agree with fp32's (a cached verdict, or measured now on a
-    copy); else `body` comes back as it was, in fp32, and the reason says so."""
-    if not check:
+    With it, only when the int8 copy passes the check against fp32 (a cached verdict, or measured
+    now on a copy); else `body` comes back as it was, in fp32, and the reason says so."""
+    if check is None:
         return quantize_linear(body), reason
     quantized = None
 
     def measure() -> float:
         nonlocal quantized
-        reference = pooled_states(body, sequences, decoder)
+        reference = pooled_states(body, check.groups, decoder, check.pad_id)
         quantized = quantize_linear(copy.deepcopy(body))
-        return float((reference * pooled_states(quantized, sequences, decoder)).sum(-1).min())
-
-    min_cosine = verdicts.remembered(check_key(folder, sequences), measure)
-    if min_cosine < MIN_COSINE:
-        return body, (
-            f"float32: int8 missed the quality bar for this model (check vectors: min cosine "
-            f"{min_cosine:.4f} vs fp32, needs {MIN_COSINE})"
+        return check.agreement(
+            reference, pooled_states(quantized, check.groups, decoder, check.pad_id)
         )
-    note = f"{reason.removesuffix(')')}; check vectors: min cosine {min_cosine:.4f} vs fp32)"
+
+    value = verdicts.remembered(check_key(folder, check), measure)
+    if value < check.bar:
+        return body, f"float32: int8 missed the quality bar for this model ({check.says(value)})"
+    note = f"{reason.removesuffix(')')}; {check.says(value)})"
     return (quantized if quantized is not None else quantize_linear(body)), note
 
 
-def check_key(folder: Path, sequences: list[list[int]]) -> dict[str, Any]:
-    """What a model's verdict depends on: the model files, the check inputs, torch, the CPU."""
+def check_key(folder: Path, check: QualityCheck) -> dict[str, Any]:
+    """What a model's verdict depends on: the model files, the check and its inputs, torch, the
+    CPU."""
     import torch
 
     folder = Path(folder).resolve()
@@ -161,11 +256,12 @@ def check_key(folder: Path, sequences: list[list[int]]) -> dict[str, Any]:
         "model": str(folder),
         "config_sha256": hashlib.sha256(config.read_bytes()).hexdigest(),
         "weights": weights,
-        "inputs_sha256": hashlib.sha256(json.dumps(sequences).encode()).hexdigest(),
+        "measure": check.name,
+        "inputs_sha256": hashlib.sha256(json.dumps(check.groups).encode()).hexdigest(),
         "torch": torch.__version__,
         "engine": torch.backends.quantized.engine,
         "cpu": cpu_features(),
-        "schema": 2,
+        "schema": 3,
     }
 
 
