@@ -20,8 +20,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import common
 import numpy as np
@@ -46,7 +47,9 @@ def torch_layer(int8: bool) -> Callable[[dict[int, Any]], Any]:
     from qsearch.models import quantize
 
     torch.manual_seed(0)
-    layers = torch.nn.ModuleDict({n: torch.nn.Linear(i, o, bias=False) for n, (i, o) in SHAPES.items()})
+    layers = torch.nn.ModuleDict(
+        {n: torch.nn.Linear(i, o, bias=False) for n, (i, o) in SHAPES.items()}
+    )
     layers = quantize.quantize_linear(layers.eval()) if int8 else layers.eval()
 
     def run(inputs: dict[int, Any]) -> Any:
@@ -64,7 +67,9 @@ def onnx_layer(int8: bool, work: Path) -> Callable[[dict[int, Any]], Any]:
 
     rng = np.random.default_rng(0)
     widths = sorted({i for i, _ in SHAPES.values()})
-    inputs = [helper.make_tensor_value_info(f"x{w}", TensorProto.FLOAT, ["rows", w]) for w in widths]
+    inputs = [
+        helper.make_tensor_value_info(f"x{w}", TensorProto.FLOAT, ["rows", w]) for w in widths
+    ]
     nodes, weights, outputs = [], [], []
     for name, (i, o) in SHAPES.items():
         w = (rng.standard_normal((i, o)) / np.sqrt(i)).astype(np.float32)
@@ -77,7 +82,9 @@ def onnx_layer(int8: bool, work: Path) -> Callable[[dict[int, Any]], Any]:
     if int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(path, work / "layer-int8.onnx", weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(
+            path, work / "layer-int8.onnx", weight_type=QuantType.QInt8, per_channel=True
+        )
         path = work / "layer-int8.onnx"
     options = ort.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
