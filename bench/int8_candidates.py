@@ -61,8 +61,14 @@ def export_onnx(model: Any, folder: Path, with_mask: bool) -> Path:
             self.inner = inner
 
         def forward(self, input_ids: Any, attention_mask: Any = None) -> Any:
-            if attention_mask is None:
-                return self.inner(input_ids=input_ids, use_cache=False).last_hidden_state
+            if attention_mask is None:  # a decoder, right-padded: causal attention only. The mask
+                # given as transformers' per-layer-type mapping skips its mask builder, whose
+                # aten::diff the TorchScript exporter can't export
+                length = input_ids.shape[1]
+                causal = torch.ones(length, length, dtype=torch.bool).tril()[None, None]
+                mapping = {"full_attention": causal}
+                hidden = self.inner(input_ids=input_ids, attention_mask=mapping, use_cache=False)
+                return hidden.last_hidden_state
             return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     path = folder / "model.onnx"
