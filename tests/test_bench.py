@@ -99,3 +99,18 @@ def test_search_latency(tmp_path, qwen3_reranker_dir):
     # a repeat skips the query embedding the first search pays for
     assert repeats["repeat"]["p50_ms"] < repeats["first"]["p50_ms"]
     assert result["rerank"]["top"] == 5 and result["rerank"]["n"] == 2
+
+
+def test_int8_ceiling():
+    """The int8 ceiling times torch's fp32 and int8 on one layer's shapes, per token count, each
+    against torch fp32 (ONNX Runtime, optional, is left out: not a test dependency)."""
+    result = run(
+        "int8_ceiling.py", "--rows", "8,32", "--rounds", "2", "--only", "torch-fp32", "torch-int8"
+    )
+    assert set(result["results"]) == {"8", "32"}
+    for sizes in result["results"].values():
+        assert set(sizes) == {"torch-fp32", "torch-int8"}
+        assert sizes["torch-fp32"]["ratio_vs_torch_fp32"] == 1.0
+        for name, r in sizes.items():
+            assert len(r["seconds_all"]) == 2 and r["gflops"] > 0, name
+    assert result["cpu_features"] and result["environment"]["command"]
