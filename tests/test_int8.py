@@ -80,6 +80,26 @@ def _quantized(model: torch.nn.Module) -> int:
     return sum(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())
 
 
+def test_quantize_linear_is_torchs_quantize_dynamic(qwen3_embedder_dir):
+    """The threaded quantize_linear gives the model torch's quantize_dynamic gives, bit for bit."""
+    import copy
+    import warnings
+
+    from transformers import AutoModel
+
+    fp32 = AutoModel.from_pretrained(qwen3_embedder_dir, dtype=torch.float32).eval()
+    ours = quantize.quantize_linear(copy.deepcopy(fp32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
+        torchs = torch.ao.quantization.quantize_dynamic(fp32, {torch.nn.Linear: qconfig})
+    assert _quantized(ours) == _quantized(torchs) == 14
+    ids = torch.tensor([[5, 17, 42, 99, 3]])
+    with torch.inference_mode():
+        a, b = (m(input_ids=ids).last_hidden_state for m in (ours, torchs))
+    assert torch.equal(a, b)
+
+
 def test_int8_vectors_agree_with_fp32(qwen3_embedder_dir, fake_cpu):
     fake_cpu(**CPU_KINDS["avx2"])
     texts = ["the quick brown fox", "Paris is the capital of France", "mitochondria " * 30]
