@@ -189,14 +189,24 @@ def chunk_texts(
     return texts[:limit] if limit else texts
 
 
-def environment(device: str) -> dict[str, Any]:
-    """The machine and the versions a figure was taken with."""
+def versions(*packages: str) -> dict[str, str]:
+    """Each installed package's version; the ones not installed are left out."""
     import importlib.metadata as md
 
+    out = {}
+    for package in packages:
+        try:
+            out[package] = md.version(package)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def environment(device: str) -> dict[str, Any]:
+    """The machine and the versions a figure was taken with."""
     import torch
 
-    versions = {}
-    for package in (
+    installed = versions(
         "torch",
         "transformers",
         "sentence-transformers",
@@ -204,11 +214,7 @@ def environment(device: str) -> dict[str, Any]:
         "faiss-cpu",
         "numpy",
         "gradio",
-    ):
-        try:
-            versions[package] = md.version(package)
-        except md.PackageNotFoundError:
-            pass
+    )
     gpu = (
         torch.cuda.get_device_name(0)
         if device.startswith("cuda") and torch.cuda.is_available()
@@ -221,7 +227,7 @@ def environment(device: str) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
-        "versions": versions,
+        "versions": installed,
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }

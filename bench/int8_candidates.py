@@ -215,7 +215,8 @@ def main() -> None:
         "candidates": results,
         "setup_seconds": setup,
         "notes": notes,
-        "environment": common.environment("cpu") | {"versions_int8": _versions()},
+        "environment": common.environment("cpu")
+        | {"versions_int8": common.versions("torchao", "onnxruntime", "onnx", "openvino", "nncf")},
     }
     print(f"{len(texts)} chunks, {tokens} tokens, {args.rounds} rounds")
     print(f"{'candidate':<14} {'tok/s best':>10} {'tok/s med':>10} {'x best':>7} {'x med':>7} "
@@ -230,18 +231,6 @@ def main() -> None:
         print(f"{name}: {note}")
     if args.json:
         print(json.dumps(report))
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for package in ("torchao", "onnxruntime", "onnx", "openvino", "nncf"):
-        try:
-            out[package] = md.version(package)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 if __name__ == "__main__":

@@ -176,21 +176,10 @@ def main() -> None:
             "quantized_engine": torch.backends.quantized.engine,
             "results": results,
             "notes": notes,
-            "environment": common.environment("cpu") | {"versions_int8": _versions()},
+            "environment": common.environment("cpu")
+            | {"versions_int8": common.versions("onnxruntime", "onnx")},
         }
         print(json.dumps(report))
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for package in ("onnxruntime", "onnx"):
-        try:
-            out[package] = md.version(package)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 if __name__ == "__main__":
