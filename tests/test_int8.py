@@ -3,11 +3,14 @@ scores against fp32 on the tiny Qwen3 models, the on-disk check cache, and (slow
 
 from __future__ import annotations
 
+import copy
 import json
+import warnings
 
 import numpy as np
 import pytest
 import torch
+from transformers import AutoModel
 
 from qsearch.cli_flags import _dtype_help
 from qsearch.models import loading, quantize, verdicts
@@ -82,11 +85,6 @@ def _quantized(model: torch.nn.Module) -> int:
 
 def test_quantize_linear_is_torchs_quantize_dynamic(qwen3_embedder_dir):
     """The threaded quantize_linear gives the model torch's quantize_dynamic gives, bit for bit."""
-    import copy
-    import warnings
-
-    from transformers import AutoModel
-
     fp32 = AutoModel.from_pretrained(qwen3_embedder_dir, dtype=torch.float32).eval()
     ours = quantize.quantize_linear(copy.deepcopy(fp32))
     with warnings.catch_warnings():

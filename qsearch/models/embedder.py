@@ -101,14 +101,11 @@ class TransformersEmbedder(EmbedderBase):
         if self.pooling == "lasttoken" and self.eos_id is None:
             raise loading.ModelLoadError(f"{name_or_path}: last-token pooling needs an EOS token")
         if loading.wants_int8(self.device, dtype):  # loaded in fp32, quantized here (quantize.py)
-            check = quantize.vectors_check(self.prepare(quantize.CHECK_TEXTS))
-            self.model, self.precision = quantize.to_int8(
-                self.model,
-                folder,
-                check if dtype != "int8" else None,
-                decoder=self.pooling == "lasttoken",
-                reason=self.precision,
-            )
+            check = None  # --dtype int8: forced, unchecked
+            if dtype != "int8":
+                sequences = self.prepare(quantize.CHECK_TEXTS)
+                check = quantize.vectors_check(sequences, decoder=self.pooling == "lasttoken")
+            self.model, self.precision = quantize.to_int8(self.model, folder, check, self.precision)
         # measured on the Qwen3 decoder only (bench/cpu_forward.py): encoders stay eager
         self.compiled = loading.compile_on_cpu(
             self.model, self.device, compile and self.pooling == "lasttoken"

@@ -157,18 +157,19 @@ def measure_int8_speedup(rows: int = 256, width: int = 1024, repeats: int = 5) -
 class QualityCheck:
     """What a model's int8 copy must agree on with fp32 before `auto` runs it: `agreement(fp32
     states, int8 states)` at least `bar`, over `groups` of token sequences, each group one batch
-    (right-padded with `pad_id` as the model's own batches are: decoders only). `says(value)` puts
-    the result in words for the page."""
+    (right-padded with `pad_id` as the model's own batches are: decoders only; an encoder's groups
+    hold one sequence). `says(value)` puts the result in words for the page."""
 
     name: str
     groups: list[list[list[int]]]
+    decoder: bool
     agreement: Callable[[Any, Any], float]
     bar: float
     says: Callable[[float], str]
     pad_id: int = 0
 
 
-def vectors_check(sequences: list[list[int]]) -> QualityCheck:
+def vectors_check(sequences: list[list[int]], decoder: bool) -> QualityCheck:
     """An embedder's: the min cosine of its check texts' pooled states (each text alone)."""
 
     def min_cosine(reference: Any, quantized: Any) -> float:
@@ -180,9 +181,10 @@ def vectors_check(sequences: list[list[int]]) -> QualityCheck:
     return QualityCheck(
         "min-cosine",
         [[s] for s in sequences],
+        decoder,
         min_cosine,
         MIN_COSINE,
-        lambda value: f"check vectors: min cosine {value:.4f} vs fp32",
+        lambda value: f"check vectors: min cosine {value:.4f} vs fp32, needs {MIN_COSINE}",
     )
 
 
@@ -202,6 +204,7 @@ def order_check(groups: list[list[list[int]]], direction: Any, pad_id: int) -> Q
     return QualityCheck(
         "top10-order",
         groups,
+        True,
         same_order,
         MIN_SAME_ORDER,
         lambda value: (
@@ -211,18 +214,18 @@ def order_check(groups: list[list[list[int]]], direction: Any, pad_id: int) -> Q
     )
 
 
-def pooled_states(body: Any, groups: list[list[list[int]]], decoder: bool, pad_id: int = 0) -> Any:
-    """One row per sequence, a group per batch: the state the model's output is read from, i.e.
-    the last position of a decoder (right padding needs no mask: causal attention), the mean
+def pooled_states(body: Any, check: QualityCheck) -> Any:
+    """One row per check sequence, a group per batch: the state the model's output is read from,
+    i.e. the last position of a decoder (right padding needs no mask: causal attention), the mean
     over positions of an encoder (its groups hold one sequence: no padding)."""
     import torch
 
     rows = []
     with torch.inference_mode():
-        for group in groups:
+        for group in check.groups:
             width = max(len(s) for s in group)
-            input_ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in group])
-            if decoder:
+            input_ids = torch.tensor([s + [check.pad_id] * (width - len(s)) for s in group])
+            if check.decoder:
                 hidden = body(input_ids=input_ids, use_cache=False).last_hidden_state
                 rows += [hidden[i, len(s) - 1] for i, s in enumerate(group)]
             else:
@@ -233,9 +236,7 @@ def pooled_states(body: Any, groups: list[list[list[int]]], decoder: bool, pad_i
     return torch.stack(rows).float()
 
 
-def to_int8(
-    body: Any, folder: Path, check: QualityCheck | None, *, decoder: bool, reason: str
-) -> tuple[Any, str]:
+def to_int8(body: Any, folder: Path, check: QualityCheck | None, reason: str) -> tuple[Any, str]:
     """(model, what runs and why). Without `check` (int8 forced), `body` is quantized in place.
     With it, only when the int8 copy passes the check against fp32 (a cached verdict, or measured
     now on a copy); else `body` comes back as it was, in fp32, and the reason says so."""
@@ -245,11 +246,9 @@ def to_int8(
 
     def measure() -> float:
         nonlocal quantized
-        reference = pooled_states(body, check.groups, decoder, check.pad_id)
+        reference = pooled_states(body, check)
         quantized = quantize_linear(copy.deepcopy(body))
-        return check.agreement(
-            reference, pooled_states(quantized, check.groups, decoder, check.pad_id)
-        )
+        return check.agreement(reference, pooled_states(quantized, check))
 
     value = verdicts.remembered(check_key(folder, check), measure)
     if value < check.bar:

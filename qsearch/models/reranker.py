@@ -71,16 +71,12 @@ class Qwen3Reranker(RerankerBase):
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
         self._torch = torch
         if loading.wants_int8(self.device, dtype):  # the head rows above stay fp32 (quantize.py)
-            groups = [self.prepare(q, texts) for q, texts in quantize.CHECK_QUERIES.items()]
-            direction = self.head_rows[1] - self.head_rows[0]  # the yes-minus-no logit
-            check = quantize.order_check(groups, direction, self.pad_id)
-            self.body, self.precision = quantize.to_int8(
-                self.body,
-                folder,
-                check if dtype != "int8" else None,
-                decoder=True,
-                reason=self.precision,
-            )
+            check = None  # --dtype int8: forced, unchecked
+            if dtype != "int8":
+                groups = [self.prepare(q, texts) for q, texts in quantize.CHECK_QUERIES.items()]
+                direction = self.head_rows[1] - self.head_rows[0]  # the yes-minus-no logit
+                check = quantize.order_check(groups, direction, self.pad_id)
+            self.body, self.precision = quantize.to_int8(self.body, folder, check, self.precision)
         self.compiled = loading.compile_on_cpu(model, self.device, compile)
         if self.compiled:  # compile now, not on a user's first query: one passage, then a batch
             self.score("warm-up", ["one passage"])
