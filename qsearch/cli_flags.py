@@ -1,5 +1,6 @@
-"""Every flag, defined once: the CLI's subcommands and the web app's parser are built from the same
-functions, and `settings_from` turns any of them into Settings (flags over QSEARCH_* variables).
+"""Every flag, defined once: the CLI's subcommands here, and the web app's parser (`app_flags.py`)
+from the same functions; `settings_from` turns any of them into Settings (flags over QSEARCH_*
+variables).
 
 A flag's `dest` is the name of the setting it sets (`--overlap` sets `chunk_overlap`), so flags and
 variables meet in one place: `Settings.from_env`.
@@ -48,77 +49,19 @@ def build_parser(
     return p
 
 
-def app_parser() -> argparse.ArgumentParser:
-    """`python app.py`'s parser: the server's flags, then the model, reading and Milvus ones."""
-    p = argparse.ArgumentParser(prog="python app.py", description="qsearch web app")
-    p.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 for a LAN)")
-    p.add_argument("--port", type=int, help="port (default 7860, or the next free one)")
-    p.add_argument(
-        "--share",
-        action="store_const",
-        const=True,
-        help="also serve on a temporary public *.gradio.live link (anyone with it can use the app)",
-    )
-    p.add_argument(
-        "--index", metavar="DIR", help="a read-only index every session searches besides its own"
-    )
-    _milvus_flags(p)
-    p.add_argument("--rerank-model", metavar="M", help="reranking model: hub id or local folder")
-    p.add_argument("--max-file-mb", type=float, metavar="N", help="largest upload (default 50)")
-    _ocr_flags(p)
-    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on the /v1 API")
-    p.add_argument(
-        "--no-mcp",
-        dest="mcp",
-        action="store_false",
-        default=None,
-        help="don't serve the MCP tools at /gradio_api/mcp/",
-    )
-    _keeping_flags(p)
-    _common(p)
-    return p
-
-
-def _keeping_flags(p: argparse.ArgumentParser) -> None:
-    """Where the app keeps collections, and what it tells the operator."""
-    for flag, metavar, kind, text in (
-        ("--data-dir", "DIR", str, "keep each browser's collection here (on Spaces: /data)"),
-        ("--data-idle-hours", "H", float, "delete a kept collection unused this long (24)"),
-        ("--low-confidence-log", "PATH", str, "log weak searches, as JSON (records queries)"),
-    ):
-        p.add_argument(flag, metavar=metavar, type=kind, help=text)
-
-
-def parse_app_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
-    """The app's flags over QSEARCH_* variables: the namespace (with the server's settings filled
-    in: host, port, share, index, api_key, mcp) and the Settings. A shared server limits each
-    session to 200 files and 100,000 chunks unless QSEARCH_MAX_FILES / _MAX_CHUNKS say otherwise."""
-    parser = app_parser()
-    args = parser.parse_args(argv)
-    try:
-        server = ServerSettings.from_env(**_flags(args, ServerSettings))
-        settings = settings_from(args)
-    except ValueError as e:  # a bad variable or value: one line and exit status 2, as argparse
-        parser.error(str(e))
-    vars(args).update(server.model_dump())
-    if settings.max_files is None and settings.max_chunks is None:
-        settings = settings.with_(max_files=200, max_chunks=100_000)
-    return args, settings
-
-
 def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
     """Settings from QSEARCH_* variables, then the flags in `args` (and `extra`) that were given."""
-    return Settings.from_env(**_flags(args, Settings), **extra)
+    return Settings.from_env(**flags_of(args, Settings), **extra)
 
 
-def _flags(args: argparse.Namespace, cls: type[Settings] | type[ServerSettings]) -> dict:
+def flags_of(args: argparse.Namespace, cls: type[Settings] | type[ServerSettings]) -> dict:
     """The flags of `args` that set a field of `cls` (a flag's dest is its setting's name)."""
     return {name: getattr(args, name, None) for name in cls.model_fields}
 
 
 def _index_command(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--index", metavar="DIR", help="index folder (created if missing)")
-    _milvus_flags(cmd)
+    milvus_flags(cmd)
     cmd.add_argument("paths", nargs="+", metavar="PATH")
     cmd.add_argument("--chunk-tokens", type=int, metavar="N", help="tokens per chunk (default 256)")
     cmd.add_argument(
@@ -141,13 +84,13 @@ def _index_command(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--max-file-mb", type=float, metavar="N", help="largest file accepted (default 50)"
     )
-    _ocr_flags(cmd)
-    _common(cmd)
+    ocr_flags(cmd)
+    common_flags(cmd)
 
 
 def _search_command(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--index", metavar="DIR", help="the index folder")
-    _milvus_flags(cmd)
+    milvus_flags(cmd)
     cmd.add_argument("query", metavar="QUERY")
     cmd.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     _rerank_flags(cmd, candidates=50)
@@ -156,7 +99,7 @@ def _search_command(cmd: argparse.ArgumentParser) -> None:
     )
     _mode_flags(cmd, default_text="$QSEARCH_SEARCH_MODE or hybrid")
     cmd.add_argument("--json", action="store_true", help="print one JSON object")
-    _common(cmd)
+    common_flags(cmd)
 
 
 def _chunk_command(cmd: argparse.ArgumentParser) -> None:
@@ -166,10 +109,10 @@ def _chunk_command(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--show", type=int, default=2, metavar="N", help="chunks to show per file (default 2)"
     )
-    _ocr_flags(cmd)
+    ocr_flags(cmd)
     cmd.add_argument("--max-file-mb", type=float, metavar="N")
     cmd.add_argument("--json", action="store_true", help="one JSON object per file per line")
-    _common(cmd, remote=False)
+    common_flags(cmd, remote=False)
 
 
 def _eval_command(cmd: argparse.ArgumentParser) -> None:
@@ -198,10 +141,10 @@ def _eval_command(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--json", action="store_true", help="last line: one JSON object with the figures"
     )
-    _common(cmd)
+    common_flags(cmd)
 
 
-def _common(cmd: argparse.ArgumentParser, *, model: bool = True, remote: bool = True) -> None:
+def common_flags(cmd: argparse.ArgumentParser, *, model: bool = True, remote: bool = True) -> None:
     if model:
         cmd.add_argument(
             "--embed-model",
@@ -243,7 +186,7 @@ def _mode_flags(cmd: argparse.ArgumentParser, default_text: str) -> None:
     )
 
 
-def _milvus_flags(cmd: argparse.ArgumentParser) -> None:
+def milvus_flags(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--milvus",
         dest="milvus_uri",
@@ -259,7 +202,7 @@ def _milvus_flags(cmd: argparse.ArgumentParser) -> None:
     )
 
 
-def _ocr_flags(cmd: argparse.ArgumentParser) -> None:
+def ocr_flags(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--no-ocr",
         dest="ocr",

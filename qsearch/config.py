@@ -38,6 +38,7 @@ NO_COMPILE_HELP = (
     "on a CPU in bf16, don't torch.compile attention, MLPs and norms "
     "(saves ~20 s at the first start)"
 )
+SECRETS = ("auth", "api_key", "remote_api_key", "milvus_token")  # never repeated in an error
 BOOLEANS = ("1", "true", "yes", "on", "0", "false", "no", "off")  # pydantic's words for a bool
 
 
@@ -89,7 +90,7 @@ class Settings(Checked):
     rrf_k: PositiveInt = 60  # rrf fusion: the rank constant
     faiss_gpu_min_vectors: PositiveInt = 200_000  # smaller ones search on the CPU (store/gpu.py)
     device: str = Field(  # auto takes the GPU when there is one
-        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N"
+        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="one of auto, cpu, cuda or cuda:N"
     )
     dtype: Literal[DTYPES] = "auto"  # auto: bf16/fp16 on GPU; CPU: bf16, else int8 if fast
     compile: bool = True  # on a CPU in bf16, torch.compile a decoder (models/loading.py)
@@ -129,8 +130,15 @@ class Settings(Checked):
         return size, min(self.chunk_overlap, size // 4)
 
 
+LIMITS = ("auto", "on", "off")  # whether the public defaults apply (web/limits.py)
+
+
 class ServerSettings(Checked):
-    """The web app's own settings (flags --host ... or QSEARCH_HOST ...)."""
+    """The web app's own settings (flags --host ... or QSEARCH_HOST ...).
+
+    The limits below that default to None take their public default when the limits are on
+    (`limits`: auto turns them on for a public server: --share, a host other than loopback, a
+    Space) and are unbounded otherwise; a value given applies either way (web/limits.py)."""
 
     host: str | None = None  # default 127.0.0.1
     port: int | None = Field(None, ge=1, le=65535)  # default 7860, or the next free one
@@ -138,6 +146,18 @@ class ServerSettings(Checked):
     index: str | None = None  # a read-only index every session searches
     api_key: str | None = None  # required on /v1 as a bearer token
     mcp: bool = True
+    auth: str | None = Field(  # the page asks for this login (the /v1 API has api_key)
+        None, pattern=r"^[^:]+:.+$", description="of the form USER:PASSWORD"
+    )
+    limits: Literal[LIMITS] = "auto"
+    memory_budget_mb: PositiveInt | None = None  # the server's memory, all collections included
+    data_quota_mb: PositiveInt | None = None  # --data-dir's size; the oldest collections go first
+    api_per_minute: PositiveInt | None = None  # /v1 and MCP requests per client per minute
+    api_max_chars: PositiveInt | None = None  # characters in one /v1 request, all texts together
+    request_max_kb: PositiveInt | None = None  # the body of one /v1 or MCP request
+    uploads_at_once: PositiveInt = 4  # upload runs in progress on the server (one per session)
+    max_sessions: PositiveInt = 500  # collections in memory at once
+    session_idle_minutes: PositiveFloat = 60.0  # a collection unused this long leaves memory
 
 
 def _explain(cls: type[BaseModel], error: ValidationError, values: Mapping, env: Mapping) -> str:
@@ -148,24 +168,25 @@ def _explain(cls: type[BaseModel], error: ValidationError, values: Mapping, env:
         if name not in values:  # a check of several settings together
             lines.append(str(e.get("ctx", {}).get("error", e["msg"])))
             continue
-        label = f"QSEARCH_{name.upper()}={values[name]!r}" if name in env else name
+        shown = "'…'" if name in SECRETS else repr(values[name])  # a password never in a log
+        label = f"QSEARCH_{name.upper()}={shown}" if name in env else name
         if name in env and env[name] != values[name]:  # a flag overrode the variable
             label = name
         valid = _valid(cls, name, e["type"])
         if valid and name in env:
             lines.append(f"{label} is not {valid}")
         elif valid:
-            lines.append(f"{label} must be {valid}, got {values[name]!r}")
+            lines.append(f"{label} must be {valid}, got {shown}")
         else:  # a bound: pydantic's words ("Input should be greater than 0")
-            lines.append(f"{label if name in env else f'{name}={values[name]!r}'}: {e['msg']}")
+            lines.append(f"{label if name in env else f'{name}={shown}'}: {e['msg']}")
     return "; ".join(lines)
 
 
 def _valid(cls: type[BaseModel], name: str, error_type: str) -> str:
     """What `name` accepts, in words: its choices, or the kind of value it is not."""
     field = cls.model_fields[name]
-    if field.description:  # choices beyond a Literal, said in words (device)
-        return f"one of {field.description}"
+    if field.description:  # choices beyond a Literal, or a form, said in words (device, auth)
+        return field.description
     if error_type == "literal_error":
         return f"one of {', '.join(map(repr, typing.get_args(field.annotation)))}"
     if error_type.startswith("bool"):

@@ -17,7 +17,7 @@ from typing import Any
 
 from .config import Settings
 from .documents.pool import Cancelled, Parsed, check_stop, read_files
-from .indexing import Progress, add_parsed, embed_unique, new_folder_index
+from .indexing import Progress, add_parsed, check_room, embed_unique, new_folder_index
 from .models.choose import make_embedder, make_reranker
 from .models.embedder import Embedder
 from .models.reranker import Reranker
@@ -26,7 +26,7 @@ from .search.retrieval import Ranking, retrieve
 from .store import gpu
 from .store.base import Collection, CollectionError, DocInfo, IndexFolderError
 from .store.vectors import VectorIndex
-from .types import AddReport, FileReport, Hits, IngestError
+from .types import AddReport, Chunk, FileReport, Hits
 
 
 class Engine:
@@ -40,13 +40,16 @@ class Engine:
         reranker: Reranker | Callable[[], Reranker] | None = None,
         index: Collection | None = None,
         index_dir: str | Path | None = None,
+        admit: Callable[[Sequence[Chunk], int], None] | None = None,
     ):
-        """`reranker` may be a zero-argument loader, called on first use (the app shares one)."""
+        """`reranker` may be a zero-argument loader, called on first use (the app shares one);
+        `admit(chunks, dim)` may refuse a file's chunks before embedding (IngestError)."""
         self.settings = settings or Settings.from_env()
         gpu.configure(self.settings.device, self.settings.faiss_gpu_min_vectors)
         self.index_dir = Path(index_dir) if index_dir is not None else None
         self._embedder = embedder
         self._reranker = reranker
+        self._admit = admit
         self._index = index
         self._lock = threading.RLock()
         self._model_lock = threading.Lock()
@@ -200,17 +203,12 @@ class Engine:
         with self._lock:
             add_parsed(index, parsed, vectors)
 
-    def _check_room(self, new_files: int, new_chunks: int = 0) -> None:
-        """Refuse a file that would take the collection past its limits (max_files, max_chunks)."""
-        s = self.settings
-        if s.max_files is not None and len(self.index.docs) + new_files >= s.max_files:
-            raise IngestError(
-                "", f"not added: the collection is full ({s.max_files} files at most)"
-            )
-        if s.max_chunks is not None and len(self.index) + new_chunks > s.max_chunks:
-            raise IngestError(
-                "", f"not added: it would take the collection past {s.max_chunks:,} chunks"
-            )
+    def _check_room(self, new_files: int, new_chunks: int = 0, new: Sequence[Chunk] = ()) -> None:
+        """Refuse a file that would take the collection past its limits, or that the server's
+        memory can't take (`admit`): IngestError with the reason."""
+        check_room(self.index, self.settings, new_files, new_chunks)
+        if new and self._admit is not None:
+            self._admit(new, self.embedder.dim)
 
     def remove(self, doc_id: str) -> int:
         """Remove one document by id; returns how many chunks it had."""

@@ -15,6 +15,7 @@ from .documents.pool import Parsed, check_stop
 from .models.embedder import Embedder
 from .store.base import Collection, DocInfo
 from .store.vectors import VectorIndex
+from .types import IngestError
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total): stage "reading" or "embedding"
 
@@ -65,6 +66,17 @@ def add_parsed(index: Collection, parsed: Sequence[Parsed], vectors: np.ndarray)
         )
         original = p.data if p.doc.kind == "pdf" else None
         index.add(info, p.chunks, vectors[row - n : row], original=original)
+
+
+def check_room(index: Collection, settings: Settings, new_files: int, new_chunks: int = 0) -> None:
+    """Refuse a file that would take the collection past its limits (max_files, max_chunks)."""
+    s = settings
+    if s.max_files is not None and len(index.docs) + new_files >= s.max_files:
+        raise IngestError("", f"not added: the collection is full ({s.max_files} files at most)")
+    if s.max_chunks is not None and len(index) + new_chunks > s.max_chunks:
+        raise IngestError(
+            "", f"not added: it would take the collection past {s.max_chunks:,} chunks"
+        )
 
 
 def new_folder_index(embedder: Embedder, settings: Settings) -> VectorIndex:

@@ -91,6 +91,7 @@ class Hit:
     )
     retrieval_rank: int | None = None  # its rank before reranking, when reranked
     ocr: bool = False  # the passage was read by OCR
+    weak: bool = False  # it matches on neither meaning nor keywords (search/strength.py)
 
     def to_dict(self) -> dict[str, Any]:
         """The hit in the one vocabulary every output uses (JSON, CSV, the page, MCP, the CLI):
@@ -107,6 +108,7 @@ class Hit:
             "bm25": self.lexical_score,
             "rerank": self.rerank_score,
             "rank_before_rerank": self.retrieval_rank,
+            "weak": self.weak,
             "text": self.text,
         }
 
@@ -118,8 +120,8 @@ HIT_FIELDS = {  # Hit.to_dict's names and what each means: the page's legend and
     "page_end": "the last page it lies on",
     "ocr": "true when its text was read from a page image by OCR",
     "overall": "the score that ranked it before any rerank, 0 to 1: meaning and keywords fused, "
-    "each relative to this query's best match (hybrid mode), the cosine (dense), or keywords "
-    "(lexical)",
+    "each relative to this query's best candidates (hybrid mode), so the best of unrelated "
+    "passages still scores high: see weak; the cosine (dense), or keywords (lexical)",
     "meaning": "cosine similarity of the passage and the query embeddings, 0 to 1 (null in "
     "lexical mode)",
     "keywords": "the BM25 score over the best score the query's words can reach in this "
@@ -128,6 +130,8 @@ HIT_FIELDS = {  # Hit.to_dict's names and what each means: the page's legend and
     "rerank": "the reranker's probability that the passage is relevant, 0 to 1 (null without "
     "rerank)",
     "rank_before_rerank": "its rank before the rerank (null without rerank)",
+    "weak": "true when it matches the query on neither meaning (below 0.31) nor keywords (below "
+    "0.25): probably not an answer, whatever its overall score",
     "text": "the passage",
 }
 

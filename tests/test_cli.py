@@ -140,7 +140,7 @@ def test_eval_on_a_tiny_beir_folder(tmp_path, minilm_dir):
     ],
 )
 def test_the_app_refuses_a_bad_variable_in_one_line(monkeypatch, capsys, variable, value, message):
-    from qsearch.cli_flags import parse_app_args
+    from qsearch.app_flags import parse_app_args
 
     monkeypatch.setenv(variable, value)
     with pytest.raises(SystemExit) as exit_:
@@ -149,7 +149,7 @@ def test_the_app_refuses_a_bad_variable_in_one_line(monkeypatch, capsys, variabl
 
 
 def test_variables_and_flags_meet_in_one_place(monkeypatch):
-    from qsearch.cli_flags import parse_app_args
+    from qsearch.app_flags import parse_app_args
 
     for name, value in {"SHARE": "yes", "PORT": "8123", "MCP": "off", "OCR": "0"}.items():
         monkeypatch.setenv(f"QSEARCH_{name}", value)
@@ -165,7 +165,8 @@ def test_every_flag_sets_a_setting_or_is_the_commands_own():
     never reached Settings would be caught here."""
     import argparse
 
-    from qsearch.cli_flags import app_parser, build_parser
+    from qsearch.app_flags import app_parser
+    from qsearch.cli_flags import build_parser
     from qsearch.config import ServerSettings, Settings
 
     fields = set(Settings.model_fields) | set(ServerSettings.model_fields)

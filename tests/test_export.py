@@ -58,6 +58,7 @@ def test_json_export_holds_the_query_settings_and_every_score():
         "bm25": 7.5,
         "rerank": 0.8,
         "rank_before_rerank": 4,
+        "weak": False,
         "text": 'He said "yes", then left.',
     }
 

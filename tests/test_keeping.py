@@ -50,12 +50,12 @@ def test_a_restarted_server_finds_the_collection_by_its_token(first, minilm_dir)
     on, data, token = first
     _, before = on.search_page(QUERY, token=token, **PAGE)
     restarted = handlers(minilm_dir, data)  # a new process: nothing in memory
-    files, _ = restarted.restore(token)
-    assert "first-aid-basics.txt" in files
+    kept, files, _, _ = restarted.restore(token)
+    assert "first-aid-basics.txt" in files and kept == token, "the browser keeps its token"
     _, after = restarted.search_page(QUERY, token=token, **PAGE)
     assert sources(after) == sources(before) and after[0]["text"] == before[0]["text"]
-    empty, _ = restarted.restore("y" * 43)  # a token nobody was given opens nothing
-    assert "first-aid-basics.txt" not in empty
+    new, empty, _, _ = restarted.restore("y" * 43)  # a token nobody was given opens nothing
+    assert "first-aid-basics.txt" not in empty and new != "y" * 43, "it gets a token of its own"
 
 
 def test_a_downloaded_collection_opens_in_a_fresh_session_with_the_same_hits(first, tmp_path):

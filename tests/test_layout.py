@@ -26,10 +26,11 @@ ALLOWED = {
     "engine": BASE | {"documents", "models", "store", "search", "indexing"},
     "evaluate": BASE | {"documents", "models", "store", "search", "engine"},
     "cli_flags": BASE | {"documents", "models", "store", "search", "engine"},
+    "app_flags": BASE | {"cli_flags"},
     "__main__": BASE
     | {"documents", "models", "store", "search", "engine", "evaluate", "cli_flags"},
     "__init__": BASE | {"documents", "models", "store", "search", "engine"},
-    "web": BASE | {"documents", "models", "store", "search", "engine", "cli_flags"},
+    "web": BASE | {"documents", "models", "store", "search", "engine", "cli_flags", "app_flags"},
 }
 MAX_MODULE_LINES = 300
 MAX_FUNCTION_LINES = 60

@@ -10,8 +10,9 @@ import pytest
 from fakes import OverlapReranker
 
 from qsearch import Engine, Settings
+from qsearch.search.strength import WEAK_KEYWORDS, WEAK_MEANING, weak_match
 from qsearch.types import Hit
-from qsearch.web.lowconf import LOW_COSINE, LowConfidenceLog, is_weak
+from qsearch.web.lowconf import LowConfidenceLog, is_weak
 
 PASSAGES = {
     "plants.md": "Plants turn sunlight, water and carbon dioxide into sugar and oxygen.",
@@ -43,7 +44,7 @@ def _lines(path) -> list[dict]:
 def test_a_nonsense_query_writes_a_line_and_a_good_one_none(engine, mode, tmp_path):
     log = LowConfidenceLog(tmp_path / "low.jsonl")
     good = engine.search("how do plants make sugar from light?", k=3, mode=mode)
-    assert good[0].dense_score >= LOW_COSINE
+    assert good[0].dense_score >= WEAK_MEANING and not good[0].weak
     assert log.record("how do plants make sugar from light?", mode, good, reranked=False) is False
     assert (tmp_path / "low.jsonl").read_text() == ""
     weak = engine.search(NONSENSE, k=3, mode=mode)
@@ -51,7 +52,7 @@ def test_a_nonsense_query_writes_a_line_and_a_good_one_none(engine, mode, tmp_pa
     [line] = _lines(tmp_path / "low.jsonl")
     assert line["query"] == NONSENSE and line["mode"] == mode and line["reranked"] is False
     assert [t["rank"] for t in line["top"]] == [1, 2, 3]
-    assert line["top"][0]["cosine"] == round(weak[0].dense_score, 4) < LOW_COSINE
+    assert line["top"][0]["cosine"] == round(weak[0].dense_score, 4) < WEAK_MEANING
     assert set(line) == {"time", "query", "mode", "reranked", "top"}
 
 
@@ -78,8 +79,16 @@ def test_with_the_reranker(engine, tmp_path):
     assert _lines(tmp_path / "low.jsonl")[0]["top"][0]["rerank"] == 0.0
 
 
-def _hit(rank: int, *, rerank: float | None = None, cosine: float | None = None) -> Hit:
-    return Hit(rank, 0.5, "s", None, None, "t", 0, 1, "d", rerank, cosine)
+def _hit(
+    rank: int,
+    *,
+    rerank: float | None = None,
+    cosine: float | None = None,
+    keywords: float | None = None,
+) -> Hit:
+    scores = dict(rerank_score=rerank, dense_score=cosine, keyword_score=keywords)
+    weak = weak_match(cosine, keywords)
+    return Hit(rank, 0.5, "s", None, None, "t", 0, 1, "d", **scores, weak=weak)
 
 
 @pytest.mark.parametrize(
@@ -96,10 +105,14 @@ def test_the_reranker_rule(rerank_scores, weak):
     assert is_weak(hits, reranked=True) is weak
 
 
-def test_the_cosine_rule_is_the_pages_threshold():
-    assert is_weak([_hit(1, cosine=LOW_COSINE - 0.01), _hit(2, cosine=0.1)], reranked=False)
-    assert not is_weak([_hit(1, cosine=LOW_COSINE + 0.01)], reranked=False)
-    assert not is_weak([_hit(1, cosine=None)], reranked=False)  # lexical mode: no cosine to judge
+def test_without_rerank_a_search_is_weak_when_every_hit_is_a_weak_match():
+    assert is_weak([_hit(1, cosine=WEAK_MEANING - 0.01), _hit(2, cosine=0.1)], reranked=False)
+    assert not is_weak([_hit(1, cosine=WEAK_MEANING + 0.01), _hit(2, cosine=0.1)], reranked=False)
+    strong_words = _hit(1, cosine=0.05, keywords=WEAK_KEYWORDS + 0.01)
+    assert not is_weak([strong_words], reranked=False), "keywords alone make a match"
+    assert is_weak([_hit(1, keywords=WEAK_KEYWORDS - 0.01)], reranked=False)  # lexical mode
+    assert not is_weak([_hit(1)], reranked=False)  # no score to judge
+    assert not is_weak([], reranked=False)
 
 
 def test_appends_from_many_threads_stay_whole_lines(tmp_path):

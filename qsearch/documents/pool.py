@@ -198,10 +198,11 @@ def read_files(
     progress: Progress | None = None,
     names: Sequence[str] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    check_room: Callable[[int, int], None] = lambda files, chunks: None,
+    check_room: Callable[..., None] = lambda files, chunks=0, new=(): None,
 ) -> tuple[list[Parsed], list[FileReport]]:
     """Read and chunk `paths` (folders recursively) with the embedder's tokenizer; `check_room`
-    refuses a file that would take the collection past its limits (IngestError)."""
+    (files before this one, chunks with it, its chunks) refuses a file that would take the
+    collection past its limits (IngestError)."""
     files = find_files(paths) if names is None else [Path(p) for p in paths]
     sources = list(names) if names is not None else [str(p) for p in files]
     if len(sources) != len(files):
@@ -227,7 +228,7 @@ def read_files(
                 check_room(len(parsed))
                 doc = parse(source, data, limits, options)
                 chunks = chunk_document(doc, embedder.tokenizer, max_tokens, overlap)
-                check_room(len(parsed), sum(len(p.chunks) for p in parsed) + len(chunks))
+                check_room(len(parsed), sum(len(p.chunks) for p in parsed) + len(chunks), chunks)
                 report.status, report.chunks, report.pages = "indexed", len(chunks), doc.n_pages
                 report.ocr_pages, report.notes = list(doc.ocr_pages), list(doc.notes)
                 parsed.append(Parsed(doc, chunks, report, data))

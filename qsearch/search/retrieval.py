@@ -22,6 +22,7 @@ from ..store.base import Collection
 from ..types import Chunk, Hit, Hits
 from .cache import SearchCache
 from .fusion import RRF_K, fuse
+from .strength import weak_match
 
 DEPTH = 100  # candidates each ranking contributes to fusion
 
@@ -232,4 +233,5 @@ def _hit(rank: int, c: Candidate, rerank_score: float | None, retrieval_rank: in
         keyword_score=c.keywords,
         retrieval_rank=retrieval_rank,
         ocr=ch.ocr,
+        weak=weak_match(c.cosine, c.keywords),
     )

@@ -9,24 +9,22 @@ their Gradio session (`Sessions.for_client`). No search logic here: that is `Eng
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from ..engine import Cancelled, Engine
 from ..models.loading import ModelLoadError
 from ..store.base import CollectionError
 from ..store.portable_checks import CollectionFileError
 from ..types import Hit
 from . import export, keeping
 from .evidence import evidence_html
-from .lowconf import LOW_COSINE
-from .render import files_html, hits_html, message_html, report_html, where
+from .limits import client_address
+from .render import hits_html, message_html, where
 from .server import Context
 from .sessions import Session, TooManySessions
-from .sizing import eta_text
+from .uploads import Uploads, listing
 
 SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "samples"
 
@@ -40,6 +38,7 @@ class Handlers:
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
+        self.uploads = Uploads(ctx)
 
     # --- the collection, by token (the page) or by Gradio session (API and MCP) ---------------
 
@@ -57,36 +56,30 @@ class Handlers:
         except TooManySessions as e:
             raise gr.Error(str(e)) from None
 
-    def _add(self, session: Session, files: list[str] | None, progress: Any) -> tuple:
-        engine, paths = session.engine, [Path(f) for f in files or []]
-        if not paths:
-            return message_html("Choose one or more files first."), *_listing(engine), None
-        session.stop.clear()
-        chunk_tokens, rate = self.ctx.service.settings.chunk_tokens, self.ctx.service.embed_rate
-
-        def report(stage: str, done: int, total: int) -> None:
-            left = eta_text(rate.seconds_for((total - done) * chunk_tokens))
-            left = f" · {left}" if left and stage == "embedding" else ""
-            progress((done, total), desc=f"{stage} {done}/{total}{left}")
-
-        try:  # uploads stay in Gradio's shared cache, which deletes them itself
-            names = [p.name for p in paths]
-            result = engine.add_files(paths, report, names=names, should_stop=session.stop.is_set)
-        except Cancelled:
-            stopped = message_html("Stopped: nothing from this upload was added.")
-            return stopped, *_listing(engine), None
-        return report_html(result), *_listing(engine), None
-
     def _search(self, token: str, session: Session | None, query: str, **options: Any) -> list:
         """[hits, notice] for `query`, or SearchError saying why it can't be searched."""
         ctx, rerank = self.ctx, bool(options.pop("rerank"))
         if not query or not query.strip():
             raise SearchError("Type a question or some keywords, then press Enter.")
         shared = [ctx.shared] if ctx.shared is not None and len(ctx.shared.documents()) else []
+        run = session.indexing if session is not None else None
         if (session is None or not session.engine.documents()) and not shared:
-            raise SearchError("Your collection is empty: upload documents (or load the samples).")
+            if run is not None:
+                raise SearchError(
+                    f"Your documents are still being indexed ({run.describe()}): search again "
+                    "when the upload report appears."
+                )
+            gone = ctx.sessions.why_gone(token)
+            raise SearchError(
+                gone or "Your collection is empty: upload documents (or load the samples)."
+            )
         engine = session.engine if session is not None else ctx.new_engine()
         notice, candidates = "", int(options.pop("rerank_candidates"))
+        if run is not None:
+            notice = (
+                f"Still indexing your upload ({run.describe()}): these results come from the "
+                "documents indexed before it."
+            )
         if rerank and ctx.service.rerank_unavailable:
             rerank, notice = False, ctx.service.rerank_unavailable
         options.update(k=int(options["k"]), instruction=options["instruction"] or None)
@@ -97,10 +90,7 @@ class Handlers:
         except ModelLoadError as e:
             hits, notice = engine.search(query, also=shared, **options), str(e)
         if not hits:
-            return [hits, ""]
-        best = max((h.dense_score for h in hits if h.dense_score is not None), default=None)
-        if best is not None and best < LOW_COSINE and not notice:
-            notice = "No strong match: the closest passages may not answer the query."
+            return [hits, notice]
         ctx.remember(token, query, hits, options, rerank)
         mode = options.get("mode") or ctx.service.settings.search_mode
         ctx.keeper.searched(token, query, mode, hits, reranked=rerank)
@@ -108,22 +98,36 @@ class Handlers:
 
     # --- the page ---------------------------------------------------------------------------
 
-    def restore(self, token: str | None) -> tuple[str, Any]:
-        """On page load: the collection this browser's token names, if it still exists."""
-        session = self.ctx.sessions.find(token)
-        return _listing(session.engine if session else None)
+    def restore(self, token: str | None) -> tuple:
+        """On page load: this browser's token (a new one, minted before any upload, so that Stop
+        works on the first upload too), its collection if it still exists, why if it doesn't."""
+        sessions = self.ctx.sessions
+        session = sessions.find(token)
+        if session is not None:
+            return token, *listing(session.engine), ""
+        gone = sessions.why_gone(token)
+        token = token if gone else sessions.mint()
+        return token, *listing(None), message_html(gone) if gone else ""
 
     def add_files(
-        self, files: list[str] | None, token: str | None, progress: gr.Progress = gr.Progress()
+        self,
+        files: list[str] | None,
+        token: str | None,
+        progress: gr.Progress = gr.Progress(),
+        request: gr.Request | None = None,
     ) -> tuple:
         """Upload: add files to this browser's collection; the token comes back (new if needed)."""
         token, session = self._open(token)
-        added = self._add(session, files, progress)
-        self.ctx.keeper.save(token, session.engine)
-        return *added, token
+        return *self.uploads.add(token, session, files, _address(request), progress), token
 
-    def load_samples(self, token: str | None, progress: gr.Progress = gr.Progress()) -> tuple:
-        return self.add_files([str(p) for p in sorted(SAMPLES.iterdir())], token, progress)
+    def load_samples(
+        self,
+        token: str | None,
+        progress: gr.Progress = gr.Progress(),
+        request: gr.Request | None = None,
+    ) -> tuple:
+        samples = [str(p) for p in sorted(SAMPLES.iterdir())]
+        return self.add_files(samples, token, progress, request)
 
     def stop(self, token: str | None) -> None:
         """Stop this collection's indexing run; the collection stays as it was before the run."""
@@ -177,7 +181,7 @@ class Handlers:
         last = self.ctx.results(token)
         if not last:
             raise gr.Error("Search first: there are no results to export yet.")
-        folder = Path(tempfile.mkdtemp(prefix="qsearch-results-"))
+        folder = self.ctx.keeper.scratch.folder("results-")
         for name, write in (("results.json", export.as_json), ("results.csv", export.as_csv)):
             (folder / name).write_text(write(last["query"], last["settings"], last["hits"]))
         return [str(folder / "results.json"), str(folder / "results.csv")]
@@ -188,36 +192,42 @@ class Handlers:
         if engine is not None and doc_id and engine.index.has_doc(doc_id):
             engine.remove(doc_id)
             self.ctx.keeper.save(token or "", engine)
-        return _listing(engine)
+        return listing(engine)
 
     def clear(self, token: str | None) -> tuple[str, Any]:
         session = self.ctx.sessions.find(token)
         if session is not None:
             session.engine.clear()
             self.ctx.keeper.save(token or "", session.engine)
-        return _listing(session.engine if session else None)
+        return listing(session.engine if session else None)
 
     def download_collection(self, token: str | None) -> str:
         """This browser's collection as one file, to open later here or on another qsearch."""
         session = self.ctx.sessions.find(token)
         if session is None or not session.engine.documents():
             raise gr.Error("Your collection is empty: there is nothing to download yet.")
-        return keeping.download(session.engine)
+        return self.ctx.keeper.download(session.engine)
 
     def open_collection(self, file: str | None, token: str | None) -> tuple:
         """Replace this browser's collection by one downloaded before (checked first)."""
         if not file:
-            return message_html("Choose a collection file (.zip) first."), *_listing(None), token
+            return message_html("Choose a collection file (.zip) first."), *listing(None), token
         token, session = self._open(token)
         try:
             engine = keeping.open_file(file, self.ctx.new_engine)
         except (CollectionFileError, CollectionError) as e:
             shown = message_html(f"Not opened: {e}")
-            return shown, *_listing(session.engine), token
+            return shown, *listing(session.engine), token
+        if session.indexing is not None:
+            busy = "An upload is still being indexed into this collection: open it afterwards."
+            return message_html(busy), *listing(session.engine), token
         session.engine = engine
-        self.ctx.keeper.save(token, engine)
+        if self.ctx.budget is not None:
+            self.ctx.budget.make_room()
+        not_kept = self.ctx.keeper.save(token, engine)
         opened = f"Opened {Path(file).name}: {len(engine.documents())} documents."
-        return message_html(opened), *_listing(engine), token
+        shown = opened + (f" Note: {not_kept}." if not_kept else "")
+        return message_html(shown), *listing(engine), token
 
     # --- the API and MCP tools ----------------------------------------------------------------
 
@@ -229,7 +239,8 @@ class Handlers:
         Args:
             files: documents to index: PDF (scanned pages are read by OCR), TXT, MD, HTML, DOCX, or images (PNG, JPEG, TIFF, WebP). A file that can't be read is reported with the reason; the others are added.
         """  # noqa: E501 - Gradio reads each argument's description from one line
-        return self._add(self._client(request)[1], files, progress)
+        token, session = self._client(request)
+        return self.uploads.add(token, session, files, _address(request), progress)
 
     def search(
         self,
@@ -269,8 +280,10 @@ class Handlers:
         return self.clear(self._client(request)[0])
 
 
-def _listing(engine: Engine | None) -> tuple[str, Any]:
-    """The collection's file table and its removal choices."""
-    docs = engine.documents() if engine else []
-    table = files_html([(d.source, d.chunks, d.pages) for d in docs])
-    return table, gr.update(choices=[(d.source, d.doc_id) for d in docs], value=None)
+def _address(request: gr.Request | None) -> str:
+    """The client's address, as the nearest proxy saw it (limits.client_address); 'local' for a
+    call from this process."""
+    if request is None:
+        return "local"
+    peer = request.client.host if request.client is not None else None
+    return client_address(peer, request.headers.get("x-forwarded-for"))

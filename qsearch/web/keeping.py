@@ -7,11 +7,9 @@ The page's handlers call these few methods; each is a no-op when its setting is 
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from ..config import Settings
 from ..engine import Engine
@@ -20,6 +18,7 @@ from ..store.portable import read_collection, write_collection
 from ..types import Hits
 from .lowconf import LowConfidenceLog
 from .persistence import CollectionStore, into_engine
+from .scratch import Scratch
 
 EXPIRE_EVERY = 600.0  # seconds between sweeps of idle collections on disk
 COLLECTION_FILE = "qsearch-collection.zip"
@@ -28,13 +27,18 @@ COLLECTION_FILE = "qsearch-collection.zip"
 class Keeper:
     """The data folder and the low-confidence log of one server, as its settings name them."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, quota_mb: int | None = None):
         self.settings = settings
         self.store = (
-            CollectionStore(settings.data_dir, settings.data_idle_hours * 3600)
+            CollectionStore(
+                settings.data_dir,
+                settings.data_idle_hours * 3600,
+                quota_mb * 2**20 if quota_mb else None,
+            )
             if settings.data_dir
             else None
         )
+        self.scratch = Scratch()  # exports and downloads, until Gradio has copied them
         self.log = (
             LowConfidenceLog(settings.low_confidence_log) if settings.low_confidence_log else None
         )
@@ -51,15 +55,17 @@ class Keeper:
             self.store.forget(token)
             return None
 
-    def save(self, token: str, engine: Engine) -> None:
-        """Save a changed collection (atomically), and now and then delete idle ones."""
+    def save(self, token: str, engine: Engine) -> str:
+        """Save a changed collection (atomically), and now and then delete idle ones. '' when it
+        is kept (or nothing is kept here), else why it is not (the disk quota)."""
         if self.store is None:
-            return
-        self.store.save(token, engine)
+            return ""
+        why_not = self.store.save(token, engine)
         with self._lock:
             due, self._swept = time.monotonic() - self._swept > EXPIRE_EVERY, time.monotonic()
         if due:
             self.store.expire()
+        return why_not
 
     def searched(self, token: str, query: str, mode: str, hits: Hits, *, reranked: bool) -> None:
         """A search happened: the collection was used; a weak answer goes to the log."""
@@ -68,11 +74,10 @@ class Keeper:
         if self.log is not None:
             self.log.record(query, mode, hits, reranked=reranked)
 
-
-def download(engine: Engine) -> str:
-    """The collection as one file (vectors, chunks, documents, model): its path."""
-    folder = Path(tempfile.mkdtemp(prefix="qsearch-collection-"))
-    return str(write_collection(engine.index, folder / COLLECTION_FILE))
+    def download(self, engine: Engine) -> str:
+        """The collection as one file (vectors, chunks, documents, model): its path."""
+        folder = self.scratch.folder("collection-")
+        return str(write_collection(engine.index, folder / COLLECTION_FILE))
 
 
 def open_file(path: str, new_engine: Callable[[], Engine]) -> Engine:

@@ -1,11 +1,12 @@
-"""The low-confidence log: one JSON line per search whose best result is weak, for the operator.
+"""The low-confidence log: one JSON line per search whose results are all weak, for the operator.
 
-It shows what users look for and the collection does not answer. Weak means: with the
-reranker, its best P(yes) is below LOW_RERANK and the top results' scores lie within
-LOW_SPREAD of each other (nothing stands out, as the reranking design this project
-started from logs it); without it, the best cosine is below LOW_COSINE (the page's notice).
-A line holds the time, the query, the mode and the top scores: never document text.
-Off unless a path is given (`--low-confidence-log`): it records what users type.
+It shows what users look for and the collection does not answer. Weak means: every result is a
+weak match (search/strength.py: neither meaning nor keywords; the page's "No strong match" notice
+says the same); with the reranker, its best P(yes) is below LOW_RERANK and the top results'
+scores lie within LOW_SPREAD of each other (nothing stands out, as the reranking design this
+project started from logs it). A line holds the time, the query, the mode and the top scores:
+never document text. Off unless a path is given (`--low-confidence-log`): it records what users
+type.
 """
 
 from __future__ import annotations
@@ -18,19 +19,17 @@ from pathlib import Path
 
 from ..types import Hit
 
-LOW_COSINE = 0.25  # below this the best passage is probably not an answer: the page says so
 LOW_RERANK = 0.4  # the reranker's best P(yes) below this ...
 LOW_SPREAD = 0.1  # ... with its top scores this close together: nothing stands out
 TOP = 5  # scores logged per search
 
 
 def is_weak(hits: Sequence[Hit], *, reranked: bool) -> bool:
-    """Whether the best of `hits` is weak (module docstring); no hits, or no scores to judge: no."""
+    """Whether `hits` hold nothing strong (module docstring); no hits: no."""
     if reranked:
         scores = [h.rerank_score for h in hits[:TOP] if h.rerank_score is not None]
         return bool(scores) and max(scores) < LOW_RERANK and max(scores) - min(scores) < LOW_SPREAD
-    cosines = [h.dense_score for h in hits if h.dense_score is not None]
-    return bool(cosines) and max(cosines) < LOW_COSINE
+    return bool(hits) and all(h.weak for h in hits)
 
 
 class LowConfidenceLog:

@@ -15,9 +15,9 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -36,7 +36,9 @@ from .gpu_boundary import (
     score_passages,
     timed,
 )
+from .model_lock import ModelLock
 from .sizing import (
+    BUSY_WINDOW_SECONDS,
     FIRST_WINDOW,
     WINDOW_SECONDS,
     Throughput,
@@ -46,35 +48,7 @@ from .sizing import (
 )
 
 __all__ = ["GpuUnavailable", "ModelService", "ON_ZEROGPU"]
-
-
-class ModelLock:
-    """The one lock of all model work, with priority for short calls: a window of a long indexing
-    run waits while a query (or a rerank) waits, so a search during someone's upload waits one
-    window at most, not the whole upload."""
-
-    def __init__(self) -> None:
-        self._lock, self._turn = threading.Lock(), threading.Condition()
-        self._urgent = 0
-
-    @contextmanager
-    def hold(self, urgent: bool) -> Iterator[None]:
-        with self._turn:
-            if urgent:
-                self._urgent += 1
-            else:
-                self._turn.wait_for(lambda: self._urgent == 0)
-        try:
-            self._lock.acquire()
-        finally:
-            if urgent:
-                with self._turn:
-                    self._urgent -= 1
-                    self._turn.notify_all()
-        try:
-            yield
-        finally:
-            self._lock.release()
+SEARCHING_SECONDS = 10.0  # after a short call, this long, windows are BUSY_WINDOW_SECONDS
 
 
 class SharedEmbedder(EmbedderBase):
@@ -110,7 +84,7 @@ class SharedEmbedder(EmbedderBase):
         """Windows of about WINDOW_SECONDS at the measured speed (re-read before each)."""
         done, per_text = 0, estimate_tokens(texts) / max(len(texts), 1)
         service = self._service
-        for size in window_sizes(len(texts), per_text, service.embed_rate, service.window_seconds):
+        for size in window_sizes(len(texts), per_text, service.embed_rate, service.window_now):
             yield range(done, done + size)
             done += size
 
@@ -224,6 +198,14 @@ class ModelService:
         if measure:
             service.measure()
         return service
+
+    def window_now(self) -> float:
+        """Seconds of compute for the next embedding window: WINDOW_SECONDS, or
+        BUSY_WINDOW_SECONDS while people search (a search waits for one window at most)."""
+        if ON_ZEROGPU:  # every call pays for scheduling and a fork there
+            return self.window_seconds
+        searching = time.monotonic() - self.lock.last_urgent < SEARCHING_SECONDS
+        return BUSY_WINDOW_SECONDS if searching else self.window_seconds
 
     def measure(self) -> None:
         """Time one small batch, so the first progress bar has an ETA and windows fit."""

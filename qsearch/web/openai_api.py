@@ -46,6 +46,7 @@ class ApiError(Exception):
 class ApiLimits:
     max_inputs: int = 512  # texts per /v1/embeddings request, documents per /v1/rerank request
     max_chars: int = 100_000  # characters per text
+    max_total_chars: int | None = None  # characters in one request, all texts together
 
 
 Text = Annotated[str, StringConstraints(min_length=1)]
@@ -231,6 +232,13 @@ def _check_size(texts: list[str], limits: ApiLimits, field: str) -> None:
     if longest > limits.max_chars:
         raise ApiError(
             413, f"a text in '{field}' has {longest:,} characters, at most {limits.max_chars:,}"
+        )
+    total = sum(len(t) for t in texts)
+    if limits.max_total_chars is not None and total > limits.max_total_chars:
+        raise ApiError(
+            413,
+            f"'{field}' has {total:,} characters in all, at most {limits.max_total_chars:,} in "
+            "one request on this server: send fewer or shorter texts per request",
         )
 
 

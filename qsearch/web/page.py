@@ -5,6 +5,7 @@ search. Events are wired to `Handlers` methods, whose signatures Gradio reads as
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import gradio as gr
@@ -101,7 +102,13 @@ def _search_column(ctx: Context) -> dict[str, Any]:
         c |= _options(ctx)
     with gr.Accordion("What do the bars mean?", open=False, elem_id="qs-legend-toggle"):
         gr.HTML(LEGEND, elem_id="qs-legend")
-    c["results"] = gr.HTML(message_html("Results appear here."), elem_id="qs-results")
+    c["results"] = gr.HTML(
+        message_html(
+            "Upload documents on the left (or load the samples), then type a question above: "
+            "the passages that answer it best appear here."
+        ),
+        elem_id="qs-results",
+    )
     with gr.Row():
         c["to_open"] = gr.Dropdown(
             label="Open a result where it came from (its page, or its text)",
@@ -130,18 +137,18 @@ def _options(ctx: Context) -> dict[str, Any]:
             label="Ranking",
             info="hybrid = meaning + exact words",
         )
-    candidates = service.rerank_candidates()
+    candidates, off = service.rerank_candidates(), service.rerank_unavailable
     with gr.Row():
         c["rerank"] = gr.Checkbox(
             label="Rerank with Qwen3-Reranker",
             value=False,
-            interactive=not service.rerank_unavailable,
+            interactive=not off,
             elem_id="qs-rerank",
-            info=service.rerank_unavailable[:300] or "slower, more precise",
+            info=textwrap.shorten(off, 400, placeholder=" …") if off else "slower, more precise",
         )
         c["rerank_candidates"] = gr.Slider(
             5, 100, value=candidates, step=5, label="Candidates to rerank",
-            info=ctx.rerank_hint(candidates),
+            info=ctx.rerank_hint(candidates), interactive=not off, elem_id="qs-candidates",
         )  # fmt: skip
     c["instruction"] = gr.Dropdown(
         choices=INSTRUCTIONS,
@@ -156,12 +163,20 @@ def _options(ctx: Context) -> dict[str, Any]:
 
 
 def _wire(demo: gr.Blocks, on: Handlers, token: gr.BrowserState, c: dict[str, Any]) -> None:
-    """The events. Reading and chunking run in the upload's own queue; model work is serialized
-    by the model service's lock, so one user's long parse never holds another's search."""
+    """The events. Uploads run in their own queue, `uploads_at_once` at a time (one per
+    collection); model work is shared window by window by the model service's lock, so one
+    user's long upload never holds another's search or small upload."""
+    uploads_at_once = on.ctx.limits.uploads_at_once
     listing = [c["files"], c["to_remove"]]
     added = [c["report"], *listing, c["uploads"]]
-    ingest = {"concurrency_id": "ingest", "concurrency_limit": 2, "api_visibility": "private"}
-    demo.load(on.restore, [token], listing, api_visibility="private", queue=False)
+    ingest = {
+        "concurrency_id": "ingest",
+        "concurrency_limit": uploads_at_once,
+        "api_visibility": "private",
+        "show_progress_on": [c["report"]],  # one bar, where the report will appear
+    }
+    loaded = [token, *listing, c["report"]]
+    demo.load(on.restore, [token], loaded, api_visibility="private", queue=False)
     c["uploads"].upload(on.add_files, [c["uploads"], token], [*added, token], **ingest)
     c["samples"].click(on.load_samples, [token], [*added, token], **ingest)
     c["stop"].click(on.stop, [token], None, api_visibility="private", queue=False)
@@ -188,7 +203,7 @@ def _wire(demo: gr.Blocks, on: Handlers, token: gr.BrowserState, c: dict[str, An
     # The API and the MCP tools: the same work, keyed by the client's Gradio session.
     c["api_add"].click(
         on.add_documents, [c["uploads"]], added, api_name="add_documents",
-        concurrency_id="ingest", concurrency_limit=2,
+        concurrency_id="ingest", concurrency_limit=uploads_at_once,
     )  # fmt: skip
     gr.api(on.search, api_name="search", concurrency_limit=4)
     undocumented = {"api_visibility": "undocumented"}

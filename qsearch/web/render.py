@@ -63,6 +63,12 @@ BARS = (  # (Hit.to_dict key, colour): each bar on its own 0..1 scale, explained
     ("overall", "#7c3aed"),
     ("rerank", "#16a34a"),
 )
+WEAK_COLOR = "#9ca3af"  # a weak match's bars are grey, whatever they measure
+WEAK_NOTE = "weak match: neither the meaning nor the words match"
+NO_STRONG_MATCH = (
+    "No strong match: none of these passages matches your query in meaning or in words, so they "
+    "probably don't answer it. Try other words, or upload documents that cover it."
+)
 LEGEND = (
     '<div class="qs-legend" style="font-size:0.85em;color:#4b5563">'
     + "<br>".join(
@@ -70,7 +76,10 @@ LEGEND = (
         f'background:{color}"></span> <b>{key}</b>: {html.escape(HIT_FIELDS[key])}'
         for key, color in BARS
     )
-    + "</div>"
+    + f'<br><span style="display:inline-block;width:10px;height:10px;border-radius:2px;'
+    f'background:{WEAK_COLOR}"></span> <b>faded, grey bars</b>: a weak match, '
+    f"{html.escape(HIT_FIELDS['weak'].removeprefix('true when '))}"
+    "</div>"
 )
 
 
@@ -113,11 +122,13 @@ def movement(h: Hit) -> str:
 
 
 def _card(h: Hit, query: str) -> str:
+    """One result: where it is from, its bars (grey and faded when it is a weak match), its text."""
     scores = breakdown(h)
     rows = [
         f'<div class="qs-score qs-{key}" title="{html.escape(HIT_FIELDS[key])}" '
         f'data-value="{scores[key]:.4f}"><span style="display:inline-block;width:70px">{key}</span>'
-        f"{bar(scores[key], color)} <small>{scores[key]:.2f}</small></div>"
+        f"{bar(scores[key], WEAK_COLOR if h.weak else color)} "
+        f"<small>{scores[key]:.2f}</small></div>"
         for key, color in BARS
         if scores[key] is not None
     ]
@@ -127,12 +138,17 @@ def _card(h: Hit, query: str) -> str:
         if moved
         else ""
     )
+    if h.weak:
+        badge += (
+            f' <span class="qs-weak-note" style="color:#6b7280;font-size:0.9em">{WEAK_NOTE}</span>'
+        )
+    kind, fade = ("qs-card qs-weak", "opacity:0.55;") if h.weak else ("qs-card", "")
     return (
-        '<div class="qs-card" style="border:1px solid #d1d5db;border-radius:8px;'
-        'padding:8px 12px;margin:6px 0"><div style="display:flex;gap:12px;align-items:center;'
-        f'flex-wrap:wrap"><b>#{h.rank}</b> <span class="qs-source">{html.escape(where(h))}</span>'
-        f'{badge}</div><div style="margin:4px 0;font-size:0.85em;display:flex;flex-wrap:wrap;'
-        f'gap:2px 16px">{"".join(rows)}</div>'
+        f'<div class="{kind}" data-weak="{str(h.weak).lower()}" style="{fade}border:1px solid '
+        '#d1d5db;border-radius:8px;padding:8px 12px;margin:6px 0"><div style="display:flex;'
+        f'gap:12px;align-items:center;flex-wrap:wrap"><b>#{h.rank}</b> <span class="qs-source">'
+        f'{html.escape(where(h))}</span>{badge}</div><div style="margin:4px 0;font-size:0.85em;'
+        f'display:flex;flex-wrap:wrap;gap:2px 16px">{"".join(rows)}</div>'
         f"{_passage(h.text, query)}"
         "</div>"
     )
@@ -154,12 +170,14 @@ def _passage(text: str, query: str) -> str:
 def hits_html(
     hits: Sequence[Hit], query: str, timings_ms: dict[str, float], *, notice: str = ""
 ) -> str:
-    """Ranked result cards: source and page, score bars (each on its own 0..1 scale), passage."""
+    """Ranked result cards: source and page, score bars (each on its own 0..1 scale), passage;
+    `notice` above them, and "No strong match" exactly when every card is a weak match."""
     times = " \u00b7 ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in timings_ms.items())
-    head = (
-        f'<div class="qs-notice" style="color:#92400e">{html.escape(notice)}</div>'
-        if notice
-        else ""
+    notices = [notice] if notice else []
+    if hits and all(h.weak for h in hits):
+        notices.append(NO_STRONG_MATCH)
+    head = "".join(
+        f'<div class="qs-notice" style="color:#92400e">{html.escape(n)}</div>' for n in notices
     )
     foot = (
         f'<div class="qs-timings" style="color:#6b7280;font-size:0.85em">{times}</div>'
@@ -192,8 +210,9 @@ def files_html(rows: Sequence[tuple[str, int, int | None]]) -> str:
     )
 
 
-def report_html(report: AddReport) -> str:
-    """What an upload did: a summary line, then one line per file (its outcome, or why not)."""
+def report_html(report: AddReport, note: str = "") -> str:
+    """What an upload did: a summary line, one line per file (its outcome, or why not), and a
+    `note` about the whole collection (e.g. why it is not kept on disk)."""
     lines = []
     for f in report.files:
         if f.ok:
@@ -222,6 +241,8 @@ def report_html(report: AddReport) -> str:
         f"{len(report.errors)} failed</b> "
         f"in {report.seconds:.1f} s"
     )
+    if note:
+        lines.append(f'<span style="color:#92400e">Note: {html.escape(note)}.</span>')
     return f'<div class="qs-report">{"<br>".join([summary, *lines])}</div>'
 
 

@@ -11,15 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..cli_flags import parse_app_args as parse_args  # noqa: F401 - app.py's flags, with the CLI's
-from ..config import Settings, model_name
+from starlette.middleware import Middleware
+
+from ..app_flags import parse_app_args as parse_args  # noqa: F401 - app.py's flags, with the CLI's
+from ..config import ServerSettings, Settings, model_name
 from ..documents import ocr
 from ..engine import Engine
 from ..models.loading import device_label, dtype_reason
 from ..types import Hits
 from .keeping import Keeper
+from .limits import ApiLimitMiddleware, ServerLimits
+from .memory import MemoryBudget
 from .model_service import ModelService
-from .openai_api import openai_router
+from .openai_api import ApiLimits, openai_router
 from .sessions import Sessions
 from .sizing import RERANK_SECONDS
 
@@ -27,19 +31,36 @@ from .sizing import RERANK_SECONDS
 @dataclass
 class Context:
     """What the handlers need: the shared models, each client's collection, the optional shared
-    index."""
+    index, and the limits that keep a public server usable for everyone."""
 
     service: ModelService
     shared: Engine | None = None  # read-only collection every session searches (--index)
+    limits: ServerLimits = field(default_factory=ServerLimits)
     sessions: Sessions = field(init=False)
-    keeper: Keeper = field(init=False)  # --data-dir, --low-confidence-log
+    keeper: Keeper = field(init=False)  # --data-dir, --low-confidence-log, handed-out files
+    budget: MemoryBudget | None = field(init=False)  # all collections' memory, when limited
 
     def __post_init__(self) -> None:
-        self.keeper = Keeper(self.service.settings)
-        self.sessions = Sessions(self.new_engine, restore=self.keeper.restore)
+        limits = self.limits
+        self.keeper = Keeper(self.service.settings, limits.data_quota_mb)
+        self.sessions = Sessions(
+            self.new_engine,
+            idle_seconds=limits.session_idle_minutes * 60,
+            max_sessions=limits.max_sessions,
+            restore=self.keeper.restore if self.keeper.store is not None else None,
+            uploads_per_client=max(1, limits.uploads_at_once // 2) if limits.on else None,
+        )
+        self.budget = (
+            MemoryBudget(limits.memory_budget_mb, self.sessions.evict_one)
+            if limits.memory_budget_mb
+            else None
+        )
 
     @classmethod
-    def create(cls, settings: Settings, index_dir: str | None = None) -> Context:
+    def create(
+        cls, settings: Settings, index_dir: str | None = None, server: ServerSettings | None = None
+    ) -> Context:
+        """Load the models, open the shared index if any; `server` sets the limits."""
         service = ModelService.load(settings)
         shared, s = None, service.settings
         models = {"embedder": service.embedder, "reranker": service.reranker}
@@ -47,11 +68,14 @@ class Context:
             shared = Engine.open_milvus(s.milvus_uri, s.milvus_collection, s, **models)
         elif index_dir:
             shared = Engine.open(index_dir, s, **models)
-        return cls(service, shared)
+        return cls(service, shared, ServerLimits.resolve(server))
 
     def new_engine(self) -> Engine:
         return Engine(
-            self.service.settings, embedder=self.service.embedder, reranker=self.service.reranker
+            self.service.settings,
+            embedder=self.service.embedder,
+            reranker=self.service.reranker,
+            admit=self.budget.admit if self.budget is not None else None,
         )
 
     def remember(
@@ -101,6 +125,7 @@ class Context:
             + (f" · **Speed:** about {speed:,.0f} tokens/s" if speed else "")
             + f" · **Scans:** {ocr.status(s.ocr_lang, s.ocr)}",
         ]
+        lines.append(f"**Limits:** {self.limits.summary()}")
         if service.notice:
             lines.append(f"**Note:** {service.notice}")
         return "\n\n".join(lines)
@@ -117,17 +142,22 @@ class Context:
             s.dtype if device != "remote" else "",
             f"~{speed:,.0f} tokens/s" if speed else "",
             f"OCR {'on' if s.ocr else 'off'}",
+            "public: limits on" if self.limits.public and self.limits.on else "",
         ]
         return " · ".join(p for p in parts if p)
 
     def rerank_hint(self, candidates: int) -> str:
-        rate = self.service.rerank_rate.per_second
+        """What the rerank-candidates slider means here: a time only once one was measured."""
+        if self.service.rerank_unavailable:
+            return "reranking is off on this server (see the Rerank option)"
+        if self.service.rerank_rate.per_second:
+            return (
+                f"{candidates} rerank in about {RERANK_SECONDS:.0f} s on this machine; more are "
+                "more thorough but slower"
+            )
         return (
-            f"{candidates} rerank in about {RERANK_SECONDS:.0f} s on this machine; "
-            "more are more thorough "
-            f"but slower"
-            if rate or self.service.embed_rate.per_second
-            else "how many top passages to rescore"
+            "how many top passages the reranker rescores (it loads at its first use, and its "
+            "speed is measured then)"
         )
 
 
@@ -140,17 +170,22 @@ def launch(
     max_file_mb: float = 50,
     queue_size: int = 64,
     api_key: str | None = None,
+    auth: str | None = None,
     mcp: bool = True,
     prevent_thread_lock: bool = False,
     **kwargs: Any,
 ) -> Any:
-    """Queue (bounded: a full queue answers "busy" at once), then serve the page, /v1 and MCP."""
+    """Queue (bounded: a full queue answers "busy" at once), then serve the page, /v1 and MCP;
+    `auth` ("USER:PASSWORD") puts a login before the page. The /v1 and MCP requests pass the
+    context's rate and size limits first (ASGI middleware, FastAPI's `middleware` argument)."""
     ctx: Context | None = getattr(demo, "qsearch_context", None)
-    routes = []
+    app_kwargs: dict[str, Any] = {"routes": []}
     if ctx is not None:
-        routes = openai_router(
-            lambda: ctx.service.embedder, ctx.service.reranker, api_key=api_key
+        api_limits = ApiLimits(max_total_chars=ctx.limits.api_max_chars)
+        app_kwargs["routes"] = openai_router(
+            lambda: ctx.service.embedder, ctx.service.reranker, api_key=api_key, limits=api_limits
         ).routes
+        app_kwargs["middleware"] = [Middleware(ApiLimitMiddleware, limits=ctx.limits)]
     demo.queue(max_size=queue_size, default_concurrency_limit=4)
     result = demo.launch(
         server_name=host,
@@ -160,7 +195,8 @@ def launch(
         footer_links=["api", "gradio"],
         prevent_thread_lock=True,
         mcp_server=mcp,
-        app_kwargs={"routes": routes},
+        app_kwargs=app_kwargs,
+        auth=tuple(auth.split(":", 1)) if auth else None,
         **kwargs,
     )
     if share and not demo.share_url:

@@ -4,9 +4,10 @@ many candidates a rerank can take in about RERANK_SECONDS. No heavy imports."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 WINDOW_SECONDS = 2.0  # compute in one embedding window: progress moves, a query waits, this long
+BUSY_WINDOW_SECONDS = 0.25  # the same while people search (model_service.SEARCHING_SECONDS)
 FIRST_WINDOW = 8  # texts in the first window when the speed is not measured yet
 MAX_WINDOW = 4096  # texts in one window, however fast the machine
 RERANK_SECONDS = 10.0  # the default number of rerank candidates aims at this
@@ -48,14 +49,14 @@ def window_sizes(
     n_texts: int,
     tokens_per_text: float,
     throughput: Throughput,
-    seconds: float = WINDOW_SECONDS,
+    seconds: float | Callable[[], float] = WINDOW_SECONDS,
 ) -> Iterator[int]:
     """Sizes of consecutive windows covering `n_texts` texts, each about `seconds` of compute
-    at the measured speed (re-read before each window)."""
+    at the measured speed (both re-read before each window; `seconds` may be a function)."""
     done = 0
     while done < n_texts:
-        rate = throughput.per_second
-        size = FIRST_WINDOW if rate is None else int(seconds * rate / max(tokens_per_text, 1.0))
+        rate, seconds_now = throughput.per_second, seconds() if callable(seconds) else seconds
+        size = FIRST_WINDOW if rate is None else int(seconds_now * rate / max(tokens_per_text, 1.0))
         size = max(1, min(size, MAX_WINDOW, n_texts - done))
         yield size
         done += size
