@@ -17,7 +17,7 @@ from typing import Any
 
 from .config import Settings
 from .documents.pool import Cancelled, Parsed, check_stop, read_files
-from .indexing import Progress, add_parsed, check_room, embed_unique, new_folder_index
+from .indexing import Admission, Progress, add_parsed, check_room, embed_unique, new_folder_index
 from .models.choose import make_embedder, make_reranker
 from .models.embedder import Embedder
 from .models.reranker import Reranker
@@ -40,10 +40,10 @@ class Engine:
         reranker: Reranker | Callable[[], Reranker] | None = None,
         index: Collection | None = None,
         index_dir: str | Path | None = None,
-        admit: Callable[[Sequence[Chunk], int], None] | None = None,
+        admit: Admission | None = None,
     ):
         """`reranker` may be a zero-argument loader, called on first use (the app shares one);
-        `admit(chunks, dim)` may refuse a file's chunks before embedding (IngestError)."""
+        `admit` may refuse a file before chunking or before embedding (a server's memory)."""
         self.settings = settings or Settings.from_env()
         gpu.configure(self.settings.device, self.settings.faiss_gpu_min_vectors)
         self.index_dir = Path(index_dir) if index_dir is not None else None
@@ -203,12 +203,16 @@ class Engine:
         with self._lock:
             add_parsed(index, parsed, vectors)
 
-    def _check_room(self, new_files: int, new_chunks: int = 0, new: Sequence[Chunk] = ()) -> None:
+    def _check_room(
+        self, new_files: int, new_chunks: int = 0, new: Sequence[Chunk] = (), text: str = ""
+    ) -> None:
         """Refuse a file that would take the collection past its limits, or that the server's
-        memory can't take (`admit`): IngestError with the reason."""
+        memory can't take (`admit`: its `text` before chunking, its chunks `new` after)."""
         check_room(self.index, self.settings, new_files, new_chunks)
-        if new and self._admit is not None:
-            self._admit(new, self.embedder.dim)
+        if self._admit is not None and text:
+            self._admit.admit_text(len(text), self.embedder.dim)
+        if self._admit is not None and new:
+            self._admit.admit(new, self.embedder.dim)
 
     def remove(self, doc_id: str) -> int:
         """Remove one document by id; returns how many chunks it had."""

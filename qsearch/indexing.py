@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -15,7 +16,7 @@ from .documents.pool import Parsed, check_stop
 from .models.embedder import Embedder
 from .store.base import Collection, DocInfo
 from .store.vectors import VectorIndex
-from .types import IngestError
+from .types import Chunk, IngestError
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total): stage "reading" or "embedding"
 
@@ -66,6 +67,14 @@ def add_parsed(index: Collection, parsed: Sequence[Parsed], vectors: np.ndarray)
         )
         original = p.data if p.doc.kind == "pdf" else None
         index.add(info, p.chunks, vectors[row - n : row], original=original)
+
+
+class Admission(Protocol):
+    """What may refuse a file for lack of memory (IngestError): a server's MemoryBudget."""
+
+    def admit_text(self, chars: int, dim: int) -> None: ...  # before chunking `chars` of text
+
+    def admit(self, chunks: Sequence[Chunk], dim: int) -> None: ...  # its chunks, to embed
 
 
 def check_room(index: Collection, settings: Settings, new_files: int, new_chunks: int = 0) -> None:

@@ -38,6 +38,7 @@ _LEVELS: tuple[tuple[str, re.Pattern[str]], ...] = (
 # Only cut at a level's boundary if the chunk before it holds at least this share of the budget.
 _MIN_FILL = {"heading": 0.125, "paragraph": 0.5, "line": 0.5, "sentence": 0.5, "word": 0.0}
 _TOKENIZE_BLOCK_CHARS = 20_000
+_BLOCKS_PER_CALL = 16  # 320,000 characters per tokenizer call
 _MAX_CHARS_PER_TOKEN = (
     32  # bounds a chunk's length even where a tokenizer makes one token of a long run
 )
@@ -78,17 +79,19 @@ def chunk_document(
 
 
 def token_starts(text: str, tokenizer: Tokenizer) -> np.ndarray:
-    """Character offset at which each token of `text` starts (sorted), tokenizing in blocks."""
+    """Character offset at which each token of `text` starts (sorted), tokenizing in blocks,
+    _BLOCKS_PER_CALL at a time: the tokenizer's Python lists of offsets (~100 bytes a token)
+    exist for one group of blocks at a time, not for a whole 10-million-character document."""
     blocks = _blocks(text, _TOKENIZE_BLOCK_CHARS)
-    if not blocks:
-        return np.zeros(0, dtype=np.int64)
-    encoded = tokenizer(
-        [text[a:b] for a, b in blocks], add_special_tokens=False, return_offsets_mapping=True
-    )
     parts = []
-    for (block_start, _), offsets in zip(blocks, encoded["offset_mapping"]):
-        if len(offsets):
-            parts.append(np.asarray(offsets, dtype=np.int64)[:, 0] + block_start)
+    for first in range(0, len(blocks), _BLOCKS_PER_CALL):
+        group = blocks[first : first + _BLOCKS_PER_CALL]
+        encoded = tokenizer(
+            [text[a:b] for a, b in group], add_special_tokens=False, return_offsets_mapping=True
+        )
+        for (block_start, _), offsets in zip(group, encoded["offset_mapping"]):
+            if len(offsets):
+                parts.append(np.asarray(offsets, dtype=np.int64)[:, 0] + block_start)
     return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
 
 
@@ -170,8 +173,8 @@ def _overlap_start(
 
 
 def _positions(pattern: re.Pattern[str], text: str) -> np.ndarray:
-    ends = [m.end() for m in pattern.finditer(text)]
-    return np.unique(np.asarray(ends, dtype=np.int64))
+    """Where `pattern`'s matches end, sorted, once each (straight into an array: no list)."""
+    return np.unique(np.fromiter((m.end() for m in pattern.finditer(text)), dtype=np.int64))
 
 
 def _strip(text: str, start: int, end: int) -> tuple[int, int] | None:

@@ -198,11 +198,11 @@ def read_files(
     progress: Progress | None = None,
     names: Sequence[str] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    check_room: Callable[..., None] = lambda files, chunks=0, new=(): None,
+    check_room: Callable[..., None] = lambda files, chunks=0, new=(), text="": None,
 ) -> tuple[list[Parsed], list[FileReport]]:
     """Read and chunk `paths` (folders recursively) with the embedder's tokenizer; `check_room`
-    (files before this one, chunks with it, its chunks) refuses a file that would take the
-    collection past its limits (IngestError)."""
+    (files before this one, chunks with it, its chunks, its text before chunking) refuses a file
+    that would take the collection past its limits or the server's memory (IngestError)."""
     files = find_files(paths) if names is None else [Path(p) for p in paths]
     sources = list(names) if names is not None else [str(p) for p in files]
     if len(sources) != len(files):
@@ -227,6 +227,7 @@ def read_files(
             else:
                 check_room(len(parsed))
                 doc = parse(source, data, limits, options)
+                check_room(len(parsed), text=doc.text)  # room to chunk it and keep its chunks
                 chunks = chunk_document(doc, embedder.tokenizer, max_tokens, overlap)
                 check_room(len(parsed), sum(len(p.chunks) for p in parsed) + len(chunks), chunks)
                 report.status, report.chunks, report.pages = "indexed", len(chunks), doc.n_pages

@@ -154,6 +154,12 @@ def client_address(peer: str | None, forwarded: str | None) -> str:
     return peer
 
 
+def tells_visitors_apart(client: str) -> bool:
+    """Whether `client` (from client_address) names one visitor: not a loopback or unknown
+    address, which all visitors share behind a tunnel that says nothing of them."""
+    return client not in (*LOOPBACK, "unknown", "local")
+
+
 def client_of(scope: Mapping[str, Any]) -> str:
     """`client_address` of an ASGI request."""
     forwarded = dict(scope.get("headers") or []).get(b"x-forwarded-for", b"")

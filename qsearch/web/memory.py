@@ -2,7 +2,10 @@
 
 The ceiling is on the server process's resident memory (RSS), models included. A file's chunks
 are admitted before they are embedded: their estimated size, plus what other uploads in flight
-have reserved, must fit under the budget at the RSS measured now. When it does not, the least
+have reserved, must fit at the RSS measured now under the budget less a margin (5%, at least
+32 MB) kept for the work in flight (reading, embedding batches, requests); and before a document is
+chunked, its length must leave room for chunking it (which needs ~17 bytes a character while it
+runs) and for its chunks. When it does not, the least
 recently used idle collections leave memory first (kept on disk with --data-dir, else freed and
 their visitors told); when nothing more can leave, the file is refused with the reason and the
 rest of its batch goes on. Nothing is half-added: a refused file adds nothing.
@@ -26,6 +29,9 @@ from ..types import Chunk, IngestError
 
 CHUNK_OVERHEAD = 6_000  # bytes per chunk beyond its text and vector: records, BM25, FAISS ids
 TEXT_FACTOR = 4  # a chunk's text is held as text, in the chunk store and as BM25 terms
+CHUNK_CHARS = 800  # characters per chunk, about, for an estimate from a document's length
+CHUNKING_BYTES_PER_CHAR = 20  # chunking's own memory while it runs (measured: 17 a character)
+MARGIN_SHARE, MARGIN_MIN = 0.05, 32 * 2**20  # kept free for work in flight (batches, requests)
 log = logging.getLogger(__name__)
 
 
@@ -65,6 +71,7 @@ class MemoryBudget:
         rss: Callable[[], int] = resident_bytes,
     ):
         self.budget = budget_mb * 2**20
+        self._ceiling = self.budget - max(MARGIN_MIN, int(MARGIN_SHARE * self.budget))
         self._evict_one, self._rss = evict_one, rss
         self._lock = threading.Lock()
         self._reserved = 0  # admitted but not yet added: the uploads in flight
@@ -86,14 +93,17 @@ class MemoryBudget:
         need = chunk_bytes(chunks, dim)
         with self._lock:
             if not self._fits(need):
-                raise MemoryFull(
-                    "",
-                    f"not added: the server's memory is full ({self.budget / 2**20:,.0f} MB for "
-                    "everyone's collections, and no idle collection is left to free); try again "
-                    "in a few minutes, or split the file",
-                )
+                raise self._full()
             self._reserved += need
             self._runs.reserved = getattr(self._runs, "reserved", 0) + need
+
+    def admit_text(self, chars: int, dim: int) -> None:
+        """Before a document is chunked: whether chunking it, and keeping its chunks, fits;
+        MemoryFull when not (nothing is reserved: `admit` does that with the chunks)."""
+        per_char = CHUNKING_BYTES_PER_CHAR + TEXT_FACTOR + (4 * dim + CHUNK_OVERHEAD) / CHUNK_CHARS
+        with self._lock:
+            if not self._fits(int(chars * per_char)):
+                raise self._full()
 
     def make_room(self) -> None:
         """After something grew outside an upload (a collection restored or opened): idle
@@ -101,16 +111,25 @@ class MemoryBudget:
         with self._lock:
             self._fits(0)
 
+    def _full(self) -> MemoryFull:
+        return MemoryFull(
+            "",
+            f"not added: the server's memory is full ({self.budget / 2**20:,.0f} MB for "
+            "everyone's collections, and no idle collection is left to free); try again in a few "
+            "minutes, or split the file",
+        )
+
     def _fits(self, need: int) -> bool:
-        """Whether `need` more bytes fit, after idle collections have left memory if needed."""
-        if self._rss() + self._reserved + need <= self.budget:
+        """Whether `need` more bytes fit under the ceiling (the budget less a margin for the work
+        in flight), after idle collections have left memory if needed."""
+        if self._rss() + self._reserved + need <= self._ceiling:
             return True
         while self._evict_one():
             give_back_freed_memory()
-            if self._rss() + self._reserved + need <= self.budget:
+            if self._rss() + self._reserved + need <= self._ceiling:
                 return True
         give_back_freed_memory()
-        fits = self._rss() + self._reserved + need <= self.budget
+        fits = self._rss() + self._reserved + need <= self._ceiling
         if not fits:
             log.warning("memory budget: %.0f MB needed, none left to free", need / 2**20)
         return fits

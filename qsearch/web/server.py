@@ -75,7 +75,7 @@ class Context:
             self.service.settings,
             embedder=self.service.embedder,
             reranker=self.service.reranker,
-            admit=self.budget.admit if self.budget is not None else None,
+            admit=self.budget,
         )
 
     def remember(

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import Engine
+from .limits import tells_visitors_apart
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # 22 random characters and 21 of their HMAC
 Restore = Callable[[str, Callable[[], Engine]], "Engine | None"]  # (token, new_engine) -> engine
@@ -95,7 +96,8 @@ class Sessions:
         clock: Callable[[], float] = time.monotonic,
     ):
         """`clock` says what time it is (seconds): time.monotonic, or a test's own clock.
-        `uploads_per_client`: upload runs one client address may have at once (None: any)."""
+        `uploads_per_client`: upload runs one client address may have at once (None: any; not
+        applied where addresses can't tell visitors apart, limits.tells_visitors_apart)."""
         self._new_engine, self.idle_seconds, self._clock = new_engine, idle_seconds, clock
         self.max_sessions, self.restore = max_sessions, restore
         self.uploads_per_client = uploads_per_client
@@ -194,7 +196,8 @@ class Sessions:
                 )
             running = [e for e in self._entries.values() if e.indexing is not None]
             mine = sum(e.indexing.client == client for e in running)  # type: ignore[union-attr]
-            if self.uploads_per_client is not None and mine >= self.uploads_per_client:
+            limited = self.uploads_per_client is not None and tells_visitors_apart(client)
+            if limited and mine >= self.uploads_per_client:  # type: ignore[operator]
                 raise Busy(
                     f"You have {mine} uploads being indexed (at most {self.uploads_per_client} "
                     "at once on this public server): wait for one to finish, then upload again."
