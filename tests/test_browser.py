@@ -172,6 +172,24 @@ def test_open_a_pdf_result_on_its_page_and_take_the_screenshot(context, url):
     search(page, "what should I wear against volcanic ash?", "volcanoes-field-guide.pdf")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT))  # what a user sees at 1366x768 right after a search
+    cards = page.locator("#qs-results .qs-card")
+    looks = [  # (file, marked weak, opacity, the overall bar's colour) of each card, as drawn
+        page.evaluate(
+            "c => [c.querySelector('.qs-source').innerText, c.dataset.weak, "
+            "getComputedStyle(c).opacity, getComputedStyle(c.querySelector('.qs-overall .qs-bar'))"
+            ".backgroundColor]",
+            cards.nth(n).element_handle(),
+        )
+        for n in range(cards.count())
+    ]
+    assert looks[0][1:] == ["false", "1", "rgb(124, 58, 237)"], looks[0]  # the guide: strong
+    first_aid = [look for look in looks if look[0].startswith("first-aid-basics.txt")]
+    assert first_aid and all(
+        look[1:] == ["true", "0.55", "rgb(156, 163, 175)"] for look in first_aid
+    ), looks  # unrelated first-aid passages: faded, grey bars, "weak match"
+    assert "No strong match" not in results_text(page)
+    page.get_by_text("What do the bars mean?").click()
+    assert "a weak match" in page.locator("#qs-legend").inner_text()
     where = page.locator("#qs-results .qs-source").first.inner_text()
     assert where == "volcanoes-field-guide.pdf, pages 1\u20132", where  # one passage, two pages
     page.locator("#qs-open input").click()
@@ -199,3 +217,35 @@ def test_file_names_show_as_text_in_the_file_list(context, url, tmp_path):
     listed = page.inner_text("#qs-files")
     assert "&amp;chips" in listed, listed  # shown literally, not decoded as an HTML entity
     assert page.locator("#qs-files b, #qs-files img, #qs-files script").count() == 0
+
+
+def test_first_moments_say_what_happens_and_stop_works_on_the_first_upload(context, url, tmp_path):
+    """A new visitor's first upload: searching meanwhile says the documents are still being
+    indexed, the progress shows once, beside the report, and Stop works (the page had its token
+    before the upload began)."""
+    page = open_page(context, url)
+    assert "Upload documents on the left" in results_text(page), "the empty state says what to do"
+    big = tmp_path / "logbook.txt"
+    big.write_text("\n\n".join(f"Day {i}: the keeper trimmed the lamp wicks. " * 12
+                                for i in range(1_500)))  # fmt: skip
+    page.set_input_files("#qs-upload input[type=file]", [str(big)])
+    page.wait_for_function(
+        "document.querySelector('#qs-report').innerText.includes('embedding')", timeout=120_000
+    )
+    holders = page.evaluate(
+        "[...document.querySelectorAll('.progress-text, .progress-level')]"
+        ".map(e => e.closest('[id]') && e.closest('[id]').id)"
+    )
+    assert holders and set(holders) == {"qs-report"}, f"progress shows in one place: {holders}"
+    page.fill("#qs-query textarea", "lamp wicks")
+    page.press("#qs-query textarea", "Enter")
+    page.wait_for_function(
+        "document.querySelector('#qs-results').innerText.includes('still being indexed')",
+        timeout=60_000,
+    )
+    page.get_by_role("button", name="Stop indexing").click()
+    page.wait_for_function(
+        "document.querySelector('#qs-report').innerText.includes('Stopped: nothing')",
+        timeout=30_000,
+    )
+    assert "No documents yet" in page.inner_text("#qs-files")

@@ -34,6 +34,7 @@ from qsearch.web.sessions import EVICTABLE_AFTER, Busy, Sessions, TooManySession
         (ServerSettings(share=True), {}, True),
         (ServerSettings(host="0.0.0.0"), {}, True),
         (ServerSettings(), {"SPACE_ID": "someone/qsearch"}, True),
+        (ServerSettings(), {"GRADIO_SERVER_NAME": "0.0.0.0"}, True),
     ],
 )
 def test_the_limits_are_on_by_default_exactly_when_the_server_is_public(server, env, public):

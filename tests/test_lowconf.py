@@ -136,3 +136,10 @@ def test_appends_from_many_threads_stay_whole_lines(tmp_path):
 def test_a_path_that_cannot_be_written_fails_at_start(tmp_path):
     with pytest.raises(OSError, match="missing"):
         LowConfidenceLog(tmp_path / "missing" / "low.jsonl")
+
+
+def test_the_hit_vocabulary_states_the_weak_thresholds_the_code_uses():
+    from qsearch.types import HIT_FIELDS
+
+    said = HIT_FIELDS["weak"]
+    assert f"below {WEAK_MEANING}" in said and f"below {WEAK_KEYWORDS}" in said, said

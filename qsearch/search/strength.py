@@ -6,9 +6,10 @@ scales instead: a cosine below WEAK_MEANING is no match in meaning, a keyword sc
 WEAK_KEYWORDS none in words. The thresholds were chosen on SciFact dev with all-MiniLM-L6-v2
 (`python bench/weak_match.py --json`, bench/results/scifact-weak-match-minilm.json): the pair that
 marks the most passages the SciFact queries find among the app's unrelated sample documents
-(88%) while marking at most 0.5% of the relevant passages in their top 10 (0.38%). Qwen3-Embedding
-scores unrelated pairs alike (0.14 in its model card's example, related ones 0.60-0.76).
-"""
+(88%) while marking at most 0.5% of the relevant passages in their top 10 (0.38%), the keyword
+threshold at most 0.25 (a quarter of what the query's words can reach is a match in words).
+Qwen3-Embedding scores unrelated pairs alike (0.14 in its model card's example, related ones
+0.60-0.76)."""
 
 from __future__ import annotations
 

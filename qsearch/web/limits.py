@@ -59,7 +59,7 @@ class ServerLimits:
         """The limits `server` asks for; public defaults where the limits are on."""
         server = server or ServerSettings()
         env = os.environ if env is None else env
-        host = server.host or LOOPBACK[0]
+        host = server.host or env.get("GRADIO_SERVER_NAME") or LOOPBACK[0]  # Gradio reads it too
         public = bool(server.share or env.get("SPACE_ID")) or host not in LOOPBACK
         on = server.limits == "on" or (server.limits == "auto" and public)
         values: dict[str, Any] = {
