@@ -173,3 +173,40 @@ def test_a_hostile_visitor_starves_nobody_and_the_server_keeps_its_memory_budget
     assert outcome["refused"] >= 1, "the visitor reached the budget and was told"
     assert lost == [], "no ordinary session lost its collection"
     assert p95_attack <= 2 * p95_alone, (p95_attack, p95_alone)
+
+
+@pytest.mark.slow
+def test_a_small_file_is_not_stuck_behind_two_large_uploads(app_server, tmp_path):
+    """Two visitors upload large text files; a third visitor's small file is indexed in seconds,
+    not after theirs: uploads run side by side, and the model serves their windows in turn."""
+    from gradio_client import Client, handle_file
+
+    _, url = app_server
+    for i in range(2):  # ~1,000 chunks each: a minute or more of embedding on 2 cores
+        (tmp_path / f"big-{i}.txt").write_text(
+            "\n\n".join(
+                f"Entry {j}: the archivist notes the shelf marks " + "ledger " * 120
+                for j in range(1_000)
+            )  # fmt: skip
+        )
+    small = tmp_path / "note.txt"
+    small.write_text("The spare key is under the blue flowerpot by the door.")
+    big = [
+        Client(url, verbose=False).submit(
+            [handle_file(str(tmp_path / f"big-{i}.txt"))], api_name="/add_documents"
+        )
+        for i in range(2)
+    ]
+    time.sleep(5)  # both are reading or embedding now
+    started = time.perf_counter()
+    third = Client(url, verbose=False)
+    report, *_ = third.predict([handle_file(str(small))], api_name="/add_documents")
+    waited = time.perf_counter() - started
+    assert "1 indexed" in report
+    assert not all(job.done() for job in big), "the large uploads were still running"
+    print(f"\nthe small file took {waited:.1f} s beside two large uploads")
+    assert waited < 20, f"the small file waited {waited:.0f} s behind the large ones"
+    hits = json.loads(third.predict(query="where is the spare key?", api_name="/search"))
+    assert hits[0]["source"] == "note.txt"
+    for job in big:
+        job.cancel()

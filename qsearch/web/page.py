@@ -53,7 +53,9 @@ def build_page(ctx: Context, *, upload_cache: tuple[int, int] = UPLOAD_CACHE) ->
 def _status(ctx: Context) -> None:
     """One line of server facts; the details, and any fallback's full reason, folded below it."""
     summary, details, notice = ctx.status_summary(), ctx.status_markdown(), ctx.service.notice
-    short = f" · ⚠ {notice.split('.')[0][:120]}" if notice else ""
+    short = (
+        f" · ⚠ {textwrap.shorten(notice.split('. ')[0], 120, placeholder=' …')}" if notice else ""
+    )
     gr.Markdown(f"<small>{summary}{short}</small>", elem_id="qs-status")
     with gr.Accordion("Server details", open=False, elem_id="qs-status-details"):
         gr.Markdown(details)
