@@ -59,6 +59,19 @@ def test_a_limit_given_applies_whether_the_limits_are_on_or_off():
     assert on.request_max_kb == PUBLIC["request_max_kb"]
 
 
+def test_every_limit_comes_from_a_flag_or_its_variable(monkeypatch):
+    from qsearch.app_flags import parse_app_args
+
+    monkeypatch.setenv("QSEARCH_API_PER_MINUTE", "9")
+    monkeypatch.setenv("QSEARCH_AUTH", "ada:secret")
+    args, _ = parse_app_args(["--share", "--memory-budget-mb", "900", "--uploads-at-once", "2"])
+    limits = ServerLimits.resolve(args.server, {})
+    assert (limits.public, limits.on, limits.memory_budget_mb) == (True, True, 900)
+    assert (limits.api_per_minute, limits.uploads_at_once, args.auth) == (9, 2, "ada:secret")
+    off, _ = parse_app_args(["--share", "--limits", "off"])
+    assert not ServerLimits.resolve(off.server, {}).on
+
+
 def test_a_bad_limit_is_refused_naming_it():
     with pytest.raises(ValueError, match="memory_budget_mb"):
         ServerSettings(memory_budget_mb=0)
