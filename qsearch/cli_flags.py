@@ -63,7 +63,7 @@ def app_parser() -> argparse.ArgumentParser:
         "--index", metavar="DIR", help="a read-only index every session searches besides its own"
     )
     _milvus_flags(p)
-    p.add_argument("--rerank-model", metavar="M", help="reranking model: hub id or local folder")
+    _rerank_model_flags(p)
     p.add_argument("--max-file-mb", type=float, metavar="N", help="largest upload (default 50)")
     _ocr_flags(p)
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on the /v1 API")
@@ -121,20 +121,11 @@ def _index_command(cmd: argparse.ArgumentParser) -> None:
     _milvus_flags(cmd)
     cmd.add_argument("paths", nargs="+", metavar="PATH")
     cmd.add_argument("--chunk-tokens", type=int, metavar="N", help="tokens per chunk (default 256)")
-    cmd.add_argument(
-        "--overlap",
-        dest="chunk_overlap",
-        type=int,
-        metavar="N",
-        help="tokens shared by neighbouring chunks (default 32)",
-    )
-    cmd.add_argument(
-        "--dim",
-        dest="embed_dim",
-        type=int,
-        metavar="N",
-        help="MRL: keep the first N dimensions (Qwen3: 32..1024)",
-    )
+    for flag, dest, text in (
+        ("--overlap", "chunk_overlap", "tokens shared by neighbouring chunks (default 32)"),
+        ("--dim", "embed_dim", "MRL: keep the first N dimensions (Qwen3: 32..1024)"),
+    ):
+        cmd.add_argument(flag, dest=dest, type=int, metavar="N", help=text)
     cmd.add_argument(
         "--index-kind", choices=INDEX_KINDS, help="flat (exact, default) or hnsw (approximate)"
     )
@@ -279,11 +270,7 @@ def _rerank_flags(cmd: argparse.ArgumentParser, candidates: int) -> None:
     cmd.add_argument(
         "--rerank", action="store_true", help="rescore the top candidates with the reranker"
     )
-    cmd.add_argument(
-        "--rerank-model",
-        metavar="M",
-        help=f"hub id or local folder (default: $QSEARCH_RERANK_MODEL or {DEFAULT_RERANK_MODEL})",
-    )
+    _rerank_model_flags(cmd)
     cmd.add_argument(
         "--rerank-candidates",
         type=int,
@@ -291,6 +278,14 @@ def _rerank_flags(cmd: argparse.ArgumentParser, candidates: int) -> None:
         metavar="N",
         help=f"how many candidates the reranker sees (default {candidates})",
     )
+
+
+def _rerank_model_flags(p: argparse.ArgumentParser) -> None:
+    for flag, text in (
+        ("--rerank-model", f"hub id or local folder (default {DEFAULT_RERANK_MODEL})"),
+        ("--rerank-fallback", "the app's cross-encoder when that can't load ('none': no fallback)"),
+    ):
+        p.add_argument(flag, metavar="M", help=text)
 
 
 def _dtype_help() -> str:
