@@ -63,7 +63,7 @@ def app_parser() -> argparse.ArgumentParser:
         "--index", metavar="DIR", help="a read-only index every session searches besides its own"
     )
     _milvus_flags(p)
-    _rerank_model_flags(p)
+    _rerank_model_flags(p, app=True)
     p.add_argument("--max-file-mb", type=float, metavar="N", help="largest upload (default 50)")
     _ocr_flags(p)
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on the /v1 API")
@@ -280,11 +280,11 @@ def _rerank_flags(cmd: argparse.ArgumentParser, candidates: int) -> None:
     )
 
 
-def _rerank_model_flags(p: argparse.ArgumentParser) -> None:
+def _rerank_model_flags(p: argparse.ArgumentParser, app: bool = False) -> None:
     for flag, text in (
         ("--rerank-model", f"hub id or local folder (default {DEFAULT_RERANK_MODEL})"),
-        ("--rerank-fallback", "the app's cross-encoder when that can't load ('none': no fallback)"),
-    ):
+        ("--rerank-fallback", "a cross-encoder for when that can't load ('none': no fallback)"),
+    )[: 2 if app else 1]:
         p.add_argument(flag, metavar="M", help=text)
 
 

@@ -88,3 +88,12 @@ def test_a_reranker_that_fails_to_load_falls_back_too(minilm_dir, cross_encoder_
     assert shared.reranker().score(QUERY, PASSAGES[:1]).shape == (1,)
     assert shared.settings.rerank_model == str(cross_encoder_dir)
     assert f"Could not load the reranker {broken}" in shared.notice
+
+
+def test_the_fallback_is_a_setting_of_the_app(monkeypatch):
+    from qsearch.cli_flags import parse_app_args
+
+    assert Settings().rerank_fallback == "cross-encoder/ms-marco-MiniLM-L6-v2"
+    assert parse_app_args(["--rerank-fallback", "none"])[1].rerank_fallback == "none"
+    monkeypatch.setenv("QSEARCH_RERANK_FALLBACK", "/models/ce")
+    assert parse_app_args([])[1].rerank_fallback == "/models/ce"
