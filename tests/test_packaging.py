@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -92,9 +93,12 @@ def _run(*args: str | Path, cwd: Path, env: dict | None = None, timeout: int = 3
 
 @pytest.mark.slow
 def test_wheel_installs_in_a_fresh_venv_and_searches(tmp_path, minilm_dir):
-    dist = tmp_path / "dist"
+    source, dist = tmp_path / "source", tmp_path / "dist"  # setuptools builds in the source tree
+    shutil.copytree(ROOT / "qsearch", source / "qsearch", ignore=shutil.ignore_patterns("__py*"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", dist, ROOT, cwd=tmp_path)  # fmt: skip
+         "-w", dist, source, cwd=tmp_path)  # fmt: skip
     (wheel,) = dist.glob("qsearch-*.whl")
     tops = {name.split("/", 1)[0] for name in zipfile.ZipFile(wheel).namelist()}
     assert tops == {"qsearch", f"qsearch-{qsearch.__version__}.dist-info"}, tops
