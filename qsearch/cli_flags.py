@@ -8,7 +8,9 @@ variables meet in one place: `Settings.from_env`.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from .config import (
     DEFAULT_EMBED_MODEL,
@@ -30,9 +32,8 @@ def build_parser(
     cmd_index: Run, cmd_search: Run, cmd_chunk: Run, cmd_eval: Run
 ) -> argparse.ArgumentParser:
     """`python -m qsearch`'s parser; each subcommand runs the function given for it."""
-    p = argparse.ArgumentParser(
-        prog="python -m qsearch", description="Semantic search over your documents."
-    )
+    prog = "qsearch" if Path(sys.argv[0]).name == "qsearch" else "python -m qsearch"  # the command
+    p = argparse.ArgumentParser(prog=prog, description="Semantic search over your documents.")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, run: Run, help_text: str) -> argparse.ArgumentParser:
