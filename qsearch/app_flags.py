@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import argparse
 
-from .cli_flags import common_flags, flags_of, milvus_flags, ocr_flags, settings_from
+from .cli_flags import (
+    common_flags,
+    flags_of,
+    milvus_flags,
+    ocr_flags,
+    rerank_model_flags,
+    settings_from,
+)
 from .config import LIMITS, ServerSettings, Settings
 
 
@@ -26,7 +33,7 @@ def app_parser() -> argparse.ArgumentParser:
         "--index", metavar="DIR", help="a read-only index every session searches besides its own"
     )
     milvus_flags(p)
-    p.add_argument("--rerank-model", metavar="M", help="reranking model: hub id or local folder")
+    rerank_model_flags(p, app=True)
     p.add_argument("--max-file-mb", type=float, metavar="N", help="largest upload (default 50)")
     ocr_flags(p)
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on the /v1 API")

@@ -9,7 +9,9 @@ variables meet in one place: `Settings.from_env`.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from .config import (
     DEFAULT_EMBED_MODEL,
@@ -31,9 +33,8 @@ def build_parser(
     cmd_index: Run, cmd_search: Run, cmd_chunk: Run, cmd_eval: Run
 ) -> argparse.ArgumentParser:
     """`python -m qsearch`'s parser; each subcommand runs the function given for it."""
-    p = argparse.ArgumentParser(
-        prog="python -m qsearch", description="Semantic search over your documents."
-    )
+    prog = "qsearch" if Path(sys.argv[0]).name == "qsearch" else "python -m qsearch"  # the command
+    p = argparse.ArgumentParser(prog=prog, description="Semantic search over your documents.")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, run: Run, help_text: str) -> argparse.ArgumentParser:
@@ -64,20 +65,11 @@ def _index_command(cmd: argparse.ArgumentParser) -> None:
     milvus_flags(cmd)
     cmd.add_argument("paths", nargs="+", metavar="PATH")
     cmd.add_argument("--chunk-tokens", type=int, metavar="N", help="tokens per chunk (default 256)")
-    cmd.add_argument(
-        "--overlap",
-        dest="chunk_overlap",
-        type=int,
-        metavar="N",
-        help="tokens shared by neighbouring chunks (default 32)",
-    )
-    cmd.add_argument(
-        "--dim",
-        dest="embed_dim",
-        type=int,
-        metavar="N",
-        help="MRL: keep the first N dimensions (Qwen3: 32..1024)",
-    )
+    for flag, dest, text in (
+        ("--overlap", "chunk_overlap", "tokens shared by neighbouring chunks (default 32)"),
+        ("--dim", "embed_dim", "MRL: keep the first N dimensions (Qwen3: 32..1024)"),
+    ):
+        cmd.add_argument(flag, dest=dest, type=int, metavar="N", help=text)
     cmd.add_argument(
         "--index-kind", choices=INDEX_KINDS, help="flat (exact, default) or hnsw (approximate)"
     )
@@ -222,11 +214,7 @@ def _rerank_flags(cmd: argparse.ArgumentParser, candidates: int) -> None:
     cmd.add_argument(
         "--rerank", action="store_true", help="rescore the top candidates with the reranker"
     )
-    cmd.add_argument(
-        "--rerank-model",
-        metavar="M",
-        help=f"hub id or local folder (default: $QSEARCH_RERANK_MODEL or {DEFAULT_RERANK_MODEL})",
-    )
+    rerank_model_flags(cmd)
     cmd.add_argument(
         "--rerank-candidates",
         type=int,
@@ -234,6 +222,14 @@ def _rerank_flags(cmd: argparse.ArgumentParser, candidates: int) -> None:
         metavar="N",
         help=f"how many candidates the reranker sees (default {candidates})",
     )
+
+
+def rerank_model_flags(p: argparse.ArgumentParser, app: bool = False) -> None:
+    for flag, text in (
+        ("--rerank-model", f"hub id or local folder (default {DEFAULT_RERANK_MODEL})"),
+        ("--rerank-fallback", "a cross-encoder for when that can't load ('none': no fallback)"),
+    )[: 2 if app else 1]:
+        p.add_argument(flag, metavar="M", help=text)
 
 
 def _dtype_help() -> str:

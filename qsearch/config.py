@@ -27,6 +27,8 @@ from pydantic import (
 VERSION = "0.1.0"
 DEFAULT_EMBED_MODEL = "Qwen/Qwen3-Embedding-0.6B"
 DEFAULT_RERANK_MODEL = "Qwen/Qwen3-Reranker-0.6B"
+# what the app reranks with when DEFAULT_RERANK_MODEL can't be loaded (when cached or reachable)
+DEFAULT_RERANK_FALLBACK = "cross-encoder/ms-marco-MiniLM-L6-v2"
 INDEX_KINDS = ("flat", "hnsw")
 SEARCH_MODES = ("hybrid", "dense", "lexical")
 FUSIONS = ("tmm", "minmax", "rrf")  # see fusion.py
@@ -75,6 +77,9 @@ class Settings(Checked):
 
     embed_model: str = DEFAULT_EMBED_MODEL
     rerank_model: str = DEFAULT_RERANK_MODEL
+    # a cross-encoder (hub id or folder) the app reranks with when rerank_model can't be loaded;
+    # "none": no fallback
+    rerank_fallback: str = DEFAULT_RERANK_FALLBACK
     embed_dim: PositiveInt | None = None  # MRL: keep the first N dimensions (Qwen3: 32..1024)
     embed_url: str | None = None  # an OpenAI-compatible /v1 to embed with instead of a local model
     rerank_url: str | None = None  # a /v1/rerank server to rerank with instead of a local model

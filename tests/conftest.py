@@ -170,6 +170,25 @@ def minilm_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def cross_encoder_dir(minilm_dir: Path, tmp_path_factory) -> Path:
+    """A tiny cross-encoder as sentence-transformers saves one: BertForSequenceClassification with
+    one label, random weights, MiniLM's WordPiece tokenizer (pairs get [SEP] and token types)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    folder = tmp_path_factory.mktemp("cross-encoder")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(2)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128, num_labels=1,
+    )  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def minilm(minilm_dir: Path):  # noqa: ANN201
     from qsearch.models.embedder import load_embedder
 

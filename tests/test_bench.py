@@ -114,3 +114,28 @@ def test_int8_ceiling():
         for name, r in sizes.items():
             assert len(r["seconds_all"]) == 2 and r["gflops"] > 0, name
     assert result["cpu_features"] and result["environment"]["command"]
+
+
+def test_keywords_language(tmp_path):
+    """Two tiny XQuAD-format files (SQuAD's JSON): one collection each, then both together."""
+    topics = {
+        "de": ["Die Gezeiten folgen dem Mond.", "Das Brot geht auf, weil die Hefe Gas bildet."],
+        "en": ["The tides follow the moon.", "Bread rises because yeast makes gas."],
+    }
+    for language, contexts in topics.items():
+        paragraphs = [
+            {"context": c, "qas": [{"id": f"q{i}", "question": c.split()[1]}]}
+            for i, c in enumerate(contexts)
+        ]
+        data = {"data": [{"title": "t", "paragraphs": paragraphs}]}
+        (tmp_path / f"xquad.{language}.json").write_text(json.dumps(data))
+    result = run(
+        "keywords_language.py", "--xquad", str(tmp_path), "--languages", "de,en", "--mixed", "de,en"
+    )
+    assert list(result["results"]) == ["de", "en", "de+en"]
+    mixed = result["results"]["de+en"]
+    assert mixed["passages"] == 4 and mixed["queries"] == 4
+    after = mixed["after (each its own language)"]
+    assert set(after["languages"]) == {"de", "en"} and "dense" in after
+    assert 0 <= after["lexical"]["ndcg_at_10"] <= 1
+    assert result["results"]["de"]["before (English for all)"]["languages"] == ["en"]

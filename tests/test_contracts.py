@@ -1,6 +1,7 @@
 """One contract suite over every Embedder backend and every Reranker backend (as txtai runs one
-suite over every ANN backend): the tiny Qwen3 (last-token), MiniLM (mean), a remote /v1 server,
-the model service's shared proxy, and the test fake, each through the bases in models/base.py."""
+suite over every ANN backend): the tiny Qwen3 (last-token), MiniLM (mean), a tiny cross-encoder,
+a remote /v1 server, the model service's shared proxy, and the test fake, each through the bases
+in models/base.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fakes import HashingEmbedder, OverlapReranker
 from references import official_rerank_scores
 
 from qsearch.models.base import Embedder, EmbedderBase, NonFiniteError, Reranker, RerankerBase
+from qsearch.models.cross_encoder import CrossEncoderReranker
 
 TEXTS = [
     "Paris is the capital of France.",
@@ -82,13 +84,16 @@ def test_embedder_meaning(embedder):
     assert int(np.argmax(docs @ query)) == 0
 
 
-@pytest.fixture(scope="module", params=["qwen3", "remote", "shared", "fake"])
+@pytest.fixture(scope="module", params=["qwen3", "cross-encoder", "remote", "shared", "fake"])
 def reranker(request, qwen3_reranker_dir, qwen3_embedder_dir) -> Reranker:
     from qsearch.models.reranker import load_reranker
 
     kind = request.param
     if kind == "qwen3":
         return load_reranker(str(qwen3_reranker_dir), device="cpu", dtype="float32")
+    if kind == "cross-encoder":
+        folder = request.getfixturevalue("cross_encoder_dir")
+        return load_reranker(str(folder), device="cpu", dtype="float32")
     if kind == "remote":
         from qsearch.models.remote import RemoteReranker
 
@@ -122,9 +127,16 @@ def test_reranker_contract(reranker):
 
 def test_rerankers_give_the_reference_scores(reranker, qwen3_reranker_dir):
     """Every Qwen3-backed reranker (local, remote, shared) against the model card's recipe,
-    computed independently (references.py: full logits, left padding), not against itself."""
+    computed independently (references.py: full logits, left padding), not against itself; the
+    cross-encoder against sentence-transformers' CrossEncoder on the same folder."""
     if isinstance(reranker, OverlapReranker):
         pytest.skip("the fake is its own reference")
+    if isinstance(reranker, CrossEncoderReranker):
+        st = pytest.importorskip("sentence_transformers")
+        theirs = st.CrossEncoder(str(reranker.folder), device="cpu")
+        expected = theirs.predict([(QUERY, t) for t in TEXTS])
+        np.testing.assert_allclose(reranker.score(QUERY, TEXTS), expected, atol=1e-5)
+        return
     for instruction in (None, "Find facts about cities"):
         np.testing.assert_allclose(
             reranker.score(QUERY, TEXTS, instruction=instruction),

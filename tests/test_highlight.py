@@ -1,11 +1,11 @@
-"""Highlighting marks what BM25 matched: one tokenizer (store/bm25.py) for BM25, the result cards
+"""Highlighting marks what BM25 matched: one analysis (store/analysis.py) for BM25, the result cards
 and the page view, so stop words are never marked and stemmed matches always are."""
 
 from __future__ import annotations
 
 import re
 
-from qsearch.store.bm25 import query_terms, term_spans, tokenize
+from qsearch.store.analysis import query_terms, term_spans, tokenize
 from qsearch.web.evidence import _terms
 from qsearch.web.render import highlight
 
@@ -22,7 +22,7 @@ def test_cards_mark_stemmed_matches_and_no_stop_words():
 
 
 def test_every_marked_word_is_one_bm25_matched():
-    terms = query_terms(QUERY)
+    terms = set(query_terms(QUERY))
     for word in marked(highlight(PASSAGE, QUERY)):
         assert set(tokenize(word)) <= terms, word
     unmarked = re.sub(r"<mark>.*?</mark>", " ", highlight(PASSAGE, QUERY))
@@ -41,4 +41,4 @@ def test_document_text_is_escaped_around_the_marks():
 
 def test_cjk_pairs_are_marked_as_bm25_matches_them():
     assert marked(highlight("我住在東京都。", "東京")) == ["東京"]
-    assert term_spans("東京都", query_terms("東京 京都")) == [(0, 3)], "overlapping pairs merge"
+    assert term_spans("東京都", "東京 京都") == [(0, 3)], "overlapping pairs merge"

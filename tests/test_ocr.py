@@ -139,6 +139,16 @@ def test_no_ocr_and_a_missing_tesseract_say_so_and_break_nothing(tmp_path, monke
     assert "ordinary page" in load(tmp_path / "typed.pdf").text
 
 
+def test_ocr_without_its_packages_says_which_extra(tmp_path, monkeypatch):
+    """`pip install qsearch` without the ocr extra: Tesseract may be there, pytesseract is not."""
+    (tmp_path / "scan.pdf").write_bytes(image_pdf(scan(SENTENCES)))
+    monkeypatch.setitem(sys.modules, "pytesseract", None)  # find_spec answers None, as uninstalled
+    assert not ocr.available()
+    assert ocr.status("eng") == 'OCR is off: pip install "qsearch[ocr]" to read scanned pages'
+    with pytest.raises(IngestError, match=r'no text layer; pip install "qsearch\[ocr\]"'):
+        load(tmp_path / "scan.pdf")
+
+
 @needs_tesseract
 def test_cli_chunk_json_shows_ocr_text_and_pages(tmp_path, minilm_dir):
     (tmp_path / "scan.pdf").write_bytes(image_pdf(scan(["A typed heading"]), scan(SENTENCES)))

@@ -29,6 +29,11 @@ PLATFORMS = {  # uv's --python-platform -> what the platform is called in the RE
 FAISS = ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu11", "faiss-gpu-cu12")
 PYTHON_FLOOR = "3.11"  # transformers 5.21+ requires it
 TORCH = "2.13.0"
+# The PyTorch releases ZeroGPU lists (huggingface/hub-docs, docs/hub/spaces-zerogpu.md, "Supported
+# Versions", as of hub-docs PR #2763, 2026-09-04). The pin is the newest of them, so that one
+# requirements.txt runs on ZeroGPU and on every platform above. Its Linux x86_64 wheel is a CUDA
+# 12.x/13.x build, which the `spaces` package needs (spaces 0.51.3, zero/torch/static.py).
+ZEROGPU_TORCH = ("2.8.0", "2.9.1", "2.10.0", "2.11.0", "2.12.1", "2.13.0")
 OFFLINE = r"failed to fetch|error sending request|dns error|connection refused|timed out"
 
 
@@ -46,7 +51,8 @@ def uv(tmp_path_factory) -> str:
 
 
 def resolve(uv: str, platform: str, *files: str) -> dict[str, str]:
-    """{distribution: version} that `files` resolve to on `platform` under Python 3.11."""
+    """{distribution: version} that `files` (requirements files, or pyproject.toml and its
+    `--extra`s) resolve to on `platform` under Python 3.11."""
     done = subprocess.run(
         [uv, "pip", "compile", *files, "--python-platform", platform]
         + ["--python-version", PYTHON_FLOOR, "--no-header", "--no-annotate", "-q"]
@@ -73,6 +79,26 @@ def test_requirements_resolve_with_one_faiss(uv, platform):
     assert faiss == [want], f"{PLATFORMS[platform]}: FAISS distributions {faiss}, want [{want}]"
     assert pins.get("torch") == TORCH, f"{PLATFORMS[platform]}: torch {pins.get('torch')}"
     assert "milvus-lite" not in pins, "milvus-lite (and its faiss-cpu) is optional"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_the_package_resolves_as_the_requirements_do(uv, platform):
+    """`pip install "qsearch[app,ocr]"`: pyproject.toml's own resolution, one FAISS, the torch
+    pin; on Linux x86_64 torch's CUDA runtime comes with it (ZeroGPU and GPU hosts need it)."""
+    pins = resolve(uv, platform, "pyproject.toml", "--extra", "app", "--extra", "ocr")
+    faiss = [name for name in pins if name in FAISS]
+    want = "faiss-gpu" if platform == "x86_64-unknown-linux-gnu" else "faiss-cpu"
+    assert faiss == [want] and pins.get("torch") == TORCH, (PLATFORMS[platform], faiss, pins)
+    if platform == "x86_64-unknown-linux-gnu":  # (aarch64's torch 2.13 is a CUDA build too)
+        assert any(name.startswith("nvidia-cuda-runtime") for name in pins), sorted(pins)
+
+
+def test_torch_is_the_newest_release_zerogpu_lists():
+    assert TORCH == max(ZEROGPU_TORCH, key=lambda v: tuple(map(int, v.split("."))))
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert f"torch=={TORCH}" in project["dependencies"]
+    assert f"torch=={TORCH}" in (ROOT / "requirements.txt").read_text().splitlines()
 
 
 @pytest.mark.slow

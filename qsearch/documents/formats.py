@@ -127,9 +127,10 @@ def _ocr_pdf_page(
         found.notes.append(f"page {number}: no text layer (OCR is off)")
         return text
     if not ocr.available():
-        if not any(n.endswith(ocr.INSTALL_HINT) for n in found.notes):
-            found.no_text_reason = f"no text layer; {ocr.INSTALL_HINT}"
-            found.notes.append(f"page {number}: no text layer; {ocr.INSTALL_HINT}")
+        hint = ocr.install_hint()
+        if not any(n.endswith(hint) for n in found.notes):
+            found.no_text_reason = f"no text layer; {hint}"
+            found.notes.append(f"page {number}: no text layer; {hint}")
         return text
     try:
         result = ocr.read_image(
@@ -164,7 +165,7 @@ def _load_image(data: bytes, source: str, deadline: Deadline, options: ReadOptio
     if not options.ocr:
         raise IngestError(source, "an image: OCR is off (--no-ocr), so its text can't be read")
     if not ocr.available():
-        raise IngestError(source, f"an image: {ocr.INSTALL_HINT} and images")
+        raise IngestError(source, f"an image: {ocr.install_hint()} and images")
     for number, image in enumerate(
         ocr.image_pages(data, source, deadline.limits.max_pixels, deadline.limits.max_pages), 1
     ):

@@ -8,6 +8,7 @@ confidence is below MIN_CONFIDENCE is reported, not indexed: its text would be n
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import shutil
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from ..types import IngestError
 RENDER_DPI = 300  # Tesseract reads body text best at about 300 dpi
 MIN_CONFIDENCE = 50.0  # mean word confidence (0-100) below which OCR text is not indexed
 INSTALL_HINT = "install tesseract-ocr to read scanned pages"
+PACKAGES_HINT = 'pip install "qsearch[ocr]" to read scanned pages'
 LANG_HINT = "install its language pack, e.g. `apt-get install tesseract-ocr-deu` for German"
 
 
@@ -40,8 +42,18 @@ class OcrText:
 
 
 def available() -> bool:
-    """Whether the tesseract program can be run here."""
-    return shutil.which("tesseract") is not None
+    """Whether the tesseract program can be run here, with the packages that drive it (the `ocr`
+    extra: pytesseract, pypdfium2, Pillow)."""
+    return _packages() and shutil.which("tesseract") is not None
+
+
+def _packages() -> bool:
+    return all(importlib.util.find_spec(m) for m in ("pytesseract", "pypdfium2", "PIL"))
+
+
+def install_hint() -> str:
+    """What to install so that scanned pages are read: the packages first, then Tesseract."""
+    return INSTALL_HINT if _packages() else PACKAGES_HINT
 
 
 def languages() -> list[str]:
@@ -61,7 +73,7 @@ def status(lang: str, enabled: bool = True) -> str:
     if not enabled:
         return "OCR is off (--no-ocr): scanned pages and images are not read"
     if not available():
-        return f"OCR is off: {INSTALL_HINT}"
+        return f"OCR is off: {install_hint()}"
     missing = [code for code in lang.split("+") if code not in languages()]
     if missing:
         return f"OCR is off: Tesseract has no language pack for {', '.join(missing)}; {LANG_HINT}"
@@ -73,7 +85,7 @@ def read_image(image: Any, lang: str = "eng", timeout: float = 60.0) -> OcrText:
     import pytesseract
 
     if not available():
-        raise OcrError(f"no text layer; {INSTALL_HINT}")
+        raise OcrError(f"no text layer; {install_hint()}")
     try:
         data = pytesseract.image_to_data(
             image.convert("L"),

@@ -34,9 +34,10 @@ class NonFiniteError(RuntimeError):
     """A model gave NaN or inf, also in float32 (or it has no float32 path to try)."""
 
 
-def format_query(query: str, task: str | None = None) -> str:
-    """The official Qwen3-Embedding query format (no space after `Query:`)."""
-    return f"Instruct: {task or DEFAULT_TASK}\nQuery:{query}"
+def format_query(query: str, task: str | None = None, sep: str = "") -> str:
+    """The official Qwen3-Embedding query format (no space after `Query:`; `sep` for the models
+    whose own query prompt has one, such as gte-Qwen2)."""
+    return f"Instruct: {task or DEFAULT_TASK}\nQuery:{sep}{query}"
 
 
 def check_texts(texts: Any, what: str = "texts") -> None:

@@ -1,55 +1,28 @@
 """Text -> vectors: the transformers backend of the Embedder contract (see base.py).
 
-`TransformersEmbedder` reads how to pool from the model folder (sentence-transformers'
-`modules.json` / `1_Pooling/config.json`), so one class serves both kinds we use:
+`TransformersEmbedder` reads how to embed from the model folder as sentence-transformers does
+(st_folder.py: pooling, prompts, lowercasing, limits), so one class serves both kinds we use:
 - last-token pooling (Qwen3-Embedding): a causal decoder, so right padding with no padding
   mask; EOS guaranteed at the end of every sequence, queries as
   `Instruct: {task}\\nQuery:{query}`, optional MRL dimension;
-- mean (or CLS) pooling (all-MiniLM-L6-v2 and other sentence-transformers models).
-A sentence-transformers module other than Transformer, Pooling and Normalize (Dense, LayerNorm,
-...) would change the vectors: such a folder is refused, never embedded wrongly.
+- mean (or CLS) pooling (all-MiniLM-L6-v2 and other sentence-transformers models), with the
+  folder's query and document prompts (e5's "query: ", bge's instruction).
+What would change the vectors and qsearch does not run (a Dense module, ...) is refused by name.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import batching, loading, place, quantize
 from .base import DEFAULT_TASK, Embedder, EmbedderBase, Progress, format_query
+from .st_folder import StFolder, read_folder
 
 __all__ = ["DEFAULT_TASK", "Embedder", "Progress", "TransformersEmbedder", "format_query"]
 MIN_MRL_DIM = 32
-ST_MODULES = ("Transformer", "Pooling", "Normalize")  # what this backend runs (vectors are unit)
-
-
-def read_pooling(folder: Path, model_type: str) -> str:
-    """'lasttoken', 'mean' or 'cls', from the sentence-transformers config when there is one."""
-    modules = folder / "modules.json"
-    if modules.is_file():
-        entries = json.loads(modules.read_text())
-        for module in entries:
-            kind = module.get("type", "").rsplit(".", 1)[-1]
-            if kind not in ST_MODULES:
-                raise loading.ModelLoadError(
-                    f"{folder}: the sentence-transformers module {module.get('type')!r} "
-                    f"({module.get('path') or module.get('name')}) is not supported; supported: "
-                    f"{', '.join(ST_MODULES)}. Without it the vectors would be wrong."
-                )
-        for module in entries:
-            if module.get("type", "").endswith("Pooling"):
-                config = json.loads((folder / module["path"] / "config.json").read_text())
-                for mode in ("lasttoken", "mean_tokens", "cls_token"):
-                    if config.get(f"pooling_mode_{mode}"):
-                        return mode.split("_")[0]
-                raise loading.ModelLoadError(
-                    f"{folder}: unsupported pooling {config}; supported: lasttoken, mean, cls"
-                )
-    return "lasttoken" if model_type.startswith(("qwen2", "qwen3")) else "mean"
 
 
 class TransformersEmbedder(EmbedderBase):
@@ -75,7 +48,8 @@ class TransformersEmbedder(EmbedderBase):
         self.folder = folder = loading.resolve_model(name_or_path)
         self.model_name = name_or_path
         config = AutoConfig.from_pretrained(folder)
-        self.pooling = read_pooling(folder, config.model_type)
+        self.st: StFolder = read_folder(folder, config.model_type)
+        self.pooling = self.st.pooling
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model, self.device, self.precision = place.load_model(
             AutoModel, folder, loading.pick_device(device), dtype
@@ -88,13 +62,12 @@ class TransformersEmbedder(EmbedderBase):
                 f"{name_or_path}, got {dim}"
             )
         self.dim = dim or hidden
-        self.max_length = max_length or _max_length(folder, config, self.tokenizer)
-        self.max_tokens = self.max_length - _n_reserved(self.tokenizer, self.pooling)
+        self.max_length = max_length or _max_length(self.st, config, self.tokenizer)
+        self.max_tokens = self.max_length - _n_reserved(self.tokenizer, self.st)
         self.max_batch_tokens = max_batch_tokens or batching.default_token_budget(self.device)
         self.max_batch_size = max_batch_size
         self.window = window  # texts tokenized (and length-sorted) together
-        self.supports_instruction = self.pooling == "lasttoken"
-        self.query_prompt = _query_prompt(folder) if not self.supports_instruction else ""
+        self.supports_instruction = self.st.takes_instruction
         self.eos_id = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.eos_id
@@ -124,10 +97,11 @@ class TransformersEmbedder(EmbedderBase):
     ) -> list[list[int]]:
         """Token ids exactly as the model sees them (prompt, truncation, EOS), unpadded."""
         if is_query:
-            texts = [
-                format_query(t, instruction) if self.supports_instruction else self.query_prompt + t
-                for t in texts
-            ]
+            texts = [self.st.query_text(t, instruction) for t in texts]
+        else:
+            texts = [self.st.document_prompt() + t for t in texts]
+        if self.st.lowercase:  # sentence-transformers lowercases the prompted text
+            texts = [t.lower() for t in texts]
         ids = self.tokenizer(
             list(texts),
             add_special_tokens=True,
@@ -198,32 +172,25 @@ def load_tokenizer(name_or_path: str) -> tuple[Any, int]:
     folder = loading.resolve_model(name_or_path)
     config = AutoConfig.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    pooling = read_pooling(folder, config.model_type)
-    return tokenizer, _max_length(folder, config, tokenizer) - _n_reserved(tokenizer, pooling)
+    st = read_folder(folder, config.model_type)
+    return tokenizer, _max_length(st, config, tokenizer) - _n_reserved(tokenizer, st)
 
 
-def _max_length(folder: Path, config: Any, tokenizer: Any) -> int:
-    st_config = folder / "sentence_bert_config.json"
-    if st_config.is_file():
-        value = json.loads(st_config.read_text()).get("max_seq_length")
-        if value:
-            return int(value)
+def _max_length(st: StFolder, config: Any, tokenizer: Any) -> int:
+    if st.max_seq_length:
+        return st.max_seq_length
     limits = [8192, getattr(config, "max_position_embeddings", None) or 8192]
     if 0 < (tokenizer.model_max_length or 0) < 1_000_000:
         limits.append(tokenizer.model_max_length)
     return int(min(limits))
 
 
-def _n_reserved(tokenizer: Any, pooling: str) -> int:
-    """Positions taken by special tokens: [CLS]/[SEP], or the EOS that last-token pooling needs."""
+def _n_reserved(tokenizer: Any, st: StFolder) -> int:
+    """Positions taken by special tokens ([CLS]/[SEP], or the EOS that last-token pooling needs)
+    and by the document prompt: a chunk of max_tokens then fits whole."""
     special = len(tokenizer("x", add_special_tokens=True)["input_ids"]) - len(
         tokenizer("x", add_special_tokens=False)["input_ids"]
     )
-    return max(special, 1 if pooling == "lasttoken" else 0)
-
-
-def _query_prompt(folder: Path) -> str:
-    config = folder / "config_sentence_transformers.json"
-    if config.is_file():
-        return (json.loads(config.read_text()).get("prompts") or {}).get("query", "") or ""
-    return ""
+    prompt = st.document_prompt()
+    prompt_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
+    return max(special, 1 if st.pooling == "lasttoken" else 0) + prompt_tokens

@@ -141,6 +141,12 @@ class Qwen3Reranker(RerankerBase):
         return p_yes.cpu().numpy()
 
 
-def load_reranker(name_or_path: str, **kwargs: Any) -> Qwen3Reranker:
-    """A local Qwen3 reranker (hub id or folder); keyword arguments as Qwen3Reranker."""
+def load_reranker(name_or_path: str, **kwargs: Any) -> RerankerBase:
+    """A local reranker (hub id or folder): a cross-encoder where the folder's config says sequence
+    classification (cross_encoder.py), else Qwen3-Reranker; keyword arguments as Qwen3Reranker."""
+    from .cross_encoder import CrossEncoderReranker, is_cross_encoder
+
+    folder = loading.resolve_model(name_or_path, flag="--rerank-model", env="QSEARCH_RERANK_MODEL")
+    if is_cross_encoder(folder):
+        return CrossEncoderReranker(name_or_path, **kwargs)
     return Qwen3Reranker(name_or_path, **kwargs)

@@ -1,91 +1,33 @@
 """LexicalIndex: BM25 (bm25s) over the same chunk rows as the dense index, for exact terms.
 
-Dense embeddings miss rare words, names, codes and numbers; BM25 finds them. The
-tokenizer lowercases, drops English stop words and stems Latin-script words, and turns
-runs of CJK characters (no spaces between words) into single characters plus bigrams,
-as search engines' CJK analyzers do, so a Chinese or Japanese keyword is findable.
+Dense embeddings miss rare words, names, codes and numbers; BM25 finds them. Each chunk is
+analysed in its own language (analysis.py: detected, then that language's stemmer and stop
+words; CJK runs as characters plus bigrams), and a query in every language its collection
+holds, so a mixed-language collection finds each passage by the terms of its language.
 """
 
 from __future__ import annotations
 
-import re
 import threading
-import unicodedata
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from functools import lru_cache
 
 import numpy as np
 
-from ..types import CJK, Chunk
+from ..types import Chunk
+from .analysis import (
+    DEFAULT_LANGUAGE,
+    DETECT_CONFIDENCE,
+    analysis_key,
+    analyzer,
+    detect,
+    query_terms,
+    term_spans,
+    tokenize,
+)
 from .base import NO_KEYWORDS, KeywordHits
 
-_CJK = CJK
-
-_TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+")
-_CJK_RUN = re.compile(rf"[{_CJK}]")
-
-
-@lru_cache(maxsize=1)
-def _stemmer():  # noqa: ANN202 - PyStemmer's Stemmer
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-@lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
-    # 179 words: "how do I ..." queries match on content words
-    from bm25s.stopwords import STOPWORDS_EN_PLUS
-
-    return frozenset(STOPWORDS_EN_PLUS)
-
-
-def tokenize(text: str) -> list[str]:
-    """Search terms of `text`: stemmed words without stop words; CJK as characters and bigrams."""
-    words: list[str] = []
-    tokens: list[str] = []
-    stop = _stopwords()
-    for match in _TOKEN.finditer(unicodedata.normalize("NFKC", text).lower()):
-        run = match.group()
-        if _CJK_RUN.match(run):
-            tokens.extend(run)
-            tokens.extend(run[i : i + 2] for i in range(len(run) - 1))
-        elif run not in stop:
-            words.append(run)
-    return _stemmer().stemWords(words) + tokens if words else tokens
-
-
-def query_terms(query: str) -> frozenset[str]:
-    """The terms BM25 searches `query` by (`tokenize`'s), for highlighting what it matched."""
-    return frozenset(tokenize(query))
-
-
-def term_spans(text: str, terms: frozenset[str]) -> list[tuple[int, int]]:
-    """(start, end) in `text` of each word whose term is in `terms` (a stemmed match: "indexing"
-    for "indexes"; never a stop word), and of each CJK pair (or lone character) in `terms`."""
-    spans: list[tuple[int, int]] = []
-    stem, stop = _stemmer().stemWord, _stopwords()
-    pairs = any(len(t) == 2 and _CJK_RUN.match(t) for t in terms)
-    for match in _TOKEN.finditer(text):
-        run, start = match.group(), match.start()
-        if _CJK_RUN.match(run):  # marked by the pairs BM25 matched, by characters without pairs
-            size = 2 if pairs else 1
-            spans += [
-                (start + i, start + i + size)
-                for i in range(len(run) - size + 1)
-                if run[i : i + size] in terms
-            ]
-            continue
-        word = unicodedata.normalize("NFKC", run).lower()
-        if word not in stop and stem(word) in terms:
-            spans.append(match.span())
-    merged: list[tuple[int, int]] = []  # overlapping CJK pairs become one span
-    for start, end in spans:
-        if merged and start < merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
+__all__ = ["LexicalIndex", "query_terms", "term_spans", "tokenize"]
 
 
 class LexicalIndex:
@@ -95,12 +37,20 @@ class LexicalIndex:
     batch of changes (lazily, at the next search), reusing the tokens of texts seen before.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, language: str | None = None) -> None:
+        """`language`: one analysis for every text and query (a code, e.g. "en": qsearch's
+        analysis before it detected languages); None: each text's and query's own."""
+        self.language = language
+        start = analysis_key(language or DEFAULT_LANGUAGE)
+        self.languages: list[str] = [start]  # the collection's languages, most common first
         self._bm25 = None
         self._ids = np.zeros(0, np.int64)
         self._row_of: dict[int, int] = {}
         self._term_max = np.zeros(0, np.float32)  # per vocabulary term: its best BM25 contribution
-        self._tokens: dict[str, list[str]] = {}  # text -> tokens: a rebuild tokenizes new texts
+        # text -> (its language, its tokens): a rebuild analyses only new texts (and those whose
+        # language was unclear, when the collection's most common language changed)
+        self._tokens: dict[str, tuple[str, list[str]]] = {}
+        self._detected: dict[str, tuple[str, float]] = {}  # text -> (language, probability)
         self._built_at = -1  # the chunks' change counter when built (keep_up)
         self._lock = threading.Lock()
 
@@ -108,14 +58,17 @@ class LexicalIndex:
         return len(self._ids)
 
     def build(self, ids: Sequence[int], texts: Sequence[str]) -> None:
-        """Index `texts`, text i under id `ids[i]`."""
+        """Index `texts`, text i under id `ids[i]`, each analysed in its language."""
         import bm25s
 
-        tokens = [
-            self._tokens[t] if t in self._tokens else self._tokens.setdefault(t, tokenize(t))
-            for t in texts
-        ]
-        self._tokens = {t: toks for t, toks in zip(texts, tokens)}  # forget removed texts
+        chosen = self._languages_of(texts)
+        tokens = []
+        for text, language in zip(texts, chosen):
+            known = self._tokens.get(text)
+            if known is None or known[0] != language:
+                known = self._tokens[text] = (language, analyzer(language).terms(text))
+            tokens.append(known[1])
+        self._tokens = {t: self._tokens[t] for t in texts}  # forget removed texts
         self._ids = np.asarray(ids, dtype=np.int64)
         self._row_of = {int(i): row for row, i in enumerate(ids)}
         self._bm25 = None
@@ -127,6 +80,21 @@ class LexicalIndex:
             filled = indptr[1:] > indptr[:-1]
             if filled.any():
                 self._term_max[filled] = np.maximum.reduceat(data, indptr[:-1][filled])
+
+    def _languages_of(self, texts: Sequence[str]) -> list[str]:
+        """Each text's analysis: its detected language where the detector is sure, else the most
+        common sure one (English without any); sets `languages`, most common first."""
+        if self.language is not None:
+            return [analysis_key(self.language)] * len(texts)
+        seen = self._detected
+        found = [seen[t] if t in seen else detect(t) for t in texts]
+        self._detected = dict(zip(texts, found))  # detected once per text, removed ones forgotten
+        sure = [analysis_key(lang) if p >= DETECT_CONFIDENCE else None for lang, p in found]
+        counts = Counter(x for x in sure if x is not None)
+        common = counts.most_common(1)[0][0] if counts else analysis_key(DEFAULT_LANGUAGE)
+        chosen = [x if x is not None else common for x in sure]
+        self.languages = [x for x, _ in Counter(chosen).most_common()] or [common]
+        return chosen
 
     def keep_up(self, changes: int, chunks: Mapping[int, Chunk]) -> None:
         """Rebuild from `chunks` if they changed since the last build (`changes`: their counter)."""
@@ -143,9 +111,18 @@ class LexicalIndex:
             return NO_KEYWORDS
         return KeywordHits(ids, scores, self.upper_bound(query), _RowScores(self._row_of, every))
 
+    def query_terms(self, query: str) -> list[str]:
+        """The query's search terms here: analysed in each language of the collection."""
+        if self.language is not None:
+            return analyzer(self.language).terms(query)
+        return query_terms(query, self.languages)
+
     def terms(self, query: str) -> list[str]:
         """The query's search terms that occur in the indexed texts."""
-        return [t for t in tokenize(query) if self._bm25 is not None and t in self._bm25.vocab_dict]
+        if self._bm25 is None:
+            return []
+        vocab = self._bm25.vocab_dict
+        return [t for t in self.query_terms(query) if t in vocab]
 
     def scores(self, query: str) -> np.ndarray:
         """The BM25 score of every indexed text for `query` (row i = ids[i]); zeros: no match."""
@@ -168,7 +145,9 @@ class LexicalIndex:
     def upper_bound(self, query: str) -> float:
         """The highest BM25 score any text here could reach for `query`: each term's best, summed.
 
-        Dividing by it puts keyword scores on one 0..1 scale for every query."""
+        Dividing by it puts keyword scores on one 0..1 scale for every query. In a collection of
+        several languages the terms are those of every language's analysis, so the bound holds
+        for every text (none scores more), though no text may reach it."""
         if self._bm25 is None:
             return 0.0
         ids = [self._bm25.vocab_dict[t] for t in self.terms(query)]

@@ -11,7 +11,7 @@ import html
 import io
 from typing import Any
 
-from ..store.bm25 import query_terms, term_spans
+from ..store.analysis import term_spans
 from ..store.vectors import VectorIndex
 from ..types import Hit
 from .render import highlight, where
@@ -127,7 +127,7 @@ def _snippets(passage: str) -> list[tuple[str, str]]:
 
 def _terms(page_text: str, query: str) -> list[str]:
     """The page's words that BM25 matches for `query` (stems included, no stop words)."""
-    words = {page_text[s:e] for s, e in term_spans(page_text, query_terms(query))}
+    words = {page_text[s:e] for s, e in term_spans(page_text, query)}
     return sorted(words, key=len, reverse=True)[:8]
 
 

@@ -23,8 +23,8 @@ import numpy as np
 
 from ..config import Settings
 from ..models.base import Embedder, EmbedderBase, Progress, Reranker, RerankerBase
-from ..models.choose import make_embedder, make_reranker
-from ..models.loading import ModelLoadError, bundled_small_model, resolve_model
+from ..models.choose import make_embedder, make_reranker, rerank_choice
+from ..models.loading import ModelLoadError, bundled_small_model
 from .gpu_boundary import (
     _MODELS,
     _RATES,
@@ -146,16 +146,13 @@ class ModelService:
         rerank_unavailable: str = "",
     ):
         self.settings, self.notice, self.rerank_unavailable = settings, notice, rerank_unavailable
-        self.key = (
-            uuid.uuid4().hex
-        )  # this service's models in _MODELS (tests run several per process)
+        # this service's models in _MODELS (tests run several per process)
+        self.key = uuid.uuid4().hex
         self.lock = ModelLock()
         self._load_lock = threading.Lock()
         self.embed_rate, self.rerank_rate = Throughput(), Throughput()
-        _RATES[self.key, "embedder"], _RATES[self.key, "reranker"] = (
-            self.embed_rate,
-            self.rerank_rate,
-        )
+        _RATES[self.key, "embedder"] = self.embed_rate
+        _RATES[self.key, "reranker"] = self.rerank_rate
         self.window_seconds = ZEROGPU_WINDOW_SECONDS if ON_ZEROGPU else WINDOW_SECONDS
         self._local = {"embedder": not settings.embed_url, "reranker": not settings.rerank_url}
         _MODELS[self.key, "embedder"] = embedder
@@ -166,9 +163,7 @@ class ModelService:
     def load(cls, settings: Settings, *, measure: bool = not ON_ZEROGPU) -> ModelService:
         """The configured models; without the embedder, the bundled small model and a notice."""
         notice = ""
-        if (
-            ON_ZEROGPU
-        ):  # models run in forked workers there, where a recompile would recur on every call
+        if ON_ZEROGPU:  # models run in forked workers there: a recompile would recur every call
             settings = settings.with_(compile=False)
         try:
             embedder = make_embedder(settings)
@@ -185,13 +180,13 @@ class ModelService:
                 "weaker and task instructions are ignored."
             )
         unavailable = ""
-        try:
-            if not settings.rerank_url:
-                resolve_model(
-                    settings.rerank_model, flag="--rerank-model", env="QSEARCH_RERANK_MODEL"
-                )
-        except ModelLoadError as e:
-            unavailable = f"Reranking is unavailable: {e}"
+        if not settings.rerank_url:  # the reranker, or its fallback cross-encoder, or none
+            model, said = rerank_choice(settings)
+            if model is None:
+                unavailable = f"Reranking is unavailable: {said}"
+            elif model != settings.rerank_model:
+                settings = settings.with_(rerank_model=model)
+                notice = f"{notice} {said}".strip()
         service = cls(settings, embedder, notice=notice, rerank_unavailable=unavailable)
         if ON_ZEROGPU and not unavailable:
             service.reranker()  # ZeroGPU: every model is created at startup, in the main process
@@ -249,12 +244,26 @@ class ModelService:
                     raise ModelLoadError(self.rerank_unavailable)
                 try:
                     model = make_reranker(self.settings)
-                except (ModelLoadError, OSError, RuntimeError) as e:
-                    self.rerank_unavailable = f"Reranking is unavailable: {e}"
-                    raise ModelLoadError(self.rerank_unavailable) from None
+                except Exception as e:  # noqa: BLE001 - any failure to load (damaged weights: not OSError)
+                    model = self._fallback_reranker(e)
                 _MODELS[self.key, "reranker"] = model
                 self._reranker = SharedReranker(self, model)
             return self._reranker
+
+    def _fallback_reranker(self, failed: Exception) -> Reranker:
+        """The fallback cross-encoder when the configured reranker fails to load (the page says
+        so); else ModelLoadError, and reranking is off from now on."""
+        fallback, said = rerank_choice(self.settings, failed)
+        try:
+            if fallback is None or self.settings.rerank_url:
+                raise ModelLoadError(said if fallback is None else failed)
+            model = make_reranker(self.settings.with_(rerank_model=fallback))
+        except Exception as e:  # noqa: BLE001 - as above
+            self.rerank_unavailable = f"Reranking is unavailable: {e}"
+            raise ModelLoadError(self.rerank_unavailable) from None
+        self.settings = self.settings.with_(rerank_model=fallback)
+        self.notice = f"{self.notice} {said}".strip()
+        return model
 
     def rerank_candidates(self) -> int:
         """How many candidates rerank in about RERANK_SECONDS at the measured rerank speed; a

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
-from ..store.bm25 import query_terms, term_spans, tokenize
+from ..store.analysis import language_of, query_terms, term_spans, tokenize
 from ..types import HIT_FIELDS, AddReport, Hit
 
 _BAR = (
@@ -25,14 +25,14 @@ _SENTENCE = re.compile(r"[^.!?\n\u3002\uff01\uff1f]+[.!?\u3002\uff01\uff1f]*")
 
 
 @lru_cache(maxsize=65536)
-def _stems(text: str) -> frozenset[str]:
-    """The search terms of `text` as BM25 makes them (stemmed, no stop words): the one call."""
-    return frozenset(tokenize(text))
+def _stems(text: str, language: str) -> frozenset[str]:
+    """The search terms of `text` as BM25 makes them in `language` (stemmed, no stop words)."""
+    return frozenset(tokenize(text, language))
 
 
 def highlight(text: str, query: str) -> str:
     """`text` escaped, with the words BM25 matches for `query` wrapped in <mark>."""
-    spans = term_spans(text, query_terms(query))  # the words BM25 matched, stems included
+    spans = term_spans(text, query)  # the words BM25 matched, stems included
     out, last = [], 0
     for start, end in spans:
         out.append(html.escape(text[last:start]))
@@ -46,8 +46,9 @@ def snippet(text: str, query: str) -> str:
     """The passage's sentences that share the most terms with the query (in their order), with
     an ellipsis where text was left out; the first sentences when none does."""
     sentences = [m for m in _SENTENCE.finditer(text) if m.group().strip()]
-    terms = _stems(query)
-    score = {id(m): len(terms & _stems(m.group())) for m in sentences}
+    language = language_of(text, fallback=language_of(query))  # the passage's, as BM25 read it
+    terms = frozenset(query_terms(query, [language]))
+    score = {id(m): len(terms & _stems(m.group(), language)) for m in sentences}
     best = sorted(sentences, key=lambda m: -score[id(m)])[:SNIPPET_SENTENCES]
     best = sorted(best, key=lambda m: m.start())
     parts, end = [], 0
