@@ -21,7 +21,10 @@ from .config import (
     ServerSettings,
     Settings,
 )
+from .documents.formats import describe
 from .models.loading import dtype_reason
+
+PATHS_HELP = f"files, or folders read recursively; the types read: {describe()}"
 
 Run = Callable[[argparse.Namespace], int]
 
@@ -119,7 +122,7 @@ def _flags(args: argparse.Namespace, cls: type[Settings] | type[ServerSettings])
 def _index_command(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--index", metavar="DIR", help="index folder (created if missing)")
     _milvus_flags(cmd)
-    cmd.add_argument("paths", nargs="+", metavar="PATH")
+    cmd.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
     cmd.add_argument("--chunk-tokens", type=int, metavar="N", help="tokens per chunk (default 256)")
     cmd.add_argument(
         "--overlap",
@@ -160,7 +163,7 @@ def _search_command(cmd: argparse.ArgumentParser) -> None:
 
 
 def _chunk_command(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("paths", nargs="+", metavar="PATH")
+    cmd.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
     cmd.add_argument("--chunk-tokens", type=int, metavar="N")
     cmd.add_argument("--overlap", dest="chunk_overlap", type=int, metavar="N")
     cmd.add_argument(

@@ -232,4 +232,5 @@ def _hit(rank: int, c: Candidate, rerank_score: float | None, retrieval_rank: in
         keyword_score=c.keywords,
         retrieval_rank=retrieval_rank,
         ocr=ch.ocr,
+        where=ch.where,
     )
