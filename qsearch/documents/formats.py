@@ -97,4 +97,4 @@ def refusal(suffix: str) -> str:
     """Why a file of this extension is not read, and what to do instead."""
     if suffix in REFUSED:
         return REFUSED[suffix]
-    return f"unsupported file type {suffix or '(no extension)'!r}; qsearch reads {describe()}"
+    return f"unsupported file type {suffix or '(no extension)'!r}; qsearch reads {names()}"

@@ -2,7 +2,8 @@
 per row, each a record that keeps its header names: "Region: North · Q3: 1,204".
 
 The header is the first row of two or more cells that are all words (rows above it, such as
-a title, read as they are); a sheet without one gives its rows' values joined by " | ". Each
+a title, read as they are; a cell under no name gives its value alone); a sheet without one
+gives its rows' values joined by " | ". Each
 row is a part labelled with its sheet and row number as the spreadsheet shows them, so a
 passage says 'sheet "Q3", rows 2–40'. Every cell counts against `Limits.max_cells`.
 """
@@ -36,16 +37,6 @@ class Cells:
         if self.count > limit:
             raise IngestError(self.source, f"too many cells: over {limit:,} by {where}")
         self.deadline.check(self.source, where)
-
-
-def column_name(index: int) -> str:
-    """0 -> 'A', 25 -> 'Z', 26 -> 'AA': a column as spreadsheets name it."""
-    name = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        name = chr(65 + rest) + name
-    return name
 
 
 def cell_text(value: Any, number_format: str = "") -> str:
@@ -90,8 +81,7 @@ def add_sheet(found: Extracted, name: str | None, rows: Iterable[Row]) -> None:
         if not any(cells):
             continue
         if header is None and _is_header(cells):
-            pending = (number, cells)
-            header = [c or column_name(i) for i, c in enumerate(cells)]
+            pending, header = (number, cells), cells
             continue
         heading = _append(found, name, number, cells, header, heading)
         pending = None
@@ -108,15 +98,19 @@ def _append(
     heading: str,
 ) -> str:
     """Append one row; returns the heading still to write (only the sheet's first row has it)."""
-    if header is None:
-        text = " | ".join(c for c in cells if c)
-    else:
-        names = header + [column_name(i) for i in range(len(header), len(cells))]
-        text = " \u00b7 ".join(f"{names[i]}: {c}" for i, c in enumerate(cells) if c)
+    text = record(header, cells) if header is not None else " | ".join(c for c in cells if c)
     where = f"sheet {quoted(name)}, " if name is not None else ""
     found.pages.append(heading + text)
     found.parts.append(Part(f"{where}row {number}", number, f"{where}rows "))
     return ""
+
+
+def record(header: Sequence[str], cells: Sequence[str]) -> str:
+    """A row under its header: 'Region: North · Q3: 1,204' (a cell without a name: its value)."""
+    named = (
+        f"{header[i]}: {c}" if i < len(header) and header[i] else c for i, c in enumerate(cells)
+    )
+    return " \u00b7 ".join(text for text, c in zip(named, cells) if c)
 
 
 def table_lines(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -125,12 +119,7 @@ def table_lines(rows: Sequence[Sequence[str]]) -> list[str]:
     rows = [[" ".join(c.split()) for c in row] for row in rows]
     rows = [r for r in rows if any(r)]
     if len(rows) >= 2 and _is_header(rows[0]):
-        names = [c or column_name(i) for i, c in enumerate(rows[0])]
-        return [
-            " \u00b7 ".join(f"{names[i] if i < len(names) else column_name(i)}: {c}"
-                            for i, c in enumerate(r) if c)
-            for r in rows[1:]
-        ]  # fmt: skip
+        return [record(rows[0], r) for r in rows[1:]]
     return [" | ".join(c for c in r if c) for r in rows]
 
 
@@ -178,7 +167,7 @@ def load_xls(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
         Cells(source, deadline),
     )
     try:
-        book = xlrd.open_workbook(file_contents=data, on_demand=True)
+        book = xlrd.open_workbook(file_contents=data, on_demand=True, logfile=io.StringIO())
         for index in range(book.nsheets):
             sheet = book.sheet_by_index(index)
             cells.take(sheet.nrows * sheet.ncols, f'sheet "{sheet.name}"')
