@@ -47,7 +47,7 @@ class Document:
     source: str
     text: str
     doc_id: str  # sha256 of the file's bytes: the same content is the same document
-    kind: str  # a key of documents.formats.KINDS: "pdf", "text", "slides", "sheet", ...
+    kind: str  # pdf, image, text, html, docx, odt, rtf, slides, sheet, ebook or email
     page_starts: tuple[int, ...] = ()
     ocr_pages: tuple[int, ...] = ()  # pages (1-based) whose text was read by OCR
     notes: tuple[str, ...] = ()  # for the user, e.g. "page 4: OCR confidence too low"
@@ -226,7 +226,8 @@ class IngestError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds on what one file may cost: bytes on disk, pages, extracted characters."""
+    """Bounds on what one file may cost: bytes on disk, pages (and slides), unpacked bytes,
+    spreadsheet cells, extracted characters, pixels, seconds."""
 
     max_bytes: int = 50 * 1024 * 1024
     max_pages: int = 2000

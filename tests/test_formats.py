@@ -184,7 +184,8 @@ def damaged(tmp_path: Path) -> dict[Path, str]:
     cases["text.msg"] = (b"Subject: hi\n\nnot outlook", "not an Outlook .msg file")
     cases["junk.eml"] = (b"just a line of text", "not an e-mail")
     cases["plain.rtf"] = (b"no rtf header here", "not an RTF file")
-    cases["binary.csv"] = (bytes(range(256)) * 20, "binary data")
+    for suffix in (".csv", ".tsv", ".json", ".xml", ".html"):
+        cases[f"binary{suffix}"] = (bytes(range(256)) * 20 + suffix.encode(), "binary data")
     cases["page.mhtml"] = (b"Subject: x\nContent-Type: text/plain\n\nhi", "no HTML inside")
     cases["old.doc"] = (b"x", "save it as .docx")
     cases["bundle.zip"] = (b"x", "unpack it")
