@@ -133,6 +133,30 @@ def test_pictures_in_slides_are_read_by_ocr():
     assert "odfdo" not in load(DATA / "frame_image.odp", options=NO_OCR).text
 
 
+def test_a_pptx_pictures_text_is_read_by_ocr_or_its_absence_said(tmp_path, monkeypatch):
+    """A slide whose words are only in a picture (drawn here: no corpus deck has one)."""
+    import pptx
+    from pptx.util import Inches
+    from test_ocr import SENTENCES, scan
+
+    deck = pptx.Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[5])  # a title and nothing else
+    slide.shapes.title.text = "Harbour rules"
+    picture = io.BytesIO()
+    scan(SENTENCES, size=(1700, 500)).save(picture, format="PNG")
+    slide.shapes.add_picture(picture, Inches(0.5), Inches(2), width=Inches(9))
+    deck.save(tmp_path / "rules.pptx")
+    if ocr.available():
+        doc = load(tmp_path / "rules.pptx")
+        assert "Picture text (OCR): The harbour master logs every ship" in doc.text, doc.text
+        assert doc.notes == ("text of pictures read by OCR on slide(s) 1",)
+        assert doc.where(0, len(doc.text)) == 'slide 1 "Harbour rules"'
+    monkeypatch.setattr(ocr, "available", lambda: False)
+    doc = load(tmp_path / "rules.pptx")
+    assert "harbour master" not in doc.text
+    assert doc.notes == (f"the text of its 1 picture(s) was not read: {ocr.INSTALL_HINT}",)
+
+
 # --- limits and damaged files -----------------------------------------------------------------
 
 
