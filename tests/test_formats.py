@@ -96,6 +96,21 @@ def test_structure_kept_headers_slides_and_mail():
     assert not any(w in page.text for w in ("Basket", "Kitchen appliances", "Newsletter"))
 
 
+def test_a_page_saved_as_one_file_reads_as_the_web_page(tmp_path):
+    """.mhtml as browsers save it: multipart/related, the page quoted-printable, then its parts."""
+    from email.message import EmailMessage
+
+    saved = EmailMessage()
+    saved["Subject"], saved["Snapshot-Content-Location"] = "Descaling", "https://shop.example/"
+    saved.make_related()
+    page = (DATA / "kettle-shop-page.html").read_text(encoding="utf-8")
+    saved.add_related(page, subtype="html", cte="quoted-printable")
+    saved.add_related(b"\x89PNG...", maintype="image", subtype="png")
+    (tmp_path / "page.mhtml").write_bytes(saved.as_bytes())
+    doc = load(tmp_path / "page.mhtml")
+    assert doc.kind == "html" and doc.text == load(DATA / "kettle-shop-page.html").text
+
+
 def test_rows_stay_whole_with_their_header_names_in_every_chunk(tok):
     doc = load(DATA / "testEXCEL.xlsx")
     chunks = chunk_document(doc, tok, max_tokens=20, overlap=6)

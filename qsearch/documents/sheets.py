@@ -151,6 +151,7 @@ def load_xlsx(data: bytes, source: str, deadline: Deadline, options: ReadOptions
 
 
 def _xlsx_rows(sheet: Any, cells: Cells) -> Iterable[Row]:
+    sheet.reset_dimensions()  # rows as stored, not padded to a (often wrong) declared width
     for number, row in enumerate(sheet.iter_rows(), 1):
         cells.take(len(row), f'sheet "{sheet.title}" row {number}')
         yield number, [cell_text(c.value, getattr(c, "number_format", "") or "") for c in row]

@@ -63,17 +63,18 @@ def load_pptx(data: bytes, source: str, deadline: Deadline, options: ReadOptions
 
 def _texts(shapes: Iterable[Any], pictures: Pictures, slide: int) -> list[str]:
     """The text of `shapes`, top to bottom then left to right; groups opened."""
-    from pptx.enum.shapes import MSO_SHAPE_TYPE
+    from pptx.shapes.group import GroupShape
 
     lines: list[str] = []
     for shape in sorted(shapes, key=lambda s: (s.top or 0, s.left or 0)):
-        if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
+        if isinstance(shape, GroupShape):
             lines += _texts(shape.shapes, pictures, slide)
-        elif getattr(shape, "has_table", False):
-            lines += table_lines([[c.text for c in row.cells] for row in shape.table.rows])
-        elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
+        elif shape.has_table:
+            rows = shape.table.rows  # a merged cell once: the cells it spans are skipped
+            lines += table_lines([[c.text for c in row.cells if not c.is_spanned] for row in rows])
+        elif shape.has_text_frame:
             lines.append(shape.text_frame.text)
-        elif getattr(shape, "has_chart", False) and shape.chart.has_title:
+        elif shape.has_chart and shape.chart.has_title:
             lines.append(shape.chart.chart_title.text_frame.text)
         elif (blob := _picture(shape)) is not None and (text := pictures.text(blob, slide)):
             lines.append(f"Picture text (OCR): {text}")
