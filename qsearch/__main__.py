@@ -101,6 +101,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             h.source
             + (f", page {h.page}" if h.page else "")
             + (f"-{h.page_end}" if h.page_end and h.page_end != h.page else "")
+            + (f", {h.where}" if h.where else "")
         )
         parts = [f"overall {h.score:.3f}"] + [
             f"{name} {v:.3f}"

@@ -24,7 +24,10 @@ from .config import (
     ServerSettings,
     Settings,
 )
+from .documents.formats import describe
 from .models.loading import dtype_reason
+
+PATHS_HELP = f"files, or folders read recursively; the types read: {describe()}"
 
 Run = Callable[[argparse.Namespace], int]
 
@@ -63,7 +66,7 @@ def flags_of(args: argparse.Namespace, cls: type[Settings] | type[ServerSettings
 def _index_command(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--index", metavar="DIR", help="index folder (created if missing)")
     milvus_flags(cmd)
-    cmd.add_argument("paths", nargs="+", metavar="PATH")
+    cmd.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
     cmd.add_argument("--chunk-tokens", type=int, metavar="N", help="tokens per chunk (default 256)")
     for flag, dest, text in (
         ("--overlap", "chunk_overlap", "tokens shared by neighbouring chunks (default 32)"),
@@ -95,7 +98,7 @@ def _search_command(cmd: argparse.ArgumentParser) -> None:
 
 
 def _chunk_command(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("paths", nargs="+", metavar="PATH")
+    cmd.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
     cmd.add_argument("--chunk-tokens", type=int, metavar="N")
     cmd.add_argument("--overlap", dest="chunk_overlap", type=int, metavar="N")
     cmd.add_argument(

@@ -15,22 +15,44 @@ CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 
 
 @dataclass(frozen=True)
+class Part:
+    """A named stretch of a file without pages: a slide, a sheet's row, a chapter, an e-mail.
+
+    `label` names it alone ('slide 3 "Results"'); the numbered parts of one series share
+    `run`, the words before a range of their numbers ('sheet "Q3", rows ' + '2–40')."""
+
+    label: str
+    number: int | None = None
+    run: str = ""
+
+
+def span_label(first: Part, last: Part) -> str:
+    """How a passage from `first` to `last` (inclusive) names where it lies."""
+    if first == last:
+        return first.label
+    if first.run and first.run == last.run and first.number is not None:
+        return f"{first.run}{first.number}\u2013{last.number}"
+    return f"{first.label} \u2013 {last.label}"
+
+
+@dataclass(frozen=True)
 class Document:
     """The text extracted from one file.
 
-    `text` holds all pages joined by a blank line; `page_starts[i]` is the character
-    offset where page i+1 begins (empty for formats without pages).
+    `text` holds all pages (or parts) joined by a blank line; `page_starts[i]` is the
+    character offset where page i+1 begins (empty for formats without pages), and
+    `part_starts[i]` where `parts[i]` begins (slides, rows, chapters; empty without).
     """
 
     source: str
     text: str
     doc_id: str  # sha256 of the file's bytes: the same content is the same document
-    kind: str  # "pdf", "text", "html", "docx", "image"
+    kind: str  # pdf, image, text, html, docx, odt, rtf, slides, sheet, ebook or email
     page_starts: tuple[int, ...] = ()
     ocr_pages: tuple[int, ...] = ()  # pages (1-based) whose text was read by OCR
-    notes: tuple[
-        str, ...
-    ] = ()  # what the reader wants a user to know, e.g. "page 4: OCR confidence too low"
+    notes: tuple[str, ...] = ()  # for the user, e.g. "page 4: OCR confidence too low"
+    parts: tuple[Part, ...] = ()
+    part_starts: tuple[int, ...] = ()
 
     @property
     def n_pages(self) -> int | None:
@@ -41,6 +63,14 @@ class Document:
         if not self.page_starts:
             return None
         return max(1, bisect_right(self.page_starts, offset))
+
+    def where(self, start: int, end: int) -> str | None:
+        """The label of the part(s) text[start:end] lies in, or None without parts."""
+        if not self.parts:
+            return None
+        first = max(0, bisect_right(self.part_starts, start) - 1)
+        last = max(first, bisect_right(self.part_starts, max(start, end - 1)) - 1)
+        return span_label(self.parts[first], self.parts[last])
 
 
 @dataclass(frozen=True)
@@ -55,6 +85,7 @@ class Chunk:
     page: int | None = None  # first page the chunk lies on (1-based), None without pages
     page_end: int | None = None  # last page, equal to `page` unless the chunk spans pages
     ocr: bool = False  # its text was read from a page image by OCR
+    where: str | None = None  # its slide, sheet rows, chapter or e-mail (Document.where)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +122,7 @@ class Hit:
     )
     retrieval_rank: int | None = None  # its rank before reranking, when reranked
     ocr: bool = False  # the passage was read by OCR
+    where: str | None = None  # its slide, sheet rows, chapter or e-mail, for files without pages
     weak: bool = False  # it matches on neither meaning nor keywords (search/strength.py)
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,6 +133,7 @@ class Hit:
             "source": self.source,
             "page": self.page,
             "page_end": self.page_end,
+            "where": self.where,
             "ocr": self.ocr,
             "overall": self.score,
             "meaning": self.dense_score,
@@ -118,6 +151,8 @@ HIT_FIELDS = {  # Hit.to_dict's names and what each means: the page's legend and
     "source": "the file the passage comes from",
     "page": "the first page it lies on (null without pages)",
     "page_end": "the last page it lies on",
+    "where": "where it lies in a file without pages: its slide, sheet and rows, chapter or "
+    "e-mail (null for pages and plain text)",
     "ocr": "true when its text was read from a page image by OCR",
     "overall": "the score that ranked it before any rerank, 0 to 1: meaning and keywords fused, "
     "each relative to this query's best candidates (hybrid mode), so the best of unrelated "
@@ -195,14 +230,16 @@ class IngestError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds on what one file may cost: bytes on disk, pages, extracted characters."""
+    """Bounds on what one file may cost: bytes on disk, pages (and slides), unpacked bytes,
+    spreadsheet cells, extracted characters, pixels, seconds."""
 
     max_bytes: int = 50 * 1024 * 1024
     max_pages: int = 2000
     max_chars: int = 10_000_000
-    max_unzipped_bytes: int = 200 * 1024 * 1024  # a .docx is a zip: refuse zip bombs
+    max_unzipped_bytes: int = 200 * 1024 * 1024  # .docx, .xlsx, .epub ... are zips: no bombs
     max_seconds: float = 120.0  # extraction time, checked between pages and paragraphs
     max_pixels: int = 60_000_000  # one image or rendered page: 60 megapixels
+    max_cells: int = 2_000_000  # a spreadsheet's cells, all sheets together
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -229,10 +266,12 @@ class ReadOptions:
 
 @dataclass
 class Extracted:
-    """What a loader found: the text of each page (one page for formats without pages)."""
+    """What a loader found: the text of each page (one page for formats without pages), or of
+    each part with its label in `parts` (slides, rows, chapters: as many as `pages`)."""
 
     kind: str
     pages: list[str]
+    parts: list[Part] = field(default_factory=list)
     ocr_pages: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     no_text_reason: str = "no text found in the file"

@@ -112,9 +112,10 @@ def fill(index, n_docs: int = 4, per_doc: int = 25) -> np.ndarray:  # noqa: ANN0
     vectors = unit_vectors(n_docs * per_doc, DIM, seed=5)
     for d in range(n_docs):
         doc_id = f"{d:02x}" + "ab" * 31
-        chunks = [
-            Chunk(doc_id, f"file{d}.txt", f"passage {d}-{i} word{d}x{i}", i, i + 1)
+        chunks = [  # every other chunk says where it lies, as a sheet's rows do
+            Chunk(doc_id, f"file{d}.txt", f"passage {d}-{i} word{d}x{i}", i, i + 1, where=where)
             for i in range(per_doc)
+            for where in [f'sheet "S{d}", rows {i}\u2013{i + 1}' if i % 2 else None]
         ]
         index.add(
             DocInfo(doc_id, f"file{d}.txt", per_doc),
@@ -189,6 +190,9 @@ def test_saved_and_loaded_through_the_contract(backend, tmp_path):
     assert [c.text for c in again.doc_chunks(doc)] == [
         f"passage 1-{i} word1x{i}" for i in range(25)
     ]
+    assert [c.where for c in again.doc_chunks(doc)] == [
+        f'sheet "S1", rows {i}\u2013{i + 1}' if i % 2 else None for i in range(25)
+    ], "each chunk's where is stored and read back"
     again.check_model(HashingEmbedder.model_name, DIM)
     with pytest.raises(CollectionError):
         again.check_model("other/model", DIM)

@@ -30,13 +30,14 @@ HITS = [
     Hit(
         rank=2,
         score=0.5,
-        source="b.txt",
+        source="deck.pptx",
         page=None,
         page_end=None,
         text="plain",
         start=0,
         end=5,
         doc_id="e",
+        where='slide 2 "Results"',
     ),
 ]
 SETTINGS = {"k": 2, "mode": "hybrid", "rerank": True}
@@ -51,6 +52,7 @@ def test_json_export_holds_the_query_settings_and_every_score():
         "source": "a.pdf",
         "page": 3,
         "page_end": 4,
+        "where": None,
         "ocr": True,
         "overall": 0.91,
         "meaning": 0.55,
@@ -70,3 +72,4 @@ def test_csv_export_is_one_row_per_result_readable_by_csv():
     ] == 'He said "yes", then left.'
     assert rows[0]["query"] == "why?" and json.loads(rows[0]["settings"]) == SETTINGS
     assert rows[1]["rerank"] == "" and rows[0]["page"] == "3"
+    assert rows[1]["where"] == 'slide 2 "Results"' and rows[0]["where"] == ""

@@ -294,3 +294,39 @@ def test_each_chunk_keeps_its_own_vector_whatever_the_document_order(tmp_path):
     want = dict(zip((c.text for c in index.chunks.values()), vectors))
     assert got.keys() == want.keys()
     assert all(np.array_equal(got[t], want[t]) for t in want)
+
+
+def test_a_chunks_where_survives_and_format_1_files_still_open(tmp_path):
+    """Format 2 carries each chunk's `where` (a slide, sheet rows); a format-1 file, written
+    before it existed, opens with none; a `where` of the wrong type or length is refused."""
+    index = VectorIndex(8, meta={"embed_model": "m"})
+    doc_id = hashlib.sha256(b"deck").hexdigest()
+    texts, labels = ["# Slide 1: Plan", "# Slide 2: Costs"], ['slide 1 "Plan"', 'slide 2 "Costs"']
+    chunks = [Chunk(doc_id, "deck.pptx", t, 0, len(t), where=w) for t, w in zip(texts, labels)]
+    index.add(DocInfo(doc_id, "deck.pptx", 2, kind="slides"), chunks, unit_vectors(2, 8))
+    path = write_collection(index, tmp_path / "c.zip")
+    options = dict(embed_model="m", dim=8, max_files=2, max_chunks=5)
+    assert json.loads(_member(path, "manifest.json"))["format_version"] == 2
+    assert [c.where for c in read_collection(path, **options).chunks.values()] == labels
+
+    def as_format_1(rows):
+        for row in rows:
+            del row["where"]
+
+    old = tmp_path / "old.zip"
+    _rewrite(
+        path,
+        old,
+        {
+            "manifest.json": _json_edit(path, "manifest.json", _set("format_version", 1)),
+            "chunks.json": _json_edit(path, "chunks.json", as_format_1),
+        },
+    )
+    assert [c.where for c in read_collection(old, **options).chunks.values()] == [None, None]
+    for bad, reason in ((7, "where must be str or null"), ("x" * 501, "1 to 500 characters")):
+        tampered = tmp_path / "bad.zip"
+        _rewrite(
+            path, tampered, {"chunks.json": _json_edit(path, "chunks.json", _first("where", bad))}
+        )
+        with pytest.raises(CollectionFileError, match=reason):
+            read_collection(tampered, **options)

@@ -73,6 +73,7 @@ def chunk_document(
                 page=page,
                 page_end=page_end,
                 ocr=ocr,
+                where=doc.where(start, end),
             )
         )
     return chunks

@@ -1,284 +1,100 @@
-"""One loader per file type: (bytes, source, deadline, options) -> Extracted pages of text.
+"""Every file type qsearch reads, in one table: its name for people, its extensions, its loader.
 
-PDF pages come from pypdf's text layer; a page with no text, or almost none for its area,
-is rendered and read by OCR (ocr.py) when OCR is on and Tesseract is here. Images are read
-by OCR. Every failure is an IngestError with one line naming the reason.
+The upload box, `--help`, the README (a test holds it to `describe()`) and the reason a file is
+refused all come from here. A loader is (bytes, source, deadline, options) -> Extracted; each
+failure is an IngestError with one line naming the reason. Types people often try that can't
+be read have a reason of their own, saying what to do instead (`REFUSED`).
 """
 
 from __future__ import annotations
 
-import io
-import logging
-import re
-import zipfile
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
-from ..types import Deadline, Extracted, IngestError, ReadOptions
-from . import ocr
-from .text import decode_text
+from ..types import Deadline, Extracted, ReadOptions
+from .ebook import load_epub
+from .mail import load_eml, load_mhtml, load_msg
+from .office import load_docx
+from .opendoc import load_odp, load_ods, load_odt
+from .pdf import load_image, load_pdf
+from .sheets import load_csv, load_xls, load_xlsx
+from .slides import load_pptx
+from .text import load_rtf, load_text
+from .webpage import load_html
 
-logging.getLogger("pypdf").setLevel(logging.ERROR)  # damaged files are reported by us, in one line
-
-
-# what a damaged PDF makes pypdf raise, besides its own errors
-_DAMAGED = (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError, OSError)
-_LOCKED = "password-protected PDF: it can't be opened without its password"
-
-
-def _open_pdf(data: bytes, source: str) -> Any:
-    """pypdf's reader over `data`, decrypted when it opens without a password, or IngestError."""
-    from pypdf import PdfReader
-    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, PdfStreamError
-
-    if not data.lstrip()[:1024].startswith(b"%PDF") and b"%PDF" not in data[:1024]:
-        raise IngestError(source, "not a PDF file (no %PDF header)")
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            try:
-                opened = reader.decrypt("")
-            except DependencyError as e:
-                raise IngestError(
-                    source, f"encrypted PDF that needs a missing library: {e}"
-                ) from None
-            if not opened:
-                raise IngestError(source, _LOCKED)
-        len(reader.pages)  # reads the page tree: a damaged one fails here
-    except IngestError:
-        raise
-    except FileNotDecryptedError:
-        raise IngestError(source, _LOCKED) from None
-    except (PdfReadError, PdfStreamError, *_DAMAGED) as e:
-        raise IngestError(
-            source, f"not a readable PDF (damaged or truncated: {_short(e)})"
-        ) from None
-    return reader
+Loader = Callable[[bytes, str, Deadline, ReadOptions], Extracted]
 
 
-def _load_pdf(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
-    reader = _open_pdf(data, source)
-    n_pages = len(reader.pages)
-    if n_pages == 0:
-        raise IngestError(source, "the PDF has no pages")
-    if n_pages > deadline.limits.max_pages:
-        raise IngestError(
-            source, f"too many pages: {n_pages:,}, the limit is {deadline.limits.max_pages:,}"
-        )
-    found = Extracted("pdf", [], no_text_reason="no extractable text (the PDF has no text layer)")
-    chars = 0
-    for number, page in enumerate(reader.pages, 1):
-        deadline.check(source, f"page {number} of {n_pages}")
-        try:
-            text = page.extract_text() or ""
-        except Exception:  # noqa: BLE001 - a page pypdf can't parse is an empty page, not a failed file
-            text = ""
-        if _needs_ocr(text, page):
-            text = _ocr_pdf_page(data, number, text, source, deadline, options, found)
-        chars += len(text)
-        if chars > deadline.limits.max_chars:
-            raise IngestError(
-                source,
-                f"too much text: over {deadline.limits.max_chars:,} characters by page {number}",
-            )
-        found.pages.append(text)
-    return found
+@dataclass(frozen=True)
+class Format:
+    name: str  # for people; neighbours of one name are listed together: "Excel (.xlsx, .xls)"
+    suffixes: tuple[str, ...]
+    loader: Loader
 
 
-def _needs_ocr(text: str, page) -> bool:  # noqa: ANN001 - pypdf PageObject
-    """A page that shows an image and has no text, or almost none for its area (a scan with a
-    stamped header, say). A page without images has nothing OCR could read."""
-    try:
-        area = float(page.mediabox.width) * float(page.mediabox.height)
-    except (TypeError, ValueError, AttributeError):
-        area = 612 * 792
-    return len(text.strip()) < max(16, area * 1e-4) and _has_images(page.get("/Resources"))
+FORMATS = (
+    Format("PDF", (".pdf",), load_pdf),
+    Format("Word", (".docx",), load_docx),
+    Format("PowerPoint", (".pptx",), load_pptx),
+    Format("Excel", (".xlsx", ".xlsm"), load_xlsx),
+    Format("Excel", (".xls",), load_xls),
+    Format("OpenDocument", (".odt",), load_odt),
+    Format("OpenDocument", (".ods",), load_ods),
+    Format("OpenDocument", (".odp",), load_odp),
+    Format("CSV", (".csv", ".tsv"), load_csv),
+    Format("EPUB", (".epub",), load_epub),
+    Format("rich text", (".rtf",), load_rtf),
+    Format("e-mail", (".eml",), load_eml),
+    Format("e-mail", (".msg",), load_msg),
+    Format("web pages", (".html", ".htm", ".xhtml"), load_html),
+    Format("web pages", (".mhtml", ".mht"), load_mhtml),
+    Format("text", (".txt", ".text", ".md", ".markdown", ".rst", ".log"), load_text),
+    Format("JSON and XML", (".json", ".jsonl", ".xml"), load_text),
+    Format("images, read by OCR", (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"), load_image),
+)
+LOADERS: dict[str, Loader] = {suffix: f.loader for f in FORMATS for suffix in f.suffixes}
+SUPPORTED_SUFFIXES = tuple(LOADERS)
 
-
-def _has_images(resources, depth: int = 0) -> bool:  # noqa: ANN001 - a pypdf dictionary
-    """Whether the page's resources hold an image, directly or in a form it draws (2 levels)."""
-    try:
-        xobjects = resources.get_object().get("/XObject") if resources is not None else None
-        for ref in xobjects.get_object().values() if xobjects is not None else []:
-            xobject = ref.get_object()
-            subtype = xobject.get("/Subtype")
-            if subtype == "/Image" or (
-                subtype == "/Form"
-                and depth < 2
-                and _has_images(xobject.get("/Resources"), depth + 1)
-            ):
-                return True
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return True  # unreadable resources: let OCR look
-    return False
-
-
-def _ocr_pdf_page(
-    data: bytes,
-    number: int,
-    text: str,
-    source: str,
-    deadline: Deadline,
-    options: ReadOptions,
-    found: Extracted,
-) -> str:
-    """The page's text by OCR when it is on and finds more than the text layer; else the layer's."""
-    if not options.ocr:
-        found.notes.append(f"page {number}: no text layer (OCR is off)")
-        return text
-    if not ocr.available():
-        hint = ocr.install_hint()
-        if not any(n.endswith(hint) for n in found.notes):
-            found.no_text_reason = f"no text layer; {hint}"
-            found.notes.append(f"page {number}: no text layer; {hint}")
-        return text
-    try:
-        result = ocr.read_image(
-            ocr.render_pdf_page(data, number - 1),
-            options.ocr_lang,
-            min(options.ocr_page_seconds, deadline.seconds_left()),
-        )
-    except ocr.OcrError as e:
-        found.notes.append(f"page {number}: {e}")
-        return text
-    return _use_ocr(result, number, text, found)
-
-
-def _use_ocr(result: ocr.OcrText, number: int, text: str, found: Extracted) -> str:
-    if not result.words:
-        found.notes.append(f"page {number}: no text found, by OCR either")
-        return text
-    if not result.usable:
-        found.notes.append(
-            f"page {number}: OCR confidence too low ({result.confidence:.0f}%), not indexed"
-        )
-        return text
-    if len(result.text.strip()) <= len(text.strip()):
-        return text
-    found.ocr_pages.append(number)
-    return result.text
-
-
-def _load_image(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
-    """An image file (each TIFF frame a page), read by OCR."""
-    found = Extracted("image", [], no_text_reason="no text found in the image")
-    if not options.ocr:
-        raise IngestError(source, "an image: OCR is off (--no-ocr), so its text can't be read")
-    if not ocr.available():
-        raise IngestError(source, f"an image: {ocr.install_hint()} and images")
-    for number, image in enumerate(
-        ocr.image_pages(data, source, deadline.limits.max_pixels, deadline.limits.max_pages), 1
-    ):
-        deadline.check(source, f"page {number}")
-        try:
-            result = ocr.read_image(
-                image, options.ocr_lang, min(options.ocr_page_seconds, deadline.seconds_left())
-            )
-            found.pages.append(_use_ocr(result, number, "", found))
-        except ocr.OcrError as e:
-            found.notes.append(f"page {number}: {e}")
-            found.pages.append("")
-    return found
-
-
-def _load_text(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
-    return Extracted("text", [decode_text(data, source)])
-
-
-def _load_html(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
-    from bs4 import BeautifulSoup
-
-    html = decode_text(data, source)
-    soup = BeautifulSoup(html, "html.parser")
-    for tag in soup(
-        ["script", "style", "noscript", "template", "svg", "canvas", "iframe", "object"]
-    ):
-        tag.decompose()
-    title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    if soup.head:
-        soup.head.decompose()
-    for br in soup.find_all("br"):
-        br.replace_with("\n")
-    for level in range(1, 7):  # headings become Markdown headings: the chunker cuts there
-        for h in soup.find_all(f"h{level}"):
-            h.replace_with(f"\n\n{'#' * level} {h.get_text(' ', strip=True)}\n\n")
-    for block in soup.find_all(_HTML_BLOCKS):
-        block.insert_before("\n\n")
-        block.insert_after("\n\n")
-    for cell in soup.find_all(["td", "th"]):
-        cell.insert_after(" ")
-    text = soup.get_text()
-    if title and title not in text[:2000]:
-        text = f"# {title}\n\n{text}"
-    return Extracted("html", [text])
-
-
-# block elements: a blank line around each keeps paragraphs apart for the chunker
-_HTML_BLOCKS = (
-    "p div li tr section article header footer main nav aside blockquote pre table ul ol dl dt dd "
-    "figure figcaption form fieldset details summary hr address"
-).split()
-
-
-def _load_docx(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            unzipped = sum(info.file_size for info in z.infolist())
-            names = set(z.namelist())
-    except (zipfile.BadZipFile, ValueError, OSError):
-        raise IngestError(source, "not a valid .docx (it is not a zip archive)") from None
-    if unzipped > deadline.limits.max_unzipped_bytes:
-        raise IngestError(
-            source,
-            f"refused: unpacks to {unzipped / 2**20:,.0f} MB (a zip bomb?), "
-            f"the limit is {deadline.limits.max_unzipped_bytes / 2**20:.0f} MB",
-        )
-    if "word/document.xml" not in names:
-        raise IngestError(source, "not a valid .docx (no word/document.xml inside the zip)")
-
-    import docx
-    from docx.table import Table
-    from docx.text.paragraph import Paragraph
-
-    try:
-        document = docx.Document(io.BytesIO(data))
-        parts: list[str] = []
-        for block in document.iter_inner_content():
-            deadline.check(source, f"paragraph {len(parts) + 1}")
-            if isinstance(block, Paragraph):
-                parts.append(_docx_paragraph(block))
-            elif isinstance(block, Table):
-                parts.extend(" | ".join(c.text.strip() for c in row.cells) for row in block.rows)
-    except IngestError:
-        raise
-    except Exception as e:  # noqa: BLE001 - python-docx raises many kinds on damaged files
-        raise IngestError(source, f"not a readable .docx ({_short(e)})") from None
-    return Extracted("docx", ["\n\n".join(p for p in parts if p.strip())])
-
-
-def _docx_paragraph(paragraph) -> str:  # noqa: ANN001 - python-docx Paragraph
-    text = paragraph.text.strip()
-    style = (paragraph.style.name if paragraph.style is not None else "") or ""
-    match = re.fullmatch(r"Heading (\d)", style)
-    if text and (match or style == "Title"):
-        return f"{'#' * (int(match.group(1)) if match else 1)} {text}"
-    return text
-
-
-PDF_SUFFIXES = (".pdf",)
-TEXT_SUFFIXES = (".txt", ".text", ".md", ".markdown", ".rst", ".csv", ".log")
-HTML_SUFFIXES = (".html", ".htm", ".xhtml")
-DOCX_SUFFIXES = (".docx",)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")  # read by OCR
-LOADERS: dict[str, Callable[[bytes, str, Deadline, ReadOptions], Extracted]] = {
-    **dict.fromkeys(PDF_SUFFIXES, _load_pdf),
-    **dict.fromkeys(TEXT_SUFFIXES, _load_text),
-    **dict.fromkeys(HTML_SUFFIXES, _load_html),
-    **dict.fromkeys(DOCX_SUFFIXES, _load_docx),
-    **dict.fromkeys(IMAGE_SUFFIXES, _load_image),
+_SAVE_AS = "no well-kept pure-Python reader exists for it; save it as {} (in Office: File > Save "
+_SAVE_AS += "As; with LibreOffice: `soffice --headless --convert-to {} FILE`) and add that"
+_ARCHIVE = "an archive: unpack it and add the files inside"
+_IWORK = "an Apple iWork file: export it (File > Export To) as {} or PDF and add that"
+REFUSED = {
+    ".doc": "a Word 97-2003 document: " + _SAVE_AS.format(".docx", "docx"),
+    ".ppt": "a PowerPoint 97-2003 file: " + _SAVE_AS.format(".pptx", "pptx"),
+    ".xlsb": "an Excel binary workbook: " + _SAVE_AS.format(".xlsx", "xlsx"),
+    ".pages": _IWORK.format("Word (.docx)"),
+    ".numbers": _IWORK.format("Excel (.xlsx)"),
+    ".key": _IWORK.format("PowerPoint (.pptx)"),
+    **dict.fromkeys((".zip", ".7z", ".rar", ".tar", ".gz", ".tgz"), _ARCHIVE),
+    **dict.fromkeys(
+        (".mobi", ".azw", ".azw3"), "a Kindle e-book: convert it to .epub (e.g. with Calibre)"
+    ),
 }
 
 
-def _short(error: BaseException) -> str:
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text[:160]
+def _groups() -> list[tuple[str, list[str]]]:
+    groups: list[tuple[str, list[str]]] = []
+    for f in FORMATS:
+        if groups and groups[-1][0] == f.name:
+            groups[-1][1].extend(f.suffixes)
+        else:
+            groups.append((f.name, list(f.suffixes)))
+    return groups
+
+
+def describe() -> str:
+    """The accepted types with their extensions: 'PDF (.pdf), Word (.docx), ...'."""
+    return ", ".join(f"{name} ({', '.join(suffixes)})" for name, suffixes in _groups())
+
+
+def names() -> str:
+    """The accepted types in a few words: 'PDF, Word, PowerPoint, ...'."""
+    return ", ".join(name for name, _ in _groups())
+
+
+def refusal(suffix: str) -> str:
+    """Why a file of this extension is not read, and what to do instead."""
+    if suffix in REFUSED:
+        return REFUSED[suffix]
+    return f"unsupported file type {suffix or '(no extension)'!r}; qsearch reads {names()}"

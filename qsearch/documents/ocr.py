@@ -1,5 +1,5 @@
-"""Text from page images with Tesseract: PDF pages without a text layer (rendered with pypdfium2)
-and image files (PNG, JPEG, TIFF with its pages, WebP).
+"""Text from page images with Tesseract: PDF pages without a text layer (rendered with pypdfium2),
+image files (PNG, JPEG, TIFF with its pages, WebP) and the pictures in slides.
 
 Tesseract is Debian's `tesseract-ocr` program, driven through pytesseract. Without it,
 everything else works and `missing()` says what to install. A page whose mean word
@@ -8,6 +8,7 @@ confidence is below MIN_CONFIDENCE is reported, not indexed: its text would be n
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import shutil
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..types import IngestError
+from ..types import Deadline, IngestError, ReadOptions
 
 RENDER_DPI = 300  # Tesseract reads body text best at about 300 dpi
 MIN_CONFIDENCE = 50.0  # mean word confidence (0-100) below which OCR text is not indexed
@@ -159,3 +160,63 @@ def image_pages(data: bytes, source: str, max_pixels: int, max_pages: int) -> It
                 source, f"not a readable image (page {number}: {str(e)[:120]})"
             ) from None
         yield frame.copy()
+
+
+class Pictures:
+    """OCR of the pictures inside a file (slides), when OCR is on and Tesseract is here: each
+    distinct picture once, leaving a quarter of the file's time for the rest of it; notes say
+    where text was read and what was skipped."""
+
+    MIN_PIXELS = 10_000  # smaller pictures are icons, bullets and rules: nothing to read
+
+    def __init__(self, source: str, deadline: Deadline, options: ReadOptions) -> None:
+        self.source, self.deadline, self.options = source, deadline, options
+        self.enabled = options.ocr and available()
+        self.read: dict[str, str] = {}  # sha-1 of the picture -> its text ("" when none)
+        self.where: list[int] = []  # the slides where a picture's text was read
+        self.seen, self.out_of_time = 0, False
+
+    def text(self, blob: bytes, slide: int) -> str:
+        """The text OCR reads in one picture of slide `slide` ("" when none or not read)."""
+        self.seen += 1
+        if not self.enabled:
+            return ""
+        key = hashlib.sha1(blob).hexdigest()
+        if key not in self.read:
+            if self.deadline.seconds_left() < self.deadline.limits.max_seconds / 4:
+                self.out_of_time = True
+                return ""
+            self.read[key] = self._ocr(blob)
+        if self.read[key] and slide not in self.where:
+            self.where.append(slide)
+        return self.read[key]
+
+    def _ocr(self, blob: bytes) -> str:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            image = Image.open(io.BytesIO(blob))
+            pixels = image.width * image.height
+            if not self.MIN_PIXELS <= pixels <= self.deadline.limits.max_pixels:
+                return ""
+            seconds = min(self.options.ocr_page_seconds, self.deadline.seconds_left())
+            result = read_image(image, self.options.ocr_lang, seconds)
+        except (UnidentifiedImageError, OSError, ValueError, OcrError):
+            return ""  # a picture format PIL doesn't read (EMF, WMF), or OCR failed on it
+        return result.text if result.usable else ""
+
+    def notes(self) -> list[str]:
+        """What a user should know about the pictures: read where, or why not."""
+        notes = []
+        if self.where:
+            notes.append(f"text of pictures read by OCR on slide(s) {_numbers(self.where)}")
+        if self.out_of_time:
+            notes.append("some pictures were not read by OCR: the file's time ran short")
+        if self.seen and self.options.ocr and not available():
+            notes.append(f"the text of its {self.seen} picture(s) was not read: {INSTALL_HINT}")
+        return notes
+
+
+def _numbers(numbers: list[int]) -> str:
+    shown = ", ".join(map(str, numbers[:10]))
+    return shown + (f" and {len(numbers) - 10} more" if len(numbers) > 10 else "")

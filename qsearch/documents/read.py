@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..types import Deadline, Document, IngestError, Limits, ReadOptions
-from .formats import LOADERS
+from .formats import LOADERS, SUPPORTED_SUFFIXES, refusal
 
 __all__ = [
     "IngestError",
@@ -26,8 +26,6 @@ __all__ = [
     "parse",
     "read",
 ]
-
-SUPPORTED_SUFFIXES = tuple(LOADERS)
 
 PAGE_SEPARATOR = "\n\n"
 
@@ -52,11 +50,7 @@ def read(
     source = name or str(path)
     suffix = file_suffix(source)
     if suffix not in LOADERS:
-        raise IngestError(
-            source,
-            f"unsupported file type {suffix or '(no extension)'!r}; "
-            f"supported: {', '.join(SUPPORTED_SUFFIXES)}",
-        )
+        raise IngestError(source, refusal(suffix))
     try:
         size = path.stat().st_size
         if path.is_dir():
@@ -83,8 +77,15 @@ def parse(
     pages = [_tidy(p) for p in found.pages]
     if not any(p.strip() for p in pages):
         raise IngestError(source, "; ".join([found.no_text_reason, *found.notes]))
-    kind = found.kind
-    text, page_starts = _join_pages(pages) if kind in ("pdf", "image") else (pages[0], ())
+    kind, page_starts, parts, part_starts = found.kind, (), (), ()
+    if found.parts:  # slides, rows, chapters: each part's text under its label, empty ones left out
+        kept = [(p, part) for p, part in zip(pages, found.parts, strict=True) if p]
+        text, part_starts = _join_pages([p for p, _ in kept])
+        parts = tuple(part for _, part in kept)
+    elif kind in ("pdf", "image"):
+        text, page_starts = _join_pages(pages)
+    else:
+        text = pages[0]
     if len(text) > limits.max_chars:
         raise IngestError(
             source, f"too much text: {len(text):,} characters, the limit is {limits.max_chars:,}"
@@ -97,6 +98,8 @@ def parse(
         page_starts=page_starts,
         ocr_pages=tuple(found.ocr_pages),
         notes=tuple(found.notes),
+        parts=parts,
+        part_starts=part_starts,
     )
 
 

@@ -1,10 +1,12 @@
-"""Bytes -> str for text files: a BOM decides; else UTF-8; else the most likely legacy encoding."""
+"""Bytes -> str for text files: a BOM decides; else UTF-8; else the most likely legacy encoding.
+The loaders of plain text (also JSON and XML, read as they are) and of rich text (.rtf).
+"""
 
 from __future__ import annotations
 
 import codecs
 
-from ..types import IngestError
+from ..types import Deadline, Extracted, IngestError, ReadOptions
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -55,3 +57,20 @@ def _looks_binary(data: bytes) -> bool:
 
 def _error(source: str, reason: str) -> Exception:
     return IngestError(source, reason)
+
+
+def load_text(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
+    return Extracted("text", [decode_text(data, source)])
+
+
+def load_rtf(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
+    """Rich text: its text by striprtf, in the code page the file declares."""
+    if data.lstrip()[:5] != b"{\\rtf":
+        raise _error(source, "not an RTF file (it does not begin with {\\rtf)")
+    from striprtf.striprtf import rtf_to_text
+
+    try:
+        text = rtf_to_text(data.decode("latin-1"), errors="replace")
+    except (ValueError, LookupError, IndexError, RecursionError) as e:
+        raise _error(source, f"not a readable RTF file ({str(e)[:120]})") from None
+    return Extracted("rtf", [text])

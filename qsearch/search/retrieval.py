@@ -234,4 +234,5 @@ def _hit(rank: int, c: Candidate, rerank_score: float | None, retrieval_rank: in
         retrieval_rank=retrieval_rank,
         ocr=ch.ocr,
         weak=weak_match(c.cosine, c.keywords),
+        where=ch.where,
     )

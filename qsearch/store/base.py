@@ -38,7 +38,7 @@ class DocInfo:
     chunks: int
     pages: int | None = None
     added: float = field(default_factory=time.time)
-    kind: str = ""  # "pdf", "text", "html", "docx", "image"
+    kind: str = ""  # Document.kind: "pdf", "text", "html", "docx", "slides", "sheet", ...
     ocr_pages: list[int] = field(default_factory=list)  # pages read by OCR (1-based)
 
 

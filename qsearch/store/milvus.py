@@ -6,7 +6,7 @@ It implements the collection contract (`base.py`); keyword search is Milvus' own
 function over the chunk text, while fusion, rerank and the score breakdown stay qsearch's,
 so both backends rank and explain alike.
 
-Stored per chunk: the vector, the text, source, page span, offsets, OCR flag and the
+Stored per chunk: the vector, the text, source, page span, offsets, OCR flag, "where" and the
 document id (the file's content hash); per document, its `DocInfo`, in `<name>_docs`; per
 source, its doc ids, in `<name>_sources` (milvus_layout.py): a changed file's older version
 is found by primary key, at the same cost in a collection of any size.

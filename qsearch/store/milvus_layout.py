@@ -31,7 +31,7 @@ def create(client: Any, name: str, dim: int, embed_model: str) -> None:
     schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT, enable_analyzer=True)
     schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-    schema.add_field("chunk", DataType.JSON)  # source, start, end, page, page_end, ocr
+    schema.add_field("chunk", DataType.JSON)  # source, start, end, page, page_end, ocr, where
     bm25 = Function(
         name="bm25",
         function_type=FunctionType.BM25,

@@ -56,6 +56,7 @@ def chunk_row(number: int, c: Chunk, vector: list[float]) -> dict[str, Any]:
         "page": c.page,
         "page_end": c.page_end,
         "ocr": c.ocr,
+        "where": c.where,
     }
     return {
         "id": chunk_id(c.doc_id, number),
@@ -85,6 +86,7 @@ def to_chunk(row: dict[str, Any]) -> Chunk:
         page=meta.get("page"),
         page_end=meta.get("page_end"),
         ocr=bool(meta.get("ocr")),
+        where=meta.get("where"),
     )
 
 

@@ -18,7 +18,8 @@ from ..config import same_model
 from ..types import Chunk
 from .base import DocInfo
 
-FORMAT, FORMAT_VERSION = "qsearch-collection", 1
+FORMAT, FORMAT_VERSION = "qsearch-collection", 2  # 2: chunks may say `where` (a slide, rows)
+READS = (1, FORMAT_VERSION)
 MANIFEST, VECTORS, DOCUMENTS, CHUNKS = (
     "manifest.json",
     "vectors.npy",
@@ -32,6 +33,8 @@ _KIND = re.compile(r"[a-z0-9]{0,16}")
 INT, OPT_INT = (int,), (int, type(None))
 _CHUNK_FIELDS = {"doc_id": (str,), "source": (str,), "text": (str,), "start": INT, "end": INT}
 _CHUNK_FIELDS |= {"page": OPT_INT, "page_end": OPT_INT, "ocr": (bool,)}
+_CHUNK_OPTIONAL = {"where": (str, type(None))}  # format 2
+MAX_WHERE = 500  # characters of a chunk's `where` label
 _DOC_FIELDS = {"doc_id": (str,), "source": (str,), "chunks": INT, "pages": OPT_INT}
 _DOC_FIELDS |= {"added": (int, float), "kind": (str,), "ocr_pages": (list,)}
 
@@ -46,10 +49,10 @@ def check_manifest(
     """(documents, chunks) the manifest announces, after checking format, model and limits."""
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise CollectionFileError(f"{MANIFEST} does not describe a {FORMAT} file")
-    if m.get("format_version") != FORMAT_VERSION:
+    if m.get("format_version") not in READS:
         raise CollectionFileError(
             f"collection format {m.get('format_version')!r} is not supported "
-            f"(this qsearch reads format {FORMAT_VERSION})"
+            f"(this qsearch reads formats {' and '.join(map(str, READS))})"
         )
     for key, types in (("embed_model", (str,)), ("dim", INT)):
         _field(m, key, types, MANIFEST)
@@ -95,8 +98,10 @@ def parse_documents(rows: Any) -> list[DocInfo]:
 
 
 def parse_chunks(rows: Any) -> list[Chunk]:
-    chunks = _records(rows, CHUNKS, _CHUNK_FIELDS, Chunk)
+    chunks = _records(rows, CHUNKS, _CHUNK_FIELDS, Chunk, _CHUNK_OPTIONAL)
     for i, c in enumerate(chunks):
+        if c.where is not None and not 0 < len(c.where) <= MAX_WHERE:
+            raise CollectionFileError(f"{CHUNKS}[{i}]: where must be 1 to {MAX_WHERE} characters")
         pages_ok = (c.page is None and c.page_end is None) or (
             c.page is not None and c.page_end is not None and 1 <= c.page <= c.page_end
         )
@@ -108,18 +113,27 @@ def parse_chunks(rows: Any) -> list[Chunk]:
     return chunks
 
 
-def _records(rows: Any, name: str, spec: dict[str, tuple[type, ...]], make: Callable) -> list:
-    """Each row of `rows` as `make(**row)`, after checking it has exactly `spec`'s typed fields."""
+def _records(
+    rows: Any,
+    name: str,
+    spec: dict[str, tuple[type, ...]],
+    make: Callable,
+    optional: dict[str, tuple[type, ...]] | None = None,
+) -> list:
+    """Each row of `rows` as `make(**row)`, after checking it has exactly `spec`'s typed fields
+    (and of `optional`'s, any that are there)."""
     if not isinstance(rows, list):
         raise CollectionFileError(f"{name} must be a list")
-    out = []
+    optional, out = optional or {}, []
     for i, row in enumerate(rows):
-        if not isinstance(row, dict) or set(row) != set(spec):
+        if not isinstance(row, dict) or not set(spec) <= set(row) <= set(spec) | set(optional):
             keys = sorted(row)[:12] if isinstance(row, dict) else type(row).__name__
             raise CollectionFileError(
-                f"{name}[{i}] must have the fields {sorted(spec)}, got {keys}"
+                f"{name}[{i}] must have the fields {sorted(spec)}"
+                + (f" (and may have {sorted(optional)})" if optional else "")
+                + f", got {keys}"
             )
-        for key, types in spec.items():
+        for key, types in {**spec, **{k: optional[k] for k in row if k in optional}}.items():
             _field(row, key, types, f"{name}[{i}]")
         out.append(make(**row))
     return out

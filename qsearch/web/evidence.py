@@ -1,7 +1,7 @@
 """Where a result came from: its PDF page(s) rendered as an image with the passage's lines and
 the query's terms highlighted (PDFium's text positions), or, for other formats, the passage
-marked in its surrounding text. Everything from the document is escaped; a page is shown as
-a PNG image, never as the document's own markup.
+marked in its surrounding text (within its slide, sheet or chapter, for those). Everything from
+the document is escaped; a page is shown as a PNG image, never as the document's own markup.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from typing import Any
 
 from ..store.analysis import term_spans
@@ -19,6 +20,9 @@ from .render import highlight, where
 DPI = 110  # a page about as wide as the results column
 MAX_PAGES = 3  # a passage spanning more pages shows its first three
 CONTEXT_CHARS = 700  # surrounding text shown on each side of a passage
+PART_CONTEXT_CHARS = 3000  # ... of a passage of a slide, sheet or chapter, within that part
+# where the readers start a part: a slide's or chapter's heading, a sheet's (documents/)
+PART_HEADING = re.compile(r"(?m)^(?:# |## Sheet )")
 PASSAGE = (255, 214, 0, 110)  # translucent yellow over the passage's lines
 TERM = (234, 88, 12, 255)  # orange outline around the query's terms
 
@@ -132,19 +136,29 @@ def _terms(page_text: str, query: str) -> list[str]:
 
 
 def _in_context(hit: Hit, index: VectorIndex, query: str) -> str:
-    """The passage marked inside the text around it, rebuilt from the document's chunks."""
+    """The passage marked inside the text around it, rebuilt from the document's chunks; for a
+    passage of a slide, sheet or chapter (`hit.where`), the text of that part around it only."""
     chunks = sorted(index.doc_chunks(hit.doc_id), key=lambda c: c.start)
-    lo, hi = max(0, hit.start - CONTEXT_CHARS), hit.end + CONTEXT_CHARS
+    reach = PART_CONTEXT_CHARS if hit.where else CONTEXT_CHARS
+    lo, hi = max(0, hit.start - reach), hit.end + reach
     text = [" "] * (hi - lo)  # only the window shown, however long the document
     for c in chunks:
         if c.end > lo and c.start < hi:
             start, end = max(c.start, lo), min(c.end, hi)
             text[start - lo : end - lo] = c.text[start - c.start : end - c.start]
-    before = "".join(text[: hit.start - lo]).lstrip()
-    after = "".join(text[hit.end - lo : hi - lo]).rstrip()
+    window = "".join(text)
+    first, last = 0, len(window)
+    if hit.where:  # from the heading of the passage's part to the heading of the next one
+        starts = PART_HEADING.finditer(window, 0, hit.start - lo + 1)
+        first = max((m.start() for m in starts), default=0)
+        following = PART_HEADING.search(window, hit.end - lo)
+        last = following.start() if following else last
+    before = window[first : hit.start - lo].lstrip()
+    after = window[hit.end - lo : last].rstrip()
     return (
-        "<div class='qs-context' style='white-space:pre-wrap;line-height:1.4'>"
-        f"{'… ' if lo else ''}{highlight(before, query)}"
+        f"<div class='qs-context' data-where='{html.escape(hit.where or '', quote=True)}' "
+        "style='white-space:pre-wrap;line-height:1.4'>"
+        f"{'… ' if lo and not first else ''}{highlight(before, query)}"
         f"<mark class='qs-passage' style='background:#fde68a'>{highlight(hit.text, query)}</mark>"
-        f"{highlight(after, query)}{' …' if after else ''}</div>"
+        f"{highlight(after, query)}{' …' if after and last == len(window) else ''}</div>"
     )

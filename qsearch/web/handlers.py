@@ -14,6 +14,7 @@ from typing import Any
 
 import gradio as gr
 
+from ..documents.formats import describe
 from ..models.loading import ModelLoadError
 from ..store.base import CollectionError
 from ..store.portable_checks import CollectionFileError
@@ -237,7 +238,7 @@ class Handlers:
         """Add documents to your collection (over MCP: the collection all MCP clients share), which `search` then searches.
 
         Args:
-            files: documents to index: PDF (scanned pages are read by OCR), TXT, MD, HTML, DOCX, or images (PNG, JPEG, TIFF, WebP). A file that can't be read is reported with the reason; the others are added.
+            files: documents to index: {formats}; scanned PDF pages are read by OCR. A file that can't be read is reported with the reason; the others are added.
         """  # noqa: E501 - Gradio reads each argument's description from one line
         token, session = self._client(request)
         return self.uploads.add(token, session, files, _address(request), progress)
@@ -252,7 +253,7 @@ class Handlers:
         mode: str = "hybrid",
         rerank_candidates: int = 20,
     ) -> str:
-        """Search the shared collection and the documents added with `add_documents`. Returns a JSON array, one object per passage, best first: rank, source (file), page and page_end (null without pages), ocr, text, and scores: overall (what ranked it before any rerank, 0-1), meaning (cosine similarity of query and passage embeddings, 0-1), keywords (BM25 relative to the best the query's words can reach, 0-1), bm25 (raw), rerank (the reranker's probability of relevance, 0-1, null without rerank), rank_before_rerank. A score that does not apply is null.
+        """Search the shared collection and the documents added with `add_documents`. Returns a JSON array, one object per passage, best first: rank, source (file), page and page_end (null without pages), where (a slide, sheet rows, chapter or e-mail; null for pages and plain text), ocr, text, and scores: overall (what ranked it before any rerank, 0-1), meaning (cosine similarity of query and passage embeddings, 0-1), keywords (BM25 relative to the best the query's words can reach, 0-1), bm25 (raw), rerank (the reranker's probability of relevance, 0-1, null without rerank), rank_before_rerank; weak (true when it matches on neither meaning nor keywords: probably not an answer, whatever its overall). A score that does not apply is null.
 
         Args:
             query: a question or keywords, in any words; it is matched by meaning and by exact terms.
@@ -287,3 +288,9 @@ def _address(request: gr.Request | None) -> str:
         return "local"
     peer = request.client.host if request.client is not None else None
     return client_address(peer, request.headers.get("x-forwarded-for"))
+
+
+# the types the MCP tool and the API docs name: the one list (documents/formats.py)
+Handlers.add_documents.__doc__ = (Handlers.add_documents.__doc__ or "").replace(
+    "{formats}", describe()
+)

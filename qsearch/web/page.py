@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from ..config import SEARCH_MODES
-from ..documents.read import SUPPORTED_SUFFIXES
+from ..documents.formats import describe, names
 from .handlers import Handlers
 from .render import LEGEND, files_html, message_html
 from .server import Context
@@ -63,13 +63,13 @@ def _status(ctx: Context) -> None:
 
 def _collection_column() -> dict[str, Any]:
     c: dict[str, Any] = {}
-    c["uploads"] = gr.File(
-        label="Drop documents: PDF, TXT, MD, HTML, DOCX, images (read by OCR). Indexed on upload.",
+    c["uploads"] = gr.File(  # any type: one that can't be read is listed in the report, with why
+        label=f"Drop documents: {names()}. Indexed on upload.",
         file_count="multiple",
-        file_types=list(SUPPORTED_SUFFIXES),
         elem_id="qs-upload",
         height=120,
     )
+    gr.Markdown(f"<small>Reads {describe()}.</small>", elem_id="qs-types")
     with gr.Row():
         c["samples"] = gr.Button("Load sample documents", scale=3, elem_id="qs-samples")
         c["stop"] = gr.Button("Stop indexing", scale=1, variant="secondary")

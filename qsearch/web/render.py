@@ -95,10 +95,11 @@ def bar(value: float, color: str, width: int = 100) -> str:
 
 
 def where(hit: Hit) -> str:
-    """'file.pdf, page 3' or 'file.pdf, pages 3-4 (OCR)' or just the file name."""
+    """'file.pdf, page 3', 'file.pdf, pages 3-4 (OCR)', 'deck.pptx, slide 2 "Results"' (a part
+    of a file without pages) or just the file name."""
     name = hit.source.replace("\\", "/").rsplit("/", 1)[-1]
     if hit.page is None:
-        return name
+        return f"{name}, {hit.where}" if hit.where else name
     ocr = " (OCR)" if hit.ocr else ""
     if hit.page_end is not None and hit.page_end != hit.page:
         return f"{name}, pages {hit.page}\u2013{hit.page_end}{ocr}"

@@ -1,0 +1,84 @@
+"""Word .docx -> text (python-docx): headings as Markdown headings, paragraphs and tables in
+reading order, and the headers and footers of every section (each distinct one once).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..types import Deadline, Extracted, IngestError, ReadOptions
+from .containers import check_zip, short
+from .sheets import table_lines
+
+
+def load_docx(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
+    check_zip(data, source, deadline.limits, "Word document (.docx)", "word/document.xml")
+    import docx
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+        body = _blocks(document.iter_inner_content(), lambda at: deadline.check(source, at))
+        headers, footers = _margins(document)
+    except IngestError:
+        raise
+    except Exception as e:  # noqa: BLE001 - python-docx raises many kinds on damaged files
+        raise IngestError(source, f"not a readable .docx ({short(e)})") from None
+    parts = [f"Header: {h}" for h in headers] + body + [f"Footer: {f}" for f in footers]
+    return Extracted("docx", ["\n\n".join(p for p in parts if p.strip())])
+
+
+def _blocks(blocks: Iterable[Any], check: Callable[[str], None] = lambda at: None) -> list[str]:
+    """The text of paragraphs and tables, in order; headings marked as Markdown headings.
+    `check(where)` runs before each block (the file's deadline)."""
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    parts: list[str] = []
+    for block in blocks:
+        check(f"paragraph {len(parts) + 1}")
+        if isinstance(block, Paragraph):
+            parts.append(_paragraph(block))
+        elif isinstance(block, Table):
+            parts.extend(table_lines(_cells(block)))
+    return parts
+
+
+def _cells(table: Any) -> list[list[str]]:
+    """Each row's cells' text; a merged cell once (python-docx repeats it per grid column)."""
+    rows = []
+    for row in table.rows:
+        cells, previous = [], None
+        for cell in row.cells:
+            if cell._tc is not previous:
+                cells.append(cell.text)
+            previous = cell._tc
+        rows.append(cells)
+    return rows
+
+
+def _margins(document: Any) -> tuple[list[str], list[str]]:
+    """The distinct texts of the headers and of the footers of all sections, in order."""
+    headers: dict[str, None] = {}
+    footers: dict[str, None] = {}
+    for section in document.sections:
+        for kind, seen in (("header", headers), ("footer", footers)):
+            for variant in (kind, f"first_page_{kind}", f"even_page_{kind}"):
+                part = getattr(section, variant)
+                if part.is_linked_to_previous:
+                    continue
+                text = " ".join(line for line in _blocks(part.iter_inner_content()) if line)
+                if text.strip():
+                    seen.setdefault(" ".join(text.split()))
+    return list(headers), list(footers)
+
+
+def _paragraph(paragraph: Any) -> str:
+    text = paragraph.text.strip()
+    style = (paragraph.style.name if paragraph.style is not None else "") or ""
+    match = re.fullmatch(r"Heading (\d)", style)
+    if text and (match or style == "Title"):
+        return f"{'#' * (int(match.group(1)) if match else 1)} {text}"
+    return text

@@ -1,0 +1,227 @@
+"""Spreadsheets (.xlsx with openpyxl, .xls with xlrd, .csv/.tsv; .ods in opendoc.py) -> one part
+per row, each a record that keeps its header names: "Region: North · Q3: 1,204".
+
+The header is the first row of two or more cells that are all words (rows above it, such as
+a title, read as they are; a cell under no name gives its value alone); a sheet without one
+gives its rows' values joined by " | ". Each
+row is a part labelled with its sheet and row number as the spreadsheet shows them, so a
+passage says 'sheet "Q3", rows 2–40'. Every cell counts against `Limits.max_cells`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ..types import Deadline, Extracted, IngestError, Part, ReadOptions
+from .containers import OLE2, check_zip, quoted, short
+from .text import decode_text
+
+Row = tuple[int, list[str]]  # (row number as the sheet shows it, each cell's text)
+_NUMBER = re.compile(r"[-+]?[\d.,\s%]+|[-+]?\d[\d.,]*[eE][-+]?\d+")
+
+
+class Cells:
+    """Counts a file's cells against its limit (IngestError past it) and checks its deadline."""
+
+    def __init__(self, source: str, deadline: Deadline):
+        self.source, self.deadline, self.count = source, deadline, 0
+
+    def take(self, n: int, where: str) -> None:
+        self.count += n
+        limit = self.deadline.limits.max_cells
+        if self.count > limit:
+            raise IngestError(self.source, f"too many cells: over {limit:,} by {where}")
+        self.deadline.check(self.source, where)
+
+
+def cell_text(value: Any, number_format: str = "") -> str:
+    """A cell's value as the sheet would show it: integral numbers without '.0', percentages and
+    thousands separators where the cell's format asks for them, dates without midnight."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time() else f"{value:%Y-%m-%d %H:%M}"
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, int | float):
+        return _number(value, number_format)
+    return " ".join(str(value).split())
+
+
+def _number(value: float, number_format: str) -> str:
+    decimals = len(number_format.split(".")[1].rstrip("%;")) if "." in number_format else 0
+    if "%" in number_format:
+        return f"{value * 100:,.{decimals}f}%"
+    if "#,##0" in number_format:
+        return f"{value:,.{decimals}f}"
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.15g}"
+
+
+def _is_header(cells: Sequence[str]) -> bool:
+    filled = [c for c in cells if c]
+    return len(filled) >= 2 and not any(_NUMBER.fullmatch(c) for c in filled)
+
+
+def add_sheet(found: Extracted, name: str | None, rows: Iterable[Row]) -> None:
+    """Append a sheet's rows to `found` as parts: records under the header, once it is found.
+    `name` is None for a file of one table (.csv), whose parts are just "row N"."""
+    header: list[str] | None = None
+    heading = f"## Sheet {quoted(name)}\n\n" if name is not None else ""
+    pending: Row | None = None  # a header candidate, kept until a row follows it
+    for number, cells in rows:
+        if not any(cells):
+            continue
+        if header is None and _is_header(cells):
+            pending, header = (number, cells), cells
+            continue
+        heading = _append(found, name, number, cells, header, heading)
+        pending = None
+    if pending is not None:  # a header and nothing under it: its names are the sheet's text
+        _append(found, name, *pending, None, heading)
+
+
+def _append(
+    found: Extracted,
+    name: str | None,
+    number: int,
+    cells: list[str],
+    header: list[str] | None,
+    heading: str,
+) -> str:
+    """Append one row; returns the heading still to write (only the sheet's first row has it)."""
+    text = record(header, cells) if header is not None else " | ".join(c for c in cells if c)
+    where = f"sheet {quoted(name)}, " if name is not None else ""
+    found.pages.append(heading + text)
+    found.parts.append(Part(f"{where}row {number}", number, f"{where}rows "))
+    return ""
+
+
+def record(header: Sequence[str], cells: Sequence[str]) -> str:
+    """A row under its header: 'Region: North · Q3: 1,204' (a cell without a name: its value)."""
+    named = (
+        f"{header[i]}: {c}" if i < len(header) and header[i] else c for i, c in enumerate(cells)
+    )
+    return " \u00b7 ".join(text for text, c in zip(named, cells) if c)
+
+
+def table_lines(rows: Sequence[Sequence[str]]) -> list[str]:
+    """A table in a document (.docx, .pptx, .odt) as lines: records when its first row is a
+    header, else cells joined by " | "."""
+    rows = [[" ".join(c.split()) for c in row] for row in rows]
+    rows = [r for r in rows if any(r)]
+    if len(rows) >= 2 and _is_header(rows[0]):
+        return [record(rows[0], r) for r in rows[1:]]
+    return [" | ".join(c for c in r if c) for r in rows]
+
+
+# --- the loaders -------------------------------------------------------------------------------
+
+
+def load_xlsx(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
+    check_zip(data, source, deadline.limits, "Excel workbook (.xlsx)", "xl/workbook.xml")
+    import openpyxl
+
+    found, cells = (
+        Extracted("sheet", [], no_text_reason="every sheet is empty"),
+        Cells(source, deadline),
+    )
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as e:  # noqa: BLE001 - openpyxl raises many kinds on damaged files
+        raise IngestError(source, f"not a readable .xlsx ({short(e)})") from None
+    try:
+        for sheet in book.worksheets:
+            add_sheet(found, sheet.title, _xlsx_rows(sheet, cells))
+    except IngestError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise IngestError(source, f"not a readable .xlsx ({short(e)})") from None
+    finally:
+        book.close()
+    return found
+
+
+def _xlsx_rows(sheet: Any, cells: Cells) -> Iterable[Row]:
+    sheet.reset_dimensions()  # rows as stored, not padded to a (often wrong) declared width
+    for number, row in enumerate(sheet.iter_rows(), 1):
+        cells.take(len(row), f'sheet "{sheet.title}" row {number}')
+        yield number, [cell_text(c.value, getattr(c, "number_format", "") or "") for c in row]
+
+
+def load_xls(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
+    import xlrd
+
+    if not data.startswith(OLE2):
+        hint = " (it is a zip: an .xlsx named .xls?)" if data.startswith(b"PK") else ""
+        raise IngestError(source, f"not a readable .xls{hint}")
+    found, cells = (
+        Extracted("sheet", [], no_text_reason="every sheet is empty"),
+        Cells(source, deadline),
+    )
+    try:
+        book = xlrd.open_workbook(file_contents=data, on_demand=True, logfile=io.StringIO())
+        for index in range(book.nsheets):
+            sheet = book.sheet_by_index(index)
+            cells.take(sheet.nrows * sheet.ncols, f'sheet "{sheet.name}"')
+            rows = (
+                (r + 1, [_xls_cell(c, book.datemode) for c in sheet.row(r)])
+                for r in range(sheet.nrows)
+            )
+            add_sheet(found, sheet.name, rows)
+    except IngestError:
+        raise
+    except Exception as e:  # noqa: BLE001 - xlrd raises many kinds on damaged files
+        raise IngestError(source, f"not a readable .xls ({short(e)})") from None
+    return found
+
+
+def _xls_cell(cell: Any, datemode: int) -> str:
+    import xlrd
+
+    if cell.ctype == xlrd.XL_CELL_DATE:
+        try:
+            return cell_text(xlrd.xldate_as_datetime(cell.value, datemode))
+        except (ValueError, OverflowError, xlrd.xldate.XLDateError):
+            return cell_text(cell.value)
+    if cell.ctype == xlrd.XL_CELL_BOOLEAN:
+        return cell_text(bool(cell.value))
+    if cell.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK, xlrd.XL_CELL_ERROR):
+        return ""
+    return cell_text(cell.value)
+
+
+def load_csv(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
+    """A .csv (its delimiter sniffed: comma, semicolon, tab or bar) or .tsv file."""
+    text = decode_text(data, source)
+    if source.lower().endswith(".tsv"):
+        dialect: Any = csv.excel_tab
+    else:
+        try:
+            dialect = csv.Sniffer().sniff(text[:65536], delimiters=",;\t|")
+        except csv.Error:  # one column, or no consistent delimiter
+            dialect = csv.excel
+    found, cells = (
+        Extracted("sheet", [], no_text_reason="every row is empty"),
+        Cells(source, deadline),
+    )
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), dialect)
+        add_sheet(found, None, _csv_rows(reader, cells))
+    except csv.Error as e:
+        raise IngestError(source, f"not a readable CSV file ({short(e)})") from None
+    return found
+
+
+def _csv_rows(reader: Iterable[list[str]], cells: Cells) -> Iterable[Row]:
+    for number, row in enumerate(reader, 1):
+        cells.take(len(row), f"row {number}")
+        yield number, [" ".join(c.split()) for c in row]
