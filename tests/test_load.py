@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from test_shutdown import ROOT, free_port, sigint_as_in_a_terminal
+from test_shutdown import free_port, start_app
 
 import app as qsearch_app
 
@@ -30,16 +29,7 @@ HEADROOM_MB = 60  # the budget: the warm server's RSS plus this, so the visitor 
 def running_app(minilm_dir: Path, *flags: str):
     """(url, pid) of `python app.py` with `flags`, in a process of its own; stopped after."""
     port = free_port()
-    command = [sys.executable, "app.py", "--port", str(port), "--embed-model", str(minilm_dir)]
-    command += ["--rerank-model", "none/none", "--device", "cpu", "--no-mcp", *flags]
-    app = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=sigint_as_in_a_terminal,
-    )
+    app = start_app(minilm_dir, port, "--no-mcp", *flags)
     try:
         for line in app.stdout:
             if "Running on local URL" in line:

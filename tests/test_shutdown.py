@@ -42,6 +42,21 @@ def sigint_as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def start_app(minilm_dir: Path, port: int, *flags: str) -> subprocess.Popen:
+    """`python app.py` on `port` with the small model, no reranker, and `flags`, as a terminal
+    starts it (SIGINT at its default); its output on its stdout."""
+    command = [sys.executable, "app.py", "--port", str(port), "--embed-model", str(minilm_dir)]
+    command += ["--rerank-model", "none/none", "--device", "cpu", *flags]
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=sigint_as_in_a_terminal,
+    )
+
+
 def alive(processes: list[psutil.Process]) -> list[str]:
     found = []
     for p in processes:
@@ -59,16 +74,7 @@ def test_stopping_the_app_leaves_no_process_and_frees_the_port(stop, minilm_dir,
     from gradio_client import Client, handle_file
 
     port = free_port()
-    command = [sys.executable, "app.py", "--port", str(port), "--embed-model", str(minilm_dir)]
-    command += ["--rerank-model", "none/none", "--device", "cpu"]
-    app = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=sigint_as_in_a_terminal,
-    )
+    app = start_app(minilm_dir, port)
     children: list[psutil.Process] = []
     try:
         for line in app.stdout:  # the app says where it serves once it is listening
