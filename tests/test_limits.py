@@ -224,7 +224,7 @@ def test_one_upload_per_collection_and_per_client_as_many_as_allowed():
         with pytest.raises(Busy, match="still being indexed into this collection"):
             with sessions.indexing(a, "198.51.100.7"):
                 pass
-        with pytest.raises(Busy, match="You have 1 uploads being indexed"):
+        with pytest.raises(Busy, match="You have 1 upload being indexed"):
             with sessions.indexing(b, "93.184.216.34"):
                 pass
         with sessions.indexing(b, "198.51.100.7"):

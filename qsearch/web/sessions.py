@@ -198,9 +198,10 @@ class Sessions:
             mine = sum(e.indexing.client == client for e in running)  # type: ignore[union-attr]
             limited = self.uploads_per_client is not None and tells_visitors_apart(client)
             if limited and mine >= self.uploads_per_client:  # type: ignore[operator]
+                uploads = f"{mine} upload{'s' if mine > 1 else ''}"
                 raise Busy(
-                    f"You have {mine} uploads being indexed (at most {self.uploads_per_client} "
-                    "at once on this public server): wait for one to finish, then upload again."
+                    f"You have {uploads} being indexed (at most {self.uploads_per_client} at "
+                    "once on this public server): wait for one to finish, then upload again."
                 )
             run = session.indexing = Indexing(client)
         session.stop.clear()
