@@ -116,6 +116,31 @@ def test_embedding_runs_in_windows_that_fit_the_measured_speed():
     assert service.embed_rate.per_second > 0
 
 
+def test_model_calls_from_many_request_threads_run_on_one_model_thread():
+    """Each thread that calls torch keeps its own OpenMP team and allocator arenas; the service
+    runs every local model call on one thread of its own, whoever asks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from qsearch.web.model_service import ModelService
+
+    class Recording(HashingEmbedder):
+        def encode(self, texts, **kw):  # noqa: ANN001, ANN003, ANN201
+            ran_on.add(threading.get_ident())
+            return super().encode(texts, **kw)
+
+    ran_on: set[int] = set()
+    service = ModelService(Settings(embed_model=Recording.model_name), Recording())
+    with ThreadPoolExecutor(8) as requests:
+        callers = set(
+            requests.map(
+                lambda i: service.embedder.encode([f"q{i}"]) is not None and threading.get_ident(),
+                range(40),
+            )
+        )
+    service.close()
+    assert len(callers) > 1 and len(ran_on) == 1 and not ran_on & callers
+
+
 def test_settings_parse_the_environment_by_type():
     s = Settings.from_env(
         {

@@ -18,6 +18,7 @@ from ..config import ServerSettings, Settings, model_name
 from ..documents import ocr
 from ..engine import Engine
 from ..models.loading import device_label, dtype_reason
+from ..store.analysis import load_identifier
 from ..types import Hits
 from .keeping import Keeper
 from .limits import ApiLimitMiddleware, ServerLimits
@@ -62,6 +63,7 @@ class Context:
     ) -> Context:
         """Load the models, open the shared index if any; `server` sets the limits."""
         service = ModelService.load(settings)
+        load_identifier()  # the keywords' language detector, before visitors come
         shared, s = None, service.settings
         models = {"embedder": service.embedder, "reranker": service.reranker}
         if s.milvus_uri:
