@@ -106,6 +106,9 @@ class Settings(Checked):
     max_pages: PositiveInt = 2000
     max_chars: PositiveInt = 10_000_000
     max_seconds_per_file: PositiveFloat = 120.0  # text extraction time for one file
+    # a reader process's address space: a file needing more is refused (documents/pool.py); a
+    # reader takes ~300 MB with its libraries, a legitimate file rarely 300 MB more
+    max_reader_mb: int = Field(2048, ge=512)
     milvus_uri: str | None = None  # a Milvus Lite .db file or http://host:19530
     milvus_collection: str = "qsearch"
     milvus_token: str | None = None  # Milvus / Zilliz Cloud credentials ("user:password", a key)

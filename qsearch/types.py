@@ -231,7 +231,8 @@ class IngestError(Exception):
 @dataclass(frozen=True)
 class Limits:
     """Bounds on what one file may cost: bytes on disk, pages (and slides), unpacked bytes,
-    spreadsheet cells, extracted characters, pixels, seconds."""
+    spreadsheet and table cells, extracted characters, pixels, seconds, and the memory of the
+    reader process that reads it."""
 
     max_bytes: int = 50 * 1024 * 1024
     max_pages: int = 2000
@@ -239,7 +240,8 @@ class Limits:
     max_unzipped_bytes: int = 200 * 1024 * 1024  # .docx, .xlsx, .epub ... are zips: no bombs
     max_seconds: float = 120.0  # extraction time, checked between pages and paragraphs
     max_pixels: int = 60_000_000  # one image or rendered page: 60 megapixels
-    max_cells: int = 2_000_000  # a spreadsheet's cells, all sheets together
+    max_cells: int = 2_000_000  # a spreadsheet's cells (all sheets), or a document's table cells
+    max_reader_mb: int = 2048  # the address space of the reader process reading it (pool.py)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -248,6 +250,7 @@ class Limits:
             settings.max_pages,
             settings.max_chars,
             max_seconds=settings.max_seconds_per_file,
+            max_reader_mb=settings.max_reader_mb,
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
 
 
 def make_pdf(pages: list[str | None]) -> bytes:
@@ -73,3 +74,15 @@ def broken_xref_pdf(pages: list[str]) -> bytes:
         b"%010d 00000 n " % (int(row[:10]) + 7) if row.endswith(b" n ") else row for row in rows
     ]
     return head + b"xref\n" + b"\n".join(damaged)
+
+
+def rezip(data: bytes, member: str, edit: Callable[[bytes], bytes]) -> bytes:
+    """A copy of the zip `data` (a .docx, .xlsx, .epub ...) with `member` changed by `edit`."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as z:
+        for info in source.infolist():
+            content = source.read(info.filename)
+            if info.filename == member:
+                content = edit(content)
+            z.writestr(info, content, compress_type=zipfile.ZIP_DEFLATED)
+    return out.getvalue()

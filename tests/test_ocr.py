@@ -103,6 +103,50 @@ def test_images_and_multi_page_tiffs(tmp_path):
         load(tmp_path / "note.png", Limits(max_pixels=1_000_000))
 
 
+def bomb_png(width: int = 20_000, height: int = 10_000) -> bytes:
+    """A PNG of a few bytes whose header says width x height (200 megapixels): Pillow refuses
+    to open it as a decompression bomb (DecompressionBombError, not an OSError)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey
+    rows = zlib.compress(b"\0" * 100)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+
+
+def test_an_image_pillow_refuses_as_a_bomb_is_too_large_by_its_size():
+    with pytest.raises(IngestError) as info:
+        list(ocr.image_pages(bomb_png(), "huge.png", 60_000_000, 10))
+    assert info.value.reason == "image too large: page 1 has 200 megapixels, the limit is 60"
+
+
+@needs_tesseract
+def test_one_picture_too_large_is_skipped_and_the_slides_read(tmp_path):
+    """Before: the picture's DecompressionBombError made the whole deck 'unexpected error'."""
+    import pptx
+    from factories import rezip
+    from pptx.util import Inches
+
+    deck = pptx.Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[1])
+    slide.shapes.title.text = "Quarterly results"
+    slide.placeholders[1].text = "Revenue grew in every region"
+    slide.shapes.add_picture(io.BytesIO(_png(scan([], (200, 100)))), Inches(1), Inches(4))
+    saved = io.BytesIO()
+    deck.save(saved)
+    path = tmp_path / "results.pptx"
+    path.write_bytes(rezip(saved.getvalue(), "ppt/media/image1.png", lambda _: bomb_png()))
+    doc = load(path)
+    assert doc.text == "# Slide 1: Quarterly results\n\nRevenue grew in every region"
+    assert doc.notes == ("picture(s) on slide(s) 1 not read by OCR: over 60 megapixels",)
+
+
 @needs_tesseract
 def test_blank_and_picture_only_pages_still_answer_no_text(tmp_path):
     from PIL import Image, ImageDraw

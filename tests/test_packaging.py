@@ -70,6 +70,15 @@ def test_requirements_files_agree_with_pyproject(file, groups):
     )
 
 
+def test_what_makes_a_library_parse_untrusted_xml_safely_is_declared():
+    """openpyxl parses a workbook's XML through defusedxml only when it is installed (no entity
+    expansion, no external entities): a dependency of qsearch's own, not of the environment."""
+    from openpyxl.xml import DEFUSEDXML
+
+    assert DEFUSEDXML, "openpyxl did not find defusedxml"
+    assert "defusedxml" in {name for name, *_ in _declared("")}
+
+
 def test_dev_includes_the_other_files():
     includes = re.findall(r"^-r (\S+)", (ROOT / "requirements-dev.txt").read_text(), re.M)
     assert includes == ["requirements.txt", "requirements-milvus.txt"]

@@ -4,6 +4,7 @@ test_reliability_app.py."""
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import resource
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from factories import broken_xref_pdf, encrypted_pdf, make_pdf, zip_bomb
+from factories import broken_xref_pdf, encrypted_pdf, make_pdf, rezip, zip_bomb
 
 from qsearch import Engine, Settings
 from qsearch.documents import pool
@@ -121,6 +122,55 @@ def peak_rss_mb(pid: int) -> float:
         pytest.skip("peak memory of a process is read from /proc (Linux)")
     line = next(x for x in status.read_text().splitlines() if x.startswith("VmHWM:"))
     return int(line.split()[1]) / 1024
+
+
+def empty_paragraphs_docx(n: int) -> bytes:
+    """A .docx of `n` empty paragraphs: a few kB zipped, about 130 bytes each once parsed
+    (25 million of them reached 3.3 GB in a reader before readers had a memory cap)."""
+    import docx
+
+    out = io.BytesIO()
+    docx.Document().save(out)
+    return rezip(
+        out.getvalue(),
+        "word/document.xml",
+        lambda xml: xml.replace(b"<w:body>", b"<w:body>" + b"<w:p/>" * n, 1),
+    )
+
+
+def address_space_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists() or not hasattr(resource, "RLIMIT_AS"):
+        pytest.skip("a reader's address space is capped and read where Linux has RLIMIT_AS")
+    line = next(x for x in status.read_text().splitlines() if x.startswith("VmSize:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_a_reader_out_of_memory_is_one_reason_and_a_new_reader_goes_on(
+    minilm, tmp_path, monkeypatch
+):
+    """The reader caps its own address space (RLIMIT_AS) at max_reader_mb: a file that needs
+    more is refused with that reason, and the next file is read by a new reader under the
+    same cap. The cap here leaves 300 MB above what the reader holds once started."""
+    readers = pool.Readers(size=1)
+    monkeypatch.setattr(pool, "_READERS", readers)
+    (tmp_path / "first.txt").write_text("A file read before the hostile one.")
+    (tmp_path / "last.txt").write_text("A file read after it, by a new reader.")
+    (tmp_path / "paragraphs.docx").write_bytes(empty_paragraphs_docx(4_000_000))
+    try:
+        Engine(Settings(embed_model=minilm.model_name), embedder=minilm).read_files(
+            [tmp_path / "first.txt"]
+        )  # the reader starts: its size with its libraries
+        (first_reader,) = readers.pids()
+        cap = max(512, round(address_space_mb(first_reader)) + 300)
+        engine = Engine(Settings(embed_model=minilm.model_name, max_reader_mb=cap), embedder=minilm)
+        _, reports = engine.read_files([tmp_path / "paragraphs.docx", tmp_path / "last.txt"])
+        assert [r.status for r in reports] == ["error", "indexed"], reports
+        assert reports[0].error == f"ran out of memory reading it (the reader may use {cap:,} MB)"
+        (reader,) = readers.pids()
+        assert reader != first_reader, "the reader that ran out was replaced"
+    finally:
+        readers.close()
 
 
 def test_limits_on_pages_characters_and_seconds(tmp_path):

@@ -5,10 +5,16 @@ library parses it), labels for the parts of a file, and one-line reasons from ex
 
 from __future__ import annotations
 
+import functools
 import io
 import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
 from ..types import IngestError, Limits
+
+L = TypeVar("L", bound=Callable)
 
 OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Microsoft's compound file: .doc, .xls, .msg
 TITLE_CHARS = 80  # of a slide's, sheet's, chapter's or e-mail's title in a label
@@ -53,3 +59,20 @@ def short(error: BaseException) -> str:
     """An exception as a short reason: its first line, or its type's name."""
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     return text[:160]
+
+
+def one_line_reasons(loader: L) -> L:
+    """`loader` (data, source, deadline, options) whose exceptions other than IngestError (a
+    library's many kinds on damaged input) become "not a readable .eml (reason)"."""
+
+    @functools.wraps(loader)
+    def read(data: bytes, source: str, *args: object) -> object:
+        try:
+            return loader(data, source, *args)
+        except IngestError:
+            raise
+        except Exception as e:  # noqa: BLE001 - said in one line, with the file's type
+            what = Path(source).suffix.lower() or "file"
+            raise IngestError(source, f"not a readable {what} ({short(e)})") from None
+
+    return read  # type: ignore[return-value]

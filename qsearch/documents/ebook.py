@@ -21,10 +21,10 @@ _HEADING = re.compile(r"^#{1,6} (.+)$", re.M)
 
 def load_epub(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
     check_zip(data, source, deadline.limits, "EPUB e-book (.epub)", "META-INF/container.xml")
-    _refuse_drm(data, source)
     from ebooklib import ITEM_DOCUMENT, epub
 
     try:
+        _refuse_drm(data, source)  # reads a member: its compression may be one zipfile lacks
         with warnings.catch_warnings():  # ebooklib warns about its own option defaults
             warnings.simplefilter("ignore")
             book = epub.read_epub(io.BytesIO(data), {"ignore_ncx": False})

@@ -14,13 +14,14 @@ from email.parser import BytesParser
 from typing import Any
 
 from ..types import Deadline, Extracted, IngestError, Part, ReadOptions
-from .containers import OLE2, quoted, short
+from .containers import OLE2, one_line_reasons, quoted, short
 from .webpage import load_html, visible_text
 
 logging.getLogger("extract_msg").setLevel(logging.ERROR)  # we report a damaged file in one line
 _HEADERS = ("Subject", "From", "To", "Cc", "Date")
 
 
+@one_line_reasons
 def load_eml(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
     message = _parse(data, source)
     headers = {name: _header(message, name) for name in _HEADERS}
@@ -72,6 +73,7 @@ def mail(headers: dict[str, str], attachments: list[str], body: str) -> Extracte
     return found
 
 
+@one_line_reasons
 def load_mhtml(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
     """A web page saved as one file (.mhtml, .mht): its HTML part, read as a web page."""
     message = _parse(data, source)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -140,6 +141,8 @@ def image_pages(data: bytes, source: str, max_pixels: int, max_pages: int) -> It
 
     try:
         image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:  # PIL's own check, at twice its MAX_IMAGE_PIXELS
+        raise IngestError(source, _too_large(1, bomb_pixels(e), max_pixels)) from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise IngestError(source, f"not a readable image ({str(e)[:120]})") from None
     n = getattr(image, "n_frames", 1)
@@ -148,11 +151,7 @@ def image_pages(data: bytes, source: str, max_pixels: int, max_pages: int) -> It
     for number, frame in enumerate(ImageSequence.Iterator(image), 1):
         pixels = frame.width * frame.height
         if pixels > max_pixels:
-            raise IngestError(
-                source,
-                f"image too large: page {number} has {pixels / 1e6:.0f} megapixels, "
-                f"the limit is {max_pixels / 1e6:.0f}",
-            )
+            raise IngestError(source, _too_large(number, pixels, max_pixels))
         try:
             frame.load()
         except (OSError, ValueError) as e:
@@ -160,6 +159,22 @@ def image_pages(data: bytes, source: str, max_pixels: int, max_pages: int) -> It
                 source, f"not a readable image (page {number}: {str(e)[:120]})"
             ) from None
         yield frame.copy()
+
+
+def _too_large(page: int, pixels: int, max_pixels: int) -> str:
+    return (
+        f"image too large: page {page} has {pixels / 1e6:.0f} megapixels, "
+        f"the limit is {max_pixels / 1e6:.0f}"
+    )
+
+
+def bomb_pixels(error: Exception) -> int:
+    """The pixels of an image PIL refused as a decompression bomb, as its message says them
+    ("Image size (200000000 pixels) exceeds limit of ..."), else the least it refuses."""
+    from PIL import Image
+
+    said = re.search(r"\((\d+) pixels\)", str(error))
+    return int(said.group(1)) if said else 2 * (Image.MAX_IMAGE_PIXELS or 0) + 1
 
 
 class Pictures:
@@ -174,6 +189,7 @@ class Pictures:
         self.enabled = options.ocr and available()
         self.read: dict[str, str] = {}  # sha-1 of the picture -> its text ("" when none)
         self.where: list[int] = []  # the slides where a picture's text was read
+        self.too_large: list[int] = []  # the slides with a picture over Limits.max_pixels
         self.seen, self.out_of_time = 0, False
 
     def text(self, blob: bytes, slide: int) -> str:
@@ -186,23 +202,31 @@ class Pictures:
             if self.deadline.seconds_left() < self.deadline.limits.max_seconds / 4:
                 self.out_of_time = True
                 return ""
-            self.read[key] = self._ocr(blob)
+            self.read[key] = self._ocr(blob, slide)
         if self.read[key] and slide not in self.where:
             self.where.append(slide)
         return self.read[key]
 
-    def _ocr(self, blob: bytes) -> str:
+    def _ocr(self, blob: bytes, slide: int) -> str:
         from PIL import Image, UnidentifiedImageError
 
         try:
             image = Image.open(io.BytesIO(blob))
             pixels = image.width * image.height
-            if not self.MIN_PIXELS <= pixels <= self.deadline.limits.max_pixels:
-                return ""
+        except Image.DecompressionBombError as e:  # not an OSError: one picture, not the file
+            pixels = bomb_pixels(e)
+        except (UnidentifiedImageError, OSError, ValueError):
+            return ""  # a picture format PIL doesn't read (EMF, WMF), or a damaged one
+        if pixels > self.deadline.limits.max_pixels:
+            self.too_large.append(slide)
+            return ""
+        if pixels < self.MIN_PIXELS:
+            return ""
+        try:
             seconds = min(self.options.ocr_page_seconds, self.deadline.seconds_left())
             result = read_image(image, self.options.ocr_lang, seconds)
-        except (UnidentifiedImageError, OSError, ValueError, OcrError):
-            return ""  # a picture format PIL doesn't read (EMF, WMF), or OCR failed on it
+        except (OSError, ValueError, OcrError):
+            return ""  # OCR failed on it
         return result.text if result.usable else ""
 
     def notes(self) -> list[str]:
@@ -210,6 +234,11 @@ class Pictures:
         notes = []
         if self.where:
             notes.append(f"text of pictures read by OCR on slide(s) {_numbers(self.where)}")
+        if self.too_large:
+            notes.append(
+                f"picture(s) on slide(s) {_numbers(self.too_large)} not read by OCR: over "
+                f"{self.deadline.limits.max_pixels / 1e6:.0f} megapixels"
+            )
         if self.out_of_time:
             notes.append("some pictures were not read by OCR: the file's time ran short")
         if self.seen and self.options.ocr and not available():

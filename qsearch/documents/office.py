@@ -6,22 +6,23 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from ..types import Deadline, Extracted, IngestError, ReadOptions
 from .containers import check_zip, short
-from .sheets import table_lines
+from .sheets import Cells, table_lines
 
 
 def load_docx(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
     check_zip(data, source, deadline.limits, "Word document (.docx)", "word/document.xml")
     import docx
 
+    cells = Cells(source, deadline)  # its tables' cells, against the file's limit
     try:
         document = docx.Document(io.BytesIO(data))
-        body = _blocks(document.iter_inner_content(), lambda at: deadline.check(source, at))
-        headers, footers = _margins(document)
+        body = _blocks(document.iter_inner_content(), cells)
+        headers, footers = _margins(document, cells)
     except IngestError:
         raise
     except Exception as e:  # noqa: BLE001 - python-docx raises many kinds on damaged files
@@ -30,36 +31,45 @@ def load_docx(data: bytes, source: str, deadline: Deadline, options: ReadOptions
     return Extracted("docx", ["\n\n".join(p for p in parts if p.strip())])
 
 
-def _blocks(blocks: Iterable[Any], check: Callable[[str], None] = lambda at: None) -> list[str]:
+def _blocks(blocks: Iterable[Any], cells: Cells) -> list[str]:
     """The text of paragraphs and tables, in order; headings marked as Markdown headings.
-    `check(where)` runs before each block (the file's deadline)."""
+    The file's deadline is checked before each block."""
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
     parts: list[str] = []
     for block in blocks:
-        check(f"paragraph {len(parts) + 1}")
+        cells.deadline.check(cells.source, f"paragraph {len(parts) + 1}")
         if isinstance(block, Paragraph):
             parts.append(_paragraph(block))
         elif isinstance(block, Table):
-            parts.extend(table_lines(_cells(block)))
+            parts.extend(table_lines(_cells(block, cells)))
     return parts
 
 
-def _cells(table: Any) -> list[list[str]]:
-    """Each row's cells' text; a merged cell once (python-docx repeats it per grid column)."""
-    rows = []
+def _cells(table: Any, cells: Cells) -> list[list[str]]:
+    """Each row's cells' text: a cell once however many grid columns it spans (python-docx's
+    `row.cells` makes one per column: gridSpan="50000000" is 50 million), and a vertically
+    merged cell's text in each row it spans, as `row.cells` gives it."""
+    from docx.table import _Cell
+
+    rows: list[list[str]] = []
+    above: dict[int, str] = {}  # the text at each grid column of the row above
     for row in table.rows:
-        cells, previous = [], None
-        for cell in row.cells:
-            if cell._tc is not previous:
-                cells.append(cell.text)
-            previous = cell._tc
-        rows.append(cells)
+        stored = row._tr.tc_lst  # the row's <w:tc> elements, as stored
+        cells.take(len(stored), f"table row {len(rows) + 1}")
+        offset, here, texts = row.grid_cols_before, {}, []
+        for tc in stored:
+            merged = tc.vMerge == "continue"  # the cell above goes on into this row
+            here[offset] = text = above.get(offset, "") if merged else _Cell(tc, table).text
+            texts.append(text)
+            offset += tc.grid_span
+        rows.append(texts)
+        above = here
     return rows
 
 
-def _margins(document: Any) -> tuple[list[str], list[str]]:
+def _margins(document: Any, cells: Cells) -> tuple[list[str], list[str]]:
     """The distinct texts of the headers and of the footers of all sections, in order."""
     headers: dict[str, None] = {}
     footers: dict[str, None] = {}
@@ -69,7 +79,7 @@ def _margins(document: Any) -> tuple[list[str], list[str]]:
                 part = getattr(section, variant)
                 if part.is_linked_to_previous:
                     continue
-                text = " ".join(line for line in _blocks(part.iter_inner_content()) if line)
+                text = " ".join(line for line in _blocks(part.iter_inner_content(), cells) if line)
                 if text.strip():
                     seen.setdefault(" ".join(text.split()))
     return list(headers), list(footers)

@@ -46,10 +46,11 @@ def load_odt(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
     context = {"document": document, "footnotes": [], "endnotes": [], "annotations": []}
     context |= {"rst_mode": False, "img_counter": 0, "images": [], "no_img_level": 0}
     lines: list[str] = []
+    cells = Cells(source, deadline)  # a table's cells count against the file's limit too
     try:
         for child in document.body.children:
             deadline.check(source, f"paragraph {len(lines) + 1}")
-            lines += _block(child, context)
+            lines += _block(child, context, cells)
             lines += [f"[{mark}] {body}" for mark, body in context["footnotes"]]
             context["footnotes"] = []
         margins = [c.inner_text for m in _master_pages(document) for c in m.children]
@@ -61,7 +62,7 @@ def load_odt(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
     return Extracted("odt", ["\n\n".join(line.strip() for line in lines if line.strip())])
 
 
-def _block(element: Any, context: dict) -> list[str]:
+def _block(element: Any, context: dict, cells: Cells) -> list[str]:
     """One element of the body as lines: headings as Markdown headings, tables as records."""
     if element.tag in _SKIP:
         return []
@@ -69,9 +70,9 @@ def _block(element: Any, context: dict) -> list[str]:
         level = min(max(element.get_attribute_integer("text:outline-level") or 1, 1), 6)
         return [f"{'#' * level} {' '.join(element.get_formatted_text(context).split())}"]
     if element.tag == "table:table":
-        return table_lines([texts for _, texts in _rows(element)])
+        return table_lines([texts for _, texts in _rows(element, cells, "table")])
     if element.tag in ("text:section", "text:index-body", "text:table-of-content"):
-        return [line for child in element.children for line in _block(child, context)]
+        return [line for child in element.children for line in _block(child, context, cells)]
     return [_IMAGE.sub("", element.get_formatted_text(context))]
 
 
@@ -86,7 +87,7 @@ def load_ods(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
     cells = Cells(source, deadline)
     try:
         for table in document.body.tables:
-            add_sheet(found, table.name or "", _counted(_rows(table), cells, table.name))
+            add_sheet(found, table.name or "", _rows(table, cells, f'sheet "{table.name}"'))
     except IngestError:
         raise
     except Exception as e:  # noqa: BLE001
@@ -94,36 +95,34 @@ def load_ods(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
     return found
 
 
-def _rows(table: Any) -> Iterator[Row]:
+def _rows(table: Any, cells: Cells, name: str) -> Iterator[Row]:
     """Each row's cells' shown text. Repeated empty rows and cells only move the count on (an
-    .ods marks the unused rest of a sheet as a million repeated rows); others are repeated."""
+    .ods marks the unused rest of a sheet as a million repeated rows); others are repeated,
+    and counted against the file's cells before they are (number-columns-repeated=1e9)."""
     number = 0
     for row in table.get_elements(".//table:table-row"):
-        texts: list[str] = []
+        spans = []  # (text, times) of each cell, as stored
         for cell in row.children:
             if cell.tag in _CELLS:
                 text, times = " ".join(cell.inner_text.split()), cell.repeated or 1
-                texts += [text] * (times if text or times < 1024 else 0)
-        while texts and not texts[-1]:
-            texts.pop()
-        if not texts:
+                spans.append((text, times if text or times < 1024 else 0))
+        while spans and not spans[-1][0]:
+            spans.pop()
+        if not spans:
             number += row.repeated or 1
             continue
-        for _ in range(row.repeated or 1):
+        repeated = row.repeated or 1
+        cells.take(sum(times for _, times in spans) * repeated, f"{name} row {number + 1}")
+        texts = [text for text, times in spans for _ in range(times)]
+        for _ in range(repeated):
             number += 1
             yield number, texts
-
-
-def _counted(rows: Iterator[Row], cells: Cells, name: str) -> Iterator[Row]:
-    for number, texts in rows:
-        cells.take(len(texts), f'sheet "{name}" row {number}')
-        yield number, texts
 
 
 def load_odp(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
     document = _open(data, source, deadline, "presentation")
     found = Extracted("slides", [], no_text_reason="no text on any slide")
-    pictures = Pictures(source, deadline, options)
+    pictures, cells = Pictures(source, deadline, options), Cells(source, deadline)
     try:
         pages = document.body.get_draw_pages()
         check_count(len(pages), source, deadline)
@@ -136,7 +135,7 @@ def load_odp(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
                 elif frame.get_attribute("presentation:class") == "title" and not title:
                     title = " ".join(p.inner_text for p in frame.get_paragraphs())
                 else:
-                    lines += _frame(frame, document, pictures, number)
+                    lines += _frame(frame, document, pictures, cells, number)
             add_slide(found, number, title, lines, notes)
     except IngestError:
         raise
@@ -146,11 +145,12 @@ def load_odp(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
     return found
 
 
-def _frame(frame: Any, document: Any, pictures: Pictures, slide: int) -> list[str]:
+def _frame(frame: Any, document: Any, pictures: Pictures, cells: Cells, slide: int) -> list[str]:
     """A shape's text (its tables as records) and its pictures' text by OCR."""
     tables = frame.get_elements(".//table:table")
     if tables:
-        lines = [line for t in tables for line in table_lines([r for _, r in _rows(t)])]
+        rows = (_rows(t, cells, f"slide {slide} table") for t in tables)
+        lines = [line for table in rows for line in table_lines([r for _, r in table])]
     else:
         lines = [p.inner_text for p in frame.get_paragraphs()]
     for image in frame.get_elements(".//draw:image"):

@@ -34,6 +34,7 @@ from .read import IngestError, Limits, ReadOptions, content_hash, find_files, re
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 START_SECONDS = 120.0  # a reader's start (imports), not counted in any file's deadline
+OUT_OF_MEMORY = 75  # a reader's exit status when it ran out of memory outside a file's parsing
 GRACE_SECONDS = 1.0  # past a file's max_seconds, before its reader is killed: the reader's own
 # check between pages gets the first chance to say where it stopped
 log = logging.getLogger(__name__)
@@ -67,7 +68,9 @@ class Reader:
             [sys.executable, "-m", "qsearch.documents.reader_child", *modules],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": path},
+            # one BLAS thread: a reader does no linear algebra, and OpenBLAS reserves ~40 MB of
+            # address space per thread, one per core, against the reader's cap (max_reader_mb)
+            env={**os.environ, "PYTHONPATH": path, "OPENBLAS_NUM_THREADS": "1"},
             start_new_session=True,  # its own process group: killed with whatever it started
         )
         self.started = False
@@ -123,13 +126,16 @@ class Readers:
                 request = (source, data, limits, options)
                 status, value = reader.ask(request, limits.max_seconds + GRACE_SECONDS)
             except (ReaderStuck, EOFError, OSError, pickle.UnpicklingError) as e:
+                error = IngestError(source, _why(e, limits, reader))
                 self._drop(reader)
-                error = IngestError(source, _why(e, limits))
                 log.warning("%s", error)
                 raise error from None
             except BaseException:  # interrupted while waiting: the reader's state is unknown
                 self._drop(reader)
                 raise
+            if status == "error" and isinstance(value, MemoryError):
+                self._drop(reader)  # its heap may be spent and scattered: a new one goes on
+                raise IngestError(source, out_of_memory(limits))
             self._give_back(reader)
         if status == "error":
             raise value
@@ -166,13 +172,23 @@ class Readers:
         reader.stop()
 
 
-def _why(error: Exception, limits: Limits) -> str:
+def _why(error: Exception, limits: Limits, reader: Reader) -> str:
     if isinstance(error, ReaderStuck):
         return (
             f"took too long: still reading after {limits.max_seconds:g} s, inside one page or "
             "part; the reader was stopped"
         )
+    try:
+        status = reader.process.wait(1.0)  # its answers ended: it has exited, or is exiting
+    except subprocess.TimeoutExpired:
+        status = None
+    if status == OUT_OF_MEMORY:
+        return out_of_memory(limits)
     return "the reader stopped while reading this file (too large or damaged?)"
+
+
+def out_of_memory(limits: Limits) -> str:
+    return f"ran out of memory reading it (the reader may use {limits.max_reader_mb:,} MB)"
 
 
 _READERS = Readers()

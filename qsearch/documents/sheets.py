@@ -11,18 +11,22 @@ passage says 'sheet "Q3", rows 2–40'. Every cell counts against `Limits.max_ce
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import re
+import unicodedata
+import zipfile
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import IO, Any
 
 from ..types import Deadline, Extracted, IngestError, Part, ReadOptions
+from .cell_text import cell_text
 from .containers import OLE2, check_zip, quoted, short
 from .text import decode_text
 
 Row = tuple[int, list[str]]  # (row number as the sheet shows it, each cell's text)
 _NUMBER = re.compile(r"[-+]?[\d.,\s%]+|[-+]?\d[\d.,]*[eE][-+]?\d+")
+_PREFIXED_CELL = re.compile(rb"<[^\s/<>:!?]+:c[\s/>]")  # <x:c ...>: a cell, its namespace named
+_NAME_ENDS = re.compile(rb"[\s/>]")
 
 
 class Cells:
@@ -39,36 +43,15 @@ class Cells:
         self.deadline.check(self.source, where)
 
 
-def cell_text(value: Any, number_format: str = "") -> str:
-    """A cell's value as the sheet would show it: integral numbers without '.0', percentages and
-    thousands separators where the cell's format asks for them, dates without midnight."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, dt.datetime):
-        return value.date().isoformat() if value.time() == dt.time() else f"{value:%Y-%m-%d %H:%M}"
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, int | float):
-        return _number(value, number_format)
-    return " ".join(str(value).split())
-
-
-def _number(value: float, number_format: str) -> str:
-    decimals = len(number_format.split(".")[1].rstrip("%;")) if "." in number_format else 0
-    if "%" in number_format:
-        return f"{value * 100:,.{decimals}f}%"
-    if "#,##0" in number_format:
-        return f"{value:,.{decimals}f}"
-    if float(value).is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return f"{value:.15g}"
-
-
 def _is_header(cells: Sequence[str]) -> bool:
     filled = [c for c in cells if c]
-    return len(filled) >= 2 and not any(_NUMBER.fullmatch(c) for c in filled)
+    return len(filled) >= 2 and not any(_is_number(c) for c in filled)
+
+
+def _is_number(text: str) -> bool:
+    """A number as a sheet shows it, currency symbols and brackets around it included."""
+    bare = "".join(c for c in text if unicodedata.category(c) != "Sc" and c not in "()")
+    return bool(_NUMBER.fullmatch(bare.strip()))
 
 
 def add_sheet(found: Extracted, name: str | None, rows: Iterable[Row]) -> None:
@@ -135,7 +118,12 @@ def load_xlsx(data: bytes, source: str, deadline: Deadline, options: ReadOptions
         Cells(source, deadline),
     )
     try:
+        limit = deadline.limits.max_cells
+        if stored_cells(data, limit) > limit:
+            raise IngestError(source, f"too many cells: over {limit:,} stored in its sheets")
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except IngestError:
+        raise
     except Exception as e:  # noqa: BLE001 - openpyxl raises many kinds on damaged files
         raise IngestError(source, f"not a readable .xlsx ({short(e)})") from None
     try:
@@ -150,10 +138,45 @@ def load_xlsx(data: bytes, source: str, deadline: Deadline, options: ReadOptions
     return found
 
 
+def stored_cells(data: bytes, limit: int) -> int:
+    """The cells (<c> elements) stored in an .xlsx, counted in its XML before openpyxl reads it
+    (stopping once over `limit`): openpyxl builds each row whole before it yields it (one row
+    of 8 million cells took 3.6 GB), and finding a sheet's size may parse all its rows. Every
+    part is counted (a sheet may be stored under any name) but xl/calcChain.xml, which lists
+    formula cells again. Under the limit a row is still built whole: the reader's memory cap
+    (pool.py) bounds that."""
+    count = 0
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        for info in z.infolist():
+            if info.filename != "xl/calcChain.xml" and count <= limit:
+                with z.open(info) as member:
+                    count += _count_cells(member, limit - count)
+    return count
+
+
+def _count_cells(member: IO[bytes], limit: int) -> int:
+    count, rest = 0, b""
+    while count <= limit and (chunk := member.read(2**20)):
+        block = rest + chunk
+        cut = block.rfind(b"<")
+        if cut < 0 or _NAME_ENDS.search(block, cut):  # the last tag's name is complete
+            cut = len(block)
+        count += _cells_in(block, cut)  # none that starts before `cut` crosses it
+        rest = block[cut:]
+    return count + _cells_in(rest, len(rest))
+
+
+def _cells_in(block: bytes, end: int) -> int:
+    plain = sum(block.count(b"<c" + bytes([c]), 0, end) for c in b" >/\t\n\r")
+    return plain + len(_PREFIXED_CELL.findall(block, 0, end))
+
+
 def _xlsx_rows(sheet: Any, cells: Cells) -> Iterable[Row]:
     sheet.reset_dimensions()  # rows as stored, not padded to a (often wrong) declared width
     for number, row in enumerate(sheet.iter_rows(), 1):
-        cells.take(len(row), f'sheet "{sheet.title}" row {number}')
+        # an empty row counts as a cell: openpyxl yields one for each row number a sheet skips,
+        # and a row numbered 2,000,000,000 would otherwise be read until the deadline
+        cells.take(max(len(row), 1), f'sheet "{sheet.title}" row {number}')
         yield number, [cell_text(c.value, getattr(c, "number_format", "") or "") for c in row]
 
 

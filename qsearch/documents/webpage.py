@@ -9,6 +9,7 @@ Markdown headings, blocks apart): the fallback, and how e-book chapters and HTML
 from __future__ import annotations
 
 from ..types import Deadline, Extracted, ReadOptions
+from .containers import one_line_reasons
 from .text import decode_text
 
 KEPT = 0.8  # main content this share of all the words (or more) is all of it: all is read
@@ -21,6 +22,7 @@ _BLOCKS = (
 ).split()
 
 
+@one_line_reasons
 def load_html(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
     html = decode_text(data, source)
     everything, title = visible_text(html)
