@@ -143,7 +143,7 @@ def main() -> None:
 
     import torch
 
-    from qsearch.models import quantize
+    from qsearch.models import cpu
 
     runs, notes = backends(args.only, Path(tempfile.mkdtemp(prefix="qsearch-int8-ceiling-")))
     results: dict[str, Any] = {}
@@ -172,7 +172,7 @@ def main() -> None:
             "layer": "Qwen3-0.6B decoder layer, linear projections only",
             "shapes": SHAPES,
             "rounds": args.rounds,
-            "cpu_features": quantize.cpu_features(),
+            "cpu_features": cpu.cpu_features(),
             "quantized_engine": torch.backends.quantized.engine,
             "results": results,
             "notes": notes,
