@@ -14,7 +14,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared" / "data"
+# ../shared/data beside the checkout; where it isn't (a lent GPU machine gets the repository only),
+# a copy in .devdata/ (git-ignored: `make gpu-carry` makes it)
+SHARED = next(
+    (p for p in (ROOT.parent / "shared" / "data", ROOT / ".devdata") if p.is_dir()),
+    ROOT.parent / "shared" / "data",
+)
 QWEN_TIKTOKEN = SHARED / "tokenizer" / "qwen.tiktoken"
 QWEN_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -215,14 +220,11 @@ def environment(device: str) -> dict[str, Any]:
         "numpy",
         "gradio",
     )
-    gpu = (
-        torch.cuda.get_device_name(0)
-        if device.startswith("cuda") and torch.cuda.is_available()
-        else None
-    )
+    on_gpu = device.startswith("cuda") and torch.cuda.is_available()
     return {
         "device": device,
-        "gpu": gpu,
+        "gpu": torch.cuda.get_device_name(0) if on_gpu else None,
+        **(gpu_facts() if on_gpu else {}),
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -230,6 +232,28 @@ def environment(device: str) -> dict[str, Any]:
         "versions": installed,
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def gpu_facts() -> dict[str, Any]:
+    """The GPU's capability and memory, the driver (nvidia-smi) and the CUDA torch was built
+    with."""
+    import subprocess
+
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    try:
+        query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
+        done = subprocess.run(query, capture_output=True, text=True, timeout=30)
+        driver = done.stdout.strip().splitlines()[0] if done.returncode == 0 else None
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        driver = None
+    return {
+        "gpu_capability": f"{props.major}.{props.minor}",
+        "gpu_memory_gib": round(props.total_memory / 2**30, 1),
+        "driver": driver,
+        "cuda": torch.version.cuda,
     }
 
 

@@ -31,7 +31,7 @@ from .quantize import Choice
 
 MIN_SPEEDUP = 1.2  # a precision below fp32 must be at least this much faster in the race
 PROBE_SHAPE = (4, 256)  # sequences x tokens: half the CPU token budget (batching.py)
-ROUNDS = 3
+ROUNDS = 5
 PROBE_LAYER = dict(  # one decoder layer of Qwen3-0.6B (bench/common.QWEN3_06B)
     hidden_size=1024,
     intermediate_size=3072,

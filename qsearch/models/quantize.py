@@ -161,6 +161,14 @@ def has_int8(model: Any) -> bool:
     return any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())
 
 
+def precision_of(model: Any) -> str:
+    """The precision `model` runs in, one of PRECISIONS (float16 too, on a GPU)."""
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    if has_int8(model):
+        return "int8+bf16" if dtype == "bfloat16" else "int8"
+    return dtype
+
+
 def settle(
     body: Any, folder: Path, choices: list[Choice], check: checks.QualityCheck | None
 ) -> tuple[Any, str]:
