@@ -231,6 +231,7 @@ def environment(device: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": installed,
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "load_average": [round(x, 2) for x in os.getloadavg()],  # 1, 5, 15 min, when recorded
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -90,6 +91,7 @@ def main() -> None:
     from qsearch.models import loading
     from qsearch.models.embedder import load_embedder
 
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     if args.random_weights:
         folder = common.random_qwen3(
             Path(tempfile.gettempdir()) / "qsearch-bench-qwen3-embedding-0.6b-random"
@@ -123,12 +125,13 @@ def main() -> None:
     if not (args.contract_only and device == "cpu"):
         report.update(compare_systems(args, folder, device, dtype, embedder, texts))
     report["peak_rss_mb"] = common.peak_rss_mb()
-    report["environment"] = common.environment(device)
+    report["environment"] = common.environment(device) | {"load_average_start": load_at_start}
     if args.random_weights:
         report["note"] = "random weights: throughput is the real model's, the vectors mean nothing"
     if device == "cpu":
         report.update(cpu_dtype_contract(args, folder, texts, embedder))
         report["peak_rss_mb"] = common.peak_rss_mb()
+        report["environment"]["load_average"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         print(json.dumps(report))
 
