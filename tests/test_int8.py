@@ -28,7 +28,7 @@ CPU_KINDS = {
     ),
     "vnni-bf16": (
         ["AVX2", "AVX-512", "VNNI", "AVX512-BF16"],
-        {"bfloat16": 2.1, "int8/fbgemm": 2.3, "int8+bf16/fbgemm": 2.6, "int8+bf16/onednn": 2.4},
+        {"bfloat16": 2.1, "int8/fbgemm": 2.3, "int8+bf16/fbgemm": 3.0, "int8+bf16/onednn": 2.4},
     ),
     "vnni": (
         ["AVX2", "AVX-512", "VNNI"],
@@ -65,7 +65,7 @@ def fake_cpu(monkeypatch, tmp_path):
         ("amx", "bfloat16", "bfloat16: 4.1x fp32 in this machine's start-up race (int8 2.8x, "
          "int8+bf16 3.2x; CPU: AVX2, AVX-512, VNNI, AVX512-BF16, AMX)"),
         ("vnni-bf16", "int8+bf16/fbgemm", "int8+bf16 (linear layers on fbgemm's int8 kernels, "
-         "the rest bf16): 2.6x fp32 in this machine's start-up race (bfloat16 2.1x, int8 2.3x"),
+         "the rest bf16): 3.0x fp32 in this machine's start-up race (bfloat16 2.1x, int8 2.3x"),
         ("vnni", "int8/onednn", "int8 (linear layers on oneDNN's int8 kernels, the rest fp32): "
          "2.1x fp32 in this machine's start-up race (int8+bf16 2.0x; CPU: AVX2, AVX-512, VNNI)"),
         ("bf16-no-vnni", "bfloat16", "bfloat16: 1.9x fp32"),
@@ -85,6 +85,22 @@ def test_auto_runs_the_fastest_precision_of_the_race_and_says_why(fake_cpu, kind
     after = [c.label for c in loading.cpu_choices("cpu")]  # what settle tries, fastest first
     assert after == ([] if not first.int8 else [c.label for c in cpu_race.choices()])
     assert after[-1:] in ([], ["float32"]) and not loading.cpu_choices("cpu", "float32")
+
+
+def test_int8_must_beat_bf16_by_a_margin(fake_cpu):
+    """bf16 runs compiled and closer to fp32: an int8 precision that only ties it in the eager
+    race (as int8+bf16 does on the AMX Xeon here) does not run instead of it."""
+    features = ["AVX2", "AVX-512", "VNNI", "AVX512-BF16", "AMX"]
+    fake_cpu(features, {"bfloat16": 3.0, "int8+bf16/onednn": 3.3, "int8/onednn": 2.3})
+    assert [c.label for c in cpu_race.choices()] == [
+        "bfloat16", "int8+bf16/onednn", "int8/onednn", "float32"
+    ]  # fmt: skip
+    assert cpu_race.choices()[0].why.startswith(
+        "bfloat16: 3.0x fp32 in this machine's start-up race (int8 2.3x, int8+bf16 3.3x; int8 ones "
+        f"must beat bf16 by {cpu_race.INT8_OVER_BF16}x; CPU: AVX2"
+    )
+    fake_cpu(features, {"bfloat16": 3.0, "int8+bf16/onednn": 3.8})  # 1.27x bf16: int8+bf16 runs
+    assert cpu_race.choices()[0].label == "int8+bf16/onednn"
 
 
 def test_each_precision_keeps_its_faster_int8_kernels_and_slow_ones_drop_out(fake_cpu):
