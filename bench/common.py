@@ -14,6 +14,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from qsearch.models.cpu_race import QWEN3_06B  # noqa: E402 - after ROOT is on sys.path
+
 # ../shared/data beside the checkout; where it isn't (a lent GPU machine gets the repository only),
 # a copy in .devdata/ (git-ignored: `make gpu-carry` makes it)
 SHARED = next(
@@ -53,21 +55,6 @@ QWEN_SPECIALS = [  # ids 151643..151668, in order
     "<think>",
     "</think>",
 ]
-# Qwen3-Embedding-0.6B / Qwen3-Reranker-0.6B: the exact architecture.
-QWEN3_06B = dict(
-    vocab_size=151669,
-    hidden_size=1024,
-    intermediate_size=3072,
-    num_hidden_layers=28,
-    num_attention_heads=16,
-    num_key_value_heads=8,
-    head_dim=128,
-    max_position_embeddings=32768,
-    rope_theta=1_000_000.0,
-    rms_norm_eps=1e-6,
-    tie_word_embeddings=True,
-    eos_token_id=151643,
-)
 
 
 def qwen_tokenizer(folder: Path, *, append_eos: bool, tiktoken_file: Path = QWEN_TIKTOKEN) -> Any:
@@ -120,7 +107,7 @@ def random_qwen3(folder: Path, *, reranker: bool = False) -> Path:
         return folder
     qwen_tokenizer(folder, append_eos=not reranker)
     torch.manual_seed(0)
-    config = Qwen3Config(**QWEN3_06B)
+    config = Qwen3Config(**QWEN3_06B)  # the exact architecture, as qsearch's CPU race knows it
     model = (Qwen3ForCausalLM if reranker else Qwen3Model)(config)
     model.to(torch.bfloat16).save_pretrained(folder)
     if not reranker:

@@ -27,7 +27,7 @@ from typing import Any
 import common
 import numpy as np
 
-HIDDEN, HEADS_DIM, KV_DIM, MLP = 1024, 2048, 1024, 3072  # Qwen3-0.6B (bench/common.QWEN3_06B)
+HIDDEN, HEADS_DIM, KV_DIM, MLP = 1024, 2048, 1024, 3072  # Qwen3-0.6B (cpu_race.QWEN3_06B)
 SHAPES = {  # projection: (in, out)
     "q": (HIDDEN, HEADS_DIM),
     "k": (HIDDEN, KV_DIM),

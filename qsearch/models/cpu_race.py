@@ -38,15 +38,22 @@ MIN_SPEEDUP = 1.2  # a precision below fp32 must be at least this much faster in
 INT8_OVER_BF16 = 1.25
 PROBE_SHAPE = (2, 256)  # sequences x tokens: short samples, many of them (a neighbour's burst
 ROUNDS = 10  # of load lasts seconds; each candidate's fastest of 10 rides it out)
-PROBE_LAYER = dict(  # one decoder layer of Qwen3-0.6B (bench/common.QWEN3_06B)
+QWEN3_06B = dict(  # Qwen3-Embedding-0.6B / Qwen3-Reranker-0.6B: the exact architecture
+    vocab_size=151669,
     hidden_size=1024,
     intermediate_size=3072,
-    num_hidden_layers=1,
+    num_hidden_layers=28,
     num_attention_heads=16,
     num_key_value_heads=8,
     head_dim=128,
-    vocab_size=1024,  # the race reads no embedding table worth timing
+    max_position_embeddings=32768,
+    rope_theta=1_000_000.0,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=True,
+    eos_token_id=151643,
 )
+# one decoder layer of it; the race reads no embedding table worth timing
+PROBE_LAYER = QWEN3_06B | dict(num_hidden_layers=1, vocab_size=1024, eos_token_id=0)
 SAYS = {
     "float32": "float32",
     "bfloat16": "bfloat16",
@@ -108,7 +115,8 @@ def measure(
 
 def race() -> dict[str, float]:
     """This machine's race: measured once, then read from disk (verdicts.py)."""
-    return verdicts.remembered(cpu.machine_key("precision-race"), measure)
+    key = cpu.machine_key("precision-race") | {"probe": [*PROBE_SHAPE, ROUNDS]}
+    return verdicts.remembered(key, measure)
 
 
 @functools.lru_cache(maxsize=1)
