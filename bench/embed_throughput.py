@@ -285,6 +285,7 @@ def print_contract(result: dict) -> None:
             f"{result['ratio_vs_fp32'][p]:>7.2f} {result['ratio_vs_fp32_median'][p]:>6.2f} "
             f"{result['min_cosine_vs_fp32'][p]:>8.5f} "
             f"{result['query_ms_p50'][p]:>8.1f}/{result['query_ms_p95'][p]:<8.1f} "
+            f"({result['query_ms_fastest'][p]:.1f}) "
             f"{layer.get('layer_ratio', float('nan')):>8.2f} "
             f"{layer.get('linear_ratio', float('nan')):>9.2f}"
         )
