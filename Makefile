@@ -5,8 +5,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 CHROMIUM := /usr/bin/chromium
+# The GPU targets run on the venv's python, made on first use; PYTHON_BIN=python3 runs them on the
+# system's python instead, with no venv (a GPU image brings its own CUDA torch and has no network)
+ifeq ($(origin PYTHON_BIN),undefined)
+PYTHON_BIN := $(BIN)/python
+GPU_SETUP := $(VENV)/.dev
+endif
 
-.PHONY: run cli test test-slow test-gpu check-platforms lint browser ocr clean
+.PHONY: run cli test test-slow test-gpu gpu-report gpu-carry check-platforms lint browser ocr clean
 
 run: $(VENV)/.app ocr      ## set up, then start the web app: make run ARGS='--share --index DIR'
 	$(BIN)/python app.py $(ARGS)
@@ -32,10 +38,19 @@ ocr:                       # Tesseract reads scanned pages and images; without i
 test-slow: $(VENV)/.dev ocr ## the slow tests: real data from ../shared when present
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
-test-gpu: $(VENV)/.dev     ## the first run on a GPU: driver, CUDA, dtype, models on GPU vs CPU, FAISS GPU
+test-gpu: $(GPU_SETUP)     ## the first run on a GPU: driver, CUDA, dtype, models on GPU vs CPU, FAISS GPU
 	-nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv
-	$(BIN)/python -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda)"
-	$(BIN)/python -m pytest -m gpu -rs -s $(PYTEST_ARGS) tests/test_gpu_cuda.py
+	$(PYTHON_BIN) -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda)"
+	$(PYTHON_BIN) -m pytest -m gpu -rs -s $(PYTEST_ARGS) tests/test_gpu_cuda.py
+
+gpu-report: $(GPU_SETUP)   ## on a CUDA GPU: test-gpu, then the GPU benchmarks (~8 min), JSON in bench/results/
+	$(PYTHON_BIN) bench/gpu_report.py $(ARGS)
+
+gpu-carry:                 ## here, for a lent GPU machine: the wheels its image lacks (.whl/), ../shared's data (.devdata/)
+	rm -rf .whl && $(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: \
+		--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl -r bench/gpu_wheels.txt
+	mkdir -p .devdata && cp -r ../shared/data/tokenizer ../shared/data/scifact-dev .devdata/ && chmod -R u+w .devdata
 
 check-platforms: $(VENV)/.dev ## requirements resolve on macOS arm64, Linux x86_64/aarch64, Windows
 	$(BIN)/python -m pytest -m slow -q $(PYTEST_ARGS) tests/test_platforms.py

@@ -14,7 +14,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared" / "data"
+from qsearch.models.cpu_race import QWEN3_06B  # noqa: E402 - after ROOT is on sys.path
+
+# ../shared/data beside the checkout; where it isn't (a lent GPU machine gets the repository only),
+# a copy in .devdata/ (git-ignored: `make gpu-carry` makes it)
+SHARED = next(
+    (p for p in (ROOT.parent / "shared" / "data", ROOT / ".devdata") if p.is_dir()),
+    ROOT.parent / "shared" / "data",
+)
 QWEN_TIKTOKEN = SHARED / "tokenizer" / "qwen.tiktoken"
 QWEN_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -48,21 +55,6 @@ QWEN_SPECIALS = [  # ids 151643..151668, in order
     "<think>",
     "</think>",
 ]
-# Qwen3-Embedding-0.6B / Qwen3-Reranker-0.6B: the exact architecture.
-QWEN3_06B = dict(
-    vocab_size=151669,
-    hidden_size=1024,
-    intermediate_size=3072,
-    num_hidden_layers=28,
-    num_attention_heads=16,
-    num_key_value_heads=8,
-    head_dim=128,
-    max_position_embeddings=32768,
-    rope_theta=1_000_000.0,
-    rms_norm_eps=1e-6,
-    tie_word_embeddings=True,
-    eos_token_id=151643,
-)
 
 
 def qwen_tokenizer(folder: Path, *, append_eos: bool, tiktoken_file: Path = QWEN_TIKTOKEN) -> Any:
@@ -115,7 +107,7 @@ def random_qwen3(folder: Path, *, reranker: bool = False) -> Path:
         return folder
     qwen_tokenizer(folder, append_eos=not reranker)
     torch.manual_seed(0)
-    config = Qwen3Config(**QWEN3_06B)
+    config = Qwen3Config(**QWEN3_06B)  # the exact architecture, as qsearch's CPU race knows it
     model = (Qwen3ForCausalLM if reranker else Qwen3Model)(config)
     model.to(torch.bfloat16).save_pretrained(folder)
     if not reranker:
@@ -215,21 +207,41 @@ def environment(device: str) -> dict[str, Any]:
         "numpy",
         "gradio",
     )
-    gpu = (
-        torch.cuda.get_device_name(0)
-        if device.startswith("cuda") and torch.cuda.is_available()
-        else None
-    )
+    on_gpu = device.startswith("cuda") and torch.cuda.is_available()
     return {
         "device": device,
-        "gpu": gpu,
+        "gpu": torch.cuda.get_device_name(0) if on_gpu else None,
+        **(gpu_facts() if on_gpu else {}),
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "versions": installed,
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "load_average": [round(x, 2) for x in os.getloadavg()],  # 1, 5, 15 min, when recorded
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def gpu_facts() -> dict[str, Any]:
+    """The GPU's capability and memory, the driver (nvidia-smi) and the CUDA torch was built
+    with."""
+    import subprocess
+
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    try:
+        query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
+        done = subprocess.run(query, capture_output=True, text=True, timeout=30)
+        driver = done.stdout.strip().splitlines()[0] if done.returncode == 0 else None
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        driver = None
+    return {
+        "gpu_capability": f"{props.major}.{props.minor}",
+        "gpu_memory_gib": round(props.total_memory / 2**30, 1),
+        "driver": driver,
+        "cuda": torch.version.cuda,
     }
 
 

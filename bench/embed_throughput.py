@@ -2,18 +2,21 @@
 same chunks.
 
 The three run interleaved (a, b, c, then b, c, a, ...) after a warm-up, on one model in
-memory, so that a noisy machine affects them alike. On a CPU it then times fp32 against
-qsearch's CPU default dtype, embedder and reranker (cpu_dtype.py). Prints a table, and with
---json a last line holding one JSON object.
+memory, so that a noisy machine affects them alike. On a CPU it then times every precision
+qsearch can run there against fp32, and checks the default against its CPU class's contract
+(cpu_dtype.py; --contract-only skips the systems). Prints a table, and with --json a last line
+holding one JSON object.
 
     python bench/embed_throughput.py --model DIR --limit 300 --json
     python bench/embed_throughput.py --random-weights --device cuda --dtype bfloat16 --json
+    python bench/embed_throughput.py --random-weights --device cpu --limit 16 --contract-only --json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -45,7 +48,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--dtype",
-        choices=["float32", "bfloat16", "float16", "int8"],
+        choices=["float32", "bfloat16", "float16", "int8", "int8+bf16"],
         help="qsearch's dtype (default: what it picks: bf16 on GPU; on a CPU bf16, int8 or fp32); "
         "sentence-transformers runs fp32 on a CPU",
     )
@@ -65,8 +68,19 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="timed runs of each system")
     p.add_argument(
         "--cpu-default",
-        choices=["float32", "bfloat16", "int8"],
-        help="on a CPU: the dtype compared with fp32 (default: what qsearch picks on this CPU)",
+        choices=["float32", "bfloat16", "int8", "int8+bf16"],
+        help="on a CPU: the contract's precision (default: what qsearch's auto runs here)",
+    )
+    p.add_argument(
+        "--contract-rounds",
+        type=int,
+        default=4,
+        help="on a CPU: timed rounds of each precision (the fastest counts: more ride out noise)",
+    )
+    p.add_argument(
+        "--contract-only",
+        action="store_true",
+        help="on a CPU: only the precision contract, not sentence-transformers and the naive loop",
     )
     p.add_argument(
         "--rerank-queries", type=int, default=3, help="queries x 10 passages for the reranker"
@@ -74,12 +88,10 @@ def main() -> None:
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    from qsearch.models import batching, loading
+    from qsearch.models import loading
     from qsearch.models.embedder import load_embedder
 
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     if args.random_weights:
         folder = common.random_qwen3(
             Path(tempfile.gettempdir()) / "qsearch-bench-qwen3-embedding-0.6b-random"
@@ -97,10 +109,43 @@ def main() -> None:
         dtype=args.dtype or "auto",
     )
     texts = common.chunk_texts(args.data, embedder.tokenizer, limit=args.limit)
+    tokens = sum(len(s) for s in embedder.prepare(texts))
+    report = {
+        "benchmark": "embed_throughput",
+        "model": common.model_label(args.model, folder),
+        "random_weights": args.random_weights,
+        "dtype": str(dtype).removeprefix("torch."),
+        "qsearch_precision": embedder.precision,  # what qsearch ran (int8 loads as float32)
+        "device": device,
+        "chunks": len(texts),
+        "tokens": tokens,
+        "max_batch_tokens": embedder.max_batch_tokens,
+        "rounds": args.rounds,
+    }
+    if not (args.contract_only and device == "cpu"):
+        report.update(compare_systems(args, folder, device, dtype, embedder, texts))
+    report["peak_rss_mb"] = common.peak_rss_mb()
+    report["environment"] = common.environment(device) | {"load_average_start": load_at_start}
+    if args.random_weights:
+        report["note"] = "random weights: throughput is the real model's, the vectors mean nothing"
+    if device == "cpu":
+        report.update(cpu_dtype_contract(args, folder, texts, embedder))
+        report["peak_rss_mb"] = common.peak_rss_mb()
+        report["environment"]["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    if args.json:
+        print(json.dumps(report))
+
+
+def compare_systems(args, folder, device, dtype, embedder, texts) -> dict:  # noqa: ANN001
+    """qsearch's embedder against sentence-transformers and a naive loop, interleaved."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from qsearch.models import batching
+
     ids = embedder.prepare(texts)
     lengths = [len(s) for s in ids]
     tokens = sum(lengths)
-
     st = SentenceTransformer(str(folder), device=device, model_kwargs={"dtype": dtype})
     st.max_seq_length = embedder.max_length
 
@@ -173,84 +218,92 @@ def main() -> None:
             "padding_fraction": padding[name],
             "peak_gpu_mb": peak_gpu.get(name),
         }
-    report = {
-        "benchmark": "embed_throughput",
-        "model": common.model_label(args.model, folder),
-        "random_weights": args.random_weights,
-        "dtype": str(dtype).removeprefix("torch."),
-        "qsearch_precision": embedder.precision,  # what qsearch ran (int8 loads as float32)
-        "device": device,
-        "chunks": len(texts),
-        "tokens": tokens,
-        "max_batch_tokens": embedder.max_batch_tokens,
+    out = {
         "batch_size": args.batch_size,
-        "rounds": args.rounds,
         "systems": results,
         "ratio_vs_sentence_transformers": results["sentence_transformers"]["seconds_median"]
         / results["qsearch"]["seconds_median"],
         "ratio_vs_naive_loop": results["naive_loop"]["seconds_median"]
         / results["qsearch"]["seconds_median"],
         "max_cosine_diff": float(1 - cosine.min()),
-        "peak_rss_mb": common.peak_rss_mb(),
-        "environment": common.environment(device),
     }
-    if args.random_weights:
-        report["note"] = "random weights: throughput is the real model's, the vectors mean nothing"
-    if device == "cpu":
-        report.update(cpu_dtype_contract(args, folder, texts))
-    print(f"{len(texts)} chunks, {tokens} tokens, {report['dtype']} on {device}")
+    print(f"{len(texts)} chunks, {tokens} tokens, {str(dtype).removeprefix('torch.')} on {device}")
     print(f"{'system':<22} {'tokens/s':>10} {'chunks/s':>9} {'padding':>8} {'median s':>9}")
     for name, r in results.items():
         print(
             f"{name:<22} {r['tokens_per_s']:>10.0f} {r['chunks_per_s']:>9.1f} "
-            f"{r['padding_fraction']:>8.1%} "
-            f"{r['seconds_median']:>9.2f}"
+            f"{r['padding_fraction']:>8.1%} {r['seconds_median']:>9.2f}"
         )
     print(
-        f"qsearch is {report['ratio_vs_sentence_transformers']:.2f}x sentence-transformers and "
-        f"{report['ratio_vs_naive_loop']:.2f}x the naive loop; "
-        f"max cosine difference {report['max_cosine_diff']:.2e}"
+        f"qsearch is {out['ratio_vs_sentence_transformers']:.2f}x sentence-transformers and "
+        f"{out['ratio_vs_naive_loop']:.2f}x the naive loop; "
+        f"max cosine difference {out['max_cosine_diff']:.2e}"
     )
-    if args.json:
-        print(json.dumps(report))
+    return out
 
 
-def cpu_dtype_contract(args: argparse.Namespace, folder: Path, texts: list[str]) -> dict:
-    """qsearch's CPU default against fp32 (embedder, and with --random-weights the 0.6B reranker
-    too)."""
+def cpu_dtype_contract(args: argparse.Namespace, folder: Path, texts: list[str], embedder) -> dict:  # noqa: ANN001
+    """Every precision against fp32 on this CPU, the default's contract (its class's target, what
+    bounds it), and with --random-weights the 0.6B reranker in the default against fp32."""
     import cpu_dtype
 
-    from qsearch.models import loading
+    from qsearch.models import cpu, cpu_race, quantize
 
-    default, why = (
-        (args.cpu_default, "forced by --cpu-default") if args.cpu_default else loading.cpu_dtype()
-    )
-    # fastest rounds are compared: a few more of them ride out a noisy neighbour
-    rounds = max(args.rounds, 4)
+    if args.cpu_default:
+        default, why = args.cpu_default, "forced by --cpu-default"
+    else:  # what auto ran for this model: the race's winner, if it passed the model's check
+        default, why = quantize.precision_of(embedder.model), embedder.precision
+    rounds = args.contract_rounds
+    features, precisions = cpu.cpu_features(), cpu_dtype.precisions_here()
     result = {
         "cpu_default_reason": why,
-        **cpu_dtype.compare_embedders(folder, texts, default, rounds),
+        "cpu_features": features,
+        "isa_caps": cpu.isa_caps(),
+        "race": cpu_race.race(),
+        **cpu_dtype.compare_embedders(folder, texts, default, rounds, precisions),
     }
+    result["layer_breakdown"] = cpu_dtype.layer_breakdown([*precisions, default], rounds + 1)
+    result["contract"] = cpu_dtype.contract(features, result, result["layer_breakdown"])
     if args.random_weights:
         reranker = common.random_qwen3(
             Path(tempfile.gettempdir()) / "qsearch-bench-qwen3-reranker-0.6b-random", reranker=True
         )
         queries = [f"what does passage {i} say?" for i in range(args.rerank_queries)]
         result.update(cpu_dtype.compare_rerankers(reranker, queries, texts[:10], default, rounds))
-    print(f"one query, ms: p50 {result['query_ms_p50']}, p95 {result['query_ms_p95']}")
-    print(
-        f"CPU default {default} ({why}): "
-        f"{result['ratio_cpu_default_vs_fp32']:.2f}x fp32 (fastest rounds; "
-        f"medians {result['ratio_cpu_default_vs_fp32_median']:.2f}x), "
-        f"min cosine {result['min_cosine_cpu_default_vs_fp32']:.5f}"
-        + (
-            f"; reranker P(yes) max diff {result['max_abs_diff_cpu_default_vs_fp32']:.4f}, "
-            f"top-10 order equal for {result['rerank_top10_order_equal_fraction']:.0%} of queries"
-            if "max_abs_diff_cpu_default_vs_fp32" in result
-            else ""
-        )
-    )
+    print_contract(result)
     return result
+
+
+def print_contract(result: dict) -> None:
+    """The contract as a table: each precision, then the default against its class's target."""
+    print(f"{'precision':<10} {'tok/s best':>10} {'median':>7} {'x fp32':>7} {'x med':>6} "
+          f"{'min cos':>8} {'query p50/p95 ms':>17} {'layer x':>8} {'linears x':>9}")  # fmt: skip
+    for p, tps in result["tokens_per_s"].items():
+        layer = result["layer_breakdown"].get(p, {})
+        print(
+            f"{p:<10} {tps:>10.0f} {result['tokens_per_s_median'][p]:>7.0f} "
+            f"{result['ratio_vs_fp32'][p]:>7.2f} {result['ratio_vs_fp32_median'][p]:>6.2f} "
+            f"{result['min_cosine_vs_fp32'][p]:>8.5f} "
+            f"{result['query_ms_p50'][p]:>8.1f}/{result['query_ms_p95'][p]:<8.1f} "
+            f"({result['query_ms_fastest'][p]:.1f}) "
+            f"{layer.get('layer_ratio', float('nan')):>8.2f} "
+            f"{layer.get('linear_ratio', float('nan')):>9.2f}"
+        )
+    c = result["contract"]
+    said = "reached" if c["reached"] else f"short by {c['short_by']:.2f}x"
+    print(
+        f"default {result['cpu_default']} ({result['cpu_default_reason']}): "
+        f"{result['ratio_cpu_default_vs_fp32']:.2f}x fp32 (medians "
+        f"{result['ratio_cpu_default_vs_fp32_median']:.2f}x); class {c['class']}, target "
+        f"{c['target_vs_fp32']}x: {said}; Amdahl bound {c['bound_amdahl_rest_at_fp32']:.2f}x "
+        f"(rest at fp32 speed), {c['bound_amdahl_rest_as_measured']:.2f}x (rest as measured)"
+    )
+    if "max_abs_diff_cpu_default_vs_fp32" in result:
+        print(
+            f"reranker: P(yes) max diff {result['max_abs_diff_cpu_default_vs_fp32']:.4f}, "
+            f"top-10 order equal for {result['rerank_top10_order_equal_fraction']:.0%} of "
+            f"queries, {result['rerank_ratio_cpu_default_vs_fp32']:.2f}x fp32"
+        )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from typing import Any
 import common
 import numpy as np
 
-HIDDEN, HEADS_DIM, KV_DIM, MLP = 1024, 2048, 1024, 3072  # Qwen3-0.6B (bench/common.QWEN3_06B)
+HIDDEN, HEADS_DIM, KV_DIM, MLP = 1024, 2048, 1024, 3072  # Qwen3-0.6B (cpu_race.QWEN3_06B)
 SHAPES = {  # projection: (in, out)
     "q": (HIDDEN, HEADS_DIM),
     "k": (HIDDEN, KV_DIM),
@@ -143,7 +143,7 @@ def main() -> None:
 
     import torch
 
-    from qsearch.models import quantize
+    from qsearch.models import cpu
 
     runs, notes = backends(args.only, Path(tempfile.mkdtemp(prefix="qsearch-int8-ceiling-")))
     results: dict[str, Any] = {}
@@ -172,7 +172,7 @@ def main() -> None:
             "layer": "Qwen3-0.6B decoder layer, linear projections only",
             "shapes": SHAPES,
             "rounds": args.rounds,
-            "cpu_features": quantize.cpu_features(),
+            "cpu_features": cpu.cpu_features(),
             "quantized_engine": torch.backends.quantized.engine,
             "results": results,
             "notes": notes,

@@ -35,7 +35,7 @@ FUSIONS = ("tmm", "minmax", "rrf")  # see fusion.py
 # the best of the SciFact dev sweep (README, Quality)
 DEFAULT_FUSION, DEFAULT_DENSE_WEIGHT = "tmm", 0.8
 DEVICES = ("auto", "cpu", "cuda")
-DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "int8", "int8+bf16")
 NO_COMPILE_HELP = (
     "on a CPU in bf16, don't torch.compile attention, MLPs and norms "
     "(saves ~20 s at the first start)"
@@ -97,7 +97,7 @@ class Settings(Checked):
     device: str = Field(  # auto takes the GPU when there is one
         "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="one of auto, cpu, cuda or cuda:N"
     )
-    dtype: Literal[DTYPES] = "auto"  # auto: bf16/fp16 on GPU; CPU: bf16, else int8 if fast
+    dtype: Literal[DTYPES] = "auto"  # auto: bf16/fp16 on GPU; CPU: the race's winner
     compile: bool = True  # on a CPU in bf16, torch.compile a decoder (models/loading.py)
     ocr: bool = True  # read pages without a text layer, and images, with Tesseract if installed
     ocr_lang: str = "eng"  # Tesseract language(s), e.g. "eng+deu"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,9 +48,15 @@ def run(script: str, *args: str) -> dict:
 
 def test_embed_throughput(tmp_path):
     result = run(
-        "embed_throughput.py", "--data", str(tiny_beir(tmp_path / "beir")), "--rounds", "1"
+        "embed_throughput.py",
+        "--data",
+        str(tiny_beir(tmp_path / "beir")),
+        "--rounds",
+        "1",
+        "--contract-rounds",
+        "1",
     )
-    int8 = result["cpu_default"] == "int8"  # qsearch runs int8, sentence-transformers fp32
+    int8 = result["cpu_default"].startswith("int8")  # qsearch runs int8, sentence-transformers fp32
     assert result["chunks"] >= 24
     assert set(result["systems"]) == {"qsearch", "sentence_transformers", "naive_loop"}
     # the three systems embed the same chunks into the same vectors, whatever their speed
@@ -59,8 +66,18 @@ def test_embed_throughput(tmp_path):
         result["systems"]["qsearch"]["padding_fraction"]
         < result["systems"]["naive_loop"]["padding_fraction"]
     )
-    # the CPU-dtype contract: the default named with its reason, and its vectors the fp32 ones
-    assert result["cpu_default"] in ("float32", "bfloat16", "int8") and result["cpu_default_reason"]
+    # the CPU contract: every precision the race ran here against fp32, the default named with
+    # its reason and its class, each precision's query latency, and what bounds the default
+    precisions = {"float32", "int8", "int8+bf16"} | (
+        {"bfloat16"} if "bfloat16" in result["race"] else set()
+    )
+    assert set(result["ratio_vs_fp32"]) == precisions and result["ratio_vs_fp32"]["float32"] == 1.0
+    assert set(result["query_ms_p50"]) == set(result["query_ms_p95"]) == precisions
+    assert result["cpu_default"] in precisions and result["cpu_default_reason"]
+    assert result["contract"]["class"] in ("AMX", "VNNI", "AVX512-BF16 without VNNI",
+                                           "neither VNNI nor AVX512-BF16")  # fmt: skip
+    assert 0 < result["layer_breakdown"]["linear_share_of_fp32"] < 1
+    assert result["contract"]["bound_amdahl_rest_at_fp32"] > 0
     assert result["min_cosine_cpu_default_vs_fp32"] >= (0.95 if int8 else 0.999)
     assert result["environment"]["versions"]["torch"] and result["environment"]["command"]
 
@@ -139,3 +156,45 @@ def test_keywords_language(tmp_path):
     assert set(after["languages"]) == {"de", "en"} and "dense" in after
     assert 0 <= after["lexical"]["ndcg_at_10"] <= 1
     assert result["results"]["de"]["before (English for all)"]["languages"] == ["en"]
+
+
+def test_gpu_report_without_cuda_says_so_in_one_line():
+    """`make gpu-report` where torch sees no CUDA GPU: one line, exit 0, nothing written. With
+    PYTHON_BIN given, no venv is made (a GPU image's own python runs it)."""
+    results = ROOT / "bench" / "results"
+    before = sorted(results.iterdir())
+    done = subprocess.run(
+        ["make", "-s", "gpu-report", f"PYTHON_BIN={sys.executable}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        "gpu-report: no CUDA GPU here (torch sees none): nothing to measure"
+    ]
+    assert sorted(results.iterdir()) == before
+
+
+def test_gpu_report_steps_name_real_scripts_and_flags():
+    """Each step of the GPU report runs a script that exists with flags it accepts, under the
+    interpreter given; the tests step is `make test-gpu`, which then runs no venv set-up."""
+    done = subprocess.run(
+        [sys.executable, "bench/gpu_report.py", "--plan"], cwd=ROOT, capture_output=True, text=True
+    )
+    steps = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [s["step"] for s in steps] == ["tests", "embed-bf16", "embed-fp16", "search", "faiss"]
+    assert sum(s["h100_s"] for s in steps) <= 8 * 60
+    for step in steps[1:]:
+        python, script, *flags = step["command"].split()
+        assert python == sys.executable and (ROOT / script).is_file()
+        usage = subprocess.run(
+            [sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True
+        ).stdout
+        assert all(f in usage for f in flags if f.startswith("--")), (script, flags)
+    dry = subprocess.run(
+        ["make", "-n", "test-gpu", "PYTHON_BIN=python3"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
+    assert "python3 -m pytest -m gpu" in dry and "venv" not in dry and "pip" not in dry

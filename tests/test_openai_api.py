@@ -31,6 +31,10 @@ def api(app_server):
 def test_models_lists_what_is_served(api, minilm_dir):
     url, model = api
     assert model == "all-MiniLM-L6-v2", "named as servers name models, never by a file path"
+    [embedder, *_] = httpx.get(f"{url}v1/models").json()["data"]
+    # where it runs and in which precision, and why, as the page says it (the app runs fp32 here)
+    assert embedder["device"] == "cpu"
+    assert embedder["precision"] == "float32 (set by --dtype / QSEARCH_DTYPE)"
 
 
 def test_openai_client_gets_the_engines_own_vectors(api, minilm):

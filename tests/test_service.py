@@ -13,7 +13,7 @@ from fakes import HashingEmbedder
 
 from qsearch import Engine, Settings
 from qsearch.engine import Cancelled
-from qsearch.models import loading
+from qsearch.models import cpu, cpu_race, loading
 
 
 @pytest.fixture
@@ -170,24 +170,23 @@ def test_settings_parse_the_environment_by_type():
         Settings(dtype="int4")
 
 
-def test_cpu_dtype_follows_the_capability(monkeypatch):
-    loading.cpu_dtype.cache_clear()
-    monkeypatch.setattr(loading, "cpu_bf16_flags", lambda: [])  # a CPU without AMX or AVX512-BF16
-    assert loading.pick_dtype("cpu") == torch.float32
-    assert "neither AMX nor AVX512-BF16" in loading.dtype_reason("cpu")
-    loading.cpu_dtype.cache_clear()
-    monkeypatch.setattr(loading, "cpu_bf16_flags", lambda: ["AMX"])
-    monkeypatch.setattr(
-        loading, "bf16_speedup", lambda: 0.9
-    )  # the flag says yes, the timing says no
-    assert loading.pick_dtype(
-        "cpu"
-    ) == torch.float32 and "measured only 0.9x" in loading.dtype_reason("cpu")
-    loading.cpu_dtype.cache_clear()
-    monkeypatch.setattr(loading, "bf16_speedup", lambda: 3.5)
-    assert loading.pick_dtype("cpu") == torch.bfloat16 and "AMX" in loading.dtype_reason("cpu")
-    assert loading.pick_dtype("cpu", "float32") == torch.float32, "--dtype wins"
-    loading.cpu_dtype.cache_clear()
+def test_cpu_dtype_follows_the_race(monkeypatch):
+    """bf16 loads where it won this machine's race; else the model loads in fp32 (int8 ones are
+    converted after loading); --dtype wins."""
+    try:
+        monkeypatch.setattr(cpu, "cpu_features", lambda: ["AVX2", "AVX512-BF16"])
+        for ratios, dtype in (
+            ({"bfloat16": 3.5}, torch.bfloat16),
+            ({"bfloat16": 0.9}, torch.float32),
+        ):
+            monkeypatch.setattr(cpu_race, "race", lambda ratios=ratios: {"float32": 1.0, **ratios})
+            cpu_race.choices.cache_clear()
+            assert loading.pick_dtype("cpu") == dtype
+            assert loading.dtype_reason("cpu").startswith(str(dtype).removeprefix("torch."))
+        assert "bfloat16 0.9x" in loading.dtype_reason("cpu"), "what the flag promised, measured"
+        assert loading.pick_dtype("cpu", "bfloat16") == torch.bfloat16, "--dtype wins"
+    finally:
+        cpu_race.choices.cache_clear()
 
 
 def test_bf16_vectors_and_scores_agree_with_fp32(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from qsearch.models import loading, quantize, verdicts
+from qsearch.models import cpu, cpu_race, verdicts
 
 KEY = {"check": "int8-speedup", "cpu": ["AVX2"], "torch": "2.13.0"}
 
@@ -44,13 +44,13 @@ def test_a_read_only_cache_still_answers(checks, monkeypatch):
     assert verdicts.remembered(KEY, lambda: 1.7) == 1.7
 
 
-def _choose(folder: str, speedup: float, start: multiprocessing.synchronize.Barrier) -> str:
-    """A process's `--dtype auto` on a CPU without bf16, its own int8 timing being `speedup`."""
+def _choose(folder: str, int8: float, start: multiprocessing.synchronize.Barrier) -> str:
+    """A process's `--dtype auto` on an AVX2 CPU, its own race timing int8 at `int8` x fp32."""
     verdicts.folder = lambda: Path(folder)
-    loading.cpu_bf16_flags = lambda: []
-    quantize.measure_int8_speedup = lambda: speedup
+    cpu.cpu_features = lambda: ["AVX2"]
+    cpu_race.measure = lambda: {"float32": 1.0, "int8/fbgemm": int8, "seconds": 2.0}
     start.wait()
-    return loading.cpu_dtype()[0]
+    return cpu_race.choices()[0].precision
 
 
 def test_the_machine_key_leaves_out_the_thread_count():
@@ -59,22 +59,35 @@ def test_the_machine_key_leaves_out_the_thread_count():
 
     threads = torch.get_num_threads()
     try:
-        before = quantize.machine_key("int8-speedup")
+        before = cpu.machine_key("precision-race")
         torch.set_num_threads(1)
-        assert quantize.machine_key("int8-speedup") == before
+        assert cpu.machine_key("precision-race") == before
     finally:
         torch.set_num_threads(threads)
 
 
+def test_a_mapping_of_numbers_is_kept_too(checks):
+    """The race stores every candidate's ratio under one key."""
+    ratios = {"float32": 1, "bfloat16": 4.1, "int8+bf16/onednn": 3.2}
+    assert verdicts.remembered(KEY, lambda: ratios) == {**ratios, "float32": 1.0}
+    assert verdicts.read(KEY) == {**ratios, "float32": 1.0}
+    (path,) = checks.iterdir()
+    entry = json.loads(path.read_text())
+    entry["value"] = ["not", "numbers"]
+    path.write_text(json.dumps(entry))
+    assert verdicts.read(KEY) is None and not path.exists(), "neither a number nor numbers"
+
+
 def test_processes_that_time_differently_choose_alike(tmp_path):
-    """The app and a ZeroGPU worker (or the CLI indexing for the app) start together; one times
-    int8 at 1.7x fp32, the other at 1.2x. Without the stored verdict one would run int8 and the
-    other fp32, embedding one collection in two precisions (CI saw the reranker scores differ)."""
+    """The app and a ZeroGPU worker (or the CLI indexing for the app) start together; one's race
+    times int8 at 1.4x fp32, the other's at 1.1x. Without the stored verdict one would run int8
+    and the other fp32, embedding one collection in two precisions (CI saw the reranker scores
+    differ)."""
     context = multiprocessing.get_context("spawn")  # fresh processes, as on every platform
     start = context.Manager().Barrier(2)
-    speedups = [quantize.INT8_MIN_SPEEDUP + 0.2, quantize.INT8_MIN_SPEEDUP - 0.3]
+    speedups = [cpu_race.MIN_SPEEDUP + 0.2, cpu_race.MIN_SPEEDUP - 0.1]
     with context.Pool(2) as pool:
         chosen = pool.starmap(_choose, [(str(tmp_path), s, start) for s in speedups])
     assert chosen[0] == chosen[1] and chosen[0] in ("int8", "float32")
-    (path,) = tmp_path.glob("int8-speedup-*.json")
-    assert json.loads(path.read_text())["value"] in speedups
+    (path,) = tmp_path.glob("precision-race-*.json")
+    assert json.loads(path.read_text())["value"]["int8/fbgemm"] in speedups

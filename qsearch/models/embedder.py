@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import batching, loading, place, quantize
+from . import batching, checks, loading, place, quantize
 from .base import DEFAULT_TASK, Embedder, EmbedderBase, Progress, format_query
 from .st_folder import StFolder, read_folder
 
@@ -73,12 +73,13 @@ class TransformersEmbedder(EmbedderBase):
         self.pad_id = pad if pad is not None else self.eos_id
         if self.pooling == "lasttoken" and self.eos_id is None:
             raise loading.ModelLoadError(f"{name_or_path}: last-token pooling needs an EOS token")
-        if loading.wants_int8(self.device, dtype):  # loaded in fp32, quantized here (quantize.py)
-            check = None  # --dtype int8: forced, unchecked
-            if dtype != "int8":
-                sequences = self.prepare(quantize.CHECK_TEXTS)
-                check = quantize.vectors_check(sequences, decoder=self.pooling == "lasttoken")
-            self.model, self.precision = quantize.to_int8(self.model, folder, check, self.precision)
+        choices = loading.cpu_choices(self.device, dtype)  # loaded in fp32, converted here
+        if choices:
+            check = None  # a precision set by hand runs unchecked
+            if dtype == "auto":
+                sequences = self.prepare(checks.CHECK_TEXTS)
+                check = checks.vectors_check(sequences, decoder=self.pooling == "lasttoken")
+            self.model, self.precision = quantize.settle(self.model, folder, choices, check)
         # measured on the Qwen3 decoder only (bench/cpu_forward.py): encoders stay eager
         self.compiled = loading.compile_on_cpu(
             self.model, self.device, compile and self.pooling == "lasttoken"

@@ -10,12 +10,11 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-import time
 from pathlib import Path
 
 # re-exported: it moved to config, beside model_name
 from ..config import bundled_small_model as bundled_small_model
-from . import quantize, verdicts
+from . import cpu_race, quantize
 
 # Fail in seconds, not minutes, when the hub can't be reached (users may set their own).
 os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
@@ -100,28 +99,35 @@ def gpu_capability(device: str) -> tuple[int, int]:
 NATIVE_BF16 = (8, 0)  # Ampere (A100, A10, L4) and later compute bf16 in hardware
 
 
+INT8_DTYPES = ("int8", "int8+bf16")  # CPU paths: loaded in fp32, converted after (quantize.py)
+
+
 def pick_dtype(device: str, setting: str = "auto"):  # noqa: ANN201 - torch.dtype, lazy torch
-    """The dtype to run in: `setting` when given; else on a GPU bf16 where its compute capability
+    """The dtype to load in: `setting` when given; else on a GPU bf16 where its compute capability
     is >= 8.0, fp16 below (a T4 reports `is_bf16_supported()` True, but only emulates it); fp16
-    on Apple's MPS; on a CPU bf16 where it computes it natively (see cpu_dtype), else fp32.
-    int8 loads in fp32 and is quantized after loading (see wants_int8)."""
+    on Apple's MPS; on a CPU bf16 where it won this machine's race (cpu_race.py), else fp32. The
+    int8 precisions load in fp32 and are converted after loading (see cpu_choices)."""
     import torch
 
-    if setting == "int8":
-        return _int8_load_dtype(device)
+    if setting in INT8_DTYPES:
+        return _int8_load_dtype(device, setting)
     if setting != "auto":
         return getattr(torch, setting)
     if device.startswith("cuda"):
         return torch.bfloat16 if gpu_capability(device) >= NATIVE_BF16 else torch.float16
     if device.startswith("mps"):
         return torch.float16
-    return torch.bfloat16 if cpu_dtype()[0] == "bfloat16" else torch.float32
+    return torch.bfloat16 if cpu_race.choices()[0].precision == "bfloat16" else torch.float32
 
 
 def dtype_reason(device: str, setting: str = "auto") -> str:
     """Which dtype runs on `device`, and why: one line for the page and --help."""
     if setting != "auto":
-        return f"{setting} (set by --dtype / QSEARCH_DTYPE)"
+        return (
+            cpu_race.forced(setting).why
+            if setting in INT8_DTYPES
+            else (f"{setting} (set by --dtype / QSEARCH_DTYPE)")
+        )
     if device.startswith("cuda"):
         major, minor = gpu_capability(device)
         if (major, minor) >= NATIVE_BF16:
@@ -129,98 +135,29 @@ def dtype_reason(device: str, setting: str = "auto") -> str:
         return f"float16 (GPU compute capability {major}.{minor}: bf16 would be emulated)"
     if device.startswith("mps"):
         return "float16 (Apple GPU through MPS)"
-    return cpu_dtype()[1]
+    return cpu_race.choices()[0].why
 
 
-def _int8_load_dtype(device: str):  # noqa: ANN202 - torch.dtype
+def _int8_load_dtype(device: str, setting: str):  # noqa: ANN202 - torch.dtype
     """int8 is a CPU path (torch's dynamic quantization): load fp32, quantize after loading."""
     import torch
 
     if device != "cpu":
-        raise ModelLoadError(f"dtype 'int8' runs on the CPU only, not on device {device!r}")
+        raise ModelLoadError(f"dtype {setting!r} runs on the CPU only, not on device {device!r}")
     return torch.float32
 
 
-def wants_int8(device: str, setting: str = "auto") -> bool:
-    """Whether a model loaded for `device` should be quantized to int8 (forced, or auto's pick)."""
-    if setting == "int8":
-        _int8_load_dtype(device)
-        return True
-    return setting == "auto" and device == "cpu" and cpu_dtype()[0] == "int8"
-
-
-def cpu_bf16_flags() -> list[str]:
-    """The CPU features torch reports that compute bf16 natively: AMX tiles, AVX512-BF16."""
-    import torch
-
-    flags = []
-    if torch.cpu._is_amx_tile_supported():
-        flags.append("AMX")
-    if torch.cpu._is_avx512_bf16_supported():
-        flags.append("AVX512-BF16")
-    return flags
-
-
-BF16_MIN_SPEEDUP = 1.5  # bf16 must be at least this much faster than fp32 in the check to be chosen
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_dtype() -> tuple[str, str]:
-    """("bfloat16", "int8" or "float32", why) for this CPU: bf16 where the CPU has AMX or
-    AVX512-BF16 *and* a quick timing confirms it faster than fp32; else int8 where a timing shows
-    it at least INT8_MIN_SPEEDUP x fp32 (see quantize.py); else fp32. On AMX the two are raced."""
-    flags = cpu_bf16_flags()
-    if not flags:
-        return cpu_int8_or_fp32("neither AMX nor AVX512-BF16")
-    speedup = bf16_speedup()
-    if speedup < BF16_MIN_SPEEDUP:
-        return cpu_int8_or_fp32(
-            f"the CPU reports {' and '.join(flags)}, but bf16 measured only {speedup:.1f}x fp32"
-        )
-    bf16 = (
-        "bfloat16",
-        f"bfloat16: this CPU has {' and '.join(flags)} (bf16 measured {speedup:.1f}x fp32 here)",
-    )
-    if "AMX" not in flags:
-        return bf16
-    int8 = cpu_int8_or_fp32(f"bf16 {speedup:.1f}x fp32")  # AMX-INT8: let the faster one win
-    return int8 if int8[0] == "int8" and quantize.int8_speedup() > speedup else bf16
-
-
-def cpu_int8_or_fp32(no_bf16: str) -> tuple[str, str]:
-    """("int8", why) where int8 measures at least INT8_MIN_SPEEDUP x fp32 here, else
-    ("float32", why). `no_bf16` says why bf16 is out (or what it measured)."""
-    isa = quantize.int8_isa(quantize.cpu_features())
-    speedup = quantize.int8_speedup()
-    if speedup >= quantize.INT8_MIN_SPEEDUP:
-        return "int8", f"int8 ({isa}, {no_bf16}; {speedup:.1f}x fp32 at start-up)"
-    return "float32", (
-        f"float32: this CPU has {no_bf16}, and int8 ({isa}) measured only {speedup:.1f}x fp32 "
-        f"at start-up (needs {quantize.INT8_MIN_SPEEDUP}x)"
-    )
-
-
-def bf16_speedup() -> float:
-    """fp32 time / bf16 time on this machine: measured once, then read from disk (verdicts.py)."""
-    return verdicts.remembered(quantize.machine_key("bf16-speedup"), measure_bf16_speedup)
-
-
-def measure_bf16_speedup(rows: int = 256, width: int = 1024, repeats: int = 3) -> float:
-    """fp32 time / bf16 time of one (rows x width) @ (width x 3 width) product, best of
-    `repeats`."""
-    import torch
-
-    def best(dtype: torch.dtype) -> float:
-        a, b = torch.randn(rows, width, dtype=dtype), torch.randn(width, 3 * width, dtype=dtype)
-        a @ b  # warm up
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - started)
-        return min(times)
-
-    return best(torch.float32) / best(torch.bfloat16)
+def cpu_choices(device: str, setting: str = "auto") -> list[quantize.Choice]:
+    """The precisions a model loaded (in fp32) for `device` goes through after loading, the first
+    its quality check lets through running (quantize.settle); empty when it runs as loaded. A
+    precision set by hand is the only one, unchecked."""
+    if setting in INT8_DTYPES:
+        _int8_load_dtype(device, setting)
+        return [cpu_race.forced(setting)]
+    if setting != "auto" or device != "cpu":
+        return []
+    ranked = list(cpu_race.choices())
+    return ranked if ranked[0].int8 else []
 
 
 FUSED_MODULES = (
@@ -243,8 +180,8 @@ def compile_on_cpu(model, device: str, setting: bool) -> bool:  # noqa: ANN001 -
     """
     import torch
 
-    if not setting or device != "cpu" or model.dtype != torch.bfloat16:
-        return False
+    if not setting or device != "cpu" or model.dtype != torch.bfloat16 or quantize.has_int8(model):
+        return False  # int8+bf16 too stays eager: its int8 layers are opaque to the compiler
     modules, inside = [], ()
     for name, module in model.named_modules():  # parents come before their children
         if type(module).__name__.endswith(FUSED_MODULES) and not (

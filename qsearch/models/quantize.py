@@ -1,109 +1,96 @@
-"""int8 on the CPU: torch's dynamic quantization of the Linear layers, and the checks behind `auto`.
+"""Lower precisions on the CPU, applied to a model loaded in fp32: bf16, torch's dynamic int8 linear
+layers, and both together (int8+bf16: int8 linear layers, bf16 everywhere else); and `settle`,
+which runs a model in the first of `auto`'s choices (cpu_race.py) that its quality check
+(checks.py) lets through.
 
-Why this backend: bench/int8_candidates.py compares it with torchao, ONNX Runtime and OpenVINO on
-the same chunks (bench/results/README.md, "int8 on the CPU"); it is the fastest at the quality bar
-here and needs no package beyond torch. Weights become int8 per output channel (per tensor
-loses too much: MiniLM's min cosine vs fp32 0.88 against 0.97); activations are
-quantized per batch at run time (fbgemm/x86 kernels: `vpmaddubsw` on AVX2, VNNI where present).
-Attention, norms and the embedding table stay fp32.
+Why torch's dynamic int8: bench/int8_candidates.py compares it with torchao, ONNX Runtime and
+OpenVINO on the same chunks (bench/results/README.md, "int8 on the CPU"); it is the fastest at the
+quality bar there and needs no package beyond torch. Weights become int8 per output channel (per
+tensor loses too much: MiniLM's min cosine vs fp32 0.88 against 0.97); activations are quantized
+per batch at run time. Two kernel libraries run it, and the weights are packed for one of them
+when quantized (`engine`): fbgemm (torch's default on x86: `vpmaddubsw` on AVX2, VNNI where
+present) and oneDNN (AMX-INT8 where present, else VNNI or AVX2). cpu_race.py times both.
 
-Two checks decide whether `auto` runs int8:
-- the machine: one model-shaped Linear, fp32 against int8, timed alternately at start-up
-  (`int8_speedup`); int8 must be at least INT8_MIN_SPEEDUP times faster;
-- the model, against its own fp32 on fixed check inputs, else it stays fp32: an embedder's pooled
-  states (the last position of a decoder, the mean of an encoder) for a few check texts, min
-  cosine >= MIN_COSINE (`vectors_check`); a reranker's order of ten candidates for each check
-  query, by its yes/no logits, the same as fp32's for >= MIN_SAME_ORDER of them (`order_check`:
-  the issue's bar, top-10 order equal for 90% of queries; a min cosine of 0.99 let through
-  int8 reranker copies that reordered candidates).
+int8+bf16: torch's dynamic int8 linear takes fp32 only, so each one sits in a `FloatBoundary`
+that casts its input up and its output back; attention (SDPA), norms, rotary embedding, SiLU and
+the embedding table run in bf16, at half the memory traffic of fp32.
+
 Quantizing is not cached on disk: the 0.6B model's 196 layers take 9.4 s on 2 cores (one layer
 per thread), and most of that is torch packing the weights for its kernels (linear_prepack: 10.6 s
 of 18.9 s one by one), which loading quantized weights from disk would pay again; a cache would
-save only the rounding (quantize_per_channel: 5.5 s). Both checks' answers are kept on disk
-(verdicts.py: under HF_HOME, qsearch/checks), so that every process on the machine makes the same
-choice: the timing keyed by CPU features, torch and quantized engine; the model's by its folder
-(path, config, weight file sizes and times) as well.
+save only the rounding (quantize_per_channel: 5.5 s).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
-import hashlib
-import json
-import time
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import verdicts
+from . import checks, verdicts
 
-INT8_MIN_SPEEDUP = 1.5  # int8 must be at least this much faster than fp32 at start-up
-MIN_COSINE = 0.99  # an embedder's check vectors, int8 against fp32
-MIN_SAME_ORDER = 0.9  # a reranker's check queries whose top 10 keep fp32's order
-CHECK_TEXTS = [
-    "What is the capital of France?",
-    "Paris is the capital and most populous city of France, on the river Seine.",
-    "Mitochondria are the powerhouse of the cell: they make most of its ATP.",
-    "def add(a, b):\n    return a + b  # a function, in Python",
-]
-CHECK_QUERIES = {  # a reranker's check: ten candidates per query, from the answer to off-topic
-    "What is the capital of France?": [
-        "Paris is the capital and most populous city of France.",
-        "The French government sits in Paris, on the river Seine.",
-        "Lyon is the third-largest city in France.",
-        "Berlin is the capital of Germany.",
-        "The Eiffel Tower was finished in 1889 for a world's fair.",
-        "French is spoken in France, Belgium, Switzerland and Canada.",
-        "Mitochondria make most of a cell's ATP.",
-        "The stock market fell two percent on Monday.",
-        "def add(a, b):\n    return a + b",
-        "Beat two eggs with a cup of flour.",
-    ],
-    "How do cells make energy?": [
-        "Mitochondria are the powerhouse of the cell: they make most of its ATP.",
-        "Cells turn glucose into ATP by respiration.",
-        "Chloroplasts turn light into chemical energy by photosynthesis.",
-        "ATP stores energy in its phosphate bonds.",
-        "Muscle cells burn more energy during exercise.",
-        "Ribosomes build proteins from amino acids.",
-        "Solar panels turn sunlight into electricity.",
-        "Paris is the capital of France.",
-        "The stock market fell two percent on Monday.",
-        "def add(a, b):\n    return a + b",
-    ],
-}
+PRECISIONS = ("float32", "bfloat16", "int8", "int8+bf16")
+ENGINES = {"fbgemm": "fbgemm", "onednn": "oneDNN"}  # torch's engine name: the library's
+_ENGINE_LOCK = threading.Lock()  # the quantized engine is one global setting of torch
 
 
-def cpu_features() -> list[str]:
-    """The CPU features that decide int8 and bf16 speed, as torch sees them."""
+@dataclass(frozen=True)
+class Choice:
+    """A precision to run a model in, with the library whose int8 kernels it uses (int8 ones
+    only), its speed in the start-up race (x fp32) and `why`: the line the page shows."""
+
+    precision: str
+    engine: str | None = None
+    speedup: float = 1.0
+    why: str = ""
+
+    @property
+    def label(self) -> str:
+        """'int8+bf16/onednn': the precision and its int8 kernels, as the race names them."""
+        return f"{self.precision}/{self.engine}" if self.engine else self.precision
+
+    @property
+    def int8(self) -> bool:
+        return self.precision.startswith("int8")
+
+
+def engines() -> list[str]:
+    """The int8 kernel libraries this torch has (fbgemm and oneDNN on x86)."""
     import torch
 
-    checks = [
-        ("AVX2", torch.cpu._is_avx2_supported),
-        ("AVX-512", torch.cpu._is_avx512_supported),
-        ("VNNI", torch.cpu._is_vnni_supported),
-        ("AVX512-BF16", torch.cpu._is_avx512_bf16_supported),
-        ("AMX", torch.cpu._is_amx_tile_supported),
-    ]
-    return [name for name, check in checks if check()]
+    return [e for e in ENGINES if e in torch.backends.quantized.supported_engines]
 
 
-def int8_isa(features: list[str]) -> str:
-    """The instruction set the int8 kernels use, for the page: 'AVX-512 VNNI', 'AVX2', ..."""
-    if "AMX" in features:
-        return "AMX"
-    base = "AVX-512" if "AVX-512" in features else "AVX2" if "AVX2" in features else "no AVX2"
-    return f"{base} VNNI" if "VNNI" in features else base
+@contextlib.contextmanager
+def _packing_for(engine: str | None) -> Iterator[None]:
+    """Weights quantized inside are packed for `engine`'s kernels (None: torch's current engine).
+    A packed weight keeps its library, so the global setting is put back afterwards."""
+    import torch
+
+    if engine is None:
+        yield
+        return
+    with _ENGINE_LOCK:
+        before = torch.backends.quantized.engine
+        torch.backends.quantized.engine = engine
+        try:
+            yield
+        finally:
+            torch.backends.quantized.engine = before
 
 
-def quantize_linear(model: Any) -> Any:
-    """`model` with every nn.Linear replaced by its dynamic int8 version, in place: what
-    `quantize_dynamic` does, one layer per thread (`Linear.from_float`; weight packing releases
-    the GIL: the 0.6B model's 196 layers took 18.9 s one by one on 2 cores)."""
+def quantize_linear(model: Any, engine: str | None = None) -> Any:
+    """`model` with every nn.Linear replaced by its dynamic int8 version, in place, its weights
+    packed for `engine`: what `quantize_dynamic` does, one layer per thread (`Linear.from_float`;
+    weight packing releases the GIL: the 0.6B model's 196 layers took 18.9 s one by one on 2
+    cores)."""
     import torch
 
     dynamic = torch.ao.nn.quantized.dynamic.Linear
@@ -117,181 +104,106 @@ def quantize_linear(model: Any) -> Any:
 
     def one(linear: Any) -> Any:
         linear.qconfig = qconfig
-        with warnings.catch_warnings():  # torch.ao.quantization warns it is deprecated (module doc)
+        with warnings.catch_warnings():  # torch.ao.quantization warns it is deprecated
             warnings.simplefilter("ignore")
             return dynamic.from_float(linear)
 
-    with ThreadPoolExecutor(max(1, min(len(linears), torch.get_num_threads()))) as pool:
+    with (
+        _packing_for(engine),
+        ThreadPoolExecutor(max(1, min(len(linears), torch.get_num_threads()))) as pool,
+    ):
         for (parent, name, _), quantized in zip(linears, pool.map(one, [c for *_, c in linears])):
             setattr(parent, name, quantized)
     return model
 
 
 @functools.lru_cache(maxsize=1)
-def int8_speedup() -> float:
-    """fp32 time / int8 time on this machine: measured once, then read from disk (verdicts.py)."""
-    return verdicts.remembered(machine_key("int8-speedup"), measure_int8_speedup)
-
-
-def measure_int8_speedup(rows: int = 256, width: int = 1024, repeats: int = 5) -> float:
-    """fp32 time / int8 time of a (rows x width) @ (width x 3 width) Linear, best of `repeats`
-    each, timed alternately so that a busy neighbour slows both alike."""
+def _float_boundary() -> type:
     import torch
 
-    torch.manual_seed(0)
-    fp32 = torch.nn.Sequential(torch.nn.Linear(width, 3 * width, bias=False)).eval()
-    int8 = quantize_linear(copy.deepcopy(fp32))
-    x = torch.randn(rows, width)
-    best = {"fp32": float("inf"), "int8": float("inf")}
-    with torch.inference_mode():
-        fp32(x), int8(x)  # warm up
-        for _ in range(repeats):
-            for name, layer in (("fp32", fp32), ("int8", int8)):
-                started = time.perf_counter()
-                layer(x)
-                best[name] = min(best[name], time.perf_counter() - started)
-    return best["fp32"] / best["int8"]
+    class FloatBoundary(torch.nn.Module):
+        """An int8 linear layer (fp32 in, fp32 out) inside a bf16 model: casts at both ends."""
+
+        def __init__(self, inner: torch.nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x.float()).to(x.dtype)
+
+    return FloatBoundary
 
 
-@dataclass(frozen=True)
-class QualityCheck:
-    """What a model's int8 copy must agree on with fp32 before `auto` runs it: `agreement(fp32
-    states, int8 states)` at least `bar`, over `groups` of token sequences, each group one batch
-    (right-padded with `pad_id` as the model's own batches are: decoders only; an encoder's groups
-    hold one sequence). `says(value)` puts the result in words for the page."""
-
-    name: str
-    groups: list[list[list[int]]]
-    decoder: bool
-    agreement: Callable[[Any, Any], float]
-    bar: float
-    says: Callable[[float], str]
-    pad_id: int = 0
-
-
-def vectors_check(sequences: list[list[int]], decoder: bool) -> QualityCheck:
-    """An embedder's: the min cosine of its check texts' pooled states (each text alone)."""
-
-    def min_cosine(reference: Any, quantized: Any) -> float:
-        import torch
-
-        a, b = (torch.nn.functional.normalize(s, dim=-1) for s in (reference, quantized))
-        return float((a * b).sum(-1).min())
-
-    return QualityCheck(
-        "min-cosine",
-        [[s] for s in sequences],
-        decoder,
-        min_cosine,
-        MIN_COSINE,
-        lambda value: f"check vectors: min cosine {value:.4f} vs fp32, needs {MIN_COSINE}",
-    )
-
-
-def order_check(groups: list[list[list[int]]], direction: Any, pad_id: int) -> QualityCheck:
-    """A reranker's: the share of check queries whose top-10 candidates (one group each, ordered
-    by the yes-minus-no logit, `states @ direction`) come in fp32's order."""
-    size = len(groups[0])
-
-    def same_order(reference: Any, quantized: Any) -> float:
-        orders = [
-            s.float().reshape(len(groups), size, -1) @ direction.float()
-            for s in (reference, quantized)
-        ]
-        tops = [o.argsort(dim=-1, descending=True)[:, :10] for o in orders]
-        return float((tops[0] == tops[1]).all(dim=-1).float().mean())
-
-    return QualityCheck(
-        "top10-order",
-        groups,
-        True,
-        same_order,
-        MIN_SAME_ORDER,
-        lambda value: (
-            f"check queries in fp32's top-10 order: {value:.0%}, needs {MIN_SAME_ORDER:.0%}"
-        ),
-        pad_id,
-    )
-
-
-def pooled_states(body: Any, check: QualityCheck) -> Any:
-    """One row per check sequence, a group per batch: the state the model's output is read from,
-    i.e. the last position of a decoder (right padding needs no mask: causal attention), the mean
-    over positions of an encoder (its groups hold one sequence: no padding)."""
+def convert(model: Any, precision: str, engine: str | None = None) -> Any:
+    """`model` (in fp32) in `precision`, in place; int8 ones pack their weights for `engine`."""
     import torch
 
-    rows = []
-    with torch.inference_mode():
-        for group in check.groups:
-            width = max(len(s) for s in group)
-            input_ids = torch.tensor([s + [check.pad_id] * (width - len(s)) for s in group])
-            if check.decoder:
-                hidden = body(input_ids=input_ids, use_cache=False).last_hidden_state
-                rows += [hidden[i, len(s) - 1] for i, s in enumerate(group)]
-            else:
-                assert len(group) == 1, "encoder check groups hold one sequence (no padding)"
-                mask = torch.ones_like(input_ids)
-                hidden = body(input_ids=input_ids, attention_mask=mask).last_hidden_state
-                rows.append(hidden[0].mean(0))
-    return torch.stack(rows).float()
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bfloat16":
+        return model.to(torch.bfloat16)
+    if precision.startswith("int8"):
+        quantize_linear(model, engine)
+    if precision == "int8+bf16":
+        boundary = _float_boundary()
+        for parent in list(model.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, torch.ao.nn.quantized.dynamic.Linear):
+                    setattr(parent, name, boundary(child))
+        model.to(torch.bfloat16)  # the packed int8 weights are no parameters: they stay
+    return model
 
 
-def to_int8(body: Any, folder: Path, check: QualityCheck | None, reason: str) -> tuple[Any, str]:
-    """(model, what runs and why). Without `check` (int8 forced), `body` is quantized in place.
-    With it, only when the int8 copy passes the check against fp32 (a cached verdict, or measured
-    now on a copy); else `body` comes back as it was, in fp32, and the reason says so."""
-    if check is None:
-        return quantize_linear(body), reason
-    quantized = None
-
-    def measure() -> float:
-        nonlocal quantized
-        reference = pooled_states(body, check)
-        quantized = quantize_linear(copy.deepcopy(body))
-        return check.agreement(reference, pooled_states(quantized, check))
-
-    value = verdicts.remembered(check_key(folder, check), measure)
-    if value < check.bar:
-        return body, f"float32: int8 missed the quality bar for this model ({check.says(value)})"
-    note = f"{reason.removesuffix(')')}; {check.says(value)})"
-    return (quantized if quantized is not None else quantize_linear(body)), note
-
-
-def check_key(folder: Path, check: QualityCheck) -> dict[str, Any]:
-    """What a model's verdict depends on: the model files, the check and its inputs, torch, the
-    CPU."""
+def has_int8(model: Any) -> bool:
+    """Whether `model` holds int8 linear layers."""
     import torch
 
-    folder = Path(folder).resolve()
-    weights = sorted(
-        (p.name, p.stat().st_size, p.stat().st_mtime_ns)
-        for p in folder.iterdir()
-        if p.suffix in (".safetensors", ".bin")
-    )
-    config = folder / "config.json"
-    return {
-        "check": "int8-model",
-        "model": str(folder),
-        "config_sha256": hashlib.sha256(config.read_bytes()).hexdigest(),
-        "weights": weights,
-        "measure": check.name,
-        "inputs_sha256": hashlib.sha256(json.dumps(check.groups).encode()).hexdigest(),
-        "torch": torch.__version__,
-        "engine": torch.backends.quantized.engine,
-        "cpu": cpu_features(),
-        "schema": 3,
-    }
+    return any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())
 
 
-def machine_key(check: str) -> dict[str, Any]:
-    """What a timing of this machine depends on: the CPU's features, torch. Not the thread count:
-    a ZeroGPU worker runs on one thread (gpu_boundary.py) and must choose as the app does."""
-    import torch
+def precision_of(model: Any) -> str:
+    """The precision `model` runs in, one of PRECISIONS (float16 too, on a GPU)."""
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    if has_int8(model):
+        return "int8+bf16" if dtype == "bfloat16" else "int8"
+    return dtype
 
-    return {
-        "check": check,
-        "torch": torch.__version__,
-        "engine": torch.backends.quantized.engine,
-        "cpu": cpu_features(),
-        "schema": 2,
-    }
+
+def settle(
+    body: Any, folder: Path, choices: list[Choice], check: checks.QualityCheck | None
+) -> tuple[Any, str]:
+    """(`body` in the first of `choices` it may run in, why). `body` comes in fp32. A choice with
+    int8 in it runs only where the model's copy in it passes `check` against fp32 (a verdict kept
+    on disk, or measured now on a copy); fp32 and bf16 need no check. Without `check` (the
+    precision was set by hand) the first choice runs unchecked."""
+    missed: list[str] = []
+    for choice in choices:
+        if choice.precision == "float32" and missed:  # every faster one missed its bar
+            return body, "float32: " + "; ".join(missed)
+        if check is None or not choice.int8:
+            return convert(body, choice.precision, choice.engine), _and(choice.why, missed)
+        converted = None
+
+        def measure(choice: Choice = choice) -> float:
+            nonlocal converted
+            reference = checks.pooled_states(body, check)
+            converted = convert(copy.deepcopy(body), choice.precision, choice.engine)
+            return check.agreement(reference, checks.pooled_states(converted, check))
+
+        value = verdicts.remembered(checks.check_key(folder, check, choice.label), measure)
+        if value >= check.bar:
+            model = (
+                converted
+                if converted is not None
+                else convert(body, choice.precision, choice.engine)
+            )
+            return model, _and(f"{choice.why}; {check.says(value)}", missed)
+        missed.append(
+            f"{choice.precision} ({choice.speedup:.1f}x fp32) missed this model's quality bar "
+            f"({check.says(value)})"
+        )
+    return body, "float32: " + "; ".join(missed)
+
+
+def _and(why: str, missed: list[str]) -> str:
+    return "; ".join([why, *missed])

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import batching, loading, place, quantize
+from . import batching, checks, loading, place, quantize
 from .base import DEFAULT_TASK, Reranker, RerankerBase
 
 __all__ = ["PREFIX", "SUFFIX", "Qwen3Reranker", "Reranker", "format_body", "load_reranker"]
@@ -70,13 +70,14 @@ class Qwen3Reranker(RerankerBase):
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
         self._torch = torch
-        if loading.wants_int8(self.device, dtype):  # the head rows above stay fp32 (quantize.py)
-            check = None  # --dtype int8: forced, unchecked
-            if dtype != "int8":
-                groups = [self.prepare(q, texts) for q, texts in quantize.CHECK_QUERIES.items()]
+        choices = loading.cpu_choices(self.device, dtype)  # the head rows above stay fp32
+        if choices:
+            check = None  # a precision set by hand runs unchecked
+            if dtype == "auto":
+                groups = [self.prepare(q, texts) for q, texts in checks.CHECK_QUERIES.items()]
                 direction = self.head_rows[1] - self.head_rows[0]  # the yes-minus-no logit
-                check = quantize.order_check(groups, direction, self.pad_id)
-            self.body, self.precision = quantize.to_int8(self.body, folder, check, self.precision)
+                check = checks.order_check(groups, direction, self.pad_id)
+            self.body, self.precision = quantize.settle(self.body, folder, choices, check)
         self.compiled = loading.compile_on_cpu(model, self.device, compile)
         if self.compiled:  # compile now, not on a user's first query: one passage, then a batch
             self.score("warm-up", ["one passage"])
@@ -134,7 +135,7 @@ class Qwen3Reranker(RerankerBase):
             # row's answer position is its own last token.
             hidden = body(input_ids=input_ids, use_cache=False).last_hidden_state
             rows = torch.arange(len(sequences), device=hidden.device)
-            logits = hidden[rows, last] @ head_rows.T
+            logits = hidden[rows, last].to(head_rows.dtype) @ head_rows.T  # int8+bf16: fp32 rows
             if head_bias is not None:
                 logits = logits + head_bias
             p_yes = torch.softmax(logits.float(), dim=-1)[:, 1]

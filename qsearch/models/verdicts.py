@@ -1,13 +1,15 @@
 """Start-up checks remembered on disk, so that every process on a machine makes the same choice.
 
-The CPU timings behind `--dtype auto` (int8 and bf16 against fp32) and the int8 quality check of a
-model are measured once and kept under HF_HOME (qsearch/checks), one JSON file per check, keyed by
-what the answer depends on (the CPU, torch, the model files). Why on disk: a timing taken at each
-start is noisy, and two processes (the app and the CLI that indexes for it, or a ZeroGPU worker)
-that chose differently would embed one collection in two precisions. The first writer wins: a
-process that measured after another one had stored its answer takes the stored one. A file that
-doesn't parse, or whose key or checksum doesn't match, is removed and measured again, never
-trusted. Delete the folder to measure again (after moving the app to a quieter machine, say).
+The CPU race behind `--dtype auto` (every precision the CPU can run, against fp32: cpu_race.py) and
+the quality check of a model in a lower precision are measured once and kept under HF_HOME
+(qsearch/checks), one JSON file per check, keyed by what the answer depends on (the CPU, torch, the
+model files). A value is a number, or a mapping of names to numbers (the race's ratios). Why on
+disk: a timing taken at each start is noisy, and two processes (the app and the CLI that indexes
+for it, or a ZeroGPU worker) that chose differently would embed one collection in two precisions.
+The first writer wins: a process that measured after another one had stored its answer takes the
+stored one. A file that doesn't parse, or whose key or checksum doesn't match, is removed and
+measured again, never trusted. Delete the folder to measure again (after moving the app to a
+quieter machine, say).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+Value = float | dict[str, float]
 
 
 def folder() -> Path:
@@ -32,12 +36,21 @@ def _path(key: dict[str, Any]) -> Path:
     return folder() / f"{key.get('check', 'check')}-{digest}.json"
 
 
-def _checksum(key: dict[str, Any], value: float) -> str:
+def _checksum(key: dict[str, Any], value: Value) -> str:
     payload = json.dumps({"key": key, "value": value}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def read(key: dict[str, Any]) -> float | None:
+def _number_or_numbers(value: Any) -> Value:
+    """`value` as stored: a float, or a dict of floats; anything else raises ValueError."""
+    if isinstance(value, dict):
+        return {str(name): float(number) for name, number in value.items()}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError(f"a verdict is a number or a mapping of numbers, not {value!r}")
+
+
+def read(key: dict[str, Any]) -> Value | None:
     """The stored value for `key`, or None when absent, unreadable, stale or tampered with (such a
     file is removed, so the check runs again)."""
     path = _path(key)
@@ -45,22 +58,23 @@ def read(key: dict[str, Any]) -> float | None:
         entry = json.loads(path.read_text())
         # the key is stored as JSON: tuples come back as lists, so compare through JSON too
         same_key = json.dumps(entry["key"], sort_keys=True) == json.dumps(key, sort_keys=True)
-        value = float(entry["value"])
+        value = _number_or_numbers(entry["value"])
         if same_key and entry["checksum"] == _checksum(entry["key"], value):
             return value
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     path.unlink(missing_ok=True)
     return None
 
 
-def write(key: dict[str, Any], value: float) -> float:
+def write(key: dict[str, Any], value: Value) -> Value:
     """Store `value` unless another process stored one first; returns the value that stands.
     The file appears whole or not at all (written aside, then linked); a read-only cache is
     skipped, and then `value` stands for this process only."""
     path = _path(key)
+    value = _number_or_numbers(value)  # as read back: ints become floats, so the checksum holds
     stored = json.loads(json.dumps(key))
     entry = {"key": stored, "value": value, "checksum": _checksum(stored, value)}
     try:
@@ -83,7 +97,7 @@ def write(key: dict[str, Any], value: float) -> float:
     return value
 
 
-def remembered(key: dict[str, Any], measure: Callable[[], float]) -> float:
+def remembered(key: dict[str, Any], measure: Callable[[], Value]) -> Value:
     """The stored value for `key`, or `measure()` stored (unless another process stored first)."""
     value = read(key)
     return value if value is not None else write(key, measure())

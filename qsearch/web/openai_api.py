@@ -99,10 +99,10 @@ def openai_router(
     router = APIRouter()
 
     def models(_: None) -> dict[str, Any]:
-        served = [_model_entry(embedder().model_name)]
+        served = [_model_entry(embedder())]
         if reranker is not None:
             try:
-                served.append(_model_entry(reranker().model_name))
+                served.append(_model_entry(reranker()))
             except Exception:  # noqa: BLE001 - an unavailable reranker is just not listed
                 pass
         return {"object": "list", "data": served}
@@ -260,10 +260,14 @@ def _count(model: Any, *args: Any) -> int:
     return int(model.count_tokens(*args))
 
 
-def _model_entry(name: str) -> dict[str, Any]:
+def _model_entry(model: Any) -> dict[str, Any]:
+    """OpenAI's model object, and where the model runs and in which precision, and why (as the
+    page says it)."""
     return {
-        "id": model_name(name),
+        "id": model_name(model.model_name),
         "object": "model",
         "created": int(time.time()),
         "owned_by": "qsearch",
+        "device": getattr(model, "device", None),
+        "precision": getattr(model, "precision", None),
     }
