@@ -249,8 +249,8 @@ class ModelService:
 
     def _on_model_thread(self, call: Callable[..., Any], *args: Any) -> Any:
         """`call(*args)` on the service's model thread (module docstring), with the caller's
-        context (a request's, which ZeroGPU reads); on ZeroGPU, where models run in forked
-        workers, on the caller's thread."""
+        context variables; on ZeroGPU, where `spaces.GPU` runs models in forked workers and reads
+        the request, on the caller's thread as before."""
         if ON_ZEROGPU:
             return call(*args)
         context = contextvars.copy_context()
