@@ -20,8 +20,9 @@ from ..engine import Engine
 from ..models.loading import device_label, dtype_reason
 from ..store.analysis import load_identifier
 from ..types import Hits
+from .api_guard import ApiLimitMiddleware
 from .keeping import Keeper
-from .limits import ApiLimitMiddleware, ServerLimits
+from .limits import ServerLimits
 from .memory import MemoryBudget
 from .model_service import ModelService
 from .openai_api import ApiLimits, openai_router
