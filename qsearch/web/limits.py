@@ -36,6 +36,8 @@ class ServerLimits:
 
     public: bool = False
     on: bool = False
+    public_reason: str = ""  # why the server is public ("--share: a public link", ...)
+    login: bool = False  # whether the page asks for a login (--auth)
     memory_budget_mb: int | None = None
     data_quota_mb: int | None = None
     api_per_minute: int | None = None
@@ -53,7 +55,8 @@ class ServerLimits:
         server = server or ServerSettings()
         env = os.environ if env is None else env
         host = server.host or env.get("GRADIO_SERVER_NAME") or LOOPBACK[0]  # Gradio reads it too
-        public = bool(server.share or env.get("SPACE_ID")) or host not in LOOPBACK
+        reason = public_reason(host, server.share, env.get("SPACE_ID"))
+        public = bool(reason)
         on = server.limits == "on" or (server.limits == "auto" and public)
         values: dict[str, Any] = {
             name: getattr(server, name)
@@ -67,6 +70,8 @@ class ServerLimits:
         return cls(
             public=public,
             on=on,
+            public_reason=reason,
+            login=bool(server.auth),
             memory_budget_mb=budget,
             uploads_at_once=server.uploads_at_once,
             max_sessions=server.max_sessions,
@@ -94,6 +99,40 @@ class ServerLimits:
         ]
         head = "Public server, limits on: " if self.public and self.on else "Limits: "
         return head + "; ".join(p for p in parts if p) + "."
+
+    def public_warning(self) -> str:
+        """What to tell the operator (terminal) and the visitors (page) when the server is public
+        and asks for no login; empty otherwise."""
+        if not self.public or self.login:
+            return ""
+        return public_warning(self.public_reason)
+
+
+def public_reason(host: str | None, share: bool, space_id: str | None) -> str:
+    """Why a server is public, in words ("" when it is private): a share link, a Space, or an
+    address other than loopback."""
+    if share:
+        return "--share: a public *.gradio.live link"
+    if space_id:
+        return f"a Hugging Face Space ({space_id})"
+    host = host or LOOPBACK[0]
+    return "" if host in LOOPBACK else f"listening on {host}, reachable from other machines"
+
+
+def public_warning(reason: str) -> str:
+    """The warning for a public server (`reason`, from public_reason) that asks for no login."""
+    on_space = reason.startswith("a Hugging Face Space")
+    how = (
+        "Set QSEARCH_AUTH=USER:PASSWORD as a secret in the Space's settings, or make the Space "
+        "private"
+        if on_space
+        else "Add --auth USER:PASSWORD (or set QSEARCH_AUTH) to ask for a login"
+    )
+    return (
+        f"This server is public ({reason}) and asks for no login: anyone who can reach it can "
+        f"upload documents, search them and use this machine's processor. {how}; the /v1 API "
+        "takes --api-key."
+    )
 
 
 def machine_memory() -> int:
