@@ -136,3 +136,19 @@ def test_quiet_says_only_warnings(fallen_back, capsys):
     assert GRADIO_HINT not in out and "Running on local URL" not in out
     assert "public link" not in out and "embedding: " not in out
     assert f"⚠ Could not load {UNCACHED}" in out, "a fallback is a warning"
+
+
+def test_the_command_line_stops_and_says_why_and_how_to_use_the_bundled_model(
+    minilm_dir, tmp_path, capsys
+):
+    """Where the app falls back, the command line stops: an index keeps its model."""
+    from qsearch.__main__ import EXIT_USAGE, main
+
+    (tmp_path / "a.txt").write_text("Tides follow the moon.")
+    code = main(["index", "--index", str(tmp_path / "ix"), "--embed-model", UNCACHED,
+                 str(tmp_path / "a.txt")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and "not cached here and the Hugging Face hub can't be reached" in err
+    assert "an index keeps the model it was built with" in err
+    assert f"pass --embed-model {minilm_dir}" in err
+    assert not (tmp_path / "ix").exists(), "nothing half-written"
