@@ -233,6 +233,8 @@ def _draw_cpu_class_plots(folder: Path) -> list[Path]:
         ax.bar([x - 0.2 for x in xs], [fastest[p] for p in shown], 0.4, label="fastest round")
         ax.bar([x + 0.2 for x in xs], [median[p] for p in shown], 0.4, label="median round")
         target = result["contract"]["target_vs_fp32"]
+        top = max([*fastest.values(), *median.values(), target])
+        ax.set_ylim(0, top * 1.2)
         ax.axhline(target, color="grey", linestyle="--", linewidth=1)
         ax.text(len(shown) - 0.5, target, f" goal {target}×", va="bottom", ha="right")
         labels = [p + (" (picked)" if p == result["cpu_default"] else "") for p in shown]
