@@ -12,7 +12,7 @@ PYTHON_BIN := $(BIN)/python
 GPU_SETUP := $(VENV)/.dev
 endif
 
-.PHONY: run cli test test-slow test-gpu gpu-report gpu-carry check-platforms lint browser ocr clean
+.PHONY: run cli test test-slow test-gpu gpu-report gpu-carry check-platforms lint browser ocr clean docs wheelhouse
 
 run: $(VENV)/.app ocr      ## set up, then start the web app: make run ARGS='--share --index DIR'
 	$(BIN)/python app.py $(ARGS)
@@ -67,6 +67,13 @@ $(VENV)/.dev: $(VENV)/.app requirements-dev.txt requirements-milvus.txt
 	@[ "$$(uname -s)/$$(uname -m)" != Linux/x86_64 ] || \
 		$(BIN)/python -m pip install --quiet --no-deps "milvus-lite>=2.5"
 	touch $@
+
+docs: $(VENV)/.dev         ## serve the documentation site at http://127.0.0.1:8000 (mkdocs, live reload)
+	$(BIN)/mkdocs serve
+
+wheelhouse:                ## online, for a machine without network: every wheel `make run` needs, in wheelhouse/
+	$(PYTHON) -m pip download --quiet -d wheelhouse -r requirements.txt "setuptools>=77" wheel
+	$(PYTHON) -m pip wheel --quiet --no-deps -w wheelhouse .
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check qsearch app.py bench tests

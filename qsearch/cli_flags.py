@@ -9,8 +9,10 @@ variables meet in one place: `Settings.from_env`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .config import (
@@ -30,6 +32,19 @@ from .models.loading import dtype_reason
 PATHS_HELP = f"files, or folders read recursively; the types read: {describe()}"
 
 Run = Callable[[argparse.Namespace], int]
+# whether --help describes this machine (the CPU race's verdict) or what `auto` does anywhere
+_THIS_MACHINE = contextvars.ContextVar("qsearch_help_this_machine", default=True)
+
+
+@contextlib.contextmanager
+def generic_help() -> Iterator[None]:
+    """Parsers built inside say what `--dtype auto` does on any machine, without racing this
+    CPU's precisions: for the documentation, which is the same on every machine."""
+    token = _THIS_MACHINE.set(False)
+    try:
+        yield
+    finally:
+        _THIS_MACHINE.reset(token)
 
 
 def build_parser(
@@ -236,4 +251,9 @@ def rerank_model_flags(p: argparse.ArgumentParser, app: bool = False) -> None:
 
 
 def _dtype_help() -> str:
+    if not _THIS_MACHINE.get():
+        return (
+            "bf16 on GPUs of compute capability 8.0+, fp16 below and on Apple's MPS; on a CPU "
+            "the fastest precision of a start-up race that the model's check lets through"
+        )
     return f"bf16/fp16 on a GPU; on this CPU {dtype_reason('cpu')}"

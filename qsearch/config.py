@@ -91,9 +91,9 @@ class Settings(Checked):
     index_kind: Literal[INDEX_KINDS] = "flat"  # flat is exact; hnsw approximate, for large ones
     search_mode: Literal[SEARCH_MODES] = "hybrid"  # dense + BM25 fused: best on SciFact
     fusion: Literal[FUSIONS] = DEFAULT_FUSION  # how hybrid mode fuses (search/fusion.py)
-    dense_weight: float = Field(DEFAULT_DENSE_WEIGHT, ge=0, le=1)  # convex fusion: dense share
-    rrf_k: PositiveInt = 60  # rrf fusion: the rank constant
-    faiss_gpu_min_vectors: PositiveInt = 200_000  # smaller ones search on the CPU (store/gpu.py)
+    dense_weight: float = Field(DEFAULT_DENSE_WEIGHT, ge=0, le=1)  # convex fusion: meaning's share
+    rrf_k: PositiveInt = 60  # RRF fusion: the rank constant k in 1 / (k + rank)
+    faiss_gpu_min_vectors: PositiveInt = 200_000  # smallest collection searched on a GPU
     device: str = Field(  # auto takes the GPU when there is one
         "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="one of auto, cpu, cuda or cuda:N"
     )
@@ -103,8 +103,8 @@ class Settings(Checked):
     ocr_lang: str = "eng"  # Tesseract language(s), e.g. "eng+deu"
     max_batch_tokens: PositiveInt | None = None  # tokens per forward pass; None picks by device
     max_file_mb: PositiveFloat = 50.0
-    max_pages: PositiveInt = 2000
-    max_chars: PositiveInt = 10_000_000
+    max_pages: PositiveInt = 2000  # pages (or slides) of one file; a file with more is refused
+    max_chars: PositiveInt = 10_000_000  # characters of text one file may give, then refused
     max_seconds_per_file: PositiveFloat = 120.0  # text extraction time for one file
     # a reader process's address space: a file needing more is refused (documents/pool.py); a
     # reader takes ~300 MB with its libraries, a legitimate file rarely 300 MB more

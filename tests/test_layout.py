@@ -1,5 +1,5 @@
-"""The layout DESIGN.md draws, checked on the source: one-way imports between the wings, torch
-only in `models/`, and the size limits (modules of at most 300 lines, functions of at most 60).
+"""The layout DESIGN.md draws, checked on the source: one-way imports between the wings, and torch
+only in `models/`. There is no size cap: a module holds one job, whatever its length.
 
 Read with `ast`, so nothing is imported and the check takes milliseconds. Each rule names the
 file and line that breaks it."""
@@ -32,8 +32,6 @@ ALLOWED = {
     "__init__": BASE | {"documents", "models", "store", "search", "engine"},
     "web": BASE | {"documents", "models", "store", "search", "engine", "cli_flags", "app_flags"},
 }
-MAX_MODULE_LINES = 300
-MAX_FUNCTION_LINES = 60
 
 
 def _sources() -> list[Path]:
@@ -101,23 +99,6 @@ def test_only_models_import_torch() -> None:
             f"{path.relative_to(ROOT)}:{n}" for n, name in _imports_of(tree) if name == "torch"
         ]
     assert not wrong, f"torch is imported outside qsearch/models/: {wrong}"
-
-
-def test_modules_and_functions_are_small() -> None:
-    too_long = []
-    for path in _sources():
-        text = path.read_text(encoding="utf-8")
-        lines = text.count("\n")
-        if lines > MAX_MODULE_LINES:
-            too_long.append(f"{path.relative_to(ROOT)}: {lines} lines")
-        for node in ast.walk(ast.parse(text)):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                length = node.end_lineno - node.lineno + 1
-                if length > MAX_FUNCTION_LINES:
-                    too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {length}")
-    assert not too_long, (
-        f"modules over {MAX_MODULE_LINES} lines or functions over {MAX_FUNCTION_LINES}: {too_long}"
-    )
 
 
 def test_the_checks_see_a_wrong_import() -> None:

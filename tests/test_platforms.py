@@ -18,6 +18,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 ROOT = Path(__file__).resolve().parents[1]
 PLATFORMS = {  # uv's --python-platform -> what the platform is called in the README
@@ -84,21 +86,34 @@ def test_requirements_resolve_with_one_faiss(uv, platform):
 @pytest.mark.slow
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_the_package_resolves_as_the_requirements_do(uv, platform):
-    """`pip install "qsearch[app,ocr]"`: pyproject.toml's own resolution, one FAISS, the torch
-    pin; on Linux x86_64 torch's CUDA runtime comes with it (ZeroGPU and GPU hosts need it)."""
+    """`pip install "qsearch[app,ocr]"` into an empty environment: pyproject.toml's own
+    resolution, one FAISS, a torch in its range (a library pins none); on Linux x86_64 torch's
+    CUDA runtime comes with it (ZeroGPU and GPU hosts need it)."""
     pins = resolve(uv, platform, "pyproject.toml", "--extra", "app", "--extra", "ocr")
     faiss = [name for name in pins if name in FAISS]
     want = "faiss-gpu" if platform == "x86_64-unknown-linux-gnu" else "faiss-cpu"
-    assert faiss == [want] and pins.get("torch") == TORCH, (PLATFORMS[platform], faiss, pins)
+    assert faiss == [want] and pins.get("torch") in torch_range(), (PLATFORMS[platform], pins)
     if platform == "x86_64-unknown-linux-gnu":  # (aarch64's torch 2.13 is a CUDA build too)
         assert any(name.startswith("nvidia-cuda-runtime") for name in pins), sorted(pins)
 
 
-def test_torch_is_the_newest_release_zerogpu_lists():
-    assert TORCH == max(ZEROGPU_TORCH, key=lambda v: tuple(map(int, v.split("."))))
+def torch_range() -> SpecifierSet:
+    """pyproject.toml's torch requirement."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert f"torch=={TORCH}" in project["dependencies"]
+    (spec,) = [s for s in project["dependencies"] if Requirement(s).name == "torch"]
+    return Requirement(spec).specifier
+
+
+def test_torch_is_pinned_for_spaces_and_a_range_for_a_library():
+    """requirements.txt (Spaces, ZeroGPU, `make`) pins the newest release ZeroGPU lists;
+    pyproject.toml takes a range holding every release ZeroGPU lists and newer 2.x ones, so that
+    `pip install qsearch` keeps the torch a project already has (tests/test_packaging.py)."""
+    assert TORCH == max(ZEROGPU_TORCH, key=lambda v: tuple(map(int, v.split("."))))
     assert f"torch=={TORCH}" in (ROOT / "requirements.txt").read_text().splitlines()
+    declared = torch_range()
+    assert not any(s.operator in ("==", "===", "~=") for s in declared), declared
+    assert all(v in declared for v in ZEROGPU_TORCH), declared
+    assert "2.14.1" in declared and "3.0.0" not in declared, declared
 
 
 @pytest.mark.slow

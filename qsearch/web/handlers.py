@@ -17,11 +17,11 @@ import gradio as gr
 from ..documents.formats import describe
 from ..models.loading import ModelLoadError
 from ..store.base import CollectionError
-from ..store.portable_checks import CollectionFileError
+from ..store.portable import CollectionFileError
 from ..types import Hit
 from . import export, keeping
+from .clients import client_address
 from .evidence import evidence_html
-from .limits import client_address
 from .render import hits_html, message_html, where
 from .server import Context
 from .sessions import Session, TooManySessions
@@ -282,7 +282,7 @@ class Handlers:
 
 
 def _address(request: gr.Request | None) -> str:
-    """The client's address, as the nearest proxy saw it (limits.client_address); 'local' for a
+    """The client's address, as the nearest proxy saw it (clients.client_address); 'local' for a
     call from this process."""
     if request is None:
         return "local"

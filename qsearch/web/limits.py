@@ -4,19 +4,14 @@ A server is public when it has a share link, listens on an address other than lo
 on a Hugging Face Space (which sets SPACE_ID). `limits` auto turns the public defaults on there;
 on turns them on anywhere, off nowhere; a value given for a limit applies either way.
 
-Also here: the per-client rate limiter of the /v1 API and the MCP server, and the ASGI middleware
-that applies it and the request-size limit before a request reaches a route.
+Who a client is lives in `clients.py`; the middleware that applies the /v1 and MCP limits to each
+request in `api_guard.py`.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import os
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +28,6 @@ PUBLIC = {  # the public defaults, where a setting is left unset
     "api_max_chars": 200_000,
     "request_max_kb": 2_048,
 }
-LIMITED_PATHS = ("/v1/", "/gradio_api/mcp")  # what the middleware guards
-CLIENTS = 10_000  # clients the rate limiter remembers (least recently seen forgotten first)
 
 
 @dataclass(frozen=True)
@@ -43,6 +36,8 @@ class ServerLimits:
 
     public: bool = False
     on: bool = False
+    public_reason: str = ""  # why the server is public ("--share: a public link", ...)
+    login: bool = False  # whether the page asks for a login (--auth)
     memory_budget_mb: int | None = None
     data_quota_mb: int | None = None
     api_per_minute: int | None = None
@@ -60,7 +55,8 @@ class ServerLimits:
         server = server or ServerSettings()
         env = os.environ if env is None else env
         host = server.host or env.get("GRADIO_SERVER_NAME") or LOOPBACK[0]  # Gradio reads it too
-        public = bool(server.share or env.get("SPACE_ID")) or host not in LOOPBACK
+        reason = public_reason(host, server.share, env.get("SPACE_ID"))
+        public = bool(reason)
         on = server.limits == "on" or (server.limits == "auto" and public)
         values: dict[str, Any] = {
             name: getattr(server, name)
@@ -74,6 +70,8 @@ class ServerLimits:
         return cls(
             public=public,
             on=on,
+            public_reason=reason,
+            login=bool(server.auth),
             memory_budget_mb=budget,
             uploads_at_once=server.uploads_at_once,
             max_sessions=server.max_sessions,
@@ -102,6 +100,40 @@ class ServerLimits:
         head = "Public server, limits on: " if self.public and self.on else "Limits: "
         return head + "; ".join(p for p in parts if p) + "."
 
+    def public_warning(self) -> str:
+        """What to tell the operator (terminal) and the visitors (page) when the server is public
+        and asks for no login; empty otherwise."""
+        if not self.public or self.login:
+            return ""
+        return public_warning(self.public_reason)
+
+
+def public_reason(host: str | None, share: bool, space_id: str | None) -> str:
+    """Why a server is public, in words ("" when it is private): a share link, a Space, or an
+    address other than loopback."""
+    if share:
+        return "--share: a public *.gradio.live link"
+    if space_id:
+        return f"a Hugging Face Space ({space_id})"
+    host = host or LOOPBACK[0]
+    return "" if host in LOOPBACK else f"listening on {host}, reachable from other machines"
+
+
+def public_warning(reason: str) -> str:
+    """The warning for a public server (`reason`, from public_reason) that asks for no login."""
+    on_space = reason.startswith("a Hugging Face Space")
+    how = (
+        "Set QSEARCH_AUTH=USER:PASSWORD as a secret in the Space's settings, or make the Space "
+        "private"
+        if on_space
+        else "Add --auth USER:PASSWORD (or set QSEARCH_AUTH) to ask for a login"
+    )
+    return (
+        f"This server is public ({reason}) and asks for no login: anyone who can reach it can "
+        f"upload documents, search them and use this machine's processor. {how}; the /v1 API "
+        "takes --api-key."
+    )
+
 
 def machine_memory() -> int:
     """Bytes of memory this process may use: the machine's, or its cgroup's limit if lower."""
@@ -114,116 +146,3 @@ def machine_memory() -> int:
         if text.isdigit():
             total = min(total, int(text))
     return total
-
-
-class RateLimiter:
-    """At most `per_minute` requests per client in any minute (a token bucket per client that
-    refills continuously), for the CLIENTS clients seen most recently. Thread-safe."""
-
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic):
-        if per_minute < 1:
-            raise ValueError(f"per_minute must be at least 1, got {per_minute}")
-        self.per_minute, self._clock = per_minute, clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, when
-        self._lock = threading.Lock()
-
-    def wait_seconds(self, client: str) -> float:
-        """0 when `client` may go now (and counts the request); else how long until it may."""
-        now, rate = self._clock(), self.per_minute / 60.0
-        with self._lock:
-            tokens, then = self._buckets.pop(client, (float(self.per_minute), now))
-            tokens = min(float(self.per_minute), tokens + (now - then) * rate)
-            wait = 0.0 if tokens >= 1 else (1 - tokens) / rate
-            self._buckets[client] = (tokens - 1 if wait == 0 else tokens, now)
-            while len(self._buckets) > CLIENTS:
-                self._buckets.popitem(last=False)
-        return wait
-
-
-def client_address(peer: str | None, forwarded: str | None) -> str:
-    """Who sent a request: the address the nearest proxy saw (X-Forwarded-For's last entry, when
-    the peer is a loopback or private address: a share link's tunnel, the Spaces proxy), else
-    the peer's own address. The last entry is the one a client can't forge."""
-    peer = peer or "unknown"
-    try:
-        behind_proxy = ipaddress.ip_address(peer).is_private or peer in LOOPBACK
-    except ValueError:
-        behind_proxy = False
-    if forwarded and behind_proxy:
-        return forwarded.split(",")[-1].strip() or peer
-    return peer
-
-
-def tells_visitors_apart(client: str) -> bool:
-    """Whether `client` (from client_address) names one visitor: not a loopback or unknown
-    address, which all visitors share behind a tunnel that says nothing of them."""
-    return client not in (*LOOPBACK, "unknown", "local")
-
-
-def client_of(scope: Mapping[str, Any]) -> str:
-    """`client_address` of an ASGI request."""
-    forwarded = dict(scope.get("headers") or []).get(b"x-forwarded-for", b"")
-    return client_address((scope.get("client") or (None, 0))[0], forwarded.decode("latin-1"))
-
-
-class ApiLimitMiddleware:
-    """ASGI middleware: /v1 and MCP requests over the size limit get 413, clients over their
-    rate get 429 with Retry-After, both as the OpenAI-style JSON error the API answers with."""
-
-    def __init__(self, app: Any, limits: ServerLimits, clock: Callable[[], float] = time.monotonic):
-        self.app, self.limits = app, limits
-        per_minute = limits.api_per_minute
-        self.rate = RateLimiter(per_minute, clock) if per_minute else None
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith(LIMITED_PATHS):
-            await self.app(scope, receive, send)
-            return
-        max_bytes = (self.limits.request_max_kb or 0) * 1024
-        if max_bytes:
-            receive, size = await _bounded_body(scope, receive, max_bytes)
-            if size > max_bytes:
-                message = f"the request body has over {max_bytes:,} bytes, at most {max_bytes:,}"
-                await _refuse(send, 413, message, "invalid_request_error")
-                return
-        wait = self.rate.wait_seconds(client_of(scope)) if self.rate else 0.0
-        if wait > 0:
-            message = (
-                f"too many requests: at most {self.limits.api_per_minute} a minute per client; "
-                f"try again in {wait:.0f} s"
-            )
-            await _refuse(send, 429, message, "rate_limit_error", retry_after=wait)
-            return
-        await self.app(scope, receive, send)
-
-
-async def _bounded_body(scope: dict, receive: Callable, max_bytes: int) -> tuple[Callable, int]:
-    """(a receive that replays the body, its size) with the body read up to `max_bytes` + 1 (a
-    declared Content-Length over the limit is refused without reading it)."""
-    declared = dict(scope.get("headers") or []).get(b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        return receive, int(declared)
-    messages, size = [], 0
-    while size <= max_bytes:
-        message = await receive()
-        messages.append(message)
-        size += len(message.get("body", b""))
-        if message["type"] != "http.request" or not message.get("more_body"):
-            break
-
-    async def replay() -> dict:
-        return messages.pop(0) if messages else await receive()
-
-    return replay, size
-
-
-async def _refuse(
-    send: Callable, status: int, message: str, kind: str, retry_after: float = 0.0
-) -> None:
-    body = json.dumps({"error": {"message": message, "type": kind, "code": status}}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if retry_after:
-        headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,8 +54,19 @@ from .sizing import (
     window_sizes,
 )
 
-__all__ = ["GpuUnavailable", "ModelService", "ON_ZEROGPU"]
+__all__ = ["Fallback", "GpuUnavailable", "ModelService", "ON_ZEROGPU"]
 SEARCHING_SECONDS = 10.0  # after a short call, this long, windows are BUSY_WINDOW_SECONDS
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """A model that could not be loaded and the one that runs instead, with the full reason: the
+    terminal and the page say it (web/startup.py) in a short form and in full."""
+
+    role: str  # "embedding" or "reranking"
+    wanted: str  # the model asked for (hub id, folder or server URL)
+    used: str  # the model running instead
+    reason: str  # what went wrong and what to do, in full
 
 
 class SharedEmbedder(EmbedderBase):
@@ -150,8 +162,10 @@ class ModelService:
         *,
         notice: str = "",
         rerank_unavailable: str = "",
+        fallbacks: Sequence[Fallback] = (),
     ):
         self.settings, self.notice, self.rerank_unavailable = settings, notice, rerank_unavailable
+        self.fallbacks = list(fallbacks)  # what runs instead of what was asked for, and why
         # this service's models in _MODELS (tests run several per process)
         self.key = uuid.uuid4().hex
         self.lock = ModelLock()
@@ -169,7 +183,7 @@ class ModelService:
     @classmethod
     def load(cls, settings: Settings, *, measure: bool = not ON_ZEROGPU) -> ModelService:
         """The configured models; without the embedder, the bundled small model and a notice."""
-        notice = ""
+        notice, fallbacks = "", []
         if ON_ZEROGPU:  # models run in forked workers there: a recompile would recur every call
             settings = settings.with_(compile=False)
         try:
@@ -186,15 +200,19 @@ class ModelService:
                 "the small bundled model all-MiniLM-L6-v2 instead: it works, but results are "
                 "weaker and task instructions are ignored."
             )
+            fallbacks.append(Fallback("embedding", wanted, str(fallback), notice))
         unavailable = ""
         if not settings.rerank_url:  # the reranker, or its fallback cross-encoder, or none
             model, said = rerank_choice(settings)
             if model is None:
                 unavailable = f"Reranking is unavailable: {said}"
             elif model != settings.rerank_model:
+                fallbacks.append(Fallback("reranking", settings.rerank_model, model, said))
                 settings = settings.with_(rerank_model=model)
                 notice = f"{notice} {said}".strip()
-        service = cls(settings, embedder, notice=notice, rerank_unavailable=unavailable)
+        service = cls(
+            settings, embedder, notice=notice, rerank_unavailable=unavailable, fallbacks=fallbacks
+        )
         if ON_ZEROGPU and not unavailable:
             service.reranker()  # ZeroGPU: every model is created at startup, in the main process
         if measure:
@@ -281,6 +299,7 @@ class ModelService:
         except Exception as e:  # noqa: BLE001 - as above
             self.rerank_unavailable = f"Reranking is unavailable: {e}"
             raise ModelLoadError(self.rerank_unavailable) from None
+        self.fallbacks.append(Fallback("reranking", self.settings.rerank_model, fallback, said))
         self.settings = self.settings.with_(rerank_model=fallback)
         self.notice = f"{self.notice} {said}".strip()
         return model

@@ -15,6 +15,7 @@ from ..documents.formats import describe, names
 from .handlers import Handlers
 from .render import LEGEND, files_html, message_html
 from .server import Context
+from .startup import has_warnings, status_line
 
 INSTRUCTIONS = [  # (label, the instruction the models read)
     ("Web search (default)", "Given a web search query, retrieve relevant passages that answer "
@@ -51,14 +52,12 @@ def build_page(ctx: Context, *, upload_cache: tuple[int, int] = UPLOAD_CACHE) ->
 
 
 def _status(ctx: Context) -> None:
-    """One line of server facts; the details, and any fallback's full reason, folded below it."""
-    summary, details, notice = ctx.status_summary(), ctx.status_markdown(), ctx.service.notice
-    short = (
-        f" · ⚠ {textwrap.shorten(notice.split('. ')[0], 120, placeholder=' …')}" if notice else ""
-    )
-    gr.Markdown(f"<small>{summary}{short}</small>", elem_id="qs-status")
-    with gr.Accordion("Server details", open=False, elem_id="qs-status-details"):
-        gr.Markdown(details)
+    """One line of server facts, in whole phrases (startup.status_line); the details, and any
+    fallback's or warning's full reason, folded right below it."""
+    gr.Markdown(f"<small>{status_line(ctx)}</small>", elem_id="qs-status")
+    label = "Server details: the full reasons" if has_warnings(ctx) else "Server details"
+    with gr.Accordion(label, open=False, elem_id="qs-status-details"):
+        gr.Markdown(ctx.status_markdown())
 
 
 def _collection_column() -> dict[str, Any]:

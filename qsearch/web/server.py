@@ -8,6 +8,7 @@ touching its route list; share links, Spaces, /v1 and MCP all run on that one se
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,13 +21,15 @@ from ..engine import Engine
 from ..models.loading import device_label, dtype_reason
 from ..store.analysis import load_identifier
 from ..types import Hits
+from .api_guard import ApiLimitMiddleware
 from .keeping import Keeper
-from .limits import ApiLimitMiddleware, ServerLimits
+from .limits import LOOPBACK, ServerLimits, public_reason, public_warning
 from .memory import MemoryBudget
 from .model_service import ModelService
 from .openai_api import ApiLimits, openai_router
 from .sessions import Sessions
 from .sizing import RERANK_SECONDS
+from .startup import link_lines, precision_name, startup_lines
 
 
 @dataclass
@@ -128,6 +131,8 @@ class Context:
             + f" · **Scans:** {ocr.status(s.ocr_lang, s.ocr)}",
         ]
         lines.append(f"**Limits:** {self.limits.summary()}")
+        if self.limits.public_warning():
+            lines.append(f"**⚠ Public:** {self.limits.public_warning()}")
         if service.notice:
             lines.append(f"**Note:** {service.notice}")
         return "\n\n".join(lines)
@@ -141,7 +146,7 @@ class Context:
             f"embedding {model_name(s.embed_model)}",
             f"rerank {rerank}",
             "GPU" if device.startswith("cuda") else device,
-            s.dtype if device != "remote" else "",
+            precision_name(self),
             f"~{speed:,.0f} tokens/s" if speed else "",
             f"OCR {'on' if s.ocr else 'off'}",
             "public: limits on" if self.limits.public and self.limits.on else "",
@@ -175,12 +180,21 @@ def launch(
     auth: str | None = None,
     mcp: bool = True,
     prevent_thread_lock: bool = False,
+    quiet: bool = False,
     **kwargs: Any,
 ) -> Any:
     """Queue (bounded: a full queue answers "busy" at once), then serve the page, /v1 and MCP;
     `auth` ("USER:PASSWORD") puts a login before the page. The /v1 and MCP requests pass the
-    context's rate and size limits first (ASGI middleware, FastAPI's `middleware` argument)."""
+    context's rate and size limits first (ASGI middleware, FastAPI's `middleware` argument).
+
+    Gradio launches quietly; qsearch says what it started with (startup.py): the models, their
+    precision and any fallback, where it serves, its own hint on a public link, and a warning
+    when the server is public without a login (when `quiet`, the warnings only)."""
     ctx: Context | None = getattr(demo, "qsearch_context", None)
+    said = startup_lines(ctx) if ctx is not None else []
+    said = [line for line in said if "⚠" in line] if quiet else said
+    if said:
+        print("\n".join(said), flush=True)
     app_kwargs: dict[str, Any] = {"routes": []}
     if ctx is not None:
         api_limits = ApiLimits(max_total_chars=ctx.limits.api_max_chars)
@@ -199,14 +213,23 @@ def launch(
         mcp_server=mcp,
         app_kwargs=app_kwargs,
         auth=tuple(auth.split(":", 1)) if auth else None,
+        quiet=True,  # Gradio's hint names launch() arguments: qsearch says its own (below)
         **kwargs,
     )
-    if share and not demo.share_url:
-        print(
-            "No public link: the share server can't be reached from here (no outbound connection); "
-            f"the app is serving locally at {demo.local_url}",
-            flush=True,
-        )
+    space = os.environ.get("SPACE_ID")
+    reason = (ctx.limits.public_reason if ctx else "") or public_reason(
+        host or os.environ.get("GRADIO_SERVER_NAME") or LOOPBACK[0], share, space
+    )
+    lines = link_lines(
+        local_url=demo.local_url,
+        share=share,
+        share_url=demo.share_url,
+        on_space=bool(space),
+        public_warning=public_warning(reason) if reason and not auth else "",
+        verbose=not quiet,
+    )
+    if lines:
+        print("\n".join(lines), flush=True)
     if not prevent_thread_lock:
         demo.block_thread()
     return result

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import Engine
-from .limits import tells_visitors_apart
+from .clients import tells_visitors_apart
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # 22 random characters and 21 of their HMAC
 Restore = Callable[[str, Callable[[], Engine]], "Engine | None"]  # (token, new_engine) -> engine
@@ -97,7 +97,7 @@ class Sessions:
     ):
         """`clock` says what time it is (seconds): time.monotonic, or a test's own clock.
         `uploads_per_client`: upload runs one client address may have at once (None: any; not
-        applied where addresses can't tell visitors apart, limits.tells_visitors_apart)."""
+        applied where addresses can't tell visitors apart, clients.tells_visitors_apart)."""
         self._new_engine, self.idle_seconds, self._clock = new_engine, idle_seconds, clock
         self.max_sessions, self.restore = max_sessions, restore
         self.uploads_per_client = uploads_per_client
