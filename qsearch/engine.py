@@ -51,7 +51,7 @@ class Engine:
         `name` labels the collection's hits (a library's collection name); `room(files,
         chunks)` may refuse a batch that takes a group of collections past its limits."""
         self.settings = settings or Settings.from_env()
-        self.name, self._room = name, room
+        self.name, self.room = name, room
         gpu.configure(self.settings.device, self.settings.faiss_gpu_min_vectors)
         self.index_dir = Path(index_dir) if index_dir is not None else None
         self._embedder = embedder
@@ -216,12 +216,25 @@ class Engine:
         """Refuse a file that would take the collection past its limits, or that the server's
         memory can't take (`admit`: its `text` before chunking, its chunks `new` after)."""
         check_room(self.index, self.settings, new_files, new_chunks)
-        if self._room is not None:
-            self._room(new_files + 1, new_chunks)
+        if self.room is not None:
+            self.room(new_files + 1, new_chunks)
         if self._admit is not None and text:
             self._admit.admit_text(len(text), self.embedder.dim)
         if self._admit is not None and new:
             self._admit.admit(new, self.embedder.dim)
+
+    def add_document(
+        self,
+        doc: DocInfo,
+        chunks: Sequence[Chunk],
+        vectors: Any,
+        original: bytes | None = None,
+    ) -> None:
+        """Add one document already embedded (a collection copied, a removal undone): its chunks
+        and their L2-normalised vectors; a doc_id already here is a ValueError."""
+        index = self.index
+        with self._lock:
+            index.add(doc, chunks, vectors, original=original)
 
     def remove(self, doc_id: str) -> int:
         """Remove one document by id; returns how many chunks it had."""

@@ -101,6 +101,10 @@ class Collection(ABC):
     def doc_chunks(self, doc_id: str) -> list[Chunk]:
         """Every chunk of one document, in text order."""
 
+    @abstractmethod
+    def doc_chunk_ids(self, doc_id: str) -> list[int]:
+        """The ids of one document's chunks, in text order (for `vectors_of`: a copy, an undo)."""
+
     # --- changes -------------------------------------------------------------------------
 
     @abstractmethod

@@ -146,6 +146,9 @@ class MilvusIndex(Collection):
         where = f'info["source"] == {quoted(source)}'
         return [r["doc_id"] for r in self.client.query(self.docs_name, filter=where)]
 
+    def doc_chunk_ids(self, doc_id: str) -> list[int]:
+        return [chunk_id(doc_id, n) for n in range(self.docs[doc_id].chunks)]
+
     def doc_chunks(self, doc_id: str) -> list[Chunk]:
         rows = pages(self.client, self.name, f"doc_id == {quoted(doc_id)}", CHUNK_FIELDS)
         return sorted((to_chunk(r) for r in rows), key=lambda c: c.start)

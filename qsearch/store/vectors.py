@@ -96,8 +96,11 @@ class VectorIndex(Collection):
         return list(self._by_source.get(source, ()))
 
     def doc_chunks(self, doc_id: str) -> list[Chunk]:
+        return [self.chunks[i] for i in self.doc_chunk_ids(doc_id)]
+
+    def doc_chunk_ids(self, doc_id: str) -> list[int]:
         first, end = self._ids[doc_id]
-        return [self.chunks[i] for i in range(first, end) if i in self.chunks]
+        return [i for i in range(first, end) if i in self.chunks]
 
     def add(
         self,
