@@ -303,7 +303,7 @@ class Handlers:
         self,
         files: list[str] | None,
         request: gr.Request,
-        collection: str = "",
+        collection: str | None = None,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple:
         """Add documents to a collection of yours (over MCP: the collections all MCP clients share), which `search` then searches.

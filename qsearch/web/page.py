@@ -142,7 +142,7 @@ def _collection_column(shelf: Shelf) -> dict[str, Any]:
     c["kept"] = gr.File(label="Collection file", interactive=False, height=80, visible=False)
     for name in ("api_add", "api_remove", "api_clear"):  # the API's events, never clicked
         c[name] = gr.Button(visible=False)
-    c["api_collection"] = gr.Textbox(visible=False)  # add_documents' collection argument
+    c["api_collection"] = gr.Textbox("", visible=False)  # add_documents' collection argument
     return c
 
 
