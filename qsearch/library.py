@@ -66,6 +66,7 @@ class Removed:
     what: str  # "report.pdf from “Papers”", "12 files of “Papers”", "the collection “Papers”"
     expires: float
     restore: Callable[[], str] = field(repr=False)  # puts it back; returns what it did, in words
+    folder: str = ""  # a deleted collection's folder, kept on disk while this can be undone
 
 
 @dataclass
@@ -198,26 +199,33 @@ class Library:
             return new
 
     def delete(self, name: str) -> Removed:
-        """Delete a collection (to the trash). The last one is replaced by a new empty one."""
+        """Delete a collection (to the trash; its folder stays until the trash lets it go). The
+        last one is replaced by a new empty one."""
         with self._lock:
             entry = self._entry(name)
-            engine, place = self.engine(entry.name), self._entries.index(entry)
+            files, place = self._counts(entry)["files"], self._entries.index(entry)
             self._entries.remove(entry)
-            if not self._entries:
+            placeholder = None
+            if not self._entries:  # a library always has a collection: a new empty one
                 self.create(DEFAULT_NAME)
+                placeholder = self._entries[0]
             if self._active == entry.name:
                 self._active = self._entries[min(place, len(self._entries) - 1)].name
 
         def restore() -> str:
             with self._lock:
+                if placeholder in self._entries and not self._counts(placeholder)["files"]:
+                    self._entries.remove(placeholder)  # made only to stand in: it goes again
                 entry.name = self._free_name(entry.name)
-                engine.name, entry.engine = entry.name, engine
+                if entry.engine is not None:
+                    entry.engine.name = entry.name
                 self._entries.insert(min(place, len(self._entries)), entry)
                 self._active = entry.name
             return f"Restored the collection “{entry.name}”."
 
-        files = len(engine.documents())
-        return self._to_trash(f"the collection “{entry.name}” ({_files(files)})", restore)
+        removed = self._to_trash(f"the collection “{entry.name}” ({_files(files)})", restore)
+        removed.folder = entry.folder
+        return removed
 
     def clear(self, name: str | None = None) -> Removed | None:
         """Remove every file of a collection (to the trash); None when it holds none."""
@@ -380,7 +388,7 @@ class Library:
 
     def _tidy(self, folder: Path) -> None:
         """Delete the collection folders no entry names, and a library's old top-level index."""
-        named = {e.folder for e in self._entries}
+        named = {e.folder for e in self._entries} | {r.folder for r in self.trash if r.folder}
         for item in folder.iterdir():
             if item.is_dir() and _FOLDER.fullmatch(item.name) and item.name not in named:
                 shutil.rmtree(item, ignore_errors=True)
@@ -518,6 +526,26 @@ class Library:
                 f"not added: it would take your collections past {settings.max_chunks:,} chunks "
                 "together",
             )
+
+
+def recorded_model(folder: str | Path) -> tuple[str, int | None] | None:
+    """(embedding model, MRL dimension) the first collection kept in `folder` was built with
+    (read from its manifest, nothing loaded); None when none records one."""
+    folder = Path(folder)
+    try:
+        listed = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["collections"]
+        places = [folder / str(c["folder"]) for c in listed if _FOLDER.fullmatch(str(c["folder"]))]
+    except (OSError, ValueError, KeyError, TypeError):
+        places = [folder]  # an index folder from before libraries, or nothing
+    for place in places:
+        version = current_version(place)
+        try:
+            found = json.loads((version / "manifest.json").read_text()) if version else {}
+        except (OSError, ValueError):
+            continue
+        if found.get("embed_model"):
+            return str(found["embed_model"]), found.get("embed_dim")
+    return None
 
 
 def shared_models(settings: Settings) -> Callable[[], Engine]:

@@ -15,10 +15,10 @@ import pytest
 from qsearch import Engine, Library, Settings
 from qsearch.config import ServerSettings
 from qsearch.types import Chunk
+from qsearch.web.keeping import CollectionStore
 from qsearch.web.limits import PUBLIC, RateLimiter, ServerLimits, client_address, machine_memory
 from qsearch.web.memory import MemoryBudget, MemoryFull, chunk_bytes
 from qsearch.web.model_lock import ModelLock
-from qsearch.web.keeping import CollectionStore
 from qsearch.web.scratch import Scratch
 from qsearch.web.sessions import EVICTABLE_AFTER, Busy, Sessions, TooManySessions
 
