@@ -32,13 +32,15 @@ UPLOAD_CACHE = (300, 900)  # every 5 minutes, delete uploaded files older than 1
 # The browser's token for its collection. The secret travels to the browser in the page's
 # config (Gradio encrypts in the browser), so it is fixed: the token is what must stay secret.
 TOKEN_KEY, TOKEN_SECRET = "qsearch-collection", "qsearch-collection-token"
-# Once the evidence panel shows, its passage scrolls into view (within the context box, and the
-# page): it waits for the new panel, as the event's output lands just before or after this runs.
+# Once the evidence panel shows, its passage (its first term of the query, if marked) scrolls into
+# view, within the context box and the page: it waits for the new panel, which lands just before
+# or after this runs.
 SCROLL_TO_PASSAGE = """() => {
   let tries = 0;
   const go = () => {
-    const mark = document.querySelector('#qs-evidence .qs-passage, #qs-evidence figure.qs-page');
-    if (mark) mark.scrollIntoView({block: 'center', behavior: 'instant'});
+    const passage = document.querySelector('#qs-evidence .qs-passage, #qs-evidence figure.qs-page');
+    const target = passage && (passage.querySelector('mark') || passage);
+    if (target) target.scrollIntoView({block: 'center', behavior: 'instant'});
     else if (tries++ < 40) setTimeout(go, 50);
   };
   setTimeout(go, 50);
@@ -214,7 +216,7 @@ def _within() -> dict[str, Any]:
 def _options(ctx: Context) -> dict[str, Any]:
     service, c = ctx.service, {}
     with gr.Row():
-        c["top_k"] = gr.Slider(1, 50, value=5, step=1, label="Results")
+        c["top_k"] = gr.Slider(1, 50, value=5, step=1, label="Results", elem_id="qs-top-k")
         c["mode"] = gr.Radio(
             list(SEARCH_MODES),
             value=service.settings.search_mode,
