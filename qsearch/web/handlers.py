@@ -91,11 +91,8 @@ class Handlers:
                 gone
                 or f"Your collection {empty or 'is empty'}: upload documents (or load the samples)."
             )
-        if within is not None and not any(within.doc_ids(e.documents()) for e in mine + shared):
-            raise SearchError(
-                f"No file of {_listed(names)} matches {within.describe()}: choose other files, "
-                "types or dates under “Search within”."
-            )
+        if within is not None:
+            _check_within(within, names, mine, shared)
         engine, also = (mine + shared)[0], (mine + shared)[1:]
         notice, candidates = "", int(options.pop("rerank_candidates"))
         if run is not None:
@@ -373,6 +370,26 @@ def _scope(library: Library, collections: list[str] | str | None) -> list[str]:
     the active one when none is named."""
     known = [library.resolve(n) for n in _split(collections) if n in library]
     return list(dict.fromkeys(known)) or [library.active]
+
+
+def _check_within(within: Within, names: list[str], mine: list, shared: list) -> None:
+    """SearchError when `within` names a file none of the collections searched holds, or lets no
+    document of them through (said before any search, in the words a user chose)."""
+    searched = " and ".join(filter(None, [_listed(names), "the shared index" if shared else ""]))
+    docs = [d for e in mine + shared for d in e.documents()]
+    unknown = within.unknown_files(docs)
+    if unknown:
+        held = sorted({Path(d.source).name for d in docs})
+        shown = ", ".join(held[:20]) + (f" and {len(held) - 20} more" if len(held) > 20 else "")
+        raise SearchError(
+            f"Not searched: no file named {', '.join(map(repr, unknown))} in {searched}; "
+            f"they hold: {shown}."
+        )
+    if not within.doc_ids(docs):
+        raise SearchError(
+            f"No file of {searched} matches {within.describe()}: choose other files, types or "
+            "dates."
+        )
 
 
 def _split(text: str | list[str] | None) -> list[str]:
