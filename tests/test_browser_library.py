@@ -198,6 +198,8 @@ def test_a_library_kept_across_a_restart_searched_narrowed_cleared_and_undone(
         search_any(page, "treat a burn, and python list comprehension", "first-aid-basics.txt")
         sources = {s.split(",")[0] for s in card_sources(page)}
         assert {"first-aid-basics.txt", "python-tips.md"} <= sources, sources
+        badges = set(page.locator("#qs-results .qs-collection").all_inner_texts())
+        assert badges == {"My documents", "Programming"}, "each card says its collection"
 
         # narrowed to one file: only its passages, k of them when it holds k
         chunks = 3  # first-aid-basics.txt's passages (its line in the file list says so)

@@ -123,7 +123,7 @@ def movement(h: Hit) -> str:
     return f"{arrow}{abs(moved)}, was #{h.retrieval_rank}"
 
 
-def _card(h: Hit, query: str) -> str:
+def _card(h: Hit, query: str, *, collection: bool = False) -> str:
     """One result: where it is from, its bars (grey and faded when it is a weak match), its text."""
     scores = breakdown(h)
     rows = [
@@ -143,6 +143,11 @@ def _card(h: Hit, query: str) -> str:
     if h.weak:
         badge += (
             f' <span class="qs-weak-note" style="color:#6b7280;font-size:0.9em">{WEAK_NOTE}</span>'
+        )
+    if collection and h.collection:  # hits of several collections say which one
+        badge += (
+            ' <span class="qs-collection" style="color:#4b5563;font-size:0.9em;border:1px solid '
+            f'#d1d5db;border-radius:4px;padding:0 4px">{html.escape(h.collection)}</span>'
         )
     kind, fade = ("qs-card qs-weak", "opacity:0.55;") if h.weak else ("qs-card", "")
     return (
@@ -281,7 +286,9 @@ def hits_html(
         if times
         else ""
     )
-    return f'<div class="qs-results">{head}{"".join(_card(h, query) for h in hits)}{foot}</div>'
+    several = len({h.collection for h in hits}) > 1
+    cards = "".join(_card(h, query, collection=several) for h in hits)
+    return f'<div class="qs-results">{head}{cards}{foot}</div>'
 
 
 def message_html(text: str) -> str:
