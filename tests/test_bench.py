@@ -201,7 +201,7 @@ def test_gpu_report_steps_name_real_scripts_and_flags():
 
 
 def test_search_within_filters_before_ranking():
-    """Filtered before ranking, k come back; filtered afterwards, few do (bench/search_within.py)."""
+    """Filtered before ranking, k come back; filtered after, few do (bench/search_within.py)."""
     result = run("search_within.py", "--chunks", "2000", "--dim", "16", "--docs", "100")
     first = result["results"][0]  # one document of 20 chunks: rarely in the top 100 of 2000
     assert first["chosen_chunks"] == 20 and first["dense_results_before"] == 10

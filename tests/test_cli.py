@@ -115,6 +115,8 @@ def test_named_collections_from_the_command_line(corpus, tmp_path, minilm_dir, c
         ("Botany", 1, False),
         ("Geography", 1, True),
     ]
+    code, out, _ = run("index", *lib, "--collection", "botany", plants)
+    assert code == 0 and "0 indexed, 1 unchanged" in out and "“Botany”" in out, "into Botany"
 
     def sources(*flags: object) -> list[tuple[str, str]]:
         code, out, err = run("search", *lib, "--json", "-k", "5", *flags, "where does water flow?")

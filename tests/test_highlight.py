@@ -61,5 +61,12 @@ def test_a_sheet_passage_shows_as_a_table_under_its_column_names():
     assert card.count("<tr>") == 1 + 4 and "Milk" in card, "4 rows on the card, milk's among"
     assert "all 7 rows (3 more)" in table
     assert sheet_table("Plain prose without a record. Another sentence.", "x") is None
+    from qsearch.types import Hit
+    from qsearch.web.render import hits_html
+
+    hit = Hit(1, 0.9, "food.xlsx", None, None, text, 0, len(text), "d", where='sheet "I", rows 1–8')
+    assert "<table class='qs-sheet'" in hits_html([hit], "milk", {}), "a sheet's card: a table"
+    prose = Hit(1, 0.9, "a.txt", None, None, "Category: Milk · 2021: 5", 0, 9, "d")
+    assert "qs-sheet" not in hits_html([prose], "milk", {}), "only a sheet's rows"
     assert is_sheet_part('sheet "Q3", rows 2\u20139') and is_sheet_part("row 4")
     assert not is_sheet_part('slide 2 "Results"') and not is_sheet_part(None)
