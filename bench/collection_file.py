@@ -41,9 +41,9 @@ def _median(run, repeats: int) -> float:  # noqa: ANN001
 
 def measure(n: int, dim: int, repeats: int) -> dict:
     from qsearch import Engine, Settings
+    from qsearch.library import Library
     from qsearch.store.portable import read_collection, write_collection
     from qsearch.store.vectors import VectorIndex
-    from qsearch.library import Library
     from qsearch.web.keeping import CollectionStore
 
     index = VectorIndex(dim, meta={"embed_model": "bench/model"})

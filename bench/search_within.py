@@ -56,7 +56,7 @@ def measure(chunks: int, dim: int, docs: int, k: int, depth: int, repeats: int) 
         chosen = set(ids[: max(1, int(share * docs))])
         allowed = set(index.ids_within(chosen).tolist())
 
-        def after() -> list[int]:
+        def after(allowed: set[int] = allowed) -> list[int]:
             _, found = index.search(query, depth)
             return [i for i in found[0].tolist() if i in allowed][:k]
 
@@ -70,7 +70,8 @@ def measure(chunks: int, dim: int, docs: int, k: int, depth: int, repeats: int) 
                 "k": k,
                 "dense_ms_unfiltered": _median_ms(lambda: index.search(query, k), repeats),
                 "dense_ms_filtered_before": _median_ms(
-                    lambda: index.search(query, k, chosen), repeats  # noqa: B023
+                    lambda: index.search(query, k, chosen),
+                    repeats,  # noqa: B023
                 ),
                 "dense_ms_filtered_after": _median_ms(after, repeats),
                 "dense_results_before": got_before,
@@ -79,7 +80,8 @@ def measure(chunks: int, dim: int, docs: int, k: int, depth: int, repeats: int) 
                     lambda: index.keyword_search("common", k), repeats
                 ),
                 "bm25_ms_filtered_before": _median_ms(
-                    lambda: index.keyword_search("common", k, chosen), repeats  # noqa: B023
+                    lambda: index.keyword_search("common", k, chosen),
+                    repeats,  # noqa: B023
                 ),
                 "bm25_results_before": keywords_before,
             }
