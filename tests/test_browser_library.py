@@ -20,15 +20,18 @@ import app as qsearch_app
 from qsearch import Settings
 
 FIRST_AID = qsearch_app.SAMPLES / "first-aid-basics.txt"
-# Records every Gradio progress text (its timer and estimate) shown while an upload runs, however
-# briefly (Gradio's status tracker keeps hidden ones in the page: only those one sees count).
+# Records every Gradio progress text (its timer and estimate) shown on the upload's outputs and the
+# results while an upload runs, however briefly (Gradio's status tracker keeps hidden ones in the
+# page: only those one sees count).
 WATCH_GRADIO_PROGRESS = """() => {
   window.qsGradioProgress = [];
   new MutationObserver(() => {
+    const outputs = '#qs-report, #qs-files, #qs-remove, #qs-upload, #qs-results';
     for (const e of document.querySelectorAll('.progress-text, .eta-bar')) {
       if (!e.checkVisibility({checkOpacity: true, checkVisibilityCSS: true})) continue;
-      const where = e.closest('[id^="qs-"]');
-      window.qsGradioProgress.push((where ? where.id : '?') + ': ' + (e.textContent.trim() || e.className));
+      const where = e.closest(outputs);
+      if (!where) continue;  // another event's (a search's follow-up), not the upload's
+      window.qsGradioProgress.push(where.id + ': ' + (e.textContent.trim() || e.className));
     }
   }).observe(document.body, {childList: true, subtree: true, characterData: true});
 }"""
@@ -225,7 +228,7 @@ def test_a_library_kept_across_a_restart_searched_narrowed_cleared_and_undone(
 
         # clear asks first, then can be undone
         page.click("#qs-clear")
-        wait_text(page, "#qs-confirm-text", "Remove all 1 file of “Programming”?")
+        wait_text(page, "#qs-confirm-text", "Remove 1 file of “Programming”?")
         page.click("#qs-confirm-yes")
         wait_text(page, "#qs-files", "No documents yet")
         wait_text(page, "#qs-undo-text", "Removed 1 file of “Programming”")

@@ -77,7 +77,7 @@ def test_removals_are_asked_first_then_undone_and_names_are_escaped(on):
     assert not ask_row["visible"] and undo_row["visible"] and "Removed solar-system.md" in said
     assert "solar-system.md" not in view[5] and "first-aid-basics.txt" in view[5]
     _, question, pending = on.shelf.ask("clear", None, token)
-    assert "Remove all 1 file of" in question
+    assert "Remove 1 file of" in question
     _, _, said, cleared, *view = on.shelf.confirm(pending, token)
     assert "No documents yet" in view[5]
     undo_row, report, *view = on.shelf.undo(cleared, token)

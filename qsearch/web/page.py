@@ -80,7 +80,7 @@ def _library_controls(shelf: Shelf) -> dict[str, Any]:
     """The collection picker (uploads go to the one picked), New / Rename / Delete, the name box
     they open, and where collections are kept."""
     c: dict[str, Any] = {}
-    with gr.Row(equal_height=True):
+    with gr.Row():
         c["collection"] = gr.Dropdown(
             [DEFAULT_NAME], value=DEFAULT_NAME, label="Collection (uploads go here)",
             interactive=True, scale=4, elem_id="qs-collection",
@@ -268,6 +268,7 @@ def _wire(demo: gr.Blocks, on: Handlers, token: gr.BrowserState, c: dict[str, An
         on.shelf.view, [token], view, queue=False, **private
     )
     after_upload = {"fn": on.after_upload, "inputs": [c["results"], token], **private}
+    after_upload["show_progress"] = "hidden"  # instant: no spinner over the results
     c["uploads"].upload(on.add_files_live, [c["uploads"], token], [*added, token], **ingest).then(
         outputs=[c["results"], *view], queue=False, **after_upload
     )

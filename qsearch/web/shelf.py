@@ -30,7 +30,7 @@ from .uploads import listing
 VIEW = ("collection", "scope", "within", "within_files", "within_types", "files", "to_remove")
 ASK = {  # what the confirmation asks, by kind
     "remove": "Remove {file} from “{name}”?",
-    "clear": "Remove all {files} of “{name}”?",
+    "clear": "Remove {all}{files} of “{name}”?",
     "delete": "Delete the collection “{name}” and its {files}?",
 }
 
@@ -113,6 +113,7 @@ class Shelf:
         question = ASK[kind].format(
             file=_base(docs[doc_id].source) if doc_id in docs else "",
             files=_files(len(docs)),
+            all="all " if len(docs) > 1 else "",
             name=name,
         )
         minutes = f"{library.trash_seconds / 60:g} minutes"
