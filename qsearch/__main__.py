@@ -77,30 +77,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    names = args.collections or []
-    settings = settings_from(args, milvus_collection=names[0] if names else None)
-    library = _library(args, settings, names)
-    if library is None and not settings.milvus_uri and args.index:
-        if not os.path.isfile(os.path.join(args.index, "CURRENT")):
-            raise IndexFolderError(
-                f"{args.index} holds no qsearch index: build one with "
-                f"`python -m qsearch index --index {args.index} PATH...`"
-            )
-    options = dict(
-        k=args.k,
-        rerank=args.rerank,
-        rerank_candidates=args.rerank_candidates,
-        instruction=args.instruction,
-        files=args.files,
-        file_types=args.file_types,
-        since=args.since,
-    )
-    if library is not None:
-        hits = library.search(args.query, names, **options)
-    else:
-        engine = _open(args, settings)
-        also = [_open(args, settings.with_(milvus_collection=n)) for n in names[1:]]
-        hits = engine.search(args.query, also=also, **options)
+    hits = _search(args)
     if args.json:
         print(
             json.dumps(
@@ -308,6 +285,34 @@ def _eval_configs(args: argparse.Namespace, settings: Settings) -> list[Config]:
 
 
 # --- helpers -----------------------------------------------------------------------------
+
+
+def _search(args: argparse.Namespace) -> Any:
+    """The hits for `search`: in a folder index, in named collections of the library (ranked
+    together), or in Milvus collections; narrowed by --file, --type, --since."""
+    names = args.collections or []
+    settings = settings_from(args, milvus_collection=names[0] if names else None)
+    library = _library(args, settings, names)
+    if library is None and not settings.milvus_uri and args.index:
+        if not os.path.isfile(os.path.join(args.index, "CURRENT")):
+            raise IndexFolderError(
+                f"{args.index} holds no qsearch index: build one with "
+                f"`python -m qsearch index --index {args.index} PATH...`"
+            )
+    options = dict(
+        k=args.k,
+        rerank=args.rerank,
+        rerank_candidates=args.rerank_candidates,
+        instruction=args.instruction,
+        files=args.files,
+        file_types=args.file_types,
+        since=args.since,
+    )
+    if library is not None:
+        return library.search(args.query, names, **options)
+    engine = _open(args, settings)
+    also = [_open(args, settings.with_(milvus_collection=n)) for n in names[1:]]
+    return engine.search(args.query, also=also, **options)
 
 
 def _library(

@@ -92,7 +92,8 @@ class Library:
     ):
         """`new_engine` makes an empty collection's engine (sharing the models: the app's
         context, or `shared_models`); `folder` is where `save` keeps it (None: nowhere)."""
-        self._new_engine, self.folder = new_engine, Path(folder) if folder is not None else None
+        self._new_engine = new_engine
+        self.folder = Path(folder).expanduser() if folder is not None else None
         self.max_collections, self.trash_seconds, self._clock = (
             max_collections,
             trash_seconds,
@@ -320,6 +321,11 @@ class Library:
         listed = names if names is not None else self.names()
         return [(n, d) for n in listed for d in self.engine(n).documents()]
 
+    def loaded(self) -> list[Engine]:
+        """The engines of the collections in memory now (those used since the library opened)."""
+        with self._lock:
+            return [e.engine for e in self._entries if e.engine is not None]
+
     def summary(self) -> list[dict[str, Any]]:
         """Each collection's name, files and chunks (read from disk for those not loaded)."""
         with self._lock:
@@ -338,7 +344,7 @@ class Library:
     def save(self, folder: str | Path | None = None) -> Path:
         """Write what changed since the last save into `folder` (or the library's own): changed
         collections, then the list, then the removal of folders no collection names."""
-        target = Path(folder) if folder is not None else self.folder
+        target = Path(folder).expanduser() if folder is not None else self.folder
         if target is None:
             raise ValueError("no folder given to save the library in")
         with self._lock:

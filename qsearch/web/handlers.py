@@ -80,17 +80,7 @@ class Handlers:
         mine = [e for e in (session.library.engine(n) for n in names) if e.documents()]
         run = session.indexing if session is not None else None
         if not mine and not shared:
-            if run is not None:
-                raise SearchError(
-                    f"Your documents are still being indexed ({run.describe()}): search again "
-                    "when the upload report appears."
-                )
-            gone = ctx.sessions.why_gone(token)
-            empty = f"“{names[0]}” is empty" if len(names) == 1 and len(session.library) > 1 else ""
-            raise SearchError(
-                gone
-                or f"Your collection {empty or 'is empty'}: upload documents (or load the samples)."
-            )
+            raise SearchError(self._nothing_to_search(token, session, names))
         if within is not None:
             _check_within(within, names, mine, shared)
         engine, also = (mine + shared)[0], (mine + shared)[1:]
@@ -125,6 +115,19 @@ class Handlers:
         mode = options.get("mode") or ctx.service.settings.search_mode
         ctx.keeper.searched(token, query, mode, hits, reranked=rerank)
         return [hits, notice]
+
+    def _nothing_to_search(self, token: str, session: Session | None, names: list[str]) -> str:
+        """Why there is nothing to search: still indexing, freed, or empty."""
+        run = session.indexing if session is not None else None
+        if run is not None:
+            return (
+                f"Your documents are still being indexed ({run.describe()}): search again when "
+                "the upload report appears."
+            )
+        several = session is not None and len(session.library) > 1 and len(names) == 1
+        empty = f"Your collection “{names[0]}” is empty" if several else "Your collection is empty"
+        gone = self.ctx.sessions.why_gone(token)
+        return gone or f"{empty}: upload documents (or load the samples)."
 
     # --- the page ---------------------------------------------------------------------------
 

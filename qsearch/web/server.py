@@ -95,10 +95,10 @@ class Context:
         return entry.results if entry is not None else None
 
     def index_holding(self, session: str, doc_id: str) -> Any:
-        """The index (one of the session's collections, or the shared one) holding `doc_id`."""
+        """The index (one of the session's collections in memory, or the shared one) holding
+        `doc_id` (a result's: its collection was searched, so it is in memory)."""
         entry = self.sessions.peek(session)
-        library = entry.library if entry is not None else None
-        engines = [library.engine(n) for n in library.names()] if library is not None else []
+        engines = entry.library.loaded() if entry is not None else []
         for engine in (*engines, self.shared):
             if engine is not None and engine.documents() and engine.index.has_doc(doc_id):
                 return engine.index
