@@ -70,8 +70,7 @@ def measure(chunks: int, dim: int, docs: int, k: int, depth: int, repeats: int) 
                 "k": k,
                 "dense_ms_unfiltered": _median_ms(lambda: index.search(query, k), repeats),
                 "dense_ms_filtered_before": _median_ms(
-                    lambda: index.search(query, k, chosen),
-                    repeats,  # noqa: B023
+                    lambda chosen=chosen: index.search(query, k, chosen), repeats
                 ),
                 "dense_ms_filtered_after": _median_ms(after, repeats),
                 "dense_results_before": got_before,
@@ -80,8 +79,7 @@ def measure(chunks: int, dim: int, docs: int, k: int, depth: int, repeats: int) 
                     lambda: index.keyword_search("common", k), repeats
                 ),
                 "bm25_ms_filtered_before": _median_ms(
-                    lambda: index.keyword_search("common", k, chosen),
-                    repeats,  # noqa: B023
+                    lambda chosen=chosen: index.keyword_search("common", k, chosen), repeats
                 ),
                 "bm25_results_before": keywords_before,
             }
