@@ -4,6 +4,7 @@ from .config import VERSION as __version__
 from .config import Settings
 from .documents.read import IngestError
 from .engine import Engine
+from .library import Library
 from .models.loading import ModelLoadError
 from .store.base import Collection, CollectionError, IndexFolderError
 from .store.vectors import VectorIndex
@@ -21,6 +22,7 @@ __all__ = [
     "Hits",
     "IndexFolderError",
     "IngestError",
+    "Library",
     "ModelLoadError",
     "Settings",
     "VectorIndex",

@@ -18,6 +18,7 @@ from .documents.chunk import chunk_document
 from .documents.read import IngestError, Limits, ReadOptions, find_files, load
 from .engine import Engine
 from .evaluate import Config, compare, load_beir, sweep
+from .library import Library, default_folder, recorded_model
 from .models.choose import make_embedder, make_reranker
 from .models.embedder import load_tokenizer
 from .models.loading import ModelLoadError, bundled_small_model
@@ -27,7 +28,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser(cmd_index, cmd_search, cmd_chunk, cmd_eval).parse_args(argv)
+    args = build_parser(cmd_index, cmd_search, cmd_chunk, cmd_eval, cmd_collections).parse_args(
+        argv
+    )
     try:
         return args.run(args)
     except (ModelLoadError, IndexFolderError, FileNotFoundError, ValueError) as e:
@@ -61,12 +64,18 @@ def offline_hint() -> str:
 
 def cmd_index(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    library = _library(args, settings, [args.milvus_collection], create=True)
+    if library is not None:
+        settings = library.engine().settings
     print(f"loading {settings.embed_model} …", file=sys.stderr)
-    engine = _open(args, settings, create=True)
+    engine = library.engine() if library is not None else _open(args, settings, create=True)
     _ = engine.embedder
     with _Bars() as bars:
         report = engine.add_files(args.paths, progress=bars.update)
-    engine.save()
+    if library is not None:
+        library.save()
+    else:
+        engine.save()
     for f in report.files:
         if f.ok:
             pages = f" from {f.pages} pages" if f.pages else ""
@@ -76,7 +85,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     n_unchanged = sum(f.status == "unchanged" for f in report.files)
     print(
         f"{len(report.indexed)} indexed, {n_unchanged} unchanged, {len(report.errors)} failed "
-        f"in {report.seconds:.1f}s; the index at {settings.milvus_uri or args.index} holds "
+        f"in {report.seconds:.1f}s; {_where(args, settings, library)} holds "
         f"{len(engine.index.docs)} documents, {len(engine.index)} chunks"
     )
     if not report.files:
@@ -86,20 +95,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    if not settings.milvus_uri and not os.path.isfile(os.path.join(args.index, "CURRENT")):
-        raise IndexFolderError(
-            f"{args.index} holds no qsearch index: build one with "
-            f"`python -m qsearch index --index {args.index} PATH...`"
-        )
-    engine = _open(args, settings)
-    hits = engine.search(
-        args.query,
-        k=args.k,
-        rerank=args.rerank,
-        rerank_candidates=args.rerank_candidates,
-        instruction=args.instruction,
-    )
+    hits = _search(args)
     if args.json:
         print(
             json.dumps(
@@ -133,13 +129,61 @@ def cmd_search(args: argparse.Namespace) -> int:
         moved = (
             f" (was #{h.retrieval_rank})" if h.retrieval_rank and h.retrieval_rank != h.rank else ""
         )
-        print(f"{h.rank:>2}.{moved} {'  '.join(parts)}  {where}{' (OCR)' if h.ocr else ''}")
+        shelf = f"[{h.collection}] " if h.collection else ""
+        print(f"{h.rank:>2}.{moved} {'  '.join(parts)}  {shelf}{where}{' (OCR)' if h.ocr else ''}")
         print("    " + _preview(h.text, 300))
     print(
         "  ".join(f"{k.removesuffix('_ms')} {v:.1f} ms" for k, v in hits.timings_ms.items()),
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def cmd_collections(args: argparse.Namespace) -> int:
+    """List, make, rename or delete the named collections of a library."""
+    settings = settings_from(args)
+    folder = _library_folder(args)
+    library = Library.open(folder, _follow_library_model(args, settings, folder))
+    if args.action == "list":
+        listed = library.summary()
+        if args.json:
+            active = library.active
+            print(json.dumps([c | {"active": c["name"] == active} for c in listed]))
+            return EXIT_OK
+        print(f"collections in {folder}:")
+        for c in listed:
+            mark = "*" if c["name"] == library.active else " "
+            print(f" {mark} {c['name']}: {c['files']} files, {c['chunks']} chunks")
+        return EXIT_OK
+    if not args.name or (args.action == "rename") != bool(args.new_name):
+        usage = {"create": "create NAME", "rename": "rename NAME NEW_NAME", "delete": "delete NAME"}
+        raise ValueError(f"usage: qsearch collections {usage[args.action]}")
+    if args.action == "create":
+        library.create(args.name)
+        said = f"made the collection “{library.active}”"
+    elif args.action == "rename":
+        old = library.resolve(args.name)
+        said = f"renamed “{old}” to “{library.rename(old, args.new_name)}”"
+    else:
+        name = library.resolve(args.name)
+        files = next(c["files"] for c in library.summary() if c["name"] == name)
+        if not args.yes and not _confirmed(
+            f"Delete the collection “{name}” and its {files} files?"
+        ):
+            print("not deleted", file=sys.stderr)
+            return EXIT_FAILED
+        library.delete(name)
+        said = f"deleted the collection “{name}” ({files} files)"
+    library.save()
+    print(said)
+    return EXIT_OK
+
+
+def _confirmed(question: str) -> bool:
+    """The user's yes, asked on the terminal; without one, say how to confirm instead."""
+    if not sys.stdin.isatty():
+        raise ValueError(f"{question} There is no terminal to ask on: add --yes to confirm")
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
 def cmd_chunk(args: argparse.Namespace) -> int:
@@ -261,6 +305,71 @@ def _eval_configs(args: argparse.Namespace, settings: Settings) -> list[Config]:
 # --- helpers -----------------------------------------------------------------------------
 
 
+def _search(args: argparse.Namespace) -> Any:
+    """The hits for `search`: in a folder index, in named collections of the library (ranked
+    together), or in Milvus collections; narrowed by --file, --type, --since."""
+    names = args.collections or []
+    settings = settings_from(args, milvus_collection=names[0] if names else None)
+    library = _library(args, settings, names)
+    if library is None and not settings.milvus_uri and args.index:
+        if not os.path.isfile(os.path.join(args.index, "CURRENT")):
+            raise IndexFolderError(
+                f"{args.index} holds no qsearch index: build one with "
+                f"`python -m qsearch index --index {args.index} PATH...`"
+            )
+    options = dict(
+        k=args.k,
+        rerank=args.rerank,
+        rerank_candidates=args.rerank_candidates,
+        instruction=args.instruction,
+        files=args.files,
+        file_types=args.file_types,
+        since=args.since,
+    )
+    if library is not None:
+        return library.search(args.query, names, **options)
+    engine = _open(args, settings)
+    also = [_open(args, settings.with_(milvus_collection=n)) for n in names[1:]]
+    return engine.search(args.query, also=also, **options)
+
+
+def _library(
+    args: argparse.Namespace, settings: Settings, names: Sequence[str | None], create: bool = False
+) -> Library | None:
+    """The library (--library DIR, or the default folder) when the command names collections
+    of it: --collection without --index and without --milvus; None otherwise. With `create`, a
+    named collection that doesn't exist yet is made. Unknown names: ValueError listing them."""
+    names = [n for n in names if n]
+    if settings.milvus_uri or args.index or not (names or args.library):
+        return None
+    folder = _library_folder(args)
+    library = Library.open(folder, _follow_library_model(args, settings, folder))
+    for name in names:
+        if create and name not in library:
+            library.create(name)
+        library.switch(name)
+    return library
+
+
+def _library_folder(args: argparse.Namespace) -> Any:
+    from pathlib import Path
+
+    given = args.library or os.environ.get("QSEARCH_LIBRARY")
+    return Path(given).expanduser() if given else default_folder()
+
+
+def _follow_library_model(args: argparse.Namespace, settings: Settings, folder: Any) -> Settings:
+    """Without --embed-model: the model the library's collections were built with."""
+    found = recorded_model(folder) if _model_unset(args) else None
+    return settings.with_(embed_model=found[0], embed_dim=found[1]) if found else settings
+
+
+def _where(args: argparse.Namespace, settings: Settings, library: Library | None) -> str:
+    if library is not None:
+        return f"the collection “{library.active}” in {library.folder}"
+    return f"the index at {settings.milvus_uri or args.index}"
+
+
 def _open(args: argparse.Namespace, settings: Settings, create: bool = False) -> Any:
     """The engine over --index DIR, or the Milvus collection of --milvus URI --collection NAME."""
     if settings.milvus_uri:
@@ -272,13 +381,17 @@ def _open(args: argparse.Namespace, settings: Settings, create: bool = False) ->
             follow_index_model=_model_unset(args),
         )
     if not args.index:
-        raise ValueError("say where the index is: --index DIR, or --milvus URI --collection NAME")
+        raise ValueError(
+            "say where the index is: --index DIR, --collection NAME (a collection of your "
+            f"library, kept in {default_folder()}), or --milvus URI --collection NAME"
+        )
     return Engine.open(args.index, settings, follow_index_model=_model_unset(args))
 
 
 def _model_unset(args: argparse.Namespace) -> bool:
     """No --embed-model and no QSEARCH_EMBED_MODEL: use the model the index was built with."""
-    return args.embed_model is None and not os.environ.get("QSEARCH_EMBED_MODEL")
+    given = getattr(args, "embed_model", None)  # `collections` has no model flags
+    return given is None and not os.environ.get("QSEARCH_EMBED_MODEL")
 
 
 def _preview(text: str, limit: int) -> str:

@@ -66,7 +66,8 @@ def _limit_flags(p: argparse.ArgumentParser) -> None:
         ("--api-max-chars", "N", int, "characters in one /v1 request (public: 200000)"),
         ("--request-max-kb", "KB", int, "one /v1 or MCP request's body (public: 2048)"),
         ("--uploads-at-once", "N", int, "uploads indexed at once on the server (4)"),
-        ("--max-sessions", "N", int, "collections in memory at once (500)"),
+        ("--max-sessions", "N", int, "visitors' collections in memory at once (500)"),
+        ("--max-collections", "N", int, "named collections one visitor may have (20)"),
         ("--session-idle-minutes", "M", float, "a collection unused this long leaves memory (60)"),
         ("--max-files", "N", int, "files in one visitor's collection (200)"),
         ("--max-chunks", "N", int, "chunks in one visitor's collection (100000)"),
@@ -77,7 +78,13 @@ def _limit_flags(p: argparse.ArgumentParser) -> None:
 def _keeping_flags(p: argparse.ArgumentParser) -> None:
     """Where the app keeps collections, and what it tells the operator."""
     for flag, metavar, kind, text in (
-        ("--data-dir", "DIR", str, "keep each browser's collection here (on Spaces: /data)"),
+        (
+            "--data-dir",
+            "DIR",
+            str,
+            "keep visitors' collections here; 'off': in memory only (default: the user data "
+            "folder; on a Space /data when it has storage, else a temporary folder)",
+        ),
         ("--data-idle-hours", "H", float, "delete a kept collection unused this long (24)"),
         ("--low-confidence-log", "PATH", str, "log weak searches, as JSON (records queries)"),
     ):

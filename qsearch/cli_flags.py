@@ -48,7 +48,11 @@ def generic_help() -> Iterator[None]:
 
 
 def build_parser(
-    cmd_index: Run, cmd_search: Run, cmd_chunk: Run, cmd_eval: Run
+    cmd_index: Run,
+    cmd_search: Run,
+    cmd_chunk: Run,
+    cmd_eval: Run,
+    cmd_collections: Run | None = None,
 ) -> argparse.ArgumentParser:
     """`python -m qsearch`'s parser; each subcommand runs the function given for it."""
     prog = "qsearch" if Path(sys.argv[0]).name == "qsearch" else "python -m qsearch"  # the command
@@ -65,12 +69,16 @@ def build_parser(
     chunk_help = "Show what ingestion and chunking make of files, without embedding."
     _chunk_command(add("chunk", cmd_chunk, chunk_help))
     _eval_command(add("eval", cmd_eval, "Measure retrieval quality on a BEIR-format data set."))
+    if cmd_collections is not None:
+        _collections_command(
+            add("collections", cmd_collections, "List, make, rename or delete named collections.")
+        )
     return p
 
 
 def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
     """Settings from QSEARCH_* variables, then the flags in `args` (and `extra`) that were given."""
-    return Settings.from_env(**flags_of(args, Settings), **extra)
+    return Settings.from_env(**(flags_of(args, Settings) | extra))
 
 
 def flags_of(args: argparse.Namespace, cls: type[Settings] | type[ServerSettings]) -> dict:
@@ -78,9 +86,20 @@ def flags_of(args: argparse.Namespace, cls: type[Settings] | type[ServerSettings
     return {name: getattr(args, name, None) for name in cls.model_fields}
 
 
+LIBRARY_HELP = (
+    "the folder of your named collections (default: $QSEARCH_LIBRARY, else `library` in your "
+    "user data folder)"
+)
+
+
 def _index_command(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--index", metavar="DIR", help="index folder (created if missing)")
-    milvus_flags(cmd)
+    milvus_flags(
+        cmd,
+        collection_help="a named collection of your library (made if missing), or with --milvus "
+        "the Milvus collection (default qsearch; $QSEARCH_MILVUS_COLLECTION)",
+    )
+    cmd.add_argument("--library", metavar="DIR", help=LIBRARY_HELP)
     cmd.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
     cmd.add_argument("--chunk-tokens", type=int, metavar="N", help="tokens per chunk (default 256)")
     for flag, dest, text in (
@@ -100,8 +119,29 @@ def _index_command(cmd: argparse.ArgumentParser) -> None:
 
 def _search_command(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--index", metavar="DIR", help="the index folder")
-    milvus_flags(cmd)
+    milvus_flags(cmd, many=True)
+    cmd.add_argument("--library", metavar="DIR", help=LIBRARY_HELP)
     cmd.add_argument("query", metavar="QUERY")
+    within = cmd.add_argument_group("search within (each may repeat; none: everything)")
+    within.add_argument(
+        "--file",
+        dest="files",
+        action="append",
+        metavar="NAME",
+        help="only passages of this file: its name, its path as indexed, or a pattern (*.pdf)",
+    )
+    within.add_argument(
+        "--type",
+        dest="file_types",
+        action="append",
+        metavar="T",
+        help="only files of this type: an extension (pdf, docx) or a kind (sheet, slides, email)",
+    )
+    within.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="only files added at or after this: 2025-03-01, 2025-03-01T14:30, or an age (7d, 12h)",
+    )
     cmd.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     _rerank_flags(cmd, candidates=50)
     cmd.add_argument(
@@ -196,7 +236,11 @@ def _mode_flags(cmd: argparse.ArgumentParser, default_text: str) -> None:
     )
 
 
-def milvus_flags(cmd: argparse.ArgumentParser) -> None:
+def milvus_flags(
+    cmd: argparse.ArgumentParser, *, many: bool = False, collection_help: str | None = None
+) -> None:
+    """--milvus URI and --collection NAME (with `many`, repeatable: searched together, in a
+    library or on Milvus; its first sets milvus_collection)."""
     cmd.add_argument(
         "--milvus",
         dest="milvus_uri",
@@ -204,12 +248,40 @@ def milvus_flags(cmd: argparse.ArgumentParser) -> None:
         help="a Milvus collection instead of a folder: "
         "a Milvus Lite file (x.db) or http://host:19530 (or $QSEARCH_MILVUS_URI)",
     )
+    if many:
+        cmd.add_argument(
+            "--collection",
+            dest="collections",
+            action="append",
+            metavar="NAME",
+            help="a named collection of your library, or with --milvus a Milvus collection; "
+            "repeat it to search several at once, ranked together",
+        )
+        return
     cmd.add_argument(
         "--collection",
         dest="milvus_collection",
         metavar="NAME",
-        help="the Milvus collection (default qsearch; $QSEARCH_MILVUS_COLLECTION)",
+        help=collection_help
+        or "the Milvus collection (default qsearch; $QSEARCH_MILVUS_COLLECTION)",
     )
+
+
+def _collections_command(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--library", metavar="DIR", help=LIBRARY_HELP)
+    cmd.add_argument(
+        "action",
+        nargs="?",
+        default="list",
+        choices=("list", "create", "rename", "delete"),
+        help="list (the default), create NAME, rename NAME NEW_NAME, delete NAME",
+    )
+    cmd.add_argument("name", nargs="?", metavar="NAME")
+    cmd.add_argument("new_name", nargs="?", metavar="NEW_NAME")
+    cmd.add_argument(
+        "--yes", action="store_true", help="delete without asking (a script, no terminal)"
+    )
+    cmd.add_argument("--json", action="store_true", help="list as one JSON array")
 
 
 def ocr_flags(cmd: argparse.ArgumentParser) -> None:

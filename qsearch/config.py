@@ -114,7 +114,10 @@ class Settings(Checked):
     milvus_token: str | None = None  # Milvus / Zilliz Cloud credentials ("user:password", a key)
     max_files: PositiveInt | None = None  # documents one collection may hold (per app session)
     max_chunks: PositiveInt | None = None  # chunks one collection may hold
-    data_dir: str | None = None  # the app saves each browser's collection here (Spaces: /data)
+    # where the app keeps each visitor's collections; None: the default place (the user data
+    # folder; /data on a Space with storage; else a temporary folder: web/keeping.py); "off":
+    # in memory only
+    data_dir: str | None = None
     data_idle_hours: PositiveFloat = 24.0  # a saved collection unused this long is deleted
     low_confidence_log: str | None = None  # append weak searches (what users type) here, JSON
 
@@ -164,7 +167,8 @@ class ServerSettings(Checked):
     api_max_chars: PositiveInt | None = None  # characters in one /v1 request, all texts together
     request_max_kb: PositiveInt | None = None  # the body of one /v1 or MCP request
     uploads_at_once: PositiveInt = 4  # upload runs in progress on the server (one per session)
-    max_sessions: PositiveInt = 500  # collections in memory at once
+    max_sessions: PositiveInt = 500  # visitors' libraries in memory at once
+    max_collections: PositiveInt = 20  # named collections one visitor may have
     session_idle_minutes: PositiveFloat = 60.0  # a collection unused this long leaves memory
 
 

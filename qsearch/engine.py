@@ -9,6 +9,7 @@ so a cancelled or failed batch leaves the collection as it was.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +24,7 @@ from .models.embedder import Embedder
 from .models.reranker import Reranker
 from .search.cache import SearchCache
 from .search.retrieval import Ranking, retrieve
+from .search.within import Since, Within
 from .store import gpu
 from .store.base import Collection, CollectionError, DocInfo, IndexFolderError
 from .store.vectors import VectorIndex
@@ -41,10 +43,15 @@ class Engine:
         index: Collection | None = None,
         index_dir: str | Path | None = None,
         admit: Admission | None = None,
+        name: str | None = None,
+        room: Callable[[int, int], None] | None = None,
     ):
         """`reranker` may be a zero-argument loader, called on first use (the app shares one);
-        `admit` may refuse a file before chunking or before embedding (a server's memory)."""
+        `admit` may refuse a file before chunking or before embedding (a server's memory).
+        `name` labels the collection's hits (a library's collection name); `room(files,
+        chunks)` may refuse a batch that takes a group of collections past its limits."""
         self.settings = settings or Settings.from_env()
+        self.name, self.room = name, room
         gpu.configure(self.settings.device, self.settings.faiss_gpu_min_vectors)
         self.index_dir = Path(index_dir) if index_dir is not None else None
         self._embedder = embedder
@@ -209,10 +216,25 @@ class Engine:
         """Refuse a file that would take the collection past its limits, or that the server's
         memory can't take (`admit`: its `text` before chunking, its chunks `new` after)."""
         check_room(self.index, self.settings, new_files, new_chunks)
+        if self.room is not None:
+            self.room(new_files + 1, new_chunks)
         if self._admit is not None and text:
             self._admit.admit_text(len(text), self.embedder.dim)
         if self._admit is not None and new:
             self._admit.admit(new, self.embedder.dim)
+
+    def add_document(
+        self,
+        doc: DocInfo,
+        chunks: Sequence[Chunk],
+        vectors: Any,
+        original: bytes | None = None,
+    ) -> None:
+        """Add one document already embedded (a collection copied, a removal undone): its chunks
+        and their L2-normalised vectors; a doc_id already here is a ValueError."""
+        index = self.index
+        with self._lock:
+            index.add(doc, chunks, vectors, original=original)
 
     def remove(self, doc_id: str) -> int:
         """Remove one document by id; returns how many chunks it had."""
@@ -245,6 +267,10 @@ class Engine:
         instruction: str | None = None,
         mode: str | None = None,
         also: Sequence[Engine] = (),
+        *,
+        files: Sequence[str] | str | None = None,
+        file_types: Sequence[str] | str | None = None,
+        since: Since = None,
     ) -> Hits:
         """The k best chunks for `query`.
 
@@ -252,6 +278,9 @@ class Engine:
         settings. With `rerank`, the top `rerank_candidates` are rescored. `also` names other
         collections (e.g. a shared read-only index) searched alongside this one with the
         same embedder; their candidates are merged by score before reranking.
+        `files`, `file_types` and `since` narrow the search to those documents before
+        ranking (search/within.py says how each is written); a file that names no document
+        of the collections searched is a ValueError that lists the ones there are.
         """
         if not query or not query.strip():
             raise ValueError("empty query: type something to search for")
@@ -260,7 +289,8 @@ class Engine:
         ranking = Ranking.from_settings(self.settings, mode)
         instruction = instruction.strip() if instruction and instruction.strip() else None
         engines = [e for e in (self, *also) if e._index is not None and len(e._index)]
-        if not engines:
+        scopes = self._scopes(engines, Within.of(files, file_types, since))
+        if not engines or not any(s is None or s for s in scopes):
             return Hits([], {})
         vector, embed_ms = None, None
         if ranking.mode != "lexical":
@@ -283,10 +313,48 @@ class Engine:
                 rerank_candidates=rerank_candidates,
                 instruction=instruction,
                 cache=self._cache,
+                within=scopes,
             )
         if embed_ms is not None:
             hits.timings_ms = {"embed_ms": embed_ms, **hits.timings_ms}
+        return _labelled(hits, engines)
+
+    @staticmethod
+    def _scopes(engines: Sequence[Engine], within: Within | None) -> list[frozenset[str] | None]:
+        """For each engine, the doc ids `within` lets through (None: no filter); ValueError for a
+        file that names no document in any of them."""
+        if within is None:
+            return [None] * len(engines)
+        docs = [list(e.index.docs.values()) for e in engines]
+        unknown = within.unknown_files(d for listed in docs for d in listed)
+        if unknown:
+            names = sorted({Path(d.source).name for listed in docs for d in listed})
+            shown = ", ".join(names[:20]) + (
+                f" and {len(names) - 20} more" if len(names) > 20 else ""
+            )
+            raise ValueError(
+                f"no file named {', '.join(map(repr, unknown))} in the collection(s) searched; "
+                f"they hold: {shown or 'nothing'}"
+            )
+        return [within.doc_ids(listed) for listed in docs]
+
+
+def _labelled(hits: Hits, engines: Sequence[Engine]) -> Hits:
+    """`hits` with the name of the collection each came from (where the collections are named)."""
+    named = [e for e in engines if e.name]
+    if not named or not hits:
         return hits
+    if len(engines) == 1:
+        owner = {h.doc_id: engines[0].name for h in hits}
+    else:
+        owner = {}
+        for h in hits:
+            owner.setdefault(
+                h.doc_id, next((e.name for e in engines if e.index.has_doc(h.doc_id)), None)
+            )
+    labelled = Hits([dataclasses.replace(h, collection=owner.get(h.doc_id)) for h in hits])
+    labelled.timings_ms = hits.timings_ms
+    return labelled
 
 
 __all__ = [

@@ -124,6 +124,7 @@ class Hit:
     ocr: bool = False  # the passage was read by OCR
     where: str | None = None  # its slide, sheet rows, chapter or e-mail, for files without pages
     weak: bool = False  # it matches on neither meaning nor keywords (search/strength.py)
+    collection: str | None = None  # the named collection it comes from (a library's), if named
 
     def to_dict(self) -> dict[str, Any]:
         """The hit in the one vocabulary every output uses (JSON, CSV, the page, MCP, the CLI):
@@ -131,6 +132,7 @@ class Hit:
         return {
             "rank": self.rank,
             "source": self.source,
+            "collection": self.collection,
             "page": self.page,
             "page_end": self.page_end,
             "where": self.where,
@@ -149,6 +151,8 @@ class Hit:
 HIT_FIELDS = {  # Hit.to_dict's names and what each means: the page's legend and the MCP docs say so
     "rank": "1 for the best passage",
     "source": "the file the passage comes from",
+    "collection": "the named collection it comes from (null for an unnamed one, e.g. an index "
+    "folder)",
     "page": "the first page it lies on (null without pages)",
     "page_end": "the last page it lies on",
     "where": "where it lies in a file without pages: its slide, sheet and rows, chapter or "

@@ -6,11 +6,13 @@ the code under test through the same `from_pretrained` path it uses for hub ids.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -25,6 +27,11 @@ os.environ.setdefault(
     "GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="qsearch-gradio-")
 )  # uploads land here
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# The app keeps collections in the user data folder by default (web/keeping.py): in tests, that
+# folder is a temporary one (platformdirs reads XDG_DATA_HOME), never the real one.
+DATA_HOME = tempfile.mkdtemp(prefix="qsearch-data-home-")
+os.environ["XDG_DATA_HOME"] = DATA_HOME
+atexit.register(shutil.rmtree, DATA_HOME, True)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py lives at the top of the repo
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"

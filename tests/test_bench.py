@@ -198,3 +198,11 @@ def test_gpu_report_steps_name_real_scripts_and_flags():
         ["make", "-n", "test-gpu", "PYTHON_BIN=python3"], cwd=ROOT, capture_output=True, text=True
     ).stdout
     assert "python3 -m pytest -m gpu" in dry and "venv" not in dry and "pip" not in dry
+
+
+def test_search_within_filters_before_ranking():
+    """Filtered before ranking, k come back; filtered after, few do (bench/search_within.py)."""
+    result = run("search_within.py", "--chunks", "2000", "--dim", "16", "--docs", "100")
+    first = result["results"][0]  # one document of 20 chunks: rarely in the top 100 of 2000
+    assert first["chosen_chunks"] == 20 and first["dense_results_before"] == 10
+    assert first["dense_results_after"] < 10 and first["bm25_results_before"] == 10

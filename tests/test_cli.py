@@ -88,6 +88,58 @@ def test_clear_errors_for_bad_usage(tmp_path, minilm_dir):
     assert bad_overlap.returncode == 2 and "chunk_overlap" in bad_overlap.stderr
 
 
+def test_named_collections_from_the_command_line(corpus, tmp_path, minilm_dir, capsys):
+    """A library of named collections: index into two, list them, search one, both, and within a
+    file, type or date; rename; delete (asked first: --yes where there is no terminal). The first
+    commands run as a user runs them; the rest in this process (`main`), for speed."""
+    from qsearch.__main__ import main
+
+    lib = ["--library", str(tmp_path / "lib")]
+    plants, rivers = corpus / "plants.md", corpus / "nested" / "rivers.txt"
+    made = qsearch("index", *lib, "--collection", "Botany", "--embed-model", minilm_dir, plants)
+    assert made.returncode == 0 and "the collection “Botany” in" in made.stdout, made.stderr
+    found = qsearch(
+        "search", *lib, "--collection", "Botany", "--json", "--since", "1d", "green leaves"
+    )
+    assert json.loads(found.stdout)["hits"][0]["collection"] == "Botany", found.stderr
+
+    def run(*args: object) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    assert run("index", *lib, "--collection", "Geography", rivers)[0] == 0
+    listed = json.loads(run("collections", *lib, "--json")[1])
+    assert [(c["name"], c["files"], c["active"]) for c in listed] == [
+        ("My documents", 0, False),
+        ("Botany", 1, False),
+        ("Geography", 1, True),
+    ]
+    code, out, _ = run("index", *lib, "--collection", "botany", plants)
+    assert code == 0 and "0 indexed, 1 unchanged" in out and "“Botany”" in out, "into Botany"
+
+    def sources(*flags: object) -> list[tuple[str, str]]:
+        code, out, err = run("search", *lib, "--json", "-k", "5", *flags, "where does water flow?")
+        assert code == 0, err
+        return [(Path(h["source"]).name, h["collection"]) for h in json.loads(out)["hits"]]
+
+    both = sources("--collection", "Botany", "--collection", "Geography")
+    assert both[0] == ("rivers.txt", "Geography") and len(both) == 2, "ranked together"
+    assert sources("--collection", "Botany", "--collection", "Geography", "--type", "md") == [
+        ("plants.md", "Botany")
+    ]
+    code, _, err = run("search", *lib, "--collection", "Botany", "--file", "plant.md", "query")
+    assert code == 2 and "no file named 'plant.md'" in err
+    code, out, _ = run("collections", *lib, "rename", "geography", "Rivers")
+    assert code == 0 and "renamed “Geography” to “Rivers”" in out
+    code, _, err = run("collections", *lib, "delete", "Rivers")
+    assert code == 2 and "add --yes" in err
+    code, out, _ = run("collections", *lib, "delete", "Rivers", "--yes")
+    assert code == 0 and "(1 files)" in out
+    code, _, err = run("search", *lib, "--collection", "Rivers", "query")
+    assert code == 2 and "no collection named “Rivers”; there are: “My documents”, “Botany”" in err
+
+
 def test_eval_on_a_tiny_beir_folder(tmp_path, minilm_dir):
     beir = tmp_path / "beir"
     (beir / "qrels").mkdir(parents=True)
@@ -172,7 +224,9 @@ def test_every_flag_sets_a_setting_or_is_the_commands_own():
     fields = set(Settings.model_fields) | set(ServerSettings.model_fields)
     own = {"help", "paths", "query", "k", "rerank", "rerank_candidates", "instruction", "json"}
     own |= {"show", "beir_dir", "split", "dim", "index_cache", "compare", "sweep", "index"}
-    run = build_parser(*[lambda _: 0] * 4)
+    own |= {"library", "collections", "files", "file_types", "since", "action", "name"}
+    own |= {"new_name", "yes"}
+    run = build_parser(*[lambda _: 0] * 5)
     commands = next(a for a in run._actions if isinstance(a, argparse._SubParsersAction))
     for parser in [app_parser(), *commands.choices.values()]:
         dests = {a.dest for a in parser._actions}

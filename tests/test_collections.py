@@ -252,3 +252,97 @@ def test_the_engine_over_each_backend(new_index, tmp_path):
         for h in hybrid
     )
     assert engine.search("moon tides", k=1, mode="dense")[0].source.endswith("tides.txt")
+
+
+# --- search within: filtered before ranking, checked against brute force ----------------------
+
+
+def _doc_id(d: int) -> str:
+    return f"{d:02x}" + "ab" * 31  # as fill() names them
+
+
+@pytest.mark.parametrize("docs", [[1], [0, 3], [2, 3, 1]])
+def test_dense_search_within_documents_equals_brute_force_over_them(new_index, docs):
+    """Filtered before ranking: the k best of the chosen documents' chunks exactly, and k of them
+    whenever they hold k, however far down the unfiltered ranking they lie."""
+    index = new_index()
+    vectors = fill(index)
+    texts = [f"passage {d}-{i} word{d}x{i}" for d in range(4) for i in range(25)]
+    rows = np.array([d * 25 + i for d in docs for i in range(25)])
+    queries = unit_vectors(4, DIM, seed=11)
+    k = 25 * len(docs)  # every chunk they have: a post-filter of any top list comes up short
+    scores, ids = index.search(queries, k, within={_doc_id(d) for d in docs})
+    ref_scores, ref_rows = brute_force_search(vectors[rows], queries, k)
+    assert ids.shape == (4, k) and (ids >= 0).all(), "k chunks exist, so k come back"
+    assert [[index.chunks[int(i)].text for i in row] for row in ids] == [
+        [texts[rows[r]] for r in row] for row in ref_rows
+    ]
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-5)
+    few_scores, few = index.search(queries, 5, within={_doc_id(d) for d in docs})
+    np.testing.assert_allclose(few_scores, ref_scores[:, :5], atol=1e-5)
+    assert index.search(queries, 5, within=set())[1].size == 0, "no document: nothing"
+    assert index.search(queries, 5, within={"f" * 64})[1].size == 0, "unknown ids: nothing"
+
+
+def test_keyword_search_within_documents_equals_the_whole_ranking_narrowed(new_index):
+    """BM25 with the other documents left out: only the chosen documents' chunks, k of them when
+    they have k, ranked as the whole ranking ranks them. (The folder masks scores, so they equal
+    the unfiltered ones; Milvus Lite counts a term's IDF over the documents searched, so the
+    scores are compared on the keyword scale, relative to the best: a one-term query's IDF, a
+    constant factor, cancels there.)"""
+    index = new_index()
+    fill(index)
+    chosen = {_doc_id(1), _doc_id(3)}
+    every = index.keyword_search("passage", 100)
+    assert len(every.ids) == 100, "'passage' is in every chunk"
+    ref = sorted(
+        (
+            float(s)
+            for i, s in zip(every.ids, every.scores)
+            if index.chunks[int(i)].doc_id in chosen
+        ),
+        reverse=True,
+    )
+    found = index.keyword_search("passage", 30, within=chosen)
+    assert len(found.ids) == 30 and {index.chunks[int(i)].doc_id for i in found.ids} <= chosen
+    np.testing.assert_allclose(found.scores / found.scores[0], np.array(ref[:30]) / ref[0], 1e-5)
+    if isinstance(index, VectorIndex):
+        np.testing.assert_allclose(found.scores, ref[:30], rtol=1e-5)
+    exact = index.keyword_search("word1x7 word2x7", 5, within={_doc_id(2)})
+    assert [index.chunks[int(i)].text for i in exact.ids] == ["passage 2-7 word2x7"]
+    assert len(index.keyword_search("word1x7", 5, within={_doc_id(2)}).ids) == 0
+    assert len(index.keyword_search("passage", 5, within=set()).ids) == 0
+
+
+def test_the_engine_searches_within_files_types_and_dates(new_index, tmp_path):
+    """Engine.search's files, file_types and since, over each backend, every mode: only the
+    chosen documents' passages, k of them when they hold k, and clear errors."""
+    engine = Engine(
+        Settings(embed_model=HashingEmbedder.model_name, chunk_tokens=16, chunk_overlap=2),
+        embedder=HashingEmbedder(DIM),
+        index=new_index(),
+    )
+    topics = {"tides.txt": "moon", "bread.md": "yeast", "ice.csv": "glacier"}
+    for name, word in topics.items():
+        body = " ".join(f"The {word} passage number {i} says the ocean moves." for i in range(12))
+        (tmp_path / name).write_text(body)
+    engine.add_files(sorted(tmp_path.iterdir()))
+    per_doc = {d.source: d.chunks for d in engine.documents()}
+    bread = str(tmp_path / "bread.md")
+    assert per_doc[bread] >= 5
+    for mode in ("hybrid", "dense", "lexical"):
+        hits = engine.search("ocean moves moon", k=per_doc[bread], mode=mode, files=["bread.md"])
+        assert len(hits) == per_doc[bread] and {h.source for h in hits} == {bread}, mode
+    by_type = engine.search("ocean", k=50, file_types=["csv", ".MD"], mode="dense")
+    assert {Path(h.source).name for h in by_type} == {"bread.md", "ice.csv"}
+    assert len(by_type) == per_doc[bread] + per_doc[str(tmp_path / "ice.csv")]
+    assert {Path(h.source).name for h in engine.search("ocean", k=50, files="*.txt")} == {
+        "tides.txt"
+    }
+    assert len(engine.search("ocean", k=5, since="1d")) == 5, "all were added in the last day"
+    later = engine.search("ocean", k=5, since=time.time() + 60)
+    assert len(later) == 0, "nothing was added after a minute from now"
+    with pytest.raises(ValueError, match=r"no file named 'brad\.md'.*bread\.md"):
+        engine.search("ocean", files=["brad.md"])
+    with pytest.raises(ValueError, match="ISO 8601"):
+        engine.search("ocean", since="last tuesday")

@@ -26,6 +26,7 @@ HITS = [
         keyword_score=0.6,
         retrieval_rank=4,
         ocr=True,
+        collection="Papers",
     ),
     Hit(
         rank=2,
@@ -40,7 +41,15 @@ HITS = [
         where='slide 2 "Results"',
     ),
 ]
-SETTINGS = {"k": 2, "mode": "hybrid", "rerank": True}
+SETTINGS = {  # what the search was narrowed to is part of its settings (web/handlers.py)
+    "k": 2,
+    "mode": "hybrid",
+    "rerank": True,
+    "collections": ["Papers", "Slides"],
+    "files": ["a.pdf", "deck.pptx"],
+    "types": ["pdf", "pptx"],
+    "since": "2025-03-01T00:00:00+00:00",
+}
 
 
 def test_json_export_holds_the_query_settings_and_every_score():
@@ -50,6 +59,7 @@ def test_json_export_holds_the_query_settings_and_every_score():
     assert first == {
         "rank": 1,
         "source": "a.pdf",
+        "collection": "Papers",
         "page": 3,
         "page_end": 4,
         "where": None,
@@ -73,3 +83,4 @@ def test_csv_export_is_one_row_per_result_readable_by_csv():
     assert rows[0]["query"] == "why?" and json.loads(rows[0]["settings"]) == SETTINGS
     assert rows[1]["rerank"] == "" and rows[0]["page"] == "3"
     assert rows[1]["where"] == 'slide 2 "Results"' and rows[0]["where"] == ""
+    assert rows[0]["collection"] == "Papers" and rows[1]["collection"] == ""

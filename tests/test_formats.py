@@ -335,3 +335,51 @@ def test_the_accepted_types_come_from_one_table():
     from qsearch.web.handlers import Handlers
 
     assert formats.describe() in " ".join((Handlers.add_documents.__doc__ or "").split())
+
+
+# --- a sheet's header: found under a title, and with years for names ----------------------------
+
+
+def _sheet(rows: list[list[object]]) -> str:
+    """The text the reader makes of an .xlsx holding `rows`."""
+    import io
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    for row in rows:
+        book.active.append(row)
+    data = io.BytesIO()
+    book.save(data)
+    from qsearch.documents.sheets import load_xlsx
+    from qsearch.types import Deadline, Limits, ReadOptions
+
+    found = load_xlsx(data.getvalue(), "t.xlsx", Deadline(Limits()), ReadOptions())
+    return "\n".join(found.pages)
+
+
+@pytest.mark.parametrize(
+    ("rows", "record"),
+    [
+        (  # a title in one cell, a header of years (seen in a user's trial: no names shown)
+            [["Imports (t)"], [], ["Category", 2021, 2022, "Change"], ["Milk", 5418, 1261, -34]],
+            "Category: Milk \u00b7 2021: 5418 \u00b7 2022: 1261 \u00b7 Change: -34",
+        ),
+        (  # a title of two cells over the table: it looked like the header, and named nothing
+            [["Food imports", None, None, "Source: X"], ["Category", "Tonnes", "Value", None],
+             ["Milk", 5418, 1261, None]],
+            "Category: Milk \u00b7 Tonnes: 5418 \u00b7 Value: 1261",
+        ),
+        (  # a header over text rows is kept: the rows below fill no column it leaves unnamed
+            [["Name", "City"], ["Alice", "Paris"], ["Bob", "Oslo"]],
+            "Name: Alice \u00b7 City: Paris",
+        ),
+    ],
+)  # fmt: skip
+def test_a_sheets_header_is_found_under_a_title_and_with_years(rows, record):
+    text = _sheet(rows)
+    assert record in text, text
+    if rows[0][0] == "Food imports":
+        assert "Food imports | Source: X" in text, "the title reads as it is"
+    if rows[0][0] == "Name":
+        assert "Name: Bob \u00b7 City: Oslo" in text and "Name: Name" not in text

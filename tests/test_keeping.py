@@ -97,3 +97,44 @@ def test_a_weak_search_is_logged_and_a_good_one_is_not(first):
     assert len(logged) == len(lines) + 1
     entry = json.loads(logged[-1])
     assert entry["query"].startswith("lattice") and "burn" not in logged[-1].lower()
+
+
+# --- where collections are kept by default -------------------------------------------------------
+
+
+def test_collections_are_kept_by_default_and_tests_keep_them_in_a_temporary_folder(monkeypatch):
+    """No setting: the user data folder (platformdirs), which conftest.py points at a temporary
+    folder, so no test writes to the real one; and the page says where and for how long."""
+    from conftest import DATA_HOME
+
+    from qsearch.web.keeping import data_place
+
+    place = data_place(Settings(), env={})
+    assert place.kind == "local" and place.folder == Path(DATA_HOME) / "qsearch"
+    said = place.describe(24)
+    assert f"kept on this computer in {place.folder}" in said and "24 hours" in said
+    assert str(place.folder) not in place.describe(24, show_path=False), "a public page: no path"
+
+
+def test_a_space_keeps_collections_in_its_storage_else_in_a_temporary_folder(tmp_path, monkeypatch):
+    from qsearch.web import keeping
+
+    storage = tmp_path / "data"
+    monkeypatch.setattr(keeping, "SPACE_STORAGE", storage)
+    without = keeping.data_place(Settings(), env={"SPACE_ID": "user/app"})
+    assert without.kind == "temporary" and "no persistent storage" in without.note
+    assert "temporary folder" in without.describe(24) and "may be gone" in without.describe(24)
+    storage.mkdir()
+    place = keeping.data_place(Settings(), env={"SPACE_ID": "user/app"})
+    assert place == keeping.DataPlace(storage, "space")
+    assert "on this Space's persistent storage" in place.describe(24)
+
+
+@pytest.mark.parametrize("value", ["off", "OFF", " none ", "memory"])
+def test_keeping_can_be_turned_off_or_moved(value, tmp_path):
+    from qsearch.web.keeping import Keeper, data_place
+
+    assert data_place(Settings(data_dir=value), env={}).folder is None
+    assert Keeper(Settings(data_dir=value)).store is None
+    moved = data_place(Settings(data_dir=str(tmp_path / "elsewhere")), env={"SPACE_ID": "x"})
+    assert moved.kind == "set" and moved.folder == tmp_path / "elsewhere"

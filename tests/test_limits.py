@@ -12,15 +12,15 @@ import time
 
 import pytest
 
-from qsearch import Engine, Settings
+from qsearch import Engine, Library, Settings
 from qsearch.config import ServerSettings
 from qsearch.types import Chunk
 from qsearch.web.api_guard import RateLimiter
 from qsearch.web.clients import client_address
+from qsearch.web.keeping import CollectionStore
 from qsearch.web.limits import PUBLIC, ServerLimits, machine_memory
 from qsearch.web.memory import MemoryBudget, MemoryFull, chunk_bytes
 from qsearch.web.model_lock import ModelLock
-from qsearch.web.persistence import CollectionStore
 from qsearch.web.scratch import Scratch
 from qsearch.web.sessions import EVICTABLE_AFTER, Busy, Sessions, TooManySessions
 
@@ -243,12 +243,12 @@ def test_one_upload_per_collection_and_per_client_as_many_as_allowed():
 
 
 def test_the_data_folder_keeps_within_its_quota_dropping_the_oldest_first(minilm, tmp_path):
-    def engine_with(text: str) -> Engine:
-        engine = Engine(Settings(embed_model=minilm.model_name), embedder=minilm)
+    def engine_with(text: str) -> Library:
+        library = Library(lambda: Engine(Settings(embed_model=minilm.model_name), embedder=minilm))
         (tmp_path / "in").mkdir(exist_ok=True)
         (tmp_path / "in" / "doc.txt").write_text(text)
-        engine.add_files([tmp_path / "in" / "doc.txt"])
-        return engine
+        library.engine().add_files([tmp_path / "in" / "doc.txt"])
+        return library
 
     store = CollectionStore(tmp_path / "data", idle_seconds=3600)
     tokens = [f"token-{i:02d}-" + "x" * 30 for i in range(3)]
@@ -259,11 +259,11 @@ def test_the_data_folder_keeps_within_its_quota_dropping_the_oldest_first(minilm
         time.sleep(0.05)  # distinct last-used times
         assert store.save(token, engine_with(f"Collection {i}. " * 50)) == ""
     assert store.usage() <= store.quota
-    kept = {t for t in tokens if (store._folder(t) / "CURRENT").is_file()}
+    kept = {t for t in tokens if (store._folder(t) / "library.json").is_file()}
     assert kept == set(tokens[1:]), "the collection used longest ago went first"
     store.quota = one // 2
     why = store.save(tokens[2], engine_with("Too big for the whole quota. " * 50))
-    assert why.startswith("not kept on disk: this collection takes")
+    assert why.startswith("not kept on disk: your collections take")
     assert not store._folder(tokens[2]).exists(), "nothing half-kept"
 
 

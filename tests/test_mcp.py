@@ -75,3 +75,46 @@ def test_an_agent_lists_the_tools_and_finds_a_passage_of_the_shared_index(served
     assert hits[0]["source"].endswith("handbook.md") and "6pm on Fridays" in hits[0]["text"]
     description = tools["search"].description
     assert all(score in description for score in ("overall", "meaning", "keywords", "rerank"))
+
+
+def test_an_agent_keeps_named_collections_and_searches_within_files(served_with_shared_index):
+    """The library over MCP: make, list, rename, delete and undo; search narrowed to a file (of
+    the shared index here) or to a date, and a file that is not there named in the error."""
+
+    async def work(session):  # noqa: ANN001, ANN202
+        async def call(tool: str, **arguments: object) -> tuple[bool, str]:
+            result = await session.call_tool(tool, arguments)
+            text = "".join(c.text for c in result.content if getattr(c, "type", "") == "text")
+            return result.isError, text
+
+        tools = {t.name for t in (await session.list_tools()).tools}
+        steps = [
+            await call("create_collection", name="Travel notes"),
+            await call("rename_collection", name="travel NOTES", new_name="Trips"),
+            await call("list_collections"),
+            await call("delete_collection", name="Trips"),
+            await call("undo_removal"),
+            await call("list_collections"),
+            await call("create_collection", name="trips"),
+        ]
+        query = {"query": "When does the office close on Fridays?", "top_k": 3}
+        found = [
+            await call("search", **query, files="handbook.md", since="2000-01-01"),
+            await call("search", **query, files="*.pdf"),
+            await call("search", **query, since="2999-01-01"),
+        ]
+        return tools, steps, found
+
+    tools, steps, found = asyncio.run(_session(served_with_shared_index, work))
+    assert {"list_collections", "create_collection", "delete_collection", "undo_removal"} <= tools
+    (made, renamed, listed, deleted, undone, again, taken) = steps
+    assert not made[0] and "“Travel notes”" in made[1] and "“Trips”" in renamed[1]
+    assert [c["name"] for c in json.loads(listed[1])] == ["My documents", "Trips"]
+    assert "undo_removal brings it back" in deleted[1] and "Restored the collection" in undone[1]
+    assert [c["name"] for c in json.loads(again[1])][-1] == "Trips"
+    assert taken[0] and "already a collection named “Trips”" in taken[1]
+    narrowed, no_pdf, too_late = found
+    assert not narrowed[0] and json.loads(narrowed[1])[0]["source"].endswith("handbook.md")
+    assert no_pdf[0] and "no file named '*.pdf' in “Trips” and the shared index" in no_pdf[1]
+    assert "they hold: handbook.md" in no_pdf[1]
+    assert too_late[0] and "matches added since 2999-01-01" in too_late[1]

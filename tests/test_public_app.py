@@ -13,6 +13,7 @@ import app as qsearch_app
 from qsearch import Settings
 from qsearch.config import ServerSettings
 from qsearch.web.handlers import Handlers
+from qsearch.web.server import Context
 
 PER_MINUTE = 4
 PAGE = dict(top_k=3, rerank=False, instruction="", mode="hybrid", rerank_candidates=10)
@@ -96,14 +97,39 @@ def test_a_search_during_indexing_says_so_and_a_second_upload_waits_its_turn(pub
         assert "documents indexed before it" in html
 
 
-def test_a_collection_freed_to_make_room_says_so_on_the_next_visit(public):
-    ctx, _ = public
-    on = Handlers(ctx)
+def _leave_memory(ctx, on: Handlers) -> str:  # noqa: ANN001
+    """A visitor's token whose collection (one file) was let go to make room for others."""
     token = on.restore(None)[0]
     on.add_files([str(qsearch_app.SAMPLES / "solar-system.md")], token, lambda *a, **k: None)
     ctx.sessions.peek(token).used -= 3600  # idle long enough to leave memory
     while ctx.sessions.peek(token) is not None:
         assert ctx.sessions.evict_one()
+    return token
+
+
+def test_a_collection_that_left_memory_to_make_room_comes_back_from_disk(public):
+    """Kept by default (the public server too): a collection that left memory to make room for
+    other visitors is read back from the data folder on its next visit."""
+    ctx, _ = public
+    on = Handlers(ctx)
+    assert ctx.keeper.place.kind == "local" and ctx.keeper.store is not None
+    token = _leave_memory(ctx, on)
+    again, files, _, message = on.restore(token)
+    assert again == token and "solar-system.md" in files and message == ""
+    _, hits = on.search_page("largest planet", token=token, **PAGE)
+    assert hits and hits[0]["source"] == "solar-system.md"
+
+
+def test_a_collection_freed_to_make_room_says_so_on_the_next_visit(minilm_dir):
+    """Kept in memory only (--data-dir off): one freed to make room is gone, and its visitor is
+    told why, on the page and when searching."""
+    settings = Settings(
+        embed_model=str(minilm_dir), rerank_model="none/none", device="cpu", data_dir="off"
+    )
+    ctx = Context.create(settings, server=ServerSettings(limits="on"))
+    on = Handlers(ctx)
+    assert ctx.keeper.store is None and "not kept on disk" in on.shelf.kept()
+    token = _leave_memory(ctx, on)
     again, files, _, message = on.restore(token)
     assert again == token and "No documents yet" in files
     assert "freed to make room for other visitors" in message

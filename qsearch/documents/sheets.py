@@ -1,8 +1,11 @@
 """Spreadsheets (.xlsx with openpyxl, .xls with xlrd, .csv/.tsv; .ods in opendoc.py) -> one part
 per row, each a record that keeps its header names: "Region: North · Q3: 1,204".
 
-The header is the first row of two or more cells that are all words (rows above it, such as
-a title, read as they are; a cell under no name gives its value alone); a sheet without one
+The header is the first row of two or more cells that are all words, or words and years
+("Category | 2021 | 2022"); rows above it, such as a title, read as they are. A title of two
+cells or more looks like a header too: until a row has been read under it, a header-like row
+that fills a column it leaves empty takes its place (and the title reads as it is), so the
+names sit over the data. A cell under no name gives its value alone; a sheet without a header
 gives its rows' values joined by " | ". Each
 row is a part labelled with its sheet and row number as the spreadsheet shows them, so a
 passage says 'sheet "Q3", rows 2–40'. Every cell counts against `Limits.max_cells`.
@@ -25,6 +28,7 @@ from .text import decode_text
 
 Row = tuple[int, list[str]]  # (row number as the sheet shows it, each cell's text)
 _NUMBER = re.compile(r"[-+]?[\d.,\s%]+|[-+]?\d[\d.,]*[eE][-+]?\d+")
+_YEAR = re.compile(r"(1[89]|2[01])\d\d")  # a column named by a year: 1800 to 2199
 _PREFIXED_CELL = re.compile(rb"<[^\s/<>:!?]+:c[\s/>]")  # <x:c ...>: a cell, its namespace named
 _NAME_ENDS = re.compile(rb"[\s/>]")
 
@@ -44,8 +48,19 @@ class Cells:
 
 
 def _is_header(cells: Sequence[str]) -> bool:
+    """Two or more cells, all words, or words and years (a column per year)."""
     filled = [c for c in cells if c]
-    return len(filled) >= 2 and not any(_is_number(c) for c in filled)
+    numbers = [c for c in filled if _is_number(c)]
+    return (
+        len(filled) >= 2
+        and len(numbers) < len(filled)
+        and all(_YEAR.fullmatch(c.strip()) for c in numbers)
+    )
+
+
+def _fills_more(cells: Sequence[str], header: Sequence[str]) -> bool:
+    """Whether `cells` fill a column `header` leaves without a name (a title over the table)."""
+    return any(c and not (i < len(header) and header[i]) for i, c in enumerate(cells))
 
 
 def _is_number(text: str) -> bool:
@@ -63,7 +78,9 @@ def add_sheet(found: Extracted, name: str | None, rows: Iterable[Row]) -> None:
     for number, cells in rows:
         if not any(cells):
             continue
-        if header is None and _is_header(cells):
+        if _is_header(cells) and (header is None or (pending and _fills_more(cells, header))):
+            if pending is not None:  # what looked like the header was a title: read as it is
+                heading = _append(found, name, *pending, None, heading)
             pending, header = (number, cells), cells
             continue
         heading = _append(found, name, number, cells, header, heading)

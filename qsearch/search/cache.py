@@ -111,15 +111,17 @@ class SearchCache:
         ranking: Ranking,
         width: int,
         compute: Callable[[], list[Candidate]],
+        scope: Hashable = None,
     ) -> list[Candidate]:
-        """The scored candidates `compute` returns, once per query, vector, ranking, width and
-        collection versions."""
+        """The scored candidates `compute` returns, once per query, vector, ranking, width,
+        collection versions and `scope` (what the search was narrowed to)."""
         key = (
             query,
             None if vector is None else vector.tobytes(),
             ranking,
             width,
             tuple(version(c) for c in collections),
+            scope,
         )
         found = self.pools.get(key)
         if found is None:

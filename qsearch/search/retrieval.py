@@ -11,7 +11,7 @@ fused score in [0, 1] that ranks it, and, after reranking, P(relevant) and its o
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,18 +74,24 @@ class Found:
 
 
 def gather(
-    collection: Collection, query: str, vector: np.ndarray | None, width: int, mode: str
+    collection: Collection,
+    query: str,
+    vector: np.ndarray | None,
+    width: int,
+    mode: str,
+    within: Set[str] | None = None,
 ) -> Found:
-    """The `width` best of each ranking of one collection, with every candidate's raw scores."""
+    """The `width` best of each ranking of one collection, with every candidate's raw scores;
+    `within` (doc ids) narrows both rankings before they rank (None: every document)."""
     dense_ids: list[int] = []
     cosine_of: dict[int, float] = {}
     if mode != "lexical":
-        scores, ids = collection.search(vector[None, :], width)
+        scores, ids = collection.search(vector[None, :], width, within)
         dense_ids = ids[0][ids[0] >= 0].tolist()
         cosine_of = dict(zip(dense_ids, scores[0][: len(dense_ids)].tolist()))
     keyword, lexical_ids, bound = None, [], 0.0
     if mode != "dense":
-        keyword = collection.keyword_search(query, width)
+        keyword = collection.keyword_search(query, width, within)
         lexical_ids, bound = keyword.ids.tolist(), keyword.bound
     ids = list(dict.fromkeys(dense_ids + lexical_ids))  # first seen first: ties keep this order
     if mode == "hybrid":
@@ -176,19 +182,24 @@ def retrieve(
     rerank_candidates: int = 0,
     instruction: str | None = None,
     cache: SearchCache | None = None,
+    within: Sequence[Set[str] | None] | None = None,
 ) -> Hits:
     """The k best chunks over `collections` (candidates pooled, then scored once), reranked when a
-    reranker is given. With a `cache`, a repeat reuses the candidates and the reranker's scores."""
+    reranker is given. With a `cache`, a repeat reuses the candidates and the reranker's scores.
+    `within`: for each collection, the doc ids it may answer with (None: all of them)."""
     started = time.perf_counter()
     depth = max(k, rerank_candidates if reranker is not None else 0)
     width = max(depth, ranking.depth)
-    live = [c for c in collections if len(c)]
+    scopes = list(within) if within is not None else [None] * len(collections)
+    live = [(c, s) for c, s in zip(collections, scopes) if len(c) and (s is None or s)]
 
     def pool() -> list[Candidate]:
-        return pooled([gather(c, query, vector, width, ranking.mode) for c in live], width, ranking)
+        found = [gather(c, query, vector, width, ranking.mode, s) for c, s in live]
+        return pooled(found, width, ranking)
 
     if cache is not None:
-        found = cache.candidates(live, query, vector, ranking, width, pool)
+        scope = tuple(None if s is None else frozenset(s) for _, s in live)
+        found = cache.candidates([c for c, _ in live], query, vector, ranking, width, pool, scope)
     else:
         found = pool()
     found = found[:depth]

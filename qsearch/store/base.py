@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,10 @@ class Collection(ABC):
     def doc_chunks(self, doc_id: str) -> list[Chunk]:
         """Every chunk of one document, in text order."""
 
+    @abstractmethod
+    def doc_chunk_ids(self, doc_id: str) -> list[int]:
+        """The ids of one document's chunks, in text order (for `vectors_of`: a copy, an undo)."""
+
     # --- changes -------------------------------------------------------------------------
 
     @abstractmethod
@@ -124,16 +128,22 @@ class Collection(ABC):
     # --- search --------------------------------------------------------------------------
 
     @abstractmethod
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each (n_queries, up to k): inner products, best first; ids -1 pad."""
+    def search(
+        self, queries: np.ndarray, k: int, within: Set[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (n_queries, up to k): inner products, best first; ids -1 pad.
+
+        `within`: only the chunks of these documents (doc ids; None: every chunk), filtered
+        before ranking, so k come back whenever that many chunks of them exist."""
 
     @abstractmethod
     def vectors_of(self, ids: Sequence[int]) -> np.ndarray:
         """The stored vectors of `ids`, (len(ids), dim) float32."""
 
     @abstractmethod
-    def keyword_search(self, query: str, k: int) -> KeywordHits:
-        """The k best chunks for `query` by BM25 over their text, with the scale's upper bound."""
+    def keyword_search(self, query: str, k: int, within: Set[str] | None = None) -> KeywordHits:
+        """The k best chunks for `query` by BM25 over their text, with the scale's upper bound;
+        `within` as for `search` (the bound stays the whole collection's: one scale)."""
 
     # --- model and persistence -----------------------------------------------------------
 

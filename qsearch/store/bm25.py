@@ -104,9 +104,10 @@ class LexicalIndex:
                 self.build(ids, [chunks[i].text for i in ids])
                 self._built_at = changes
 
-    def hits(self, query: str, k: int) -> KeywordHits:
-        """The k best texts for `query`, with every text's score and the scale's upper bound."""
-        scores, ids, every = self.search(query, k)
+    def hits(self, query: str, k: int, allowed: np.ndarray | None = None) -> KeywordHits:
+        """The k best texts for `query`, with every text's score and the scale's upper bound;
+        with `allowed` (ids), only those texts score (the others are masked out)."""
+        scores, ids, every = self.search(query, k, self.mask(allowed))
         if not len(ids):
             return NO_KEYWORDS
         return KeywordHits(ids, scores, self.upper_bound(query), _RowScores(self._row_of, every))
@@ -124,16 +125,26 @@ class LexicalIndex:
         vocab = self._bm25.vocab_dict
         return [t for t in self.query_terms(query) if t in vocab]
 
-    def scores(self, query: str) -> np.ndarray:
-        """The BM25 score of every indexed text for `query` (row i = ids[i]); zeros: no match."""
+    def mask(self, allowed: np.ndarray | None) -> np.ndarray | None:
+        """1.0 for each row whose id is in `allowed`, else 0.0 (bm25s' weight mask); None: all."""
+        if allowed is None:
+            return None
+        return np.isin(self._ids, allowed).astype(np.float32)
+
+    def scores(self, query: str, mask: np.ndarray | None = None) -> np.ndarray:
+        """The BM25 score of every indexed text for `query` (row i = ids[i]); zeros: no match, or
+        masked out (`mask`: a weight per row, 0 leaves the row out)."""
         terms = self.terms(query)
         if not terms:
             return np.zeros(len(self._ids), np.float32)
-        return np.asarray(self._bm25.get_scores(terms), dtype=np.float32)
+        return np.asarray(self._bm25.get_scores(terms, weight_mask=mask), dtype=np.float32)
 
-    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(scores, ids, all scores) of the k best texts for `query`, best first; no non-matches."""
-        every = self.scores(query)
+    def search(
+        self, query: str, k: int, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(scores, ids, all scores) of the k best texts for `query`, best first; no non-matches
+        (nor rows `mask` leaves out)."""
+        every = self.scores(query, mask)
         k = min(k, len(every))
         if k <= 0 or not every.any():
             return np.zeros(0, np.float32), np.zeros(0, np.int64), every

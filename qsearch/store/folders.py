@@ -35,6 +35,16 @@ def write_version(folder: str | Path, files: dict[str, bytes | str]) -> Path:
     return version
 
 
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Replace the file `path` by `data` in one atomic rename: a crash leaves the old or the new."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    _write(tmp, data)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
 def current_version(folder: str | Path) -> Path | None:
     """The folder of the current version, or None when `folder` holds none."""
     pointer = Path(folder) / POINTER

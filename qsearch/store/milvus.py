@@ -21,7 +21,7 @@ or dimension is refused, as with the folder index.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from typing import Any
 
 import numpy as np
@@ -146,6 +146,9 @@ class MilvusIndex(Collection):
         where = f'info["source"] == {quoted(source)}'
         return [r["doc_id"] for r in self.client.query(self.docs_name, filter=where)]
 
+    def doc_chunk_ids(self, doc_id: str) -> list[int]:
+        return [chunk_id(doc_id, n) for n in range(self.docs[doc_id].chunks)]
+
     def doc_chunks(self, doc_id: str) -> list[Chunk]:
         rows = pages(self.client, self.name, f"doc_id == {quoted(doc_id)}", CHUNK_FIELDS)
         return sorted((to_chunk(r) for r in rows), key=lambda c: c.start)
@@ -217,16 +220,19 @@ class MilvusIndex(Collection):
 
     # --- search --------------------------------------------------------------------------
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids) of the k nearest chunks by inner product, best first (exact: FLAT)."""
+    def search(
+        self, queries: np.ndarray, k: int, within: Set[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the k nearest chunks by inner product, best first (exact: FLAT);
+        `within` (doc ids) is a filter expression Milvus applies before ranking."""
         queries = np.asarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(
                 f"expected query vectors of shape (n, {self.dim}), got {queries.shape}"
             )
-        if int(k) <= 0:
+        if int(k) <= 0 or (within is not None and not within):
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        answers = self._answers(queries.tolist(), "vector", "IP", k)
+        answers = self._answers(queries.tolist(), "vector", "IP", k, within)
         width = max((len(a) for a in answers), default=0)
         scores = np.full((len(queries), width), -np.inf, np.float32)
         ids = np.full((len(queries), width), -1, np.int64)
@@ -235,12 +241,13 @@ class MilvusIndex(Collection):
                 scores[q, r], ids[q, r] = hit["distance"], hit["id"]
         return scores, ids
 
-    def keyword_search(self, query: str, k: int) -> KeywordHits:
+    def keyword_search(self, query: str, k: int, within: Set[str] | None = None) -> KeywordHits:
         """Milvus' BM25. It does not expose each term's best score, so the scale's bound is the
-        best score among the results (1.0 for the best keyword match), not the terms' bound."""
-        if not query.strip() or k <= 0:
+        best score among the results (1.0 for the best keyword match), not the terms' bound.
+        `within` filters as for `search` (the bound is then the best among those documents)."""
+        if not query.strip() or k <= 0 or (within is not None and not within):
             return NO_KEYWORDS
-        answer = self._answers([query], "sparse", "BM25", k)[0]
+        answer = self._answers([query], "sparse", "BM25", k, within)[0]
         scored = sorted((-abs(float(h["distance"])), int(h["id"])) for h in answer)  # Lite: < 0
         if not scored:
             return NO_KEYWORDS
@@ -248,8 +255,13 @@ class MilvusIndex(Collection):
         ids = np.array([i for _, i in scored], np.int64)
         return KeywordHits(ids, scores, float(scores[0]), dict(zip(ids.tolist(), scores.tolist())))
 
-    def _answers(self, data: list, field: str, metric: str, k: int) -> list[list[dict]]:
-        """Milvus' answers (up to k hits each, remembered), without chunks of removed documents."""
+    def _answers(
+        self, data: list, field: str, metric: str, k: int, within: Set[str] | None = None
+    ) -> list[list[dict]]:
+        """Milvus' answers (up to k hits each, remembered), without chunks of removed documents;
+        `within`: only chunks of these documents (a filter expression on doc_id)."""
+        listed = ", ".join(map(quoted, sorted(within or ())))
+        where = {"filter": f"doc_id in [{listed}]"} if within else {}
         answers = self.client.search(
             self.name,
             data=data,
@@ -257,6 +269,7 @@ class MilvusIndex(Collection):
             limit=min(int(k), TOP_K),
             search_params={"metric_type": metric},
             output_fields=CHUNK_FIELDS,
+            **where,
         )
         orphans = self._orphans({h["entity"]["doc_id"] for a in answers for h in a})
         kept = [[h for h in a if h["entity"]["doc_id"] not in orphans] for a in answers]

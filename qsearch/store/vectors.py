@@ -12,7 +12,7 @@ one atomic rename: a crash at any point leaves the previous version intact.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,9 @@ from .base import (
 from .bm25 import LexicalIndex
 
 MAX_ORIGINAL_BYTES = 20 * 2**20  # a PDF this size or smaller is kept, so its pages can be shown
+# HNSW filtered to at most this many vectors is searched exactly (a graph walk over a small
+# subset can miss); flat search through an ID selector is exact at any size
+EXACT_WITHIN = 50_000
 FORMAT_VERSION = folder_files.FORMAT_VERSION
 
 # Older homes of these names (qsearch.store.vectors), kept importable.
@@ -93,8 +96,11 @@ class VectorIndex(Collection):
         return list(self._by_source.get(source, ()))
 
     def doc_chunks(self, doc_id: str) -> list[Chunk]:
+        return [self.chunks[i] for i in self.doc_chunk_ids(doc_id)]
+
+    def doc_chunk_ids(self, doc_id: str) -> list[int]:
         first, end = self._ids[doc_id]
-        return [self.chunks[i] for i in range(first, end) if i in self.chunks]
+        return [i for i in range(first, end) if i in self.chunks]
 
     def add(
         self,
@@ -185,16 +191,23 @@ class VectorIndex(Collection):
 
     # --- search --------------------------------------------------------------------------
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each (n_queries, min(k, len)); best first; ids are keys of `chunks`."""
+    def search(
+        self, queries: np.ndarray, k: int, within: Set[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (n_queries, min(k, len)); best first; ids are keys of `chunks`.
+
+        `within` (doc ids) filters before ranking: FAISS skips every other id (an ID selector
+        in the search parameters), so k results come back whenever k chunks of them exist."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(
                 f"expected query vectors of shape (n, {self.dim}), got {queries.shape}"
             )
+        if within is not None:
+            return self._search_within(queries, k, self.ids_within(within))
         k = min(int(k), len(self))
         if k <= 0:
-            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+            return _no_results(len(queries))
         if self.kind == "hnsw":
             import faiss
 
@@ -202,9 +215,38 @@ class VectorIndex(Collection):
         allowed = False if self.kind != "flat" else self._use_gpu
         return gpu.search(self._cpu, queries, k, self._gpu, allowed=allowed)
 
-    def keyword_search(self, query: str, k: int) -> KeywordHits:
-        """BM25 over the chunks' text (bm25.py), brought in step with the chunks first."""
-        return self.lexical.hits(query, k)
+    def ids_within(self, within: Set[str]) -> np.ndarray:
+        """The chunk ids of the documents `within` (unknown doc ids have none), ascending."""
+        ranges = sorted(self._ids[d] for d in within if d in self._ids)
+        if not ranges:
+            return np.zeros(0, np.int64)
+        return np.concatenate([np.arange(first, end, dtype=np.int64) for first, end in ranges])
+
+    def _search_within(
+        self, queries: np.ndarray, k: int, ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k among `ids`: FAISS with an ID selector (flat), or over their vectors
+        (HNSW, up to EXACT_WITHIN of them; past that the graph walks with the selector)."""
+        import faiss
+
+        k = min(int(k), len(ids))
+        if k <= 0:
+            return _no_results(len(queries))
+        if self.kind == "hnsw" and len(ids) <= EXACT_WITHIN:
+            scores, rows = brute_force_search(self.vectors_of(ids), queries, k)
+            return scores.astype(np.float32), ids[rows]
+        selector = faiss.IDSelectorBatch(ids)
+        if self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, 2 * k))
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        return self._cpu.search(queries, k, params=params)  # the GPU copy takes no selector
+
+    def keyword_search(self, query: str, k: int, within: Set[str] | None = None) -> KeywordHits:
+        """BM25 over the chunks' text (bm25.py), brought in step with the chunks first; `within`
+        masks every other chunk's score before the top k are taken."""
+        allowed = self.ids_within(within) if within is not None else None
+        return self.lexical.hits(query, k, allowed)
 
     @property
     def lexical(self) -> LexicalIndex:
@@ -258,6 +300,10 @@ class VectorIndex(Collection):
         index.own_fields = True
         inner.this.disown()  # the id map owns the inner index now
         return index
+
+
+def _no_results(n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((n_queries, 0), np.float32), np.zeros((n_queries, 0), np.int64)
 
 
 def brute_force_search(

@@ -23,6 +23,7 @@ CONTEXT_CHARS = 700  # surrounding text shown on each side of a passage
 PART_CONTEXT_CHARS = 3000  # ... of a passage of a slide, sheet or chapter, within that part
 # where the readers start a part: a slide's or chapter's heading, a sheet's (documents/)
 PART_HEADING = re.compile(r"(?m)^(?:# |## Sheet )")
+CONTEXT_HEIGHT = "22em"  # the text around a passage scrolls within this (to the passage: page.py)
 PASSAGE = (255, 214, 0, 110)  # translucent yellow over the passage's lines
 TERM = (234, 88, 12, 255)  # orange outline around the query's terms
 
@@ -157,7 +158,7 @@ def _in_context(hit: Hit, index: VectorIndex, query: str) -> str:
     after = window[hit.end - lo : last].rstrip()
     return (
         f"<div class='qs-context' data-where='{html.escape(hit.where or '', quote=True)}' "
-        "style='white-space:pre-wrap;line-height:1.4'>"
+        f"style='white-space:pre-wrap;line-height:1.4;max-height:{CONTEXT_HEIGHT};overflow-y:auto'>"
         f"{'… ' if lo and not first else ''}{highlight(before, query)}"
         f"<mark class='qs-passage' style='background:#fde68a'>{highlight(hit.text, query)}</mark>"
         f"{highlight(after, query)}{' …' if after and last == len(window) else ''}</div>"

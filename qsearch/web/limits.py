@@ -46,6 +46,7 @@ class ServerLimits:
     uploads_at_once: int = 4
     max_sessions: int = 500
     session_idle_minutes: float = 60.0
+    max_collections: int = 20  # named collections per visitor
 
     @classmethod
     def resolve(
@@ -76,6 +77,7 @@ class ServerLimits:
             uploads_at_once=server.uploads_at_once,
             max_sessions=server.max_sessions,
             session_idle_minutes=server.session_idle_minutes,
+            max_collections=server.max_collections,
             **values,
         )
 

@@ -12,9 +12,11 @@ import gradio as gr
 
 from ..config import SEARCH_MODES
 from ..documents.formats import describe, names
+from ..library import DEFAULT_NAME
 from .handlers import Handlers
 from .render import LEGEND, files_html, message_html
 from .server import Context
+from .shelf import VIEW, Shelf, within_label
 from .startup import has_warnings, status_line
 
 INSTRUCTIONS = [  # (label, the instruction the models read)
@@ -31,6 +33,19 @@ UPLOAD_CACHE = (300, 900)  # every 5 minutes, delete uploaded files older than 1
 # The browser's token for its collection. The secret travels to the browser in the page's
 # config (Gradio encrypts in the browser), so it is fixed: the token is what must stay secret.
 TOKEN_KEY, TOKEN_SECRET = "qsearch-collection", "qsearch-collection-token"
+# Once the evidence panel shows, its passage (its first term of the query, if marked) scrolls into
+# view, within the context box and the page: it waits for the new panel, which lands just before
+# or after this runs.
+SCROLL_TO_PASSAGE = """() => {
+  let tries = 0;
+  const go = () => {
+    const passage = document.querySelector('#qs-evidence .qs-passage, #qs-evidence figure.qs-page');
+    const target = passage && (passage.querySelector('mark') || passage);
+    if (target) target.scrollIntoView({block: 'center', behavior: 'instant'});
+    else if (tries++ < 40) setTimeout(go, 50);
+  };
+  setTimeout(go, 50);
+}"""
 
 
 def build_page(ctx: Context, *, upload_cache: tuple[int, int] = UPLOAD_CACHE) -> gr.Blocks:
@@ -43,7 +58,7 @@ def build_page(ctx: Context, *, upload_cache: tuple[int, int] = UPLOAD_CACHE) ->
         _status(ctx)
         with gr.Row():
             with gr.Column(scale=2, min_width=300):
-                c = _collection_column()
+                c = _collection_column(on.shelf)
             with gr.Column(scale=3, min_width=400):
                 c |= _search_column(ctx)
         _wire(demo, on, token, c)
@@ -60,8 +75,47 @@ def _status(ctx: Context) -> None:
         gr.Markdown(ctx.status_markdown())
 
 
-def _collection_column() -> dict[str, Any]:
+def _library_controls(shelf: Shelf) -> dict[str, Any]:
+    """The collection picker (uploads go to the one picked), New / Rename / Delete, the name box
+    they open, and where collections are kept."""
     c: dict[str, Any] = {}
+    with gr.Row():
+        c["collection"] = gr.Dropdown(
+            [DEFAULT_NAME], value=DEFAULT_NAME, label="Collection (uploads go here)",
+            interactive=True, scale=4, elem_id="qs-collection",
+        )  # fmt: skip
+        for key, text in (("new", "New"), ("rename", "Rename"), ("delete", "Delete")):
+            c[key] = gr.Button(text, scale=1, min_width=60, size="sm", elem_id=f"qs-{key}")
+    with gr.Row(visible=False, equal_height=True, elem_id="qs-name-row") as c["name_row"]:
+        c["name"] = gr.Textbox(label="Name", max_lines=1, scale=4, elem_id="qs-name")
+        c["name_ok"] = gr.Button(
+            "OK", variant="primary", scale=1, min_width=60, elem_id="qs-name-ok"
+        )
+        c["name_cancel"] = gr.Button("Cancel", scale=1, min_width=60, elem_id="qs-name-cancel")
+    c["name_note"] = gr.HTML(elem_id="qs-name-note")
+    c["naming"] = gr.State("")
+    c["kept_where"] = gr.HTML(shelf.kept(), elem_id="qs-kept")
+    return c
+
+
+def _removal_controls() -> dict[str, Any]:
+    """The question asked before a removal, and the undo offered after one."""
+    c: dict[str, Any] = {}
+    with gr.Column(visible=False, elem_id="qs-confirm") as c["confirm_row"]:
+        c["confirm_text"] = gr.HTML(elem_id="qs-confirm-text")
+        with gr.Row():
+            c["confirm_yes"] = gr.Button("Yes, remove", variant="stop", elem_id="qs-confirm-yes")
+            c["confirm_no"] = gr.Button("Cancel", elem_id="qs-confirm-no")
+    c["pending"] = gr.State(None)
+    with gr.Row(visible=False, equal_height=True, elem_id="qs-undo-row") as c["undo_row"]:
+        c["undo_text"] = gr.HTML(scale=3, elem_id="qs-undo-text")
+        c["undo"] = gr.Button("Undo", scale=1, min_width=60, elem_id="qs-undo")
+    c["ticket"] = gr.State("")
+    return c
+
+
+def _collection_column(shelf: Shelf) -> dict[str, Any]:
+    c = _library_controls(shelf)
     c["uploads"] = gr.File(  # any type: one that can't be read is listed in the report, with why
         label=f"Drop documents: {names()}. Indexed on upload.",
         file_count="multiple",
@@ -75,9 +129,12 @@ def _collection_column() -> dict[str, Any]:
     c["report"] = gr.HTML(elem_id="qs-report")
     c["files"] = gr.HTML(files_html([]), elem_id="qs-files")
     with gr.Row():
-        c["to_remove"] = gr.Dropdown(label="Remove a file", choices=[], scale=3)
-        c["remove"] = gr.Button("Remove", scale=1)
-    c["clear"] = gr.Button("Clear all documents", variant="stop")
+        c["to_remove"] = gr.Dropdown(
+            label="Remove a file", choices=[], scale=3, elem_id="qs-remove"
+        )
+        c["remove"] = gr.Button("Remove", scale=1, elem_id="qs-remove-button")
+    c["clear"] = gr.Button("Clear all documents", variant="stop", elem_id="qs-clear")
+    c |= _removal_controls()
     with gr.Row():  # keep a collection you embedded, and open it again later without embedding
         c["keep"] = gr.Button("Download collection", scale=1, elem_id="qs-keep")
         c["reopen"] = gr.UploadButton(
@@ -86,6 +143,7 @@ def _collection_column() -> dict[str, Any]:
     c["kept"] = gr.File(label="Collection file", interactive=False, height=80, visible=False)
     for name in ("api_add", "api_remove", "api_clear"):  # the API's events, never clicked
         c[name] = gr.Button(visible=False)
+    c["api_collection"] = gr.Textbox("", visible=False)  # add_documents' collection argument
     return c
 
 
@@ -99,6 +157,9 @@ def _search_column(ctx: Context) -> dict[str, Any]:
             elem_id="qs-query",
         )
         c["search"] = gr.Button("Search", variant="primary", scale=1, elem_id="qs-search")
+    with gr.Accordion(within_label([DEFAULT_NAME]), open=False, elem_id="qs-within") as within:
+        c |= _within()
+    c["within"] = within
     with gr.Accordion("Search options", open=False, elem_id="qs-options"):
         c |= _options(ctx)
     with gr.Accordion("What do the bars mean?", open=False, elem_id="qs-legend-toggle"):
@@ -128,10 +189,33 @@ def _search_column(ctx: Context) -> dict[str, Any]:
     return c
 
 
+def _within() -> dict[str, Any]:
+    """What a search covers: one or several collections, some of their files (a list you can
+    type into), some file types, the files added since a day."""
+    c: dict[str, Any] = {}
+    c["scope"] = gr.Dropdown(
+        [DEFAULT_NAME], value=[DEFAULT_NAME], multiselect=True, elem_id="qs-scope",
+        label="Collections to search (several are ranked together)",
+    )  # fmt: skip
+    c["within_files"] = gr.Dropdown(
+        [], value=[], multiselect=True, filterable=True, elem_id="qs-within-files",
+        label="Only these files (type to find one; none chosen: every file)",
+    )  # fmt: skip
+    with gr.Row():
+        c["within_types"] = gr.Dropdown(
+            [], value=[], multiselect=True, label="Only these types", elem_id="qs-within-types"
+        )
+        c["within_since"] = gr.DateTime(
+            include_time=False, type="string", label="Only files added since",
+            elem_id="qs-within-since",
+        )  # fmt: skip
+    return c
+
+
 def _options(ctx: Context) -> dict[str, Any]:
     service, c = ctx.service, {}
     with gr.Row():
-        c["top_k"] = gr.Slider(1, 50, value=5, step=1, label="Results")
+        c["top_k"] = gr.Slider(1, 50, value=5, step=1, label="Results", elem_id="qs-top-k")
         c["mode"] = gr.Radio(
             list(SEARCH_MODES),
             value=service.settings.search_mode,
@@ -169,22 +253,48 @@ def _wire(demo: gr.Blocks, on: Handlers, token: gr.BrowserState, c: dict[str, An
     user's long upload never holds another's search or small upload."""
     uploads_at_once = on.ctx.limits.uploads_at_once
     listing = [c["files"], c["to_remove"]]
+    view = [c[k] for k in VIEW]
     added = [c["report"], *listing, c["uploads"]]
+    private = {"api_visibility": "private"}
     ingest = {
         "concurrency_id": "ingest",
         "concurrency_limit": uploads_at_once,
         "api_visibility": "private",
-        "show_progress_on": [c["report"]],  # one bar, where the report will appear
+        "show_progress": "hidden",  # the report shows qsearch's own progress and ETA (uploads.py)
     }
     loaded = [token, *listing, c["report"]]
-    demo.load(on.restore, [token], loaded, api_visibility="private", queue=False)
-    c["uploads"].upload(on.add_files, [c["uploads"], token], [*added, token], **ingest)
-    c["samples"].click(on.load_samples, [token], [*added, token], **ingest)
+    demo.load(on.restore, [token], loaded, api_visibility="private", queue=False).then(
+        on.shelf.view, [token], view, queue=False, **private
+    )
+    after_upload = {"fn": on.after_upload, "inputs": [c["results"], token], **private}
+    after_upload["show_progress"] = "hidden"  # instant: no spinner over the results
+    c["uploads"].upload(on.add_files_live, [c["uploads"], token], [*added, token], **ingest).then(
+        outputs=[c["results"], *view], queue=False, **after_upload
+    )
+    c["samples"].click(on.load_samples_live, [token], [*added, token], **ingest).then(
+        outputs=[c["results"], *view], queue=False, **after_upload
+    )
     c["stop"].click(on.stop, [token], None, api_visibility="private", queue=False)
-    inputs = [c[k] for k in ("query", "top_k", "rerank", "instruction", "mode")]
-    inputs += [c["rerank_candidates"], token]
-    after = [c["to_open"], c["evidence"], c["downloads"]]
+    _wire_search(on, token, c)
+    _wire_library(on, token, c)
+    c["export"].click(on.export, [token], [c["downloads"]], api_visibility="private")
+    c["keep"].click(on.download_collection, [token], [c["kept"]], **private).then(
+        lambda: gr.update(visible=True), None, [c["kept"]], queue=False, **private
+    )
+    opened = [c["report"], *listing, token]
+    c["reopen"].upload(on.open_collection, [c["reopen"], token], opened, **ingest).then(
+        on.shelf.view, [token], view, queue=False, **private
+    )
+    _wire_api(on, c, added, listing)
+
+
+def _wire_search(on: Handlers, token: gr.BrowserState, c: dict[str, Any]) -> None:
+    """Searching (within the chosen collections, files, types and dates) and opening a result."""
     private = {"api_visibility": "private"}
+    inputs = [c[k] for k in ("query", "top_k", "rerank", "instruction", "mode")]
+    inputs += [c["rerank_candidates"], token, c["scope"], c["within_files"], c["within_types"]]
+    inputs += [c["within_since"]]
+    after = [c["to_open"], c["evidence"], c["downloads"]]
     for trigger in (c["query"].submit, c["search"].click):
         shown = trigger(
             on.search_page, inputs, [c["results"], c["hits_json"]], concurrency_limit=4, **private
@@ -192,21 +302,60 @@ def _wire(demo: gr.Blocks, on: Handlers, token: gr.BrowserState, c: dict[str, An
         shown.then(on.evidence_choices, [token], after, queue=False, **private)
     c["to_open"].change(
         on.show_evidence, [c["to_open"], token], [c["evidence"]], api_visibility="private"
+    ).then(None, js=SCROLL_TO_PASSAGE, queue=False, **private)
+    within = [c["within"], c["within_files"], c["within_types"]]
+    c["scope"].input(
+        on.shelf.scope_changed,
+        [c["scope"], c["within_files"], c["within_types"], token],
+        within,
+        queue=False,
+        **private,
     )
-    c["export"].click(on.export, [token], [c["downloads"]], api_visibility="private")
-    c["remove"].click(on.remove, [c["to_remove"], token], listing, api_visibility="private")
-    c["clear"].click(on.clear, [token], listing, api_visibility="private")
-    c["keep"].click(on.download_collection, [token], [c["kept"]], **private).then(
-        lambda: gr.update(visible=True), None, [c["kept"]], queue=False, **private
-    )
-    opened = [c["report"], *listing, token]
-    c["reopen"].upload(on.open_collection, [c["reopen"], token], opened, **ingest)
-    # The API and the MCP tools: the same work, keyed by the client's Gradio session.
+
+
+def _wire_library(on: Handlers, token: gr.BrowserState, c: dict[str, Any]) -> None:
+    """Collections: pick, make, rename, delete; remove a file, clear; confirm, undo."""
+    shelf, private, quick = on.shelf, {"api_visibility": "private"}, {"queue": False}
+    view = [c[k] for k in VIEW]
+    c["collection"].input(shelf.switch, [c["collection"], token], view, **quick, **private)
+    naming = [c["name_row"], c["name"], c["naming"], c["name_note"]]
+    for key in ("new", "rename"):
+        c[key].click(shelf.start_naming, [gr.State(key), token], naming, **quick, **private)
+    for trigger in (c["name_ok"].click, c["name"].submit):
+        trigger(
+            shelf.name, [c["naming"], c["name"], token], [c["name_row"], c["name_note"], *view],
+            **private,
+        )  # fmt: skip
+    c["name_cancel"].click(
+        lambda: (gr.update(visible=False), ""), None, [c["name_row"], c["name_note"]], **quick,
+        **private,
+    )  # fmt: skip
+    asking = [c["confirm_row"], c["confirm_text"], c["pending"]]
+    c["remove"].click(shelf.ask, [gr.State("remove"), c["to_remove"], token], asking, **private)
+    c["clear"].click(shelf.ask, [gr.State("clear"), gr.State(None), token], asking, **private)
+    c["delete"].click(shelf.ask, [gr.State("delete"), gr.State(None), token], asking, **private)
+    done = [c["confirm_row"], c["undo_row"], c["undo_text"], c["ticket"], *view]
+    c["confirm_yes"].click(shelf.confirm, [c["pending"], token], done, **private)
+    c["confirm_no"].click(
+        lambda: (gr.update(visible=False), None), None, [c["confirm_row"], c["pending"]],
+        **quick, **private,
+    )  # fmt: skip
+    undone = [c["undo_row"], c["report"], *view]
+    c["undo"].click(shelf.undo, [c["ticket"], token], undone, **private)
+
+
+def _wire_api(on: Handlers, c: dict[str, Any], added: list, listing: list) -> None:
+    """The API and the MCP tools: the same work, keyed by the client's Gradio session."""
+    uploads_at_once = on.ctx.limits.uploads_at_once
     c["api_add"].click(
-        on.add_documents, [c["uploads"]], added, api_name="add_documents",
+        on.add_documents, [c["uploads"], c["api_collection"]], added, api_name="add_documents",
         concurrency_id="ingest", concurrency_limit=uploads_at_once,
     )  # fmt: skip
     gr.api(on.search, api_name="search", concurrency_limit=4)
+    for tool in ("list_collections", "create_collection", "rename_collection"):
+        gr.api(getattr(on.shelf, tool), api_name=tool)
+    for tool in ("delete_collection", "undo_removal"):
+        gr.api(getattr(on.shelf, tool), api_name=tool)
     undocumented = {"api_visibility": "undocumented"}
     c["api_remove"].click(
         on.remove_document, [c["to_remove"]], listing, api_name="remove_document", **undocumented

@@ -123,7 +123,7 @@ def movement(h: Hit) -> str:
     return f"{arrow}{abs(moved)}, was #{h.retrieval_rank}"
 
 
-def _card(h: Hit, query: str) -> str:
+def _card(h: Hit, query: str, *, collection: bool = False) -> str:
     """One result: where it is from, its bars (grey and faded when it is a weak match), its text."""
     scores = breakdown(h)
     rows = [
@@ -144,6 +144,11 @@ def _card(h: Hit, query: str) -> str:
         badge += (
             f' <span class="qs-weak-note" style="color:#6b7280;font-size:0.9em">{WEAK_NOTE}</span>'
         )
+    if collection and h.collection:  # hits of several collections say which one
+        badge += (
+            ' <span class="qs-collection" style="color:#4b5563;font-size:0.9em;border:1px solid '
+            f'#d1d5db;border-radius:4px;padding:0 4px">{html.escape(h.collection)}</span>'
+        )
     kind, fade = ("qs-card qs-weak", "opacity:0.55;") if h.weak else ("qs-card", "")
     return (
         f'<div class="{kind}" data-weak="{str(h.weak).lower()}" style="{fade}border:1px solid '
@@ -151,13 +156,17 @@ def _card(h: Hit, query: str) -> str:
         f'gap:12px;align-items:center;flex-wrap:wrap"><b>#{h.rank}</b> <span class="qs-source">'
         f'{html.escape(where(h))}</span>{badge}</div><div style="margin:4px 0;font-size:0.85em;'
         f'display:flex;flex-wrap:wrap;gap:2px 16px">{"".join(rows)}</div>'
-        f"{_passage(h.text, query)}"
+        f"{_passage(h.text, query, sheet=is_sheet_part(h.where))}"
         "</div>"
     )
 
 
-def _passage(text: str, query: str) -> str:
-    """A short passage whole; a long one as its best sentences, the whole one click away."""
+def _passage(text: str, query: str, *, sheet: bool = False) -> str:
+    """A short passage whole; a long one as its best sentences, the whole one click away; a
+    sheet's rows as a small table under their column names."""
+    table = sheet_table(text, query) if sheet else None
+    if table is not None:
+        return table
     style = "white-space:pre-wrap;line-height:1.4"
     if len(text) <= SHORT:
         return f'<div class="qs-text" style="{style}">{highlight(text, query)}</div>'
@@ -166,6 +175,97 @@ def _passage(text: str, query: str) -> str:
         f'</div><details class="qs-more"><summary style="cursor:pointer;color:#4b5563">'
         f'whole passage</summary><div class="qs-text" style="{style}">{highlight(text, query)}'
         "</div></details>"
+    )
+
+
+SHEET_ROWS = 4  # a sheet passage's rows shown on its card; the rest one click away
+_FIELD = " \u00b7 "  # between a record's cells (documents/sheets.py)
+_TABLE = "border-collapse:collapse;font-size:0.85em;margin:4px 0"
+_CELL = "border:1px solid #e5e7eb;padding:2px 6px;text-align:left;vertical-align:top"
+
+
+def is_sheet_part(where_: str | None) -> bool:
+    """Whether a passage lies in a spreadsheet's rows ('sheet "Q3", rows 2–9', 'row 4' of a CSV)."""
+    return bool(where_) and where_.startswith(('sheet "', "row ", "rows "))  # type: ignore[union-attr]
+
+
+def records(text: str) -> tuple[list[str], list[dict[str, str]], list[str]]:
+    """A sheet passage's rows read back from their text ("Region: North · Q3: 1,204" per line,
+    documents/sheets.py): (the column names in order, one dict per row, the other lines: a sheet's
+    heading, a title, a row of one cell). A cell under no name is under "" (or "#2", "#3"...)."""
+    columns: dict[str, None] = {}
+    rows, other = [], []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        fields = line.split(_FIELD)
+        if line.startswith("## ") or len(fields) < 2:  # a heading, a title, a row without names
+            other.append(line)
+            continue
+        row, unnamed = {}, 0
+        for field_ in fields:
+            name, sep, value = field_.partition(": ")
+            if not sep:
+                unnamed += 1
+                name, value = "" if unnamed == 1 else f"#{unnamed}", field_
+            row[name] = value
+            columns.setdefault(name, None)
+        rows.append(row)
+    return list(columns), rows, other
+
+
+def sheet_table(text: str, query: str, shown: int = SHEET_ROWS) -> str | None:
+    """A sheet passage as a table: its column names over its rows (the rows that share the most
+    terms with the query first on the card, the whole table one click away); cells escaped, the
+    query's terms marked. None when the text holds no named cell (not records)."""
+    columns, rows, other = records(text)
+    if not rows or all(c == "" or c.startswith("#") for c in columns):
+        return None
+    language = language_of(text, fallback=language_of(query))
+    terms = frozenset(query_terms(query, [language]))
+    score = [len(terms & _stems(" ".join(r.values()), language)) for r in rows]
+    best = sorted(sorted(range(len(rows)), key=lambda i: -score[i])[:shown])  # in sheet order
+    lines = "".join(
+        "<div class='qs-sheet-line' style='color:#4b5563'>"
+        f"{highlight(o.removeprefix('## '), query)}</div>"
+        for o in other
+    )
+    card = f"<div class='qs-text'>{lines}{_table(columns, [rows[i] for i in best], query)}</div>"
+    if len(best) == len(rows):
+        return card
+    return (
+        f"{card}<details class='qs-more'><summary style='cursor:pointer;color:#4b5563'>"
+        f"all {len(rows)} rows ({len(rows) - len(best)} more)</summary>"
+        f"{_table(columns, rows, query)}</details>"
+    )
+
+
+def _table(columns: list[str], rows: list[dict[str, str]], query: str) -> str:
+    """Rows under their column names, as an HTML table (names and cells escaped)."""
+    head = "".join(
+        f"<th style='{_CELL};background:#f9fafb'>{html.escape('' if c.startswith('#') else c)}</th>"
+        for c in columns
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td style='{_CELL}'>{highlight(r.get(c, ''), query)}</td>" for c in columns)
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table class='qs-sheet' style='{_TABLE}'><thead><tr>{head}</tr></thead>{body}</table>"
+
+
+def progress_html(desc: str, fraction: tuple[int, int] | None) -> str:
+    """An upload's progress where its report will appear: a bar and qsearch's own words (stage,
+    count, ETA at this run's pace)."""
+    done, total = fraction or (0, 0)
+    share = done / total if total else 0.0
+    return (
+        f"<div class='qs-progress' data-done='{done}' data-total='{total}' "
+        "style='padding:6px 0;color:#374151'>"
+        f"{bar(share, '#7c3aed', width=240)} <span class='qs-progress-text'>"
+        f"{html.escape(desc or 'starting')}</span></div>"
     )
 
 
@@ -186,7 +286,9 @@ def hits_html(
         if times
         else ""
     )
-    return f'<div class="qs-results">{head}{"".join(_card(h, query) for h in hits)}{foot}</div>'
+    several = len({h.collection for h in hits}) > 1
+    cards = "".join(_card(h, query, collection=several) for h in hits)
+    return f'<div class="qs-results">{head}{cards}{foot}</div>'
 
 
 def message_html(text: str) -> str:

@@ -46,13 +46,14 @@ class Context:
 
     def __post_init__(self) -> None:
         limits = self.limits
-        self.keeper = Keeper(self.service.settings, limits.data_quota_mb)
+        self.keeper = Keeper(self.service.settings, limits.data_quota_mb, limits.max_collections)
         self.sessions = Sessions(
             self.new_engine,
             idle_seconds=limits.session_idle_minutes * 60,
             max_sessions=limits.max_sessions,
             restore=self.keeper.restore if self.keeper.store is not None else None,
             uploads_per_client=max(1, limits.uploads_at_once // 2) if limits.on else None,
+            max_collections=limits.max_collections,
         )
         self.budget = (
             MemoryBudget(limits.memory_budget_mb, self.sessions.evict_one)
@@ -97,9 +98,11 @@ class Context:
         return entry.results if entry is not None else None
 
     def index_holding(self, session: str, doc_id: str) -> Any:
-        """The index (the session's, or the shared one) that holds `doc_id`, or None."""
+        """The index (one of the session's collections in memory, or the shared one) holding
+        `doc_id` (a result's: its collection was searched, so it is in memory)."""
         entry = self.sessions.peek(session)
-        for engine in (entry.engine if entry is not None else None, self.shared):
+        engines = entry.library.loaded() if entry is not None else []
+        for engine in (*engines, self.shared):
             if engine is not None and engine.documents() and engine.index.has_doc(doc_id):
                 return engine.index
         return None

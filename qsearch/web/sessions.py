@@ -1,4 +1,4 @@
-"""Each client's own collection, under an unguessable token.
+"""Each client's own library of named collections (qsearch.library), under an unguessable token.
 
 A browser keeps its token in its own storage (`gr.BrowserState`), so a reload or a reopened tab
 finds its collection again; only that token opens it. The page gets its token when it loads
@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import Engine
+from ..library import Library
 from .clients import tells_visitors_apart
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # 22 random characters and 21 of their HMAC
-Restore = Callable[[str, Callable[[], Engine]], "Engine | None"]  # (token, new_engine) -> engine
+Restore = Callable[[str, Callable[[], Engine]], "Library | None"]  # (token, new_engine) -> it
 EVICTABLE_AFTER = 60.0  # seconds unused before a collection may leave memory to make room
 GONE_REMEMBERED = 10_000  # tokens whose collection was freed, remembered to say why
 
@@ -67,18 +68,23 @@ class Indexing:
 
 @dataclass
 class Session:
-    """One client's collection, when it was last used, its stop flag, its indexing run, its
-    latest results."""
+    """One client's library, when it was last used, its stop flag, its indexing run, its latest
+    results."""
 
-    engine: Engine
+    library: Library
     used: float
     stop: threading.Event = field(default_factory=threading.Event)
     indexing: Indexing | None = None
     results: dict[str, Any] | None = None  # the latest search (query, settings, hits)
 
+    @property
+    def engine(self) -> Engine:
+        """The active collection's engine: where uploads go."""
+        return self.library.engine()
+
     def free(self) -> None:
         self.stop.set()
-        self.engine.clear()
+        self.library.free()
         self.results = None
 
 
@@ -93,12 +99,15 @@ class Sessions:
         max_sessions: int = 500,
         restore: Restore | None = None,
         uploads_per_client: int | None = None,
+        max_collections: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         """`clock` says what time it is (seconds): time.monotonic, or a test's own clock.
         `uploads_per_client`: upload runs one client address may have at once (None: any; not
-        applied where addresses can't tell visitors apart, clients.tells_visitors_apart)."""
+        applied where addresses can't tell visitors apart, clients.tells_visitors_apart).
+        `max_collections`: named collections one client may have (None: any)."""
         self._new_engine, self.idle_seconds, self._clock = new_engine, idle_seconds, clock
+        self.max_collections = max_collections
         self.max_sessions, self.restore = max_sessions, restore
         self.uploads_per_client = uploads_per_client
         self._entries: dict[str, Session] = {}
@@ -134,10 +143,10 @@ class Sessions:
         with self._lock:
             entry = self._entries.get(token)
         if entry is None and self.restore is not None:  # the one place a miss asks the store
-            engine = self.restore(token, self._new_engine)
-            if engine is not None:
+            library = self.restore(token, self._new_engine)
+            if library is not None:
                 with self._lock:
-                    entry = self._entries.setdefault(token, Session(engine, self._clock()))
+                    entry = self._entries.setdefault(token, Session(library, self._clock()))
         if entry is not None:
             entry.used = self._clock()
         return entry
@@ -157,9 +166,13 @@ class Sessions:
                 raise TooManySessions(
                     "The server is busy (too many open sessions); please try again later."
                 )
-            entry = self._entries.setdefault(token, Session(self._new_engine(), self._clock()))
+            entry = self._entries.setdefault(token, Session(self.new_library(), self._clock()))
             self._gone.pop(_hash(token), None)
         return token, entry
+
+    def new_library(self) -> Library:
+        """An empty library (one collection) for a new client."""
+        return Library(self._new_engine, max_collections=self.max_collections)
 
     def for_client(self, client: str) -> tuple[str, Session]:
         """An API or MCP client's session, by its Gradio session (it has no browser storage)."""

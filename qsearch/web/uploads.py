@@ -6,8 +6,9 @@ state for searches made meanwhile, and the collection kept on disk after it.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,12 @@ import gradio as gr
 
 from ..engine import Cancelled, Engine
 from .memory import MemoryBudget
-from .render import files_html, message_html, report_html
+from .render import files_html, message_html, progress_html, report_html
 from .server import Context
 from .sessions import Busy, Indexing, Session
 from .sizing import eta_text
+
+POLL = 0.25  # seconds between the page's progress updates
 
 
 class Uploads:
@@ -48,8 +51,40 @@ class Uploads:
                     return stopped, *listing(engine), None
         except Busy as e:
             return message_html(str(e)), *listing(engine), None
-        not_kept = self.ctx.keeper.save(token, engine)
+        not_kept = self.ctx.keeper.save(token, session.library)
         return report_html(result, note=not_kept), *listing(engine), None
+
+    def add_live(
+        self, token: str, session: Session, files: list[str] | None, client: str
+    ) -> Iterator[tuple]:
+        """`add` for the page: run in a thread while its progress shows in the report, every
+        POLL seconds, with qsearch's own ETA (the page hides Gradio's, which is an average of
+        earlier uploads of anyone's); the last value is `add`'s."""
+        latest: dict[str, Any] = {}
+        outcome: dict[str, Any] = {}
+
+        def progress(fraction: tuple[int, int], desc: str = "") -> None:
+            latest["now"] = (desc, fraction)
+
+        def run() -> None:
+            try:
+                outcome["value"] = self.add(token, session, files, client, progress)
+            except BaseException as e:  # noqa: BLE001 - raised again in the handler's thread
+                outcome["error"] = e
+
+        worker = threading.Thread(target=run, name="qsearch-upload", daemon=True)
+        worker.start()
+        shown = None
+        yield progress_html("starting", None), gr.skip(), gr.skip(), gr.skip()
+        while worker.is_alive():
+            worker.join(POLL)
+            now = latest.get("now")
+            if now is not None and now != shown and worker.is_alive():
+                shown = now
+                yield progress_html(*now), gr.skip(), gr.skip(), gr.skip()
+        if "error" in outcome:
+            raise outcome["error"]
+        yield outcome["value"]
 
     def progress(self, run: Indexing, progress: Any) -> Callable[[str, int, int], None]:
         """The run's progress callback: the bar, its state for searches, an ETA at the rate
