@@ -87,6 +87,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "query": args.query,
+                    "min_score": hits.min_score,
                     "hits": [h.to_dict() for h in hits],
                     "timings_ms": hits.timings_ms,
                 },
@@ -96,7 +97,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not hits:
         print("no results: the index is empty")
-    for h in hits:
+    elif all(h.weak for h in hits):
+        print(f"No strong match: no result reaches the minimum relevance {hits.min_score:g}.")
+    weak = sum(h.weak for h in hits)
+    for h in sorted(hits, key=lambda h: h.weak):  # weak matches last, under their own line
+        if h.weak and weak:
+            print(f"-- weak matches ({weak}): overall below --min-score {hits.min_score:g} --")
+            weak = 0
         where = (
             h.source
             + (f", page {h.page}" if h.page else "")

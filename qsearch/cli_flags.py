@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .config import (
     DEFAULT_EMBED_MODEL,
+    DEFAULT_MIN_SCORE,
     DEFAULT_RERANK_MODEL,
     DTYPES,
     FUSIONS,
@@ -93,8 +94,21 @@ def _search_command(cmd: argparse.ArgumentParser) -> None:
         "--instruction", metavar="TEXT", help="task instruction for the query (Qwen3 models)"
     )
     _mode_flags(cmd, default_text="$QSEARCH_SEARCH_MODE or hybrid")
+    min_score_flag(cmd)
     cmd.add_argument("--json", action="store_true", help="print one JSON object")
     common_flags(cmd)
+
+
+def min_score_flag(cmd: argparse.ArgumentParser) -> None:
+    """--min-score: the overall relevance below which a result is a weak match."""
+    cmd.add_argument(
+        "--min-score",
+        dest="min_score",
+        type=float,
+        metavar="P",
+        help="minimum relevance, 0 to 1: results whose overall relevance is below it are weak "
+        f"matches, listed after the others (default: $QSEARCH_MIN_SCORE or {DEFAULT_MIN_SCORE})",
+    )
 
 
 def _chunk_command(cmd: argparse.ArgumentParser) -> None:

@@ -34,6 +34,8 @@ SEARCH_MODES = ("hybrid", "dense", "lexical")
 FUSIONS = ("tmm", "minmax", "rrf")  # see fusion.py
 # the best of the SciFact dev sweep (README, Quality)
 DEFAULT_FUSION, DEFAULT_DENSE_WEIGHT = "tmm", 0.8
+# overall relevance below this: a weak match (search/strength.py; chosen on dev data)
+DEFAULT_MIN_SCORE = 0.5
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16", "int8", "int8+bf16")
 NO_COMPILE_HELP = (
@@ -93,6 +95,9 @@ class Settings(Checked):
     fusion: Literal[FUSIONS] = DEFAULT_FUSION  # how hybrid mode fuses (search/fusion.py)
     dense_weight: float = Field(DEFAULT_DENSE_WEIGHT, ge=0, le=1)  # convex fusion: dense share
     rrf_k: PositiveInt = 60  # rrf fusion: the rank constant
+    # overall relevance (0..1) below which a result is a weak match: folded on the page, flagged
+    # `weak` everywhere (search/strength.py)
+    min_score: float = Field(DEFAULT_MIN_SCORE, ge=0, le=1)
     faiss_gpu_min_vectors: PositiveInt = 200_000  # smaller ones search on the CPU (store/gpu.py)
     device: str = Field(  # auto takes the GPU when there is one
         "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="one of auto, cpu, cuda or cuda:N"

@@ -18,7 +18,7 @@ from typing import Any
 from .config import Settings
 from .documents.pool import Cancelled, Parsed, check_stop, read_files
 from .indexing import Admission, Progress, add_parsed, check_room, embed_unique, new_folder_index
-from .models.choose import make_embedder, make_reranker
+from .models.choose import make_embedder, make_reranker, make_reranker_or_fallback
 from .models.embedder import Embedder
 from .models.reranker import Reranker
 from .search.cache import SearchCache
@@ -130,9 +130,10 @@ class Engine:
 
     @property
     def reranker(self) -> Reranker:
+        """Loaded on first use; the app's fallback, with a warning, when it can't be (choose.py)."""
         with self._model_lock:
             if self._reranker is None:
-                self._reranker = make_reranker(self.settings)
+                self._reranker = make_reranker_or_fallback(self.settings)
             elif not isinstance(self._reranker, Reranker):
                 self._reranker = self._reranker()
             return self._reranker
@@ -245,13 +246,15 @@ class Engine:
         instruction: str | None = None,
         mode: str | None = None,
         also: Sequence[Engine] = (),
+        min_score: float | None = None,
     ) -> Hits:
         """The k best chunks for `query`.
 
         `mode` is "hybrid" (dense and BM25 fused), "dense" or "lexical"; default from the
         settings. With `rerank`, the top `rerank_candidates` are rescored. `also` names other
         collections (e.g. a shared read-only index) searched alongside this one with the
-        same embedder; their candidates are merged by score before reranking.
+        same embedder; their candidates are merged by score before reranking. A hit's score is
+        its overall relevance (0..1, absolute); below `min_score` (default: settings) it is weak.
         """
         if not query or not query.strip():
             raise ValueError("empty query: type something to search for")
@@ -262,7 +265,7 @@ class Engine:
         engines = [e for e in (self, *also) if e._index is not None and len(e._index)]
         if not engines:
             return Hits([], {})
-        vector, embed_ms = None, None
+        vector, embed_ms, scale = None, None, None
         if ranking.mode != "lexical":
             embedder = self.embedder  # loaded (once) before the clock starts
             for other in engines:
@@ -272,6 +275,7 @@ class Engine:
             t = time.perf_counter()
             vector = self._cache.query_vector(embedder, query, instruction)
             embed_ms = 1000 * (time.perf_counter() - t)
+            scale = self._cache.scale(embedder, instruction)
         with self._lock:
             hits = retrieve(
                 [e.index for e in engines],
@@ -283,18 +287,13 @@ class Engine:
                 rerank_candidates=rerank_candidates,
                 instruction=instruction,
                 cache=self._cache,
+                scale=scale,
+                min_score=self.settings.min_score if min_score is None else min_score,
             )
         if embed_ms is not None:
             hits.timings_ms = {"embed_ms": embed_ms, **hits.timings_ms}
         return hits
 
 
-__all__ = [
-    "Cancelled",
-    "CollectionError",
-    "Engine",
-    "IndexFolderError",
-    "Progress",
-    "make_embedder",
-    "make_reranker",
-]
+__all__ = ["Cancelled", "CollectionError", "Engine", "IndexFolderError", "Progress"]
+__all__ += ["make_embedder", "make_reranker"]

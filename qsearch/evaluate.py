@@ -75,8 +75,11 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirData:
     )
 
 
-def metrics(run: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dict[str, float]:
-    """Mean nDCG@10, Recall@100 and MRR@10 over the judged queries in `run`."""
+def metrics(
+    run: dict[str, list[str]], qrels: dict[str, dict[str, int]], recall_at: int = 100
+) -> dict[str, float]:
+    """Mean nDCG@10, Recall@`recall_at` (100 by default) and MRR@10 over the judged queries in
+    `run`."""
     ndcg, recall, mrr = [], [], []
     for qid, ranked in run.items():
         relevant = qrels.get(qid, {})
@@ -88,12 +91,12 @@ def metrics(run: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dict
             r / math.log2(i + 2) for i, r in enumerate(sorted(relevant.values(), reverse=True)[:10])
         )
         ndcg.append(dcg / ideal)
-        recall.append(len(set(ranked[:100]) & set(relevant)) / len(relevant))
+        recall.append(len(set(ranked[:recall_at]) & set(relevant)) / len(relevant))
         mrr.append(next((1 / (i + 1) for i, d in enumerate(ranked[:10]) if d in relevant), 0.0))
     n = len(ndcg)
     return {
         "ndcg_at_10": sum(ndcg) / n if n else 0.0,
-        "recall_at_100": sum(recall) / n if n else 0.0,
+        f"recall_at_{recall_at}": sum(recall) / n if n else 0.0,
         "mrr_at_10": sum(mrr) / n if n else 0.0,
     }
 
@@ -260,7 +263,7 @@ def rank_queries(
             rerank_candidates=rerank_candidates,
             instruction=instruction,
         )
-        run[qid] = [h.doc_id for h in hits]
+        run[qid] = list(dict.fromkeys(h.doc_id for h in hits))  # a document at its best chunk
         if progress is not None:
             progress(n + 1, len(data.query_ids))
     return run

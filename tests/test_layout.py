@@ -25,12 +25,14 @@ ALLOWED = {
     "indexing": BASE | {"documents", "models", "store"},  # the engine's batch adding
     "engine": BASE | {"documents", "models", "store", "search", "indexing"},
     "evaluate": BASE | {"documents", "models", "store", "search", "engine"},
+    "labelled": BASE | {"search", "engine", "evaluate"},  # the page's retrieval test
     "cli_flags": BASE | {"documents", "models", "store", "search", "engine"},
     "app_flags": BASE | {"cli_flags"},
     "__main__": BASE
     | {"documents", "models", "store", "search", "engine", "evaluate", "cli_flags"},
     "__init__": BASE | {"documents", "models", "store", "search", "engine"},
-    "web": BASE | {"documents", "models", "store", "search", "engine", "cli_flags", "app_flags"},
+    "web": BASE
+    | {"documents", "models", "store", "search", "engine", "cli_flags", "app_flags", "labelled"},
 }
 MAX_MODULE_LINES = 300
 MAX_FUNCTION_LINES = 60

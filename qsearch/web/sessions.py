@@ -75,11 +75,14 @@ class Session:
     stop: threading.Event = field(default_factory=threading.Event)
     indexing: Indexing | None = None
     results: dict[str, Any] | None = None  # the latest search (query, settings, hits)
+    # the retrieval test's labelled queries: query -> the names of the files that answer it
+    labels: dict[str, set[str]] = field(default_factory=dict)
 
     def free(self) -> None:
         self.stop.set()
         self.engine.clear()
         self.results = None
+        self.labels = {}
 
 
 class Sessions:
