@@ -118,6 +118,7 @@ def _search_column(ctx: Context) -> dict[str, Any]:
         elem_id="qs-mark",
         interactive=False,
     )
+    c["labels_status"] = gr.HTML(elem_id="qs-labels")
     with gr.Row():
         c["to_open"] = gr.Dropdown(
             label="Open a result where it came from (its page, or its text)",
@@ -159,7 +160,6 @@ def _retrieval_test() -> dict[str, Any]:
         c["test_k"] = gr.Slider(1, 50, value=10, step=1, label="Recall at k", scale=2)
         c["test_rerank"] = gr.Checkbox(label="Include hybrid + rerank", value=True, scale=1)
         c["run_test"] = gr.Button("Run the retrieval test", scale=1, elem_id="qs-run-test")
-    c["labels_status"] = gr.HTML(elem_id="qs-labels")
     c["test_report"] = gr.HTML(elem_id="qs-test")
     return c
 
