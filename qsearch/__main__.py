@@ -236,8 +236,8 @@ def _eval_configs(args: argparse.Namespace, settings: Settings) -> list[Config]:
         return sweep(settings)
     if not args.compare:
         return [Config.from_settings(settings, dim=args.dim)]
-    weight = settings.dense_weight
-    configs = [Config("dense"), Config("lexical"), Config("hybrid", "tmm", dense_weight=weight)]
+    weight, configs = settings.dense_weight, [Config("dense"), Config("lexical")]
+    configs += [Config("hybrid", "relevance"), Config("hybrid", "tmm", dense_weight=weight)]
     configs += [Config("hybrid", "minmax", dense_weight=weight), Config("hybrid", "rrf")]
     if args.dim:
         configs += [

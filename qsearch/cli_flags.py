@@ -190,8 +190,9 @@ def _mode_flags(cmd: argparse.ArgumentParser, default_text: str) -> None:
     cmd.add_argument(
         "--fusion",
         choices=FUSIONS,
-        help="hybrid: tmm (convex, theoretical-min normalised; the "
-        "default), minmax (convex, min-max normalised) or rrf (reciprocal rank fusion)",
+        help="hybrid: relevance (by overall relevance, the default), tmm (convex, "
+        "theoretical-min normalised), minmax (convex, min-max normalised) or rrf (reciprocal "
+        "rank fusion)",
     )
 
 

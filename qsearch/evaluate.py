@@ -22,6 +22,7 @@ from .config import DEFAULT_DENSE_WEIGHT, DEFAULT_FUSION, Settings
 from .engine import Engine
 from .models.embedder import Embedder
 from .models.reranker import Reranker
+from .search.relevance import Scale, measure_anchors
 from .search.retrieval import Ranking, retrieve
 from .store.vectors import DocInfo, IndexFolderError, VectorIndex
 from .types import Chunk
@@ -161,6 +162,8 @@ class Config:
             name = self.mode
         elif self.fusion == "rrf":
             name = f"hybrid-rrf(k={self.rrf_k})"
+        elif self.fusion == "relevance":
+            name = "hybrid-relevance"
         else:
             name = f"hybrid-{self.fusion}(w={self.dense_weight:g})"
         return f"{name}@{self.dim}" if self.dim and self.mode != "lexical" else name
@@ -169,7 +172,7 @@ class Config:
 def sweep(settings: Settings) -> list[Config]:
     """The fusion comparison of the README's Quality section: RRF over k, both convex fusions over
     the weight."""
-    configs = [Config("dense"), Config("lexical")]
+    configs = [Config("dense"), Config("lexical"), Config("hybrid", "relevance")]
     configs += [Config("hybrid", "rrf", rrf_k=k) for k in (10, 30, 60, 100)]
     weights = [round(0.1 * i, 1) for i in range(1, 10)]
     configs += [Config("hybrid", f, dense_weight=w) for f in ("minmax", "tmm") for w in weights]
@@ -203,11 +206,13 @@ def compare(
     )
     query_s = time.perf_counter() - started
     engines: dict[int | None, Engine] = {}
+    scales: dict[int | None, Scale] = {}  # the relevance anchors, as Engine.search measures them
     results = []
     for config in configs:
         dim = config.dim if config.mode != "lexical" else None
         if dim not in engines:
             engines[dim] = Engine(settings, embedder=embedder, index=_at_dim(index, dim))
+            scales[dim] = Scale(measure_anchors(embedder, instruction, dim) if dense else None)
         engine, vectors = engines[dim], _cut(queries, dim) if queries is not None else None
         started = time.perf_counter()
         run = rank_queries(
@@ -219,6 +224,7 @@ def compare(
             rerank_candidates=rerank_candidates,
             instruction=instruction,
             progress=report(f"reranking ({config.name})") if reranker is not None else None,
+            scale=scales[dim],
         )
         seconds = time.perf_counter() - started + (query_s if config.mode != "lexical" else 0.0)
         size = (
@@ -248,9 +254,10 @@ def rank_queries(
     rerank_candidates: int = 100,
     instruction: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    scale: Scale | None = None,
 ) -> dict[str, list[str]]:
     """Query id -> the top 100 document ids, ranked by `retrieve` exactly as `Engine.search`
-    ranks."""
+    ranks (`scale`: the embedder's relevance anchors, as Engine.search measures them)."""
     run: dict[str, list[str]] = {}
     for n, (qid, text) in enumerate(zip(data.query_ids, data.query_texts)):
         hits = retrieve(
@@ -262,6 +269,7 @@ def rank_queries(
             reranker=reranker,
             rerank_candidates=rerank_candidates,
             instruction=instruction,
+            scale=scale,
         )
         run[qid] = list(dict.fromkeys(h.doc_id for h in hits))  # a document at its best chunk
         if progress is not None:

@@ -189,7 +189,7 @@ def test_session_and_shared_rank_in_dense_mode_as_one_collection(minilm, tmp_pat
         assert [h.score for h in merged] == pytest.approx([h.score for h in alone], abs=1e-5)
 
 
-@pytest.mark.parametrize("fusion", ["tmm", "minmax", "rrf"])
+@pytest.mark.parametrize("fusion", ["relevance", "tmm", "minmax", "rrf"])
 def test_merged_hybrid_never_ranks_a_result_above_one_that_beats_it_on_both(
     minilm, tmp_path, fusion
 ):

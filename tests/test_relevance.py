@@ -157,7 +157,7 @@ def test_one_function_decides_weak_and_the_minimum_is_checked():
 def test_the_minimum_relevance_sets_weak_in_the_library(engine):
     hits = engine.search("Microsoft Office e-mail", k=4, min_score=0.0)
     assert hits.min_score == 0.0 and not any(h.weak for h in hits)
-    strict = engine.search("Microsoft Office e-mail", k=4, min_score=0.999)
+    strict = engine.search("Microsoft Office e-mail", k=4, min_score=1.0)
     assert [h.score for h in strict] == [h.score for h in hits] and all(h.weak for h in strict)
     with pytest.raises(ValueError, match="between 0 and 1"):
         engine.search("Microsoft", min_score=2)

@@ -98,17 +98,25 @@ class Anchors:
         return (np.asarray(cosine, np.float64) - self.unrelated) / span
 
 
-def measure_anchors(embedder: Embedder, instruction: str | None = None) -> Anchors:
+def measure_anchors(
+    embedder: Embedder, instruction: str | None = None, dim: int | None = None
+) -> Anchors:
     """The embedder's anchors: ANCHOR_PAIRS embedded (questions as queries, with
-    `instruction`), the median cosine of matching pairs and of all other pairs."""
+    `instruction`), the median cosine of matching pairs and of all other pairs; `dim`: of the
+    vectors cut to their first `dim` values (MRL), as an index cut so searches them."""
     questions = embedder.encode(
         [q for q, _ in ANCHOR_PAIRS], is_query=True, instruction=instruction
     )
     passages = embedder.encode([p for _, p in ANCHOR_PAIRS])
-    cosines = np.asarray(questions, np.float64) @ np.asarray(passages, np.float64).T
+    questions, passages = (_unit(np.asarray(v, np.float64)[:, :dim]) for v in (questions, passages))
+    cosines = questions @ passages.T
     related = np.diag(cosines)
     unrelated = cosines[~np.eye(len(ANCHOR_PAIRS), dtype=bool)]
     return Anchors(float(np.median(unrelated)), float(np.median(related)))
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 @dataclass(frozen=True)
@@ -123,9 +131,9 @@ class Weights:
 # Fitted by bench/weak_match.py on MiniLM dev data (see the module docstring), per search mode:
 # hybrid has both kinds of evidence, dense only meaning, lexical only keywords.
 FITTED = {
-    "hybrid": Weights(bias=-4.0, meaning=6.0, keywords=4.0),
-    "dense": Weights(bias=-4.0, meaning=7.0),
-    "lexical": Weights(bias=-3.0, keywords=5.0),
+    "hybrid": Weights(bias=-6.176, meaning=6.577, keywords=7.596),
+    "dense": Weights(bias=-6.141, meaning=11.198),
+    "lexical": Weights(bias=-4.453, keywords=13.379),
 }
 FITTED_ON = "all-MiniLM-L6-v2"
 

@@ -119,7 +119,9 @@ def pooled(
     everywhere. Fusion is monotone in both cosine and keyword score, so a candidate that
     beats another on both never ranks below it; ties fall back to cosine, then keywords.
     With one collection, keyword score is BM25 times a constant, so rankings are unchanged.
-    Each candidate's overall relevance comes from `scale` (relevance.py) and its own evidence.
+    Each candidate's overall relevance comes from `scale` (relevance.py) and its own evidence;
+    the default hybrid ranking ("relevance") is by it: monotone in cosine and coverage, and
+    absolute, so pooling collections changes no candidate's score.
     """
     if not found:
         return []
@@ -133,6 +135,8 @@ def pooled(
         score = cosine
     elif ranking.mode == "lexical":
         score = keywords
+    elif ranking.fusion == "relevance":  # monotone in cosine and coverage
+        score = relevance
     else:
         width = max(n, ranking.depth)
         score = fuse(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -109,8 +110,8 @@ class LexicalIndex:
     def hits(self, query: str, k: int) -> KeywordHits:
         """The k best texts for `query`, with every text's score and the scale's upper bound."""
         scores, ids, every = self.search(query, k)
-        if not len(ids):
-            return NO_KEYWORDS
+        if not len(ids):  # no text holds a query term: nothing is covered either
+            return replace(NO_KEYWORDS, coverage={})
         covered = _RowScores(self._row_of, self.coverage(query))
         return KeywordHits(
             ids, scores, self.upper_bound(query), _RowScores(self._row_of, every), covered
