@@ -159,9 +159,9 @@ def test_rerank_shows_how_results_moved(context, url):
     page.get_by_text("Search options").click()
     page.locator("#qs-rerank input").check()
     search(page, "grind size for espresso", "rerank")
-    moves = page.locator("#qs-results .qs-move")
+    moves = page.locator("#qs-results .qs-move")  # weak ones too, folded: their text content
     assert moves.count() >= 3 and all(
-        ("was #" in t) or t == "same place" for t in moves.all_inner_texts()
+        ("was #" in t) or t == "same place" for t in moves.all_text_contents()
     )
     assert page.locator("#qs-results .qs-rerank .qs-bar").count() >= 3
 
@@ -175,7 +175,7 @@ def test_open_a_pdf_result_on_its_page_and_take_the_screenshot(context, url):
     cards = page.locator("#qs-results .qs-card")
     looks = [  # (file, marked weak, opacity, the overall bar's colour) of each card, as drawn
         page.evaluate(
-            "c => [c.querySelector('.qs-source').innerText, c.dataset.weak, "
+            "c => [c.querySelector('.qs-source').textContent, c.dataset.weak, "
             "getComputedStyle(c).opacity, getComputedStyle(c.querySelector('.qs-overall .qs-bar'))"
             ".backgroundColor]",
             cards.nth(n).element_handle(),
