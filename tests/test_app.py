@@ -52,6 +52,10 @@ def test_upload_and_search_with_a_bad_file_among_good_ones(server, tmp_path):
     assert hits[0]["source"] == "first-aid-basics.txt" and hits[0]["rank"] == 1
     assert list(hits[0]) == list(HIT_FIELDS), "the API speaks Hit.to_dict's vocabulary"
     assert 0 <= hits[0]["overall"] <= 1 and hits[0]["meaning"] > hits[1]["meaning"]
+    assert not hits[0]["weak"] and hits[1]["weak"], "the burn passage, then a weak one"
+    everything = search(c, "what should I do for a burn?", top_k=2, min_score=0)
+    assert [h["overall"] for h in everything] == [h["overall"] for h in hits]
+    assert not any(h["weak"] for h in everything), "min_score is the API's (and MCP's) too"
 
 
 def test_rerank_changes_the_order_as_the_reranker_scores_say(server, qwen3_reranker_dir):
