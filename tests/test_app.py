@@ -256,6 +256,9 @@ def test_weak_matches_look_weak_and_the_notice_agrees_with_the_bars(app_server, 
     assert not hits[0]["weak"] and "No strong match" not in html, "its words, all of them"
     html, hits = on.search_page("what is the capital of France?", token=token, **page, min_score=0)
     assert not any(h["weak"] for h in hits) and "weak match" not in html, "nothing below 0"
+    exported = json.loads(Path(on.export(token)[0]).read_text())  # the export says it too
+    assert exported["settings"]["min_score"] == 0
+    assert not any(r["weak"] for r in exported["results"])
 
 
 def test_a_reader_process_never_keeps_a_browsers_connection_open(tmp_path):

@@ -135,7 +135,7 @@ FITTED = {
     "dense": Weights(bias=-6.141, meaning=11.198),
     "lexical": Weights(bias=-4.453, keywords=13.379),
 }
-FITTED_ON = "all-MiniLM-L6-v2"
+FITTED_ON = "all-MiniLM-L6-v2"  # the one model fitted; others through their own anchors
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -182,17 +182,6 @@ def with_rerank(retrieval: Sequence[float] | np.ndarray, rerank: Sequence[float]
     """Overall after a rerank: the retrieval estimate and the reranker's P(yes) averaged in
     log-odds (so junk needs both to call it relevant, and a confident reranker still moves it)."""
     return sigmoid((logit(np.asarray(retrieval)) + logit(np.asarray(rerank))) / 2)
-
-
-def describe(anchors: Anchors | None, model: str) -> str:
-    """One line for the page's server details: how this model's scores are placed."""
-    if anchors is None:
-        return "Overall relevance: keyword coverage only."
-    fitted = "fitted on dev data" if FITTED_ON in model else f"fitted on {FITTED_ON}, anchored"
-    return (
-        f"Overall relevance ({fitted}): cosine {anchors.unrelated:.2f} reads as unrelated, "
-        f"{anchors.related:.2f} as a matching answer, for {model}."
-    )
 
 
 __all__ = ["ANCHOR_PAIRS", "Anchors", "FITTED", "Scale", "measure_anchors", "with_rerank"]

@@ -94,6 +94,7 @@ class Handlers(RetrievalTest):
             hits = engine.search(query, also=shared, **options)
         if not hits:
             return [hits, notice]
+        options["min_score"] = hits.min_score  # the one used, for the export
         ctx.remember(token, query, hits, options, rerank)
         mode = options.get("mode") or ctx.service.settings.search_mode
         ctx.keeper.searched(token, query, mode, hits, reranked=rerank)
