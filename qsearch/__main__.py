@@ -97,8 +97,6 @@ def cmd_search(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not hits:
         print("no results: the index is empty")
-    elif all(h.weak for h in hits):
-        print(f"No strong match: no result reaches the minimum relevance {hits.min_score:g}.")
     weak = sum(h.weak for h in hits)
     for h in sorted(hits, key=lambda h: h.weak):  # weak matches last, under their own line
         if h.weak and weak:

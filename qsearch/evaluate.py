@@ -79,8 +79,7 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirData:
 def metrics(
     run: dict[str, list[str]], qrels: dict[str, dict[str, int]], recall_at: int = 100
 ) -> dict[str, float]:
-    """Mean nDCG@10, Recall@`recall_at` (100 by default) and MRR@10 over the judged queries in
-    `run`."""
+    """Mean nDCG@10, Recall@`recall_at` and MRR@10 over the judged queries in `run`."""
     ndcg, recall, mrr = [], [], []
     for qid, ranked in run.items():
         relevant = qrels.get(qid, {})
@@ -160,10 +159,8 @@ class Config:
     def name(self) -> str:
         if self.mode != "hybrid":
             name = self.mode
-        elif self.fusion == "rrf":
-            name = f"hybrid-rrf(k={self.rrf_k})"
-        elif self.fusion == "relevance":
-            name = "hybrid-relevance"
+        elif self.fusion in ("rrf", "relevance"):
+            name = f"hybrid-rrf(k={self.rrf_k})" if self.fusion == "rrf" else "hybrid-relevance"
         else:
             name = f"hybrid-{self.fusion}(w={self.dense_weight:g})"
         return f"{name}@{self.dim}" if self.dim and self.mode != "lexical" else name
@@ -205,15 +202,12 @@ def compare(
         embedder.encode(data.query_texts, is_query=True, instruction=instruction) if dense else None
     )
     query_s = time.perf_counter() - started
-    engines: dict[int | None, Engine] = {}
-    scales: dict[int | None, Scale] = {}  # the relevance anchors, as Engine.search measures them
-    results = []
+    results, engines = [], {}  # engines: per dimension, with the scale Engine.search uses
     for config in configs:
         dim = config.dim if config.mode != "lexical" else None
         if dim not in engines:
-            engines[dim] = Engine(settings, embedder=embedder, index=_at_dim(index, dim))
-            scales[dim] = Scale(measure_anchors(embedder, instruction, dim) if dense else None)
-        engine, vectors = engines[dim], _cut(queries, dim) if queries is not None else None
+            engines[dim] = _engine_at(index, dim, settings, embedder, instruction, dense)
+        (engine, scale), vectors = engines[dim], _cut(queries, dim) if queries is not None else None
         started = time.perf_counter()
         run = rank_queries(
             data,
@@ -224,7 +218,7 @@ def compare(
             rerank_candidates=rerank_candidates,
             instruction=instruction,
             progress=report(f"reranking ({config.name})") if reranker is not None else None,
-            scale=scales[dim],
+            scale=scale,
         )
         seconds = time.perf_counter() - started + (query_s if config.mode != "lexical" else 0.0)
         size = (
@@ -275,6 +269,13 @@ def rank_queries(
         if progress is not None:
             progress(n + 1, len(data.query_ids))
     return run
+
+
+def _engine_at(index: VectorIndex, dim: int | None, settings: Settings, embedder: Embedder,
+               instruction: str | None, dense: bool) -> tuple[Engine, Scale]:  # fmt: skip
+    """An engine over `index` cut to `dim`, with the relevance scale Engine.search uses there."""
+    anchors = measure_anchors(embedder, instruction, dim) if dense else None
+    return Engine(settings, embedder=embedder, index=_at_dim(index, dim)), Scale(anchors)
 
 
 def _cut(vectors: np.ndarray, dim: int | None) -> np.ndarray:

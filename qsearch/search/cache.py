@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
-from .relevance import Anchors, Scale, measure_anchors
+from .relevance import Anchors, Scale, anchor_passages, measure_anchors
 
 if TYPE_CHECKING:  # retrieval imports this module
     from .retrieval import Candidate
@@ -101,11 +101,16 @@ class SearchCache:
 
     def scale(self, embedder: Any, instruction: str | None) -> Scale:
         """The relevance scale of the embedder's cosines (relevance.measure_anchors), measured
-        once per (model, dimension, instruction)."""
+        once per (model, dimension, instruction); the anchor passages once per model."""
         key = (embedder.model_name, embedder.dim, instruction)
         anchors = self.anchors.get(key)
         if anchors is None:
-            anchors = measure_anchors(embedder, instruction)
+            model = ("anchor passages", *key[:2])
+            passages = self.vectors.get(model)
+            if passages is None:
+                passages = anchor_passages(embedder)
+                self.vectors.put(model, passages)
+            anchors = measure_anchors(embedder, instruction, passages=passages)
             self.anchors.put(key, anchors)
         return Scale(anchors)
 

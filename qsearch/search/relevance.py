@@ -99,20 +99,29 @@ class Anchors:
 
 
 def measure_anchors(
-    embedder: Embedder, instruction: str | None = None, dim: int | None = None
+    embedder: Embedder,
+    instruction: str | None = None,
+    dim: int | None = None,
+    passages: np.ndarray | None = None,
 ) -> Anchors:
     """The embedder's anchors: ANCHOR_PAIRS embedded (questions as queries, with
     `instruction`), the median cosine of matching pairs and of all other pairs; `dim`: of the
-    vectors cut to their first `dim` values (MRL), as an index cut so searches them."""
+    vectors cut to their first `dim` values (MRL), as an index cut so searches them.
+    `passages`: the anchor passages' vectors when known (`anchor_passages`: no instruction)."""
     questions = embedder.encode(
         [q for q, _ in ANCHOR_PAIRS], is_query=True, instruction=instruction
     )
-    passages = embedder.encode([p for _, p in ANCHOR_PAIRS])
+    passages = anchor_passages(embedder) if passages is None else passages
     questions, passages = (_unit(np.asarray(v, np.float64)[:, :dim]) for v in (questions, passages))
     cosines = questions @ passages.T
     related = np.diag(cosines)
     unrelated = cosines[~np.eye(len(ANCHOR_PAIRS), dtype=bool)]
     return Anchors(float(np.median(unrelated)), float(np.median(related)))
+
+
+def anchor_passages(embedder: Embedder) -> np.ndarray:
+    """The anchor passages' vectors: the same for every instruction (only queries carry one)."""
+    return embedder.encode([p for _, p in ANCHOR_PAIRS])
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
