@@ -19,12 +19,12 @@ from typing import Any
 
 import gradio as gr
 
-from qsearch.search.strength import WEAK_MEANING
+from qsearch.search.strength import DEFAULT_MIN_SCORE
 from qsearch.web.handlers import SAMPLES
 from qsearch.web.page import INSTRUCTIONS, UPLOAD_CACHE, build_page
 from qsearch.web.server import Context, launch, parse_args
 
-__all__ = ["INSTRUCTIONS", "SAMPLES", "UPLOAD_CACHE", "WEAK_MEANING", "create_app", "launch"]
+__all__ = ["INSTRUCTIONS", "SAMPLES", "UPLOAD_CACHE", "DEFAULT_MIN_SCORE", "create_app", "launch"]
 
 
 def create_app(

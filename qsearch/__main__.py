@@ -101,6 +101,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "query": args.query,
+                    "min_score": hits.min_score,
                     "hits": [h.to_dict() for h in hits],
                     "timings_ms": hits.timings_ms,
                 },
@@ -110,7 +111,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not hits:
         print("no results: the index is empty")
-    for h in hits:
+    weak = sum(h.weak for h in hits)
+    for h in sorted(hits, key=lambda h: h.weak):  # weak matches last, under their own line
+        if h.weak and weak:
+            print(f"-- weak matches ({weak}): overall below --min-score {hits.min_score:g} --")
+            weak = 0
         where = (
             h.source
             + (f", page {h.page}" if h.page else "")
@@ -291,8 +296,8 @@ def _eval_configs(args: argparse.Namespace, settings: Settings) -> list[Config]:
         return sweep(settings)
     if not args.compare:
         return [Config.from_settings(settings, dim=args.dim)]
-    weight = settings.dense_weight
-    configs = [Config("dense"), Config("lexical"), Config("hybrid", "tmm", dense_weight=weight)]
+    weight, configs = settings.dense_weight, [Config("dense"), Config("lexical")]
+    configs += [Config("hybrid", "relevance"), Config("hybrid", "tmm", dense_weight=weight)]
     configs += [Config("hybrid", "minmax", dense_weight=weight), Config("hybrid", "rrf")]
     if args.dim:
         configs += [

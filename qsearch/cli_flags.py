@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .config import (
     DEFAULT_EMBED_MODEL,
+    DEFAULT_MIN_SCORE,
     DEFAULT_RERANK_MODEL,
     DTYPES,
     FUSIONS,
@@ -148,8 +149,21 @@ def _search_command(cmd: argparse.ArgumentParser) -> None:
         "--instruction", metavar="TEXT", help="task instruction for the query (Qwen3 models)"
     )
     _mode_flags(cmd, default_text="$QSEARCH_SEARCH_MODE or hybrid")
+    min_score_flag(cmd)
     cmd.add_argument("--json", action="store_true", help="print one JSON object")
     common_flags(cmd)
+
+
+def min_score_flag(cmd: argparse.ArgumentParser) -> None:
+    """--min-score: the overall relevance below which a result is a weak match."""
+    cmd.add_argument(
+        "--min-score",
+        dest="min_score",
+        type=float,
+        metavar="P",
+        help="minimum relevance, 0 to 1: results whose overall relevance is below it are weak "
+        f"matches, listed after the others (default: $QSEARCH_MIN_SCORE or {DEFAULT_MIN_SCORE})",
+    )
 
 
 def _chunk_command(cmd: argparse.ArgumentParser) -> None:
@@ -231,8 +245,9 @@ def _mode_flags(cmd: argparse.ArgumentParser, default_text: str) -> None:
     cmd.add_argument(
         "--fusion",
         choices=FUSIONS,
-        help="hybrid: tmm (convex, theoretical-min normalised; the "
-        "default), minmax (convex, min-max normalised) or rrf (reciprocal rank fusion)",
+        help="hybrid: relevance (by overall relevance, the default), tmm (convex, "
+        "theoretical-min normalised), minmax (convex, min-max normalised) or rrf (reciprocal "
+        "rank fusion)",
     )
 
 

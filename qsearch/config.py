@@ -31,9 +31,13 @@ DEFAULT_RERANK_MODEL = "Qwen/Qwen3-Reranker-0.6B"
 DEFAULT_RERANK_FALLBACK = "cross-encoder/ms-marco-MiniLM-L6-v2"
 INDEX_KINDS = ("flat", "hnsw")
 SEARCH_MODES = ("hybrid", "dense", "lexical")
-FUSIONS = ("tmm", "minmax", "rrf")  # see fusion.py
-# the best of the SciFact dev sweep (README, Quality)
-DEFAULT_FUSION, DEFAULT_DENSE_WEIGHT = "tmm", 0.8
+# relevance: by overall relevance (search/relevance.py); the others: see fusion.py
+FUSIONS = ("relevance", "tmm", "minmax", "rrf")
+# relevance ranks SciFact dev best (bench/results/relevance-fit-minilm.json); 0.8: tmm's and
+# minmax's best dense share in the SciFact dev sweep (README, Quality)
+DEFAULT_FUSION, DEFAULT_DENSE_WEIGHT = "relevance", 0.8
+# overall relevance below this: a weak match (search/strength.py; chosen on dev data)
+DEFAULT_MIN_SCORE = 0.5
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16", "int8", "int8+bf16")
 NO_COMPILE_HELP = (
@@ -93,6 +97,9 @@ class Settings(Checked):
     fusion: Literal[FUSIONS] = DEFAULT_FUSION  # how hybrid mode fuses (search/fusion.py)
     dense_weight: float = Field(DEFAULT_DENSE_WEIGHT, ge=0, le=1)  # convex fusion: meaning's share
     rrf_k: PositiveInt = 60  # RRF fusion: the rank constant k in 1 / (k + rank)
+    # overall relevance (0..1) below which a result is a weak match: folded on the page, flagged
+    # `weak` everywhere (search/strength.py)
+    min_score: float = Field(DEFAULT_MIN_SCORE, ge=0, le=1)
     faiss_gpu_min_vectors: PositiveInt = 200_000  # smallest collection searched on a GPU
     device: str = Field(  # auto takes the GPU when there is one
         "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="one of auto, cpu, cuda or cuda:N"

@@ -19,7 +19,7 @@ from typing import Any
 from .config import Settings
 from .documents.pool import Cancelled, Parsed, check_stop, read_files
 from .indexing import Admission, Progress, add_parsed, check_room, embed_unique, new_folder_index
-from .models.choose import make_embedder, make_reranker
+from .models.choose import make_embedder, make_reranker, make_reranker_or_fallback
 from .models.embedder import Embedder
 from .models.reranker import Reranker
 from .search.cache import SearchCache
@@ -137,9 +137,10 @@ class Engine:
 
     @property
     def reranker(self) -> Reranker:
+        """Loaded on first use; the app's fallback, with a warning, when it can't be (choose.py)."""
         with self._model_lock:
             if self._reranker is None:
-                self._reranker = make_reranker(self.settings)
+                self._reranker = make_reranker_or_fallback(self.settings)
             elif not isinstance(self._reranker, Reranker):
                 self._reranker = self._reranker()
             return self._reranker
@@ -267,6 +268,7 @@ class Engine:
         instruction: str | None = None,
         mode: str | None = None,
         also: Sequence[Engine] = (),
+        min_score: float | None = None,
         *,
         files: Sequence[str] | str | None = None,
         file_types: Sequence[str] | str | None = None,
@@ -277,7 +279,8 @@ class Engine:
         `mode` is "hybrid" (dense and BM25 fused), "dense" or "lexical"; default from the
         settings. With `rerank`, the top `rerank_candidates` are rescored. `also` names other
         collections (e.g. a shared read-only index) searched alongside this one with the
-        same embedder; their candidates are merged by score before reranking.
+        same embedder; their candidates are merged by score before reranking. A hit's score is
+        its overall relevance (0..1, absolute); below `min_score` (default: settings) it is weak.
         `files`, `file_types` and `since` narrow the search to those documents before
         ranking (search/within.py says how each is written); a file that names no document
         of the collections searched is a ValueError that lists the ones there are.
@@ -292,7 +295,7 @@ class Engine:
         scopes = self._scopes(engines, Within.of(files, file_types, since))
         if not engines or not any(s is None or s for s in scopes):
             return Hits([], {})
-        vector, embed_ms = None, None
+        vector, embed_ms, scale = None, None, None
         if ranking.mode != "lexical":
             embedder = self.embedder  # loaded (once) before the clock starts
             for other in engines:
@@ -302,6 +305,7 @@ class Engine:
             t = time.perf_counter()
             vector = self._cache.query_vector(embedder, query, instruction)
             embed_ms = 1000 * (time.perf_counter() - t)
+            scale = self._cache.scale(embedder, instruction)
         with self._lock:
             hits = retrieve(
                 [e.index for e in engines],
@@ -314,6 +318,8 @@ class Engine:
                 instruction=instruction,
                 cache=self._cache,
                 within=scopes,
+                scale=scale,
+                min_score=self.settings.min_score if min_score is None else min_score,
             )
         if embed_ms is not None:
             hits.timings_ms = {"embed_ms": embed_ms, **hits.timings_ms}
@@ -352,17 +358,12 @@ def _labelled(hits: Hits, engines: Sequence[Engine]) -> Hits:
             owner.setdefault(
                 h.doc_id, next((e.name for e in engines if e.index.has_doc(h.doc_id)), None)
             )
-    labelled = Hits([dataclasses.replace(h, collection=owner.get(h.doc_id)) for h in hits])
-    labelled.timings_ms = hits.timings_ms
-    return labelled
+    return Hits(
+        [dataclasses.replace(h, collection=owner.get(h.doc_id)) for h in hits],
+        hits.timings_ms,
+        min_score=hits.min_score,
+    )
 
 
-__all__ = [
-    "Cancelled",
-    "CollectionError",
-    "Engine",
-    "IndexFolderError",
-    "Progress",
-    "make_embedder",
-    "make_reranker",
-]
+__all__ = ["Cancelled", "CollectionError", "Engine", "IndexFolderError", "Progress"]
+__all__ += ["make_embedder", "make_reranker"]

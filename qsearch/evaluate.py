@@ -22,6 +22,7 @@ from .config import DEFAULT_DENSE_WEIGHT, DEFAULT_FUSION, Settings
 from .engine import Engine
 from .models.embedder import Embedder
 from .models.reranker import Reranker
+from .search.relevance import Scale, measure_anchors
 from .search.retrieval import Ranking, retrieve
 from .store.vectors import DocInfo, IndexFolderError, VectorIndex
 from .types import Chunk
@@ -75,8 +76,10 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirData:
     )
 
 
-def metrics(run: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dict[str, float]:
-    """Mean nDCG@10, Recall@100 and MRR@10 over the judged queries in `run`."""
+def metrics(
+    run: dict[str, list[str]], qrels: dict[str, dict[str, int]], recall_at: int = 100
+) -> dict[str, float]:
+    """Mean nDCG@10, Recall@`recall_at` and MRR@10 over the judged queries in `run`."""
     ndcg, recall, mrr = [], [], []
     for qid, ranked in run.items():
         relevant = qrels.get(qid, {})
@@ -88,12 +91,12 @@ def metrics(run: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dict
             r / math.log2(i + 2) for i, r in enumerate(sorted(relevant.values(), reverse=True)[:10])
         )
         ndcg.append(dcg / ideal)
-        recall.append(len(set(ranked[:100]) & set(relevant)) / len(relevant))
+        recall.append(len(set(ranked[:recall_at]) & set(relevant)) / len(relevant))
         mrr.append(next((1 / (i + 1) for i, d in enumerate(ranked[:10]) if d in relevant), 0.0))
     n = len(ndcg)
     return {
         "ndcg_at_10": sum(ndcg) / n if n else 0.0,
-        "recall_at_100": sum(recall) / n if n else 0.0,
+        f"recall_at_{recall_at}": sum(recall) / n if n else 0.0,
         "mrr_at_10": sum(mrr) / n if n else 0.0,
     }
 
@@ -156,8 +159,8 @@ class Config:
     def name(self) -> str:
         if self.mode != "hybrid":
             name = self.mode
-        elif self.fusion == "rrf":
-            name = f"hybrid-rrf(k={self.rrf_k})"
+        elif self.fusion in ("rrf", "relevance"):
+            name = f"hybrid-rrf(k={self.rrf_k})" if self.fusion == "rrf" else "hybrid-relevance"
         else:
             name = f"hybrid-{self.fusion}(w={self.dense_weight:g})"
         return f"{name}@{self.dim}" if self.dim and self.mode != "lexical" else name
@@ -166,7 +169,7 @@ class Config:
 def sweep(settings: Settings) -> list[Config]:
     """The fusion comparison of the README's Quality section: RRF over k, both convex fusions over
     the weight."""
-    configs = [Config("dense"), Config("lexical")]
+    configs = [Config("dense"), Config("lexical"), Config("hybrid", "relevance")]
     configs += [Config("hybrid", "rrf", rrf_k=k) for k in (10, 30, 60, 100)]
     weights = [round(0.1 * i, 1) for i in range(1, 10)]
     configs += [Config("hybrid", f, dense_weight=w) for f in ("minmax", "tmm") for w in weights]
@@ -199,13 +202,12 @@ def compare(
         embedder.encode(data.query_texts, is_query=True, instruction=instruction) if dense else None
     )
     query_s = time.perf_counter() - started
-    engines: dict[int | None, Engine] = {}
-    results = []
+    results, engines = [], {}  # engines: per dimension, with the scale Engine.search uses
     for config in configs:
         dim = config.dim if config.mode != "lexical" else None
         if dim not in engines:
-            engines[dim] = Engine(settings, embedder=embedder, index=_at_dim(index, dim))
-        engine, vectors = engines[dim], _cut(queries, dim) if queries is not None else None
+            engines[dim] = _engine_at(index, dim, settings, embedder, instruction, dense)
+        (engine, scale), vectors = engines[dim], _cut(queries, dim) if queries is not None else None
         started = time.perf_counter()
         run = rank_queries(
             data,
@@ -216,6 +218,7 @@ def compare(
             rerank_candidates=rerank_candidates,
             instruction=instruction,
             progress=report(f"reranking ({config.name})") if reranker is not None else None,
+            scale=scale,
         )
         seconds = time.perf_counter() - started + (query_s if config.mode != "lexical" else 0.0)
         size = (
@@ -245,9 +248,10 @@ def rank_queries(
     rerank_candidates: int = 100,
     instruction: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    scale: Scale | None = None,
 ) -> dict[str, list[str]]:
     """Query id -> the top 100 document ids, ranked by `retrieve` exactly as `Engine.search`
-    ranks."""
+    ranks (`scale`: the embedder's relevance anchors, as Engine.search measures them)."""
     run: dict[str, list[str]] = {}
     for n, (qid, text) in enumerate(zip(data.query_ids, data.query_texts)):
         hits = retrieve(
@@ -259,11 +263,19 @@ def rank_queries(
             reranker=reranker,
             rerank_candidates=rerank_candidates,
             instruction=instruction,
+            scale=scale,
         )
-        run[qid] = [h.doc_id for h in hits]
+        run[qid] = list(dict.fromkeys(h.doc_id for h in hits))  # a document at its best chunk
         if progress is not None:
             progress(n + 1, len(data.query_ids))
     return run
+
+
+def _engine_at(index: VectorIndex, dim: int | None, settings: Settings, embedder: Embedder,
+               instruction: str | None, dense: bool) -> tuple[Engine, Scale]:  # fmt: skip
+    """An engine over `index` cut to `dim`, with the relevance scale Engine.search uses there."""
+    anchors = measure_anchors(embedder, instruction, dim) if dense else None
+    return Engine(settings, embedder=embedder, index=_at_dim(index, dim)), Scale(anchors)
 
 
 def _cut(vectors: np.ndarray, dim: int | None) -> np.ndarray:

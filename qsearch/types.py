@@ -7,7 +7,7 @@ from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .config import Settings
+from .config import DEFAULT_MIN_SCORE, Settings
 
 # Scripts written without spaces between words (kana, CJK ideographs, Hangul): the one home of
 # these ranges, for BM25's tokenizer and the chunker's cut points.
@@ -105,8 +105,7 @@ class Hit:
     """One search result, ranked from 1."""
 
     rank: int
-    # what ranked it before any rerank: fused (hybrid), cosine (dense), keywords (lexical)
-    score: float
+    score: float  # overall relevance: P(it answers the query), absolute (search/relevance.py)
     source: str
     page: int | None
     page_end: int | None
@@ -117,13 +116,12 @@ class Hit:
     rerank_score: float | None = None  # P(relevant) from the reranker, when reranked
     dense_score: float | None = None  # "meaning": cosine similarity (None in lexical mode)
     lexical_score: float | None = None  # raw BM25 score (None in dense mode)
-    keyword_score: float | None = (
-        None  # "keywords": BM25 / the best score the query's terms reach, 0..1
-    )
+    # "keywords": the IDF-weighted share of the query's words the passage holds, 0..1
+    keyword_score: float | None = None
     retrieval_rank: int | None = None  # its rank before reranking, when reranked
     ocr: bool = False  # the passage was read by OCR
     where: str | None = None  # its slide, sheet rows, chapter or e-mail, for files without pages
-    weak: bool = False  # it matches on neither meaning nor keywords (search/strength.py)
+    weak: bool = False  # its overall relevance is below the minimum (search/strength.py)
     collection: str | None = None  # the named collection it comes from (a library's), if named
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,29 +156,32 @@ HIT_FIELDS = {  # Hit.to_dict's names and what each means: the page's legend and
     "where": "where it lies in a file without pages: its slide, sheet and rows, chapter or "
     "e-mail (null for pages and plain text)",
     "ocr": "true when its text was read from a page image by OCR",
-    "overall": "the score that ranked it before any rerank, 0 to 1: meaning and keywords fused, "
-    "each relative to this query's best candidates (hybrid mode), so the best of unrelated "
-    "passages still scores high: see weak; the cosine (dense), or keywords (lexical)",
+    "overall": "how likely the passage answers the query, 0 to 1, on one scale for every query "
+    "and collection (never relative to the other results): from its meaning and keywords, and "
+    "the reranker's judgement when reranked",
     "meaning": "cosine similarity of the passage and the query embeddings, 0 to 1 (null in "
     "lexical mode)",
-    "keywords": "the BM25 score over the best score the query's words can reach in this "
-    "collection, 0 to 1 (null in dense mode)",
+    "keywords": "how much of the query's words the passage holds, each weighted by how rare it "
+    "is here, 0 to 1: 1 holds them all (null in dense mode)",
     "bm25": "the raw BM25 score (null in dense mode)",
     "rerank": "the reranker's probability that the passage is relevant, 0 to 1 (null without "
     "rerank)",
     "rank_before_rerank": "its rank before the rerank (null without rerank)",
-    "weak": "true when it matches the query on neither meaning (below 0.31) nor keywords (below "
-    "0.25): probably not an answer, whatever its overall score",
+    "weak": "true when its overall relevance is below the minimum relevance "
+    f"({DEFAULT_MIN_SCORE:g} unless set): probably not an answer",
     "text": "the passage",
 }
 
 
 class Hits(list[Hit]):
-    """The hits of one search, best first, with how long each stage took."""
+    """The hits of one search, best first, with how long each stage took and the minimum
+    relevance their `weak` flags were decided by."""
 
-    def __init__(self, hits: list[Hit] = (), timings_ms: dict[str, float] | None = None):
+    def __init__(self, hits: list[Hit] = (), timings_ms: dict[str, float] | None = None, *,
+                 min_score: float | None = None):  # fmt: skip
         super().__init__(hits)
         self.timings_ms: dict[str, float] = dict(timings_ms or {})
+        self.min_score = min_score
 
 
 @dataclass

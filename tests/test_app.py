@@ -52,6 +52,10 @@ def test_upload_and_search_with_a_bad_file_among_good_ones(server, tmp_path):
     assert hits[0]["source"] == "first-aid-basics.txt" and hits[0]["rank"] == 1
     assert list(hits[0]) == list(HIT_FIELDS), "the API speaks Hit.to_dict's vocabulary"
     assert 0 <= hits[0]["overall"] <= 1 and hits[0]["meaning"] > hits[1]["meaning"]
+    assert not hits[0]["weak"] and hits[1]["weak"], "the burn passage, then a weak one"
+    everything = search(c, "what should I do for a burn?", top_k=2, min_score=0)
+    assert [h["overall"] for h in everything] == [h["overall"] for h in hits]
+    assert not any(h["weak"] for h in everything), "min_score is the API's (and MCP's) too"
 
 
 def test_rerank_changes_the_order_as_the_reranker_scores_say(server, qwen3_reranker_dir):
@@ -221,10 +225,10 @@ def test_a_shared_read_only_index_is_searched_by_every_session(minilm, minilm_di
 
 
 def test_weak_matches_look_weak_and_the_notice_agrees_with_the_bars(app_server, tmp_path):
-    """The overall score ranks relative to the query's best candidates, so unrelated passages
-    still score high; the page fades and greys the cards that match on neither meaning nor
-    keywords, and says "No strong match" exactly when all of them do."""
-    from qsearch.search.strength import WEAK_KEYWORDS, WEAK_MEANING
+    """Overall relevance is absolute, so one threshold decides what is weak: the page fades,
+    greys and folds the cards below the minimum relevance, and says "No strong match" exactly
+    when all of them are; the minimum is the page's setting."""
+    from qsearch.search.strength import DEFAULT_MIN_SCORE
 
     demo, _ = app_server
     on = Handlers(demo.qsearch_context)
@@ -239,17 +243,22 @@ def test_weak_matches_look_weak_and_the_notice_agrees_with_the_bars(app_server, 
     first_aid = [h for h in hits if h["source"] == "first-aid-basics.txt"]
     assert first_aid and all(h["weak"] for h in first_aid), first_aid
     for h in hits:  # the rule, on the scores shown
-        assert h["weak"] == (h["meaning"] < WEAK_MEANING and h["keywords"] < WEAK_KEYWORDS)
-    assert [h["overall"] for h in hits] == sorted((h["overall"] for h in hits), reverse=True)
+        assert h["weak"] == (h["overall"] < DEFAULT_MIN_SCORE)
     n_weak = sum(h["weak"] for h in hits)
     assert html.count("qs-card qs-weak") == html.count("weak match:") == n_weak
+    assert f"{n_weak} weak match{'es' if n_weak > 1 else ''} hidden" in html
     assert "No strong match" not in html, "one card matches: no notice"
 
     html, hits = on.search_page("what is the capital of France?", token=token, **page)
     assert hits and all(h["weak"] for h in hits) and "No strong match" in html
     html, hits = on.search_page("adipiscing elit", token=token, **page)
-    assert hits[0]["source"] == "placeholder.txt" and hits[0]["keywords"] > WEAK_KEYWORDS
-    assert not hits[0]["weak"] and "No strong match" not in html, "keywords alone are a match"
+    assert hits[0]["source"] == "placeholder.txt" and hits[0]["keywords"] == 1.0
+    assert not hits[0]["weak"] and "No strong match" not in html, "its words, all of them"
+    html, hits = on.search_page("what is the capital of France?", token=token, **page, min_score=0)
+    assert not any(h["weak"] for h in hits) and "weak match" not in html, "nothing below 0"
+    exported = json.loads(Path(on.export(token)[0]).read_text())  # the export says it too
+    assert exported["settings"]["min_score"] == 0
+    assert not any(r["weak"] for r in exported["results"])
 
 
 def test_a_reader_process_never_keeps_a_browsers_connection_open(tmp_path):

@@ -159,9 +159,9 @@ def test_rerank_shows_how_results_moved(context, url):
     page.get_by_text("Search options").click()
     page.locator("#qs-rerank input").check()
     search(page, "grind size for espresso", "rerank")
-    moves = page.locator("#qs-results .qs-move")
+    moves = page.locator("#qs-results .qs-move")  # weak ones too, folded: their text content
     assert moves.count() >= 3 and all(
-        ("was #" in t) or t == "same place" for t in moves.all_inner_texts()
+        ("was #" in t) or t == "same place" for t in moves.all_text_contents()
     )
     assert page.locator("#qs-results .qs-rerank .qs-bar").count() >= 3
 
@@ -175,7 +175,7 @@ def test_open_a_pdf_result_on_its_page_and_take_the_screenshot(context, url):
     cards = page.locator("#qs-results .qs-card")
     looks = [  # (file, marked weak, opacity, the overall bar's colour) of each card, as drawn
         page.evaluate(
-            "c => [c.querySelector('.qs-source').innerText, c.dataset.weak, "
+            "c => [c.querySelector('.qs-source').textContent, c.dataset.weak, "
             "getComputedStyle(c).opacity, getComputedStyle(c.querySelector('.qs-overall .qs-bar'))"
             ".backgroundColor]",
             cards.nth(n).element_handle(),
@@ -252,3 +252,87 @@ def test_first_moments_say_what_happens_and_stop_works_on_the_first_upload(conte
         timeout=30_000,
     )
     assert "No documents yet" in page.inner_text("#qs-files")
+
+
+FORMATS = Path(__file__).parent / "data" / "formats"
+MIXED = ["testWORD.docx", "testEXCEL.xlsx", "testPPT.pptx", "example.odp", "testMSG.msg",
+         "testEPUB.epub", "testODFwithOOo3.odt"]  # fmt: skip
+
+
+def set_min_score(page, value: float) -> None:
+    """Drag the Minimum relevance slider to `value` (its range input, as a drag sets it)."""
+    page.locator("#qs-min-score input[type=range]").fill(str(value))
+    page.wait_for_function(
+        f"Number(document.querySelector('#qs-min-score input[type=number]').value) === {value}"
+    )
+
+
+def test_scores_a_user_can_trust_the_threshold_and_a_retrieval_test(context, url, tmp_path):
+    """Over a mixed collection (the samples and real office files): an off-topic query says "No
+    strong match" with its cards faded and folded; the minimum relevance folds cards or shows them;
+    a result marked as the answer and a CSV of labelled queries make the retrieval test, whose
+    panel shows each ranking's metrics side by side."""
+    page = open_page(context, url)
+    files = sorted(qsearch_app.SAMPLES.iterdir()) + [FORMATS / name for name in MIXED]
+    upload(page, files)
+    assert f"{len(files)} indexed" in page.inner_text("#qs-report")
+
+    page.evaluate("window.qsBefore = document.querySelector('#qs-results').innerHTML")
+    page.fill("#qs-query textarea", "quantum chromodynamics lattice gauge theory")
+    page.press("#qs-query textarea", "Enter")
+    page.wait_for_selector("#qs-results .qs-weak-fold", timeout=90_000)
+    assert "No strong match" in results_text(page)
+    fold = page.locator("#qs-results details.qs-weak-fold")
+    hidden = int(fold.get_attribute("data-count"))
+    assert hidden == page.locator("#qs-results .qs-card").count() >= 3
+    assert f"{hidden} weak matches hidden" in fold.locator(":scope > summary").inner_text()
+    assert not page.locator("#qs-results .qs-card").first.is_visible(), "folded, not shown"
+    fold.locator(":scope > summary").click()
+    card = page.locator("#qs-results .qs-card").first
+    assert card.is_visible() and card.get_attribute("data-weak") == "true"
+    look = page.evaluate(
+        "c => [getComputedStyle(c).opacity, getComputedStyle(c.querySelector('.qs-overall "
+        ".qs-bar')).backgroundColor]",
+        card.element_handle(),
+    )
+    assert look == ["0.55", "rgb(156, 163, 175)"], look  # faded, grey bars
+
+    page.get_by_text("Search options").click()
+    search(page, "what should I wear against volcanic ash?", "volcanoes-field-guide.pdf")
+    folded = int(page.locator("#qs-results .qs-weak-fold").get_attribute("data-count"))
+    assert folded >= 1 and "No strong match" not in results_text(page)
+    set_min_score(page, 0)
+    search(page, "what should I wear against volcanic ash? ", "volcanoes-field-guide.pdf")
+    page.wait_for_function(  # nothing is below 0: every card in view
+        "!document.querySelector('#qs-results .qs-weak-fold')", timeout=60_000
+    )
+    assert page.locator("#qs-results .qs-card:visible").count() == 5
+    set_min_score(page, 1)
+    search(page, "what should I wear against volcanic ash?", "volcanoes-field-guide.pdf")
+    page.wait_for_selector("#qs-results .qs-weak-fold[data-count='5']", timeout=60_000)
+    assert "No strong match" in results_text(page)
+
+    page.locator("#qs-mark input[type=checkbox]").first.check()  # one click: #1 answers it
+    page.wait_for_selector("#qs-labels .qs-labels[data-count='1']", timeout=30_000)
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "query,file\nhow do I treat a burn?,first-aid-basics.txt\n"
+        "grind size for espresso,coffee-brewing.html\n"
+        "which planet is the largest?,solar-system.md\n"
+    )
+    page.get_by_text("Test retrieval on your documents").click()
+    page.set_input_files("#qs-labels-file input[type=file]", str(labels))
+    page.wait_for_selector("#qs-labels .qs-labels[data-count='4']", timeout=30_000)
+    page.locator("#qs-run-test").click()
+    page.wait_for_selector("#qs-test .qs-test-table", timeout=180_000)
+    rows = page.locator("#qs-test .qs-test-row")
+    configs = [rows.nth(i).get_attribute("data-config") for i in range(rows.count())]
+    assert configs == ["meaning", "keywords", "hybrid", "hybrid + rerank"], configs
+    hybrid = page.locator("#qs-test .qs-test-row[data-config='hybrid']")
+    for key in ("ndcg_at_10", "recall_at_k", "mrr_at_10"):
+        value = float(hybrid.locator(f".qs-{key}").get_attribute("data-value"))
+        assert 0.5 <= value <= 1.0, (key, value)
+    assert "minimum relevance" in page.inner_text("#qs-test .qs-threshold")
+    page.locator("#qs-test").scroll_into_view_if_needed()
+    shots = Path(os.environ.get("QSEARCH_SHOTS") or tmp_path)  # to look at the panel
+    page.screenshot(path=str(shots / "retrieval-test.png"), full_page=True)

@@ -121,7 +121,7 @@ def search_any(page, query: str, contains: str) -> None:
     page.wait_for_function(
         "document.querySelector('#qs-results').innerHTML !== window.qsBefore && "
         "[...document.querySelectorAll('#qs-results .qs-card .qs-source')]"
-        f".some(e => e.innerText.includes({contains!r}))",
+        f".some(e => e.textContent.includes({contains!r}))",
         timeout=90_000,
     )
 
@@ -131,7 +131,9 @@ def files_listed(page) -> str:
 
 
 def card_sources(page) -> list[str]:
-    return page.locator("#qs-results .qs-card .qs-source").all_inner_texts()
+    """Every card's source, the weak ones folded under "weak matches hidden" included."""
+    texts = page.locator("#qs-results .qs-card .qs-source").all_text_contents()
+    return [" ".join(t.split()) for t in texts]
 
 
 def wait_text(page, selector: str, text: str, timeout: int = 60_000) -> None:
@@ -214,7 +216,7 @@ def test_a_library_kept_across_a_restart_searched_narrowed_cleared_and_undone(
         search_any(page, "treat a burn, and python list comprehension", "first-aid-basics.txt")
         sources = {s.split(",")[0] for s in card_sources(page)}
         assert {"first-aid-basics.txt", "python-tips.md"} <= sources, sources
-        badges = set(page.locator("#qs-results .qs-collection").all_inner_texts())
+        badges = set(page.locator("#qs-results .qs-collection").all_text_contents())
         assert badges == {"My documents", "Programming"}, "each card says its collection"
 
         # narrowed to one file: only its passages, k of them when it holds k

@@ -65,9 +65,10 @@ def test_a_repeat_is_answered_without_the_models(tmp_path):
     plain = engine.search("moon tides", k=3)
     assert [h.rerank_score for h in plain] == [None] * 3
     assert len(embedder.calls) == embeds and len(reranker.scored) == scored
-    # what changes the answer is not reused: another instruction embeds and reranks again
+    # what changes the answer is not reused: another instruction embeds and reranks again (the
+    # query, and the relevance anchors' questions: they carry the instruction too)
     engine.search("moon tides", k=3, rerank=True, instruction="Find passages about astronomy")
-    assert len(embedder.calls) == embeds + 1 and len(reranker.scored) == 2 * scored
+    assert len(embedder.calls) == embeds + 2 and len(reranker.scored) == 2 * scored
 
 
 def test_adding_removing_or_clearing_invalidates(tmp_path):

@@ -97,3 +97,28 @@ def test_the_fallback_is_a_setting_of_the_app(monkeypatch):
     assert parse_app_args(["--rerank-fallback", "none"])[1].rerank_fallback == "none"
     monkeypatch.setenv("QSEARCH_RERANK_FALLBACK", "/models/ce")
     assert parse_app_args([])[1].rerank_fallback == "/models/ce"
+
+
+def test_without_a_reranker_the_page_says_so_in_one_plain_sentence(minilm_dir):
+    """Not the loader's text (it names HF_HUB_OFFLINE): one sentence on the page, the reason in
+    the server details; and the instruction field says that nothing here reads it (MiniLM
+    ignores instructions), so it can't be edited."""
+    from qsearch.web.page import build_page
+    from qsearch.web.server import Context
+
+    ctx = Context.create(
+        Settings(embed_model=str(minilm_dir), device="cpu", rerank_model="/no/such/reranker",
+                 rerank_fallback="none"),
+    )  # fmt: skip
+    try:
+        off = ctx.rerank_off()
+        assert off.startswith("This server has no reranker") and off.count(". ") == 0, off
+        assert "/no/such/reranker" in ctx.status_markdown() and "/no/such" not in off
+        demo = build_page(ctx)
+        shown = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+        assert shown["qs-rerank"].info == off and not shown["qs-rerank"].interactive
+        assert shown["qs-instruction"].info.startswith("Nothing here reads it")
+        assert shown["qs-instruction"].interactive is False
+        assert shown["qs-min-score"].value == ctx.service.settings.min_score
+    finally:
+        ctx.service.close()

@@ -117,7 +117,10 @@ def test_modes_and_scores(engine, tmp_path):
         "pump.txt lacks the part number"
     )
     dense = engine.search("QX-7781", k=2, mode="dense")
-    assert dense[0].score == dense[0].dense_score and dense[0].lexical_score is None
+    assert dense[0].lexical_score is None and dense[0].keyword_score is None
+    assert dense[0].dense_score > dense[1].dense_score and dense[0].score > dense[1].score, (
+        "in dense mode overall relevance follows the cosine"
+    )
     assert "embed_ms" not in lexical.timings_ms
     with pytest.raises(ValueError, match="mode must be one of"):
         engine.search("x", mode="fuzzy")
@@ -186,7 +189,7 @@ def test_session_and_shared_rank_in_dense_mode_as_one_collection(minilm, tmp_pat
         assert [h.score for h in merged] == pytest.approx([h.score for h in alone], abs=1e-5)
 
 
-@pytest.mark.parametrize("fusion", ["tmm", "minmax", "rrf"])
+@pytest.mark.parametrize("fusion", ["relevance", "tmm", "minmax", "rrf"])
 def test_merged_hybrid_never_ranks_a_result_above_one_that_beats_it_on_both(
     minilm, tmp_path, fusion
 ):

@@ -26,13 +26,24 @@ ALLOWED = {
     "engine": BASE | {"documents", "models", "store", "search", "indexing"},
     "library": BASE | {"store", "engine"},  # a user's named collections, over engines
     "evaluate": BASE | {"documents", "models", "store", "search", "engine"},
+    "labelled": BASE | {"search", "engine", "evaluate"},  # the page's retrieval test
     "cli_flags": BASE | {"documents", "models", "store", "search", "engine"},
     "app_flags": BASE | {"cli_flags"},
     "__main__": BASE
     | {"documents", "models", "store", "search", "engine", "library", "evaluate", "cli_flags"},
     "__init__": BASE | {"documents", "models", "store", "search", "engine", "library"},
     "web": BASE
-    | {"documents", "models", "store", "search", "engine", "library", "cli_flags", "app_flags"},
+    | {
+        "documents",
+        "models",
+        "store",
+        "search",
+        "engine",
+        "library",
+        "cli_flags",
+        "app_flags",
+        "labelled",
+    },
 }
 
 

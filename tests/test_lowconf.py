@@ -10,7 +10,7 @@ import pytest
 from fakes import OverlapReranker
 
 from qsearch import Engine, Settings
-from qsearch.search.strength import WEAK_KEYWORDS, WEAK_MEANING, weak_match
+from qsearch.search.strength import DEFAULT_MIN_SCORE
 from qsearch.types import Hit
 from qsearch.web.lowconf import LowConfidenceLog, is_weak
 
@@ -44,7 +44,7 @@ def _lines(path) -> list[dict]:
 def test_a_nonsense_query_writes_a_line_and_a_good_one_none(engine, mode, tmp_path):
     log = LowConfidenceLog(tmp_path / "low.jsonl")
     good = engine.search("how do plants make sugar from light?", k=3, mode=mode)
-    assert good[0].dense_score >= WEAK_MEANING and not good[0].weak
+    assert good[0].score >= DEFAULT_MIN_SCORE and not good[0].weak
     assert log.record("how do plants make sugar from light?", mode, good, reranked=False) is False
     assert (tmp_path / "low.jsonl").read_text() == ""
     weak = engine.search(NONSENSE, k=3, mode=mode)
@@ -52,7 +52,8 @@ def test_a_nonsense_query_writes_a_line_and_a_good_one_none(engine, mode, tmp_pa
     [line] = _lines(tmp_path / "low.jsonl")
     assert line["query"] == NONSENSE and line["mode"] == mode and line["reranked"] is False
     assert [t["rank"] for t in line["top"]] == [1, 2, 3]
-    assert line["top"][0]["cosine"] == round(weak[0].dense_score, 4) < WEAK_MEANING
+    assert line["top"][0]["cosine"] == round(weak[0].dense_score, 4)
+    assert line["top"][0]["score"] == round(weak[0].score, 4) < DEFAULT_MIN_SCORE
     assert set(line) == {"time", "query", "mode", "reranked", "top"}
 
 
@@ -79,45 +80,25 @@ def test_with_the_reranker(engine, tmp_path):
     assert _lines(tmp_path / "low.jsonl")[0]["top"][0]["rerank"] == 0.0
 
 
-def _hit(
-    rank: int,
-    *,
-    rerank: float | None = None,
-    cosine: float | None = None,
-    keywords: float | None = None,
-) -> Hit:
-    scores = dict(rerank_score=rerank, dense_score=cosine, keyword_score=keywords)
-    weak = weak_match(cosine, keywords)
-    return Hit(rank, 0.5, "s", None, None, "t", 0, 1, "d", **scores, weak=weak)
+def _hit(rank: int, overall: float, *, rerank: float | None = None) -> Hit:
+    from qsearch.search.strength import is_weak as below
+
+    scores = dict(rerank_score=rerank, dense_score=0.2, keyword_score=0.1)
+    return Hit(rank, overall, "s", None, None, "t", 0, 1, "d", **scores, weak=below(overall))
 
 
-@pytest.mark.parametrize(
-    ("rerank_scores", "weak"),
-    [
-        ((0.35, 0.3, 0.28), True),  # low, and nothing stands out
-        ((0.35, 0.3, 0.2), False),  # low, but the best stands out (spread 0.15)
-        ((0.45, 0.44, 0.43), False),  # close together, but the best is not low
-        ((), False),  # no hits: nothing to judge
-    ],
-)
-def test_the_reranker_rule(rerank_scores, weak):
-    hits = [_hit(i + 1, rerank=s, cosine=0.9) for i, s in enumerate(rerank_scores)]
-    assert is_weak(hits, reranked=True) is weak
-
-
-def test_without_rerank_a_search_is_weak_when_every_hit_is_a_weak_match():
-    assert is_weak([_hit(1, cosine=WEAK_MEANING - 0.01), _hit(2, cosine=0.1)], reranked=False)
-    assert not is_weak([_hit(1, cosine=WEAK_MEANING + 0.01), _hit(2, cosine=0.1)], reranked=False)
-    strong_words = _hit(1, cosine=0.05, keywords=WEAK_KEYWORDS + 0.01)
-    assert not is_weak([strong_words], reranked=False), "keywords alone make a match"
-    assert is_weak([_hit(1, keywords=WEAK_KEYWORDS - 0.01)], reranked=False)  # lexical mode
-    assert not is_weak([_hit(1)], reranked=False)  # no score to judge
-    assert not is_weak([], reranked=False)
+@pytest.mark.parametrize("reranked", [False, True])
+def test_a_search_is_weak_when_every_hit_is_a_weak_match_reranked_or_not(reranked):
+    low, high = DEFAULT_MIN_SCORE - 0.01, DEFAULT_MIN_SCORE + 0.01
+    rerank = 0.9 if reranked else None  # the overall relevance already takes the reranker in
+    assert is_weak([_hit(1, low, rerank=rerank), _hit(2, 0.1)], reranked=reranked)
+    assert not is_weak([_hit(1, high, rerank=rerank), _hit(2, 0.1)], reranked=reranked)
+    assert not is_weak([], reranked=reranked)
 
 
 def test_appends_from_many_threads_stay_whole_lines(tmp_path):
     log = LowConfidenceLog(tmp_path / "low.jsonl")
-    hits = [replace(_hit(1, cosine=0.1), rank=r) for r in range(1, 6)]
+    hits = [replace(_hit(1, 0.1), rank=r) for r in range(1, 6)]
     query = "ünïcode " + "x" * 5000  # long lines
 
     def work() -> None:
@@ -138,8 +119,8 @@ def test_a_path_that_cannot_be_written_fails_at_start(tmp_path):
         LowConfidenceLog(tmp_path / "missing" / "low.jsonl")
 
 
-def test_the_hit_vocabulary_states_the_weak_thresholds_the_code_uses():
+def test_the_hit_vocabulary_states_the_default_minimum_the_code_uses():
     from qsearch.types import HIT_FIELDS
 
     said = HIT_FIELDS["weak"]
-    assert f"below {WEAK_MEANING}" in said and f"below {WEAK_KEYWORDS}" in said, said
+    assert f"({DEFAULT_MIN_SCORE:g} unless set)" in said, said

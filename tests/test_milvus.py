@@ -156,6 +156,31 @@ def test_milvus_and_the_folder_agree_on_dense_top_10(tmp_path, minilm):
         )
 
 
+def test_milvus_keyword_coverage_and_relevance_agree_with_the_folder(tmp_path, minilm):
+    """Milvus has no postings to read: coverage comes from the passages' text with document
+    frequencies counted by Milvus' own BM25 index. Over the samples it gives the folder's figures
+    (the same words hold the same rarity here), so a search reads alike on both backends."""
+    docs = sorted((Path(__file__).parents[1] / "assets" / "samples").iterdir())
+    settings = Settings(embed_model=minilm.model_name)
+    folder = Engine(settings, embedder=minilm)
+    milvus = Engine.open_milvus(
+        str(tmp_path / "m.db"), "cover", settings, create=True, embedder=minilm
+    )
+    folder.add_files(docs)
+    milvus.add_files(docs)
+    for query in (
+        "espresso grind size",
+        "burn treatment with cool water",
+        "quantum chromodynamics",
+    ):
+        ours = {(h.source, h.start): h for h in milvus.search(query, k=5)}
+        theirs = {(h.source, h.start): h for h in folder.search(query, k=5)}
+        for key in ours.keys() & theirs.keys():
+            assert ours[key].keyword_score == pytest.approx(theirs[key].keyword_score, abs=0.1)
+            assert ours[key].weak == theirs[key].weak, (query, key)
+        assert list(ours)[0] == list(theirs)[0], query
+
+
 def test_unreachable_milvus_and_a_missing_collection_are_one_line_errors(tmp_path):
     from qsearch.store.milvus import connect
 

@@ -8,6 +8,8 @@ reuses three things (the query cache of the reranking design this project starte
   so a changed collection is never answered from an old entry;
 - the reranker's scores, one per (reranker model, query, instruction, passage text): a
   passage scored once is not scored again, whatever else is in the batch.
+- the embedder's relevance anchors (relevance.py), keyed by (model, dimension, instruction):
+  measured once, on the first search with each.
 Each is an LRU bounded by entries (sizes below; ~5 MB at most with 1024-dim vectors and
 100-candidate pools). The cache is thread-safe: one engine serves several threads.
 """
@@ -23,14 +25,17 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
+from .relevance import Anchors, Scale, anchor_passages, measure_anchors
+
 if TYPE_CHECKING:  # retrieval imports this module
-    from .retrieval import Candidate, Ranking
+    from .retrieval import Candidate
 
 V = TypeVar("V")
 
 VECTORS = 256  # query vectors (4 KB each at 1024 dims)
 POOLS = 64  # candidate lists (up to a few hundred Candidates each, sharing the stored chunks)
 RERANK_SCORES = 8192  # single floats keyed by passage text (the text is the stored string)
+ANCHORS = 16  # two floats per (model, dimension, instruction)
 
 
 class LRU(Generic[V]):
@@ -92,6 +97,22 @@ class SearchCache:
         self.vectors: LRU[np.ndarray] = LRU(vectors)
         self.pools: LRU[list[Candidate]] = LRU(pools)
         self.scores: LRU[float] = LRU(rerank_scores)
+        self.anchors: LRU[Anchors] = LRU(ANCHORS)
+
+    def scale(self, embedder: Any, instruction: str | None) -> Scale:
+        """The relevance scale of the embedder's cosines (relevance.measure_anchors), measured
+        once per (model, dimension, instruction); the anchor passages once per model."""
+        key = (embedder.model_name, embedder.dim, instruction)
+        anchors = self.anchors.get(key)
+        if anchors is None:
+            model = ("anchor passages", *key[:2])
+            passages = self.vectors.get(model)
+            if passages is None:
+                passages = anchor_passages(embedder)
+                self.vectors.put(model, passages)
+            anchors = measure_anchors(embedder, instruction, passages=passages)
+            self.anchors.put(key, anchors)
+        return Scale(anchors)
 
     def query_vector(self, embedder: Any, query: str, instruction: str | None) -> np.ndarray:
         """The query's vector, embedded once per (model, dimension, query, instruction)."""
@@ -108,13 +129,14 @@ class SearchCache:
         collections: Sequence[Any],
         query: str,
         vector: np.ndarray | None,
-        ranking: Ranking,
+        ranking: Hashable,
         width: int,
         compute: Callable[[], list[Candidate]],
         scope: Hashable = None,
     ) -> list[Candidate]:
-        """The scored candidates `compute` returns, once per query, vector, ranking, width,
-        collection versions and `scope` (what the search was narrowed to)."""
+        """The scored candidates `compute` returns, once per query, vector, ranking (with the
+        relevance scale), width, collection versions and `scope` (what the search was narrowed
+        to)."""
         key = (
             query,
             None if vector is None else vector.tobytes(),
@@ -144,5 +166,5 @@ class SearchCache:
         return np.array(scores, dtype=np.float32)
 
     def clear(self) -> None:
-        for lru in (self.vectors, self.pools, self.scores):
+        for lru in (self.vectors, self.pools, self.scores, self.anchors):
             lru.clear()

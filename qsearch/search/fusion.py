@@ -62,9 +62,11 @@ def fuse(
     dense_weight: float = 0.5,
     rrf_k: int = RRF_K,
 ) -> np.ndarray:
-    """The fused score of each candidate, in [0, 1]; higher is better."""
-    if method not in FUSIONS:
-        raise ValueError(f"fusion must be one of {FUSIONS}, got {method!r}")
+    """The fused score of each candidate, in [0, 1]; higher is better. ("relevance" ranks by
+    overall relevance instead: retrieval.pooled, not a fusion of ranks or scores.)"""
+    fusions = tuple(f for f in FUSIONS if f != "relevance")
+    if method not in fusions:
+        raise ValueError(f"fusion must be one of {fusions}, got {method!r}")
     if method == "rrf":
         return rrf([dense_rank, lexical_rank], rrf_k)
     return convex(dense, lexical, dense_weight, method)

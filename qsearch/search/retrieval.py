@@ -3,9 +3,11 @@ fusion, merging collections, reranking. `Engine.search`, `evaluate`, the app, th
 API all rank through `retrieve`, so a figure measured by `eval` is what users get.
 
 Every candidate carries its full breakdown: the cosine similarity (computed from its stored
-vector when the dense ranking did not find it), its BM25 score, the BM25 score over the
-best any passage could reach for the query's terms (one 0..1 scale for every query), the
-fused score in [0, 1] that ranks it, and, after reranking, P(relevant) and its old rank.
+vector when the dense ranking did not find it), its BM25 score, its keyword coverage (the
+IDF-weighted share of the query's words it holds), the fused score that ranks it, its overall
+relevance (relevance.py: an absolute estimate, never relative to the other candidates), and,
+after reranking, P(relevant) and its old rank. Whether a hit is weak (below the minimum
+relevance) is decided once, by strength.is_weak.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from ..store.base import Collection
 from ..types import Chunk, Hit, Hits
 from .cache import SearchCache
 from .fusion import RRF_K, fuse
-from .strength import weak_match
+from .relevance import Scale, with_rerank
+from .strength import DEFAULT_MIN_SCORE, check_min_score, is_weak
 
 DEPTH = 100  # candidates each ranking contributes to fusion
 
@@ -56,10 +59,12 @@ class Candidate:
 
     id: int
     chunk: Chunk
-    score: float  # what ranks it: fused (hybrid), cosine (dense) or keywords (lexical)
+    score: float  # what ranks it: fused (hybrid), cosine (dense) or bm25 / bound (lexical)
     cosine: float | None
     bm25: float | None
     keywords: float | None  # bm25 / the best score the query's terms can reach here, in [0, 1]
+    coverage: float | None = None  # IDF-weighted share of the query's words it holds, 0..1
+    relevance: float = 0.0  # overall: P(relevant) from the evidence (relevance.py), 0..1
 
 
 @dataclass
@@ -71,6 +76,7 @@ class Found:
     cosine: np.ndarray  # NaN where not computed (lexical mode)
     bm25: np.ndarray  # zeros in dense mode
     keywords: np.ndarray  # bm25 / this collection's bound for the query: one 0..1 scale
+    coverage: np.ndarray | None = None  # keyword coverage (store/coverage.py); None in dense mode
 
 
 def gather(
@@ -101,10 +107,13 @@ def gather(
     cosine = np.array([cosine_of.get(i, np.nan) for i in ids], dtype=np.float64)
     bm25 = np.array(keyword.scores_of(ids) if keyword is not None else [0.0] * len(ids))
     keywords = bm25 / bound if bound > 0 else np.zeros(len(ids))
-    return Found(collection, ids, cosine, bm25, keywords)
+    coverage = None if mode == "dense" else collection.keyword_coverage(query, ids, keyword)
+    return Found(collection, ids, cosine, bm25, keywords, coverage)
 
 
-def pooled(found: Sequence[Found], n: int, ranking: Ranking) -> list[Candidate]:
+def pooled(
+    found: Sequence[Found], n: int, ranking: Ranking, scale: Scale | None = None
+) -> list[Candidate]:
     """The `n` best candidates of all collections, scored once over the pool, best first.
 
     Pooling before scoring keeps every collection on one scale: cosines are comparable (one
@@ -116,16 +125,24 @@ def pooled(found: Sequence[Found], n: int, ranking: Ranking) -> list[Candidate]:
     everywhere. Fusion is monotone in both cosine and keyword score, so a candidate that
     beats another on both never ranks below it; ties fall back to cosine, then keywords.
     With one collection, keyword score is BM25 times a constant, so rankings are unchanged.
+    Each candidate's overall relevance comes from `scale` (relevance.py) and its own evidence;
+    the default hybrid ranking ("relevance") is by it: monotone in cosine and coverage, and
+    absolute, so pooling collections changes no candidate's score.
     """
     if not found:
         return []
     cosine = np.concatenate([f.cosine for f in found])
     bm25 = np.concatenate([f.bm25 for f in found])
     keywords = np.concatenate([f.keywords for f in found])
+    dense, lexical = ranking.mode == "dense", ranking.mode == "lexical"
+    coverage = None if dense else np.concatenate([_covered(f) for f in found])
+    relevance = (scale or Scale()).overall(ranking.mode, None if lexical else cosine, coverage)
     if ranking.mode == "dense":
         score = cosine
     elif ranking.mode == "lexical":
         score = keywords
+    elif ranking.fusion == "relevance":  # monotone in cosine and coverage
+        score = relevance
     else:
         width = max(n, ranking.depth)
         score = fuse(
@@ -140,7 +157,6 @@ def pooled(found: Sequence[Found], n: int, ranking: Ranking) -> list[Candidate]:
     tiebreak = np.nan_to_num(cosine, nan=-2.0), keywords
     order = np.lexsort((-tiebreak[1], -tiebreak[0], -score))[:n]  # last key sorts first
     rows = [(f, i) for f in found for i in f.ids]
-    dense, lexical = ranking.mode == "dense", ranking.mode == "lexical"
     return [
         Candidate(
             rows[j][1],
@@ -149,17 +165,28 @@ def pooled(found: Sequence[Found], n: int, ranking: Ranking) -> list[Candidate]:
             None if lexical else float(cosine[j]),
             None if dense else float(bm25[j]),
             None if dense else float(keywords[j]),
+            None if coverage is None else float(coverage[j]),
+            float(relevance[j]),
         )
         for j in order
     ]
 
 
+def _covered(found: Found) -> np.ndarray:
+    return found.coverage if found.coverage is not None else np.zeros(len(found.ids))
+
+
 def candidates(
-    collection: Collection, query: str, vector: np.ndarray | None, n: int, ranking: Ranking
+    collection: Collection,
+    query: str,
+    vector: np.ndarray | None,
+    n: int,
+    ranking: Ranking,
+    scale: Scale | None = None,
 ) -> list[Candidate]:
     """The `n` best candidates of one collection, best first, each with its full breakdown."""
     width = max(n, ranking.depth)
-    return pooled([gather(collection, query, vector, width, ranking.mode)], n, ranking)
+    return pooled([gather(collection, query, vector, width, ranking.mode)], n, ranking, scale)
 
 
 def _ranks(values: np.ndarray, width: int) -> np.ndarray:
@@ -183,11 +210,16 @@ def retrieve(
     instruction: str | None = None,
     cache: SearchCache | None = None,
     within: Sequence[Set[str] | None] | None = None,
+    scale: Scale | None = None,
+    min_score: float = DEFAULT_MIN_SCORE,
 ) -> Hits:
     """The k best chunks over `collections` (candidates pooled, then scored once), reranked when a
     reranker is given. With a `cache`, a repeat reuses the candidates and the reranker's scores.
-    `within`: for each collection, the doc ids it may answer with (None: all of them)."""
-    started = time.perf_counter()
+    `within`: for each collection, the doc ids it may answer with (None: all of them).
+    `scale` places the embedder's cosines (relevance.py: Engine.search measures it; without it,
+    a cautious default that reads no cosine as a strong match); a hit whose overall relevance
+    is below `min_score` is weak (strength.is_weak)."""
+    started, min_score = time.perf_counter(), check_min_score(min_score)
     depth = max(k, rerank_candidates if reranker is not None else 0)
     width = max(depth, ranking.depth)
     scopes = list(within) if within is not None else [None] * len(collections)
@@ -195,11 +227,13 @@ def retrieve(
 
     def pool() -> list[Candidate]:
         found = [gather(c, query, vector, width, ranking.mode, s) for c, s in live]
-        return pooled(found, width, ranking)
+        return pooled(found, width, ranking, scale)
 
     if cache is not None:
         scope = tuple(None if s is None else frozenset(s) for _, s in live)
-        found = cache.candidates([c for c, _ in live], query, vector, ranking, width, pool, scope)
+        found = cache.candidates(
+            [c for c, _ in live], query, vector, (ranking, scale), width, pool, scope
+        )
     else:
         found = pool()
     found = found[:depth]
@@ -220,17 +254,26 @@ def retrieve(
         )
         timings["rerank_ms"] = 1000 * (time.perf_counter() - started)
     hits = [
-        _hit(rank, c, p, r if p is not None else None)
+        _hit(rank, c, p, r if p is not None else None, min_score)
         for rank, (c, p, r) in enumerate(ranked[:k], 1)
     ]
-    return Hits(hits, timings)
+    return Hits(hits, timings, min_score=min_score)
 
 
-def _hit(rank: int, c: Candidate, rerank_score: float | None, retrieval_rank: int | None) -> Hit:
+def _hit(
+    rank: int,
+    c: Candidate,
+    rerank_score: float | None,
+    retrieval_rank: int | None,
+    min_score: float,
+) -> Hit:
     ch = c.chunk
+    overall = c.relevance
+    if rerank_score is not None:
+        overall = float(with_rerank([c.relevance], [rerank_score])[0])
     return Hit(
         rank=rank,
-        score=c.score,
+        score=overall,
         source=ch.source,
         page=ch.page,
         page_end=ch.page_end,
@@ -241,9 +284,9 @@ def _hit(rank: int, c: Candidate, rerank_score: float | None, retrieval_rank: in
         rerank_score=rerank_score,
         dense_score=c.cosine,
         lexical_score=c.bm25,
-        keyword_score=c.keywords,
+        keyword_score=c.coverage,
         retrieval_rank=retrieval_rank,
         ocr=ch.ocr,
-        weak=weak_match(c.cosine, c.keywords),
+        weak=is_weak(overall, min_score),
         where=ch.where,
     )

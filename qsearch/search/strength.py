@@ -1,27 +1,37 @@
-"""What a weak match is: a passage that matches the query on neither meaning nor keywords.
+"""What a weak match is: a hit whose overall relevance is below the minimum relevance.
 
-The overall score ranks passages relative to the query's best candidates, so the best of a set
-of unrelated passages still scores high; whether a passage matches at all is said on fixed
-scales instead: a cosine below WEAK_MEANING is no match in meaning, a keyword score below
-WEAK_KEYWORDS none in words. The thresholds were chosen on SciFact dev with all-MiniLM-L6-v2
-(`python bench/weak_match.py --json`, bench/results/scifact-weak-match-minilm.json): the pair that
-marks the most passages the SciFact queries find among the app's unrelated sample documents
-(88%) while marking at most 0.5% of the relevant passages in their top 10 (0.38%), the keyword
-threshold at most 0.25 (a quarter of what the query's words can reach is a match in words).
-Qwen3-Embedding scores unrelated pairs alike (0.14 in its model card's example, related ones
-0.60-0.76)."""
+One function decides it, so the page's faded cards, its "No strong match" notice, the folded
+"weak matches hidden", the CLI, the library's `Hit.weak`, MCP and the export always agree. The
+overall relevance is absolute (relevance.py: an estimate that the passage answers the query,
+from its own evidence), so the threshold means the same for every query and collection.
+
+DEFAULT_MIN_SCORE was chosen on dev data with all-MiniLM-L6-v2 (`python bench/weak_match.py`,
+bench/results/relevance-fit-minilm.json): the threshold under which off-topic queries (SciFact
+claims over a mixed collection of office files, and queries sharing one word with those files)
+get a weak top hit while relevant top hits (SciFact, and questions about the office files) stay
+strong.
+"""
 
 from __future__ import annotations
 
-WEAK_MEANING = 0.31  # a cosine below this: no match in meaning
-WEAK_KEYWORDS = 0.25  # a keyword score below this: no match in words
+import math
+
+from ..config import DEFAULT_MIN_SCORE  # overall relevance below this: a weak match
+
+__all__ = ["DEFAULT_MIN_SCORE", "check_min_score", "is_weak"]
 
 
-def weak_match(cosine: float | None, keywords: float | None) -> bool:
-    """Whether a passage with these scores matches on neither (a score it lacks can't save it;
-    with neither score there is nothing to judge: not weak)."""
-    if cosine is None and keywords is None:
-        return False
-    return (cosine is None or cosine < WEAK_MEANING) and (
-        keywords is None or keywords < WEAK_KEYWORDS
-    )
+def is_weak(overall: float | None, min_score: float = DEFAULT_MIN_SCORE) -> bool:
+    """Whether a hit of this overall relevance is a weak match (below `min_score`); a hit with no
+    overall relevance (NaN, None) is weak, as nothing says it matches."""
+    if overall is None or math.isnan(overall):
+        return True
+    return overall < min_score
+
+
+def check_min_score(value: float) -> float:
+    """`value` as a minimum relevance, or ValueError naming it and the valid range."""
+    value = float(value)
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"minimum relevance must be between 0 and 1, got {value}")
+    return value

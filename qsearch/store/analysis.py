@@ -165,6 +165,38 @@ def query_terms(query: str, languages: Sequence[str] = ()) -> list[str]:
     return terms
 
 
+@dataclass(frozen=True)
+class QueryWord:
+    """One word of a query, as typed (lowercased), and its terms in each language analysed."""
+
+    word: str
+    terms: frozenset[str]
+
+
+def query_words(
+    query: str, languages: Sequence[str] = (), own: str | None = None
+) -> list[QueryWord]:
+    """The query's words as BM25 sees them, each once: for each word that is not a stop word in
+    the query's language, its terms in each of `languages` (as `query_terms` analyses it: one
+    term per language, fewer where they agree or it is a stop word there); each CJK character
+    and pair on its own. Keyword coverage counts a word as found when a passage holds any of
+    its terms, so a word analysed in three languages still counts once. `own`: the query's
+    language, when known (else detected)."""
+    languages = [analysis_key(x) for x in languages] or [language_of(query)]
+    drop = analyzer(own if own is not None else language_of(query, fallback=languages[0])).stop
+    words: dict[str, set[str]] = {}
+    for match in TOKEN.finditer(unicodedata.normalize("NFKC", query).lower()):
+        run = match.group()
+        if CJK_CHAR.match(run):
+            for term in [*run, *(run[i : i + 2] for i in range(len(run) - 1))]:
+                words.setdefault(term, {term})
+        elif run not in drop:
+            terms = {analyzer(x).term(run) for x in dict.fromkeys(languages)} - {None, ""}
+            if terms:
+                words.setdefault(run, set()).update(terms)
+    return [QueryWord(word, frozenset(terms)) for word, terms in words.items() if terms]
+
+
 def term_spans(text: str, query: str) -> list[tuple[int, int]]:
     """(start, end) in `text` of each word BM25 matches for `query`, `text` analysed in its own
     language (the query's when unclear): a stemmed match ("indexing" for "indexes"), never a

@@ -14,12 +14,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..config import same_model
 from ..types import Chunk
+
+if TYPE_CHECKING:
+    from .analysis import QueryWord
 
 
 class CollectionError(Exception):
@@ -47,12 +50,15 @@ class KeywordHits:
     """One query's BM25 answer from a collection.
 
     `bound` is the highest score any chunk here could reach for the query's terms, so
-    bm25 / bound puts keyword scores on one 0..1 scale (0 when nothing matches)."""
+    bm25 / bound puts keyword scores on one 0..1 scale (0 when nothing matches); `coverage`
+    is how much of the query's words (IDF-weighted) each chunk holds (coverage.py), where the
+    backend knows it from its index (else the collection's `keyword_coverage` computes it)."""
 
     ids: np.ndarray  # the best matching chunk ids, best first; non-matches left out
     scores: np.ndarray  # their BM25 scores
     bound: float
     every: Mapping[int, float]  # chunk id -> BM25 score, for candidates found otherwise
+    coverage: Mapping[int, float] | None = None  # chunk id -> keyword coverage, when known
 
     def scores_of(self, ids: Sequence[int]) -> list[float]:
         """The BM25 score of each of `ids` (0 for a chunk the query's terms miss)."""
@@ -144,6 +150,31 @@ class Collection(ABC):
     def keyword_search(self, query: str, k: int, within: Set[str] | None = None) -> KeywordHits:
         """The k best chunks for `query` by BM25 over their text, with the scale's upper bound;
         `within` as for `search` (the bound stays the whole collection's: one scale)."""
+
+    def keyword_coverage(
+        self, query: str, ids: Sequence[int], found: KeywordHits | None = None
+    ) -> np.ndarray:
+        """How much of `query`'s words (IDF-weighted) each chunk of `ids` holds, 0..1
+        (coverage.py): from `found` (this query's keyword search) when it knows, else from the
+        chunks' text, analysed as BM25 analyses it, with `document_frequencies` for the IDF."""
+        if found is not None and found.coverage is not None:
+            return np.array([float(found.coverage.get(int(i), 0.0)) for i in ids])
+        from .analysis import language_of, query_words, tokenize
+        from .coverage import idf, weighted
+
+        texts = [self.chunks[int(i)].text for i in ids]
+        languages = [language_of(t) for t in texts]
+        words = query_words(query, list(dict.fromkeys(languages)))
+        if not words or not texts:
+            return np.zeros(len(ids))
+        held = [frozenset(tokenize(t, x)) for t, x in zip(texts, languages)]
+        found_in = np.array([[bool(w.terms & h) for h in held] for w in words])
+        return weighted(found_in, idf(self.document_frequencies(words), max(len(self), 1)))
+
+    def document_frequencies(self, words: Sequence[QueryWord]) -> list[int]:
+        """How many chunks hold each word (any of its terms), for its IDF. This default knows no
+        index: every word counts as rare (df 0), so each weighs alike; backends override it."""
+        return [0] * len(words)
 
     # --- model and persistence -----------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -22,10 +23,12 @@ from .analysis import (
     analyzer,
     detect,
     query_terms,
+    query_words,
     term_spans,
     tokenize,
 )
 from .base import NO_KEYWORDS, KeywordHits
+from .coverage import idf, weighted
 
 __all__ = ["LexicalIndex", "query_terms", "term_spans", "tokenize"]
 
@@ -105,12 +108,38 @@ class LexicalIndex:
                 self._built_at = changes
 
     def hits(self, query: str, k: int, allowed: np.ndarray | None = None) -> KeywordHits:
-        """The k best texts for `query`, with every text's score and the scale's upper bound;
-        with `allowed` (ids), only those texts score (the others are masked out)."""
+        """The k best texts for `query`, with every text's score, its keyword coverage and the
+        scale's upper bound; with `allowed` (ids), only those texts score (the others are
+        masked out)."""
         scores, ids, every = self.search(query, k, self.mask(allowed))
-        if not len(ids):
-            return NO_KEYWORDS
-        return KeywordHits(ids, scores, self.upper_bound(query), _RowScores(self._row_of, every))
+        if not len(ids):  # no text holds a query term: nothing is covered either
+            return replace(NO_KEYWORDS, coverage={})
+        covered = _RowScores(self._row_of, self.coverage(query))
+        return KeywordHits(
+            ids, scores, self.upper_bound(query), _RowScores(self._row_of, every), covered
+        )
+
+    def coverage(self, query: str) -> np.ndarray:
+        """Each indexed text's keyword coverage of `query` (coverage.py), row i = ids[i]: the
+        query's words found in it, weighted by IDF, from the index's postings."""
+        n = len(self._ids)
+        if self._bm25 is None or not n:
+            return np.zeros(n)
+        if self.language is not None:  # one analysis for all, as `query_terms` does
+            words = query_words(query, [self.language], own=self.language)
+        else:
+            words = query_words(query, self.languages)
+        vocab, data = self._bm25.vocab_dict, self._bm25.scores
+        indptr, rows = data["indptr"], data["indices"]
+        found = np.zeros((len(words), n), dtype=bool)
+        weights = np.empty(len(words))
+        for w, word in enumerate(words):
+            ids = [vocab[t] for t in word.terms if t in vocab and vocab[t] < len(indptr) - 1]
+            counts = [int(indptr[i + 1] - indptr[i]) for i in ids]
+            weights[w] = idf(max(counts, default=0), n)  # its most common form; df 0: unseen
+            for i in ids:
+                found[w, rows[indptr[i] : indptr[i + 1]]] = True
+        return weighted(found, weights)
 
     def query_terms(self, query: str) -> list[str]:
         """The query's search terms here: analysed in each language of the collection."""

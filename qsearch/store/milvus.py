@@ -255,6 +255,22 @@ class MilvusIndex(Collection):
         ids = np.array([i for _, i in scored], np.int64)
         return KeywordHits(ids, scores, float(scores[0]), dict(zip(ids.tolist(), scores.tolist())))
 
+    def document_frequencies(self, words: Sequence[Any]) -> list[int]:
+        """How many chunks hold each query word, counted by Milvus' own BM25 index (its analyzer
+        reads the word as typed, unstemmed; up to TOP_K): the IDF of keyword coverage."""
+        counts = []
+        for word in words:
+            answer = self.client.search(
+                self.name,
+                data=[word.word],
+                anns_field="sparse",
+                limit=TOP_K,
+                search_params={"metric_type": "BM25"},
+                output_fields=[],
+            )
+            counts.append(len(answer[0]) if answer else 0)
+        return counts
+
     def _answers(
         self, data: list, field: str, metric: str, k: int, within: Set[str] | None = None
     ) -> list[list[dict]]:

@@ -25,7 +25,8 @@ from ..types import Hit
 from . import export, keeping
 from .clients import client_address
 from .evidence import evidence_html
-from .render import hits_html, message_html, where
+from .render import hits_html, message_html
+from .retrieval_test import RetrievalTest
 from .server import Context
 from .sessions import Session, TooManySessions
 from .shelf import Shelf
@@ -39,8 +40,8 @@ class SearchError(Exception):
     """A search that has no hits to show, with the message that says why."""
 
 
-class Handlers:
-    """The page's and the API's handlers over one Context."""
+class Handlers(RetrievalTest):
+    """The page's and the API's handlers over one Context (the retrieval test's: its base)."""
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -91,25 +92,29 @@ class Handlers:
                 "documents indexed before it."
             )
         if rerank and ctx.service.rerank_unavailable:
-            rerank, notice = False, ctx.service.rerank_unavailable
+            rerank, notice = False, ctx.rerank_off()
         options.update(k=int(options["k"]), instruction=options["instruction"] or None)
         narrow = _narrowing(within)
         try:
+            hits = engine.search(
+                query,
+                rerank=rerank,
+                rerank_candidates=candidates,
+                also=also,
+                **options,
+                **narrow,
+            )
+        except ModelLoadError:  # it failed to load just now (the service marks it off)
+            rerank, notice = False, ctx.rerank_off()
             try:
-                hits = engine.search(
-                    query,
-                    rerank=rerank,
-                    rerank_candidates=candidates,
-                    also=also,
-                    **options,
-                    **narrow,
-                )
-            except ModelLoadError as e:
-                hits, notice = engine.search(query, also=also, **options, **narrow), str(e)
+                hits = engine.search(query, also=also, **options, **narrow)
+            except ValueError as e:  # a file that names nothing here
+                raise SearchError(f"Not searched: {e}.") from None
         except ValueError as e:  # a file that names nothing here
             raise SearchError(f"Not searched: {e}.") from None
         if not hits:
             return [hits, notice]
+        options["min_score"] = hits.min_score  # the one used, for the export
         searched = {"collections": names} | (within.as_dict() if within else {})
         ctx.remember(token, query, hits, options | searched, rerank)
         mode = options.get("mode") or ctx.service.settings.search_mode
@@ -202,11 +207,14 @@ class Handlers:
         files: list[str] | None = None,
         file_types: list[str] | None = None,
         since: str | float | None = None,
+        min_score: float | None = None,
     ) -> tuple[str, list[dict]]:
-        """The results as cards (and as data, for the page's JSON view), from the collections
-        chosen under "Search within" (the active one when none), narrowed as chosen there."""
+        """The results as cards (weak ones folded), and as data for the page's JSON view, from
+        the collections chosen under "Search within" (the active one when none), narrowed as
+        chosen there."""
         options = dict(k=top_k, rerank=rerank, instruction=instruction, mode=mode)
         options |= dict(collections=collections, files=files, file_types=file_types, since=since)
+        options["min_score"] = min_score
         session = self.ctx.sessions.find(token)
         try:
             hits, notice = self._search(
@@ -220,12 +228,6 @@ class Handlers:
             ), []
         html = hits_html(hits, query, hits.timings_ms, notice=notice)
         return html, [h.to_dict() for h in hits]
-
-    def evidence_choices(self, token: str | None) -> tuple[Any, str, None]:
-        """After a search: the results to open, an empty evidence panel, no download yet."""
-        last = self.ctx.results(token)
-        choices = [(f"#{h.rank} {where(h)}", h.rank) for h in (last["hits"] if last else [])]
-        return gr.update(choices=choices, value=None, interactive=bool(choices)), "", None
 
     def show_evidence(self, rank: int | None, token: str | None) -> str:
         """Where result #rank came from: its page with the passage highlighted, or its text."""
@@ -333,8 +335,9 @@ class Handlers:
         files: str = "",
         file_types: str = "",
         since: str = "",
+        min_score: float | None = None,
     ) -> str:
-        """Search the shared collection and the documents added with `add_documents`. Returns a JSON array, one object per passage, best first: rank, source (file), page and page_end (null without pages), where (a slide, sheet rows, chapter or e-mail; null for pages and plain text), ocr, text, and scores: overall (what ranked it before any rerank, 0-1), meaning (cosine similarity of query and passage embeddings, 0-1), keywords (BM25 relative to the best the query's words can reach, 0-1), bm25 (raw), rerank (the reranker's probability of relevance, 0-1, null without rerank), rank_before_rerank; weak (true when it matches on neither meaning nor keywords: probably not an answer, whatever its overall). A score that does not apply is null.
+        """Search the shared collection and the documents added with `add_documents`. Returns a JSON array, one object per passage, best first: rank, source (file), page and page_end (null without pages), where (a slide, sheet rows, chapter or e-mail; null for pages and plain text), ocr, text, and scores: overall (how likely the passage answers the query, 0-1, on one absolute scale for every query and collection), meaning (cosine similarity of query and passage embeddings), keywords (the share of the query's words the passage holds, weighted by rarity, 0-1), bm25 (raw), rerank (the reranker's probability of relevance, 0-1, null without rerank), rank_before_rerank; weak (true when its overall relevance is below min_score: probably not an answer). A score that does not apply is null.
 
         Args:
             query: a question or keywords, in any words; it is matched by meaning and by exact terms.
@@ -347,16 +350,17 @@ class Handlers:
             files: only passages of these files, separated by commas: names as listed, or patterns such as *.pdf; empty: every file.
             file_types: only files of these types, separated by commas: extensions (pdf, docx, xlsx) or kinds (sheet, slides, email); empty: every type.
             since: only files added at or after this: a date or time in ISO 8601 (2025-03-01, 2025-03-01T14:30) or an age (7d, 12h); empty: any time.
+            min_score: the minimum relevance, 0-1: passages whose overall is below it come back with weak true (null: the server's default).
         """  # noqa: E501 - Gradio reads each argument's description from one line
         token, session = self._client(request)
         options = dict(k=top_k, rerank=rerank, instruction=instruction, mode=mode)
         options |= dict(collections=_split(collections), files=files, file_types=file_types)
-        options |= dict(since=since)
+        options |= dict(since=since, min_score=min_score)
         try:
             hits, _ = self._search(
                 token, session, query, rerank_candidates=rerank_candidates, **options
             )
-        except SearchError as e:
+        except (SearchError, ValueError) as e:
             raise gr.Error(str(e)) from None
         # JSON text: what an MCP client reads (Gradio's MCP server sends a list as Python's repr)
         return json.dumps([h.to_dict() for h in hits], ensure_ascii=False)

@@ -1,10 +1,9 @@
 """The low-confidence log: one JSON line per search whose results are all weak, for the operator.
 
 It shows what users look for and the collection does not answer. Weak means: every result is a
-weak match (search/strength.py: neither meaning nor keywords; the page's "No strong match" notice
-says the same); with the reranker, its best P(yes) is below LOW_RERANK and the top results'
-scores lie within LOW_SPREAD of each other (nothing stands out, as the reranking design this
-project started from logs it). A line holds the time, the query, the mode and the top scores:
+weak match (search/strength.py: its overall relevance, which takes the reranker's P(yes) in when
+reranked, is below the minimum relevance), exactly when the page says "No strong match". A line
+holds the time, the query, the mode and the top scores:
 never document text. Off unless a path is given (`--low-confidence-log`): it records what users
 type.
 """
@@ -19,16 +18,12 @@ from pathlib import Path
 
 from ..types import Hit
 
-LOW_RERANK = 0.4  # the reranker's best P(yes) below this ...
-LOW_SPREAD = 0.1  # ... with its top scores this close together: nothing stands out
 TOP = 5  # scores logged per search
 
 
-def is_weak(hits: Sequence[Hit], *, reranked: bool) -> bool:
-    """Whether `hits` hold nothing strong (module docstring); no hits: no."""
-    if reranked:
-        scores = [h.rerank_score for h in hits[:TOP] if h.rerank_score is not None]
-        return bool(scores) and max(scores) < LOW_RERANK and max(scores) - min(scores) < LOW_SPREAD
+def is_weak(hits: Sequence[Hit], *, reranked: bool = False) -> bool:
+    """Whether `hits` hold nothing strong: every one is weak (Hit.weak, reranked or not); no
+    hits: no."""
     return bool(hits) and all(h.weak for h in hits)
 
 

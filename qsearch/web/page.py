@@ -5,7 +5,6 @@ search. Events are wired to `Handlers` methods, whose signatures Gradio reads as
 
 from __future__ import annotations
 
-import textwrap
 from typing import Any
 
 import gradio as gr
@@ -171,6 +170,14 @@ def _search_column(ctx: Context) -> dict[str, Any]:
         ),
         elem_id="qs-results",
     )
+    c["mark"] = gr.CheckboxGroup(
+        choices=[],
+        label="Mark the results that answer this query: each marked query is a labelled query "
+        "for the retrieval test below",
+        elem_id="qs-mark",
+        interactive=False,
+    )
+    c["labels_status"] = gr.HTML(elem_id="qs-labels")
     with gr.Row():
         c["to_open"] = gr.Dropdown(
             label="Open a result where it came from (its page, or its text)",
@@ -186,6 +193,33 @@ def _search_column(ctx: Context) -> dict[str, Any]:
     )
     with gr.Accordion("Results as JSON", open=False):
         c["hits_json"] = gr.JSON(label="hits")
+    with gr.Accordion("Test retrieval on your documents", open=False, elem_id="qs-test-panel"):
+        c |= _retrieval_test()
+    return c
+
+
+def _retrieval_test() -> dict[str, Any]:
+    """Labelled queries (marked on results, or a file) -> each ranking's metrics side by side."""
+    c: dict[str, Any] = {}
+    gr.Markdown(
+        "<small>Give queries whose answers you know: mark the results that answer a search "
+        "above, or upload a small CSV (<code>query,file</code>, several files separated by "
+        '<code>;</code>) or JSONL (<code>{"query": …, "relevant": [file, …]}</code>). '
+        "The test ranks each query by meaning, keywords, hybrid and hybrid + rerank, as "
+        "<code>qsearch eval</code> does, and shows how well the minimum relevance separates "
+        "the passages of the files you named from the rest.</small>"
+    )
+    c["labels_file"] = gr.File(
+        label="Labelled queries (.csv, .tsv, .jsonl)",
+        file_types=[".csv", ".tsv", ".jsonl", ".json"],
+        height=80,
+        elem_id="qs-labels-file",
+    )
+    with gr.Row():
+        c["test_k"] = gr.Slider(1, 50, value=10, step=1, label="Recall at k", scale=2)
+        c["test_rerank"] = gr.Checkbox(label="Include hybrid + rerank", value=True, scale=1)
+        c["run_test"] = gr.Button("Run the retrieval test", scale=1, elem_id="qs-run-test")
+    c["test_report"] = gr.HTML(elem_id="qs-test")
     return c
 
 
@@ -222,27 +256,38 @@ def _options(ctx: Context) -> dict[str, Any]:
             label="Ranking",
             info="hybrid = meaning + exact words",
         )
-    candidates, off = service.rerank_candidates(), service.rerank_unavailable
+    candidates, off = service.rerank_candidates(), ctx.rerank_off()
     with gr.Row():
         c["rerank"] = gr.Checkbox(
             label="Rerank with Qwen3-Reranker",
             value=False,
             interactive=not off,
             elem_id="qs-rerank",
-            info=textwrap.shorten(off, 400, placeholder=" …") if off else "slower, more precise",
+            info=off or "slower, more precise",
         )
         c["rerank_candidates"] = gr.Slider(
             5, 100, value=candidates, step=5, label="Candidates to rerank",
             info=ctx.rerank_hint(candidates), interactive=not off, elem_id="qs-candidates",
         )  # fmt: skip
+    readers, read = ctx.instruction_readers()
     c["instruction"] = gr.Dropdown(
         choices=INSTRUCTIONS,
         value=INSTRUCTIONS[0][1],
         allow_custom_value=True,
         label="Task instruction (pick one or type your own)",
-        info="Qwen3 models read it for the query and the reranker"
-        if service.embedder.supports_instruction
-        else "This embedding model ignores instructions; the reranker reads them",
+        info=readers,
+        interactive=read,
+        elem_id="qs-instruction",
+    )
+    c["min_score"] = gr.Slider(
+        0,
+        1,
+        value=service.settings.min_score,
+        step=0.05,
+        label="Minimum relevance",
+        info="results whose overall relevance is below it are weak matches: folded under "
+        "“weak matches hidden”, one click away",
+        elem_id="qs-min-score",
     )
     return c
 
@@ -277,6 +322,7 @@ def _wire(demo: gr.Blocks, on: Handlers, token: gr.BrowserState, c: dict[str, An
     c["stop"].click(on.stop, [token], None, api_visibility="private", queue=False)
     _wire_search(on, token, c)
     _wire_library(on, token, c)
+    _wire_retrieval_test(on, token, c)
     c["export"].click(on.export, [token], [c["downloads"]], api_visibility="private")
     c["keep"].click(on.download_collection, [token], [c["kept"]], **private).then(
         lambda: gr.update(visible=True), None, [c["kept"]], queue=False, **private
@@ -293,8 +339,8 @@ def _wire_search(on: Handlers, token: gr.BrowserState, c: dict[str, Any]) -> Non
     private = {"api_visibility": "private"}
     inputs = [c[k] for k in ("query", "top_k", "rerank", "instruction", "mode")]
     inputs += [c["rerank_candidates"], token, c["scope"], c["within_files"], c["within_types"]]
-    inputs += [c["within_since"]]
-    after = [c["to_open"], c["evidence"], c["downloads"]]
+    inputs += [c["within_since"], c["min_score"]]
+    after = [c["to_open"], c["evidence"], c["downloads"], c["mark"]]
     for trigger in (c["query"].submit, c["search"].click):
         shown = trigger(
             on.search_page, inputs, [c["results"], c["hits_json"]], concurrency_limit=4, **private
@@ -310,6 +356,19 @@ def _wire_search(on: Handlers, token: gr.BrowserState, c: dict[str, Any]) -> Non
         within,
         queue=False,
         **private,
+    )
+
+
+def _wire_retrieval_test(on: Handlers, token: gr.BrowserState, c: dict[str, Any]) -> None:
+    """The retrieval test: results ticked as answers, a file of labelled queries, the metrics."""
+    private = {"api_visibility": "private"}
+    c["mark"].input(on.mark_relevant, [c["mark"], token], [c["labels_status"]], **private)
+    c["labels_file"].upload(
+        on.load_labels, [c["labels_file"], token], [c["labels_status"]], **private
+    )
+    test_inputs = [c["test_k"], c["test_rerank"], c["instruction"], c["min_score"], token]
+    c["run_test"].click(
+        on.retrieval_test, test_inputs, [c["test_report"]], concurrency_limit=1, **private
     )
 
 

@@ -65,10 +65,10 @@ BARS = (  # (Hit.to_dict key, colour): each bar on its own 0..1 scale, explained
     ("rerank", "#16a34a"),
 )
 WEAK_COLOR = "#9ca3af"  # a weak match's bars are grey, whatever they measure
-WEAK_NOTE = "weak match: neither the meaning nor the words match"
+WEAK_NOTE = "weak match: below the minimum relevance"
 NO_STRONG_MATCH = (
-    "No strong match: none of these passages matches your query in meaning or in words, so they "
-    "probably don't answer it. Try other words, or upload documents that cover it."
+    "No strong match: none of these passages reaches the minimum relevance, so they probably "
+    "don't answer your query. Try other words, or upload documents that cover it."
 )
 LEGEND = (
     '<div class="qs-legend" style="font-size:0.85em;color:#4b5563">'
@@ -79,7 +79,8 @@ LEGEND = (
     )
     + f'<br><span style="display:inline-block;width:10px;height:10px;border-radius:2px;'
     f'background:{WEAK_COLOR}"></span> <b>faded, grey bars</b>: a weak match, '
-    f"{html.escape(HIT_FIELDS['weak'].removeprefix('true when '))}"
+    f"{html.escape(HIT_FIELDS['weak'].removeprefix('true when '))}; weak matches are folded "
+    "under “weak matches hidden” (Search options: Minimum relevance)"
     "</div>"
 )
 
@@ -272,23 +273,35 @@ def progress_html(desc: str, fraction: tuple[int, int] | None) -> str:
 def hits_html(
     hits: Sequence[Hit], query: str, timings_ms: dict[str, float], *, notice: str = ""
 ) -> str:
-    """Ranked result cards: source and page, score bars (each on its own 0..1 scale), passage;
-    `notice` above them, and "No strong match" exactly when every card is a weak match."""
+    """Ranked result cards: source and page, score bars (each on its own 0..1 scale), passage.
+    The weak matches (Hit.weak: below the minimum relevance, decided once by search/strength.py)
+    are drawn faded and folded under "N weak matches hidden", one click away; "No strong match"
+    shows exactly when every card is weak. `notice` above them."""
     times = " \u00b7 ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in timings_ms.items())
+    strong, weak = [h for h in hits if not h.weak], [h for h in hits if h.weak]
     notices = [notice] if notice else []
-    if hits and all(h.weak for h in hits):
+    if hits and not strong:
         notices.append(NO_STRONG_MATCH)
     head = "".join(
         f'<div class="qs-notice" style="color:#92400e">{html.escape(n)}</div>' for n in notices
     )
+    several = len({h.collection for h in hits}) > 1  # cards then say which collection
+    folded = ""
+    if weak:
+        plural = "es" if len(weak) > 1 else ""
+        folded = (
+            f'<details class="qs-weak-fold" data-count="{len(weak)}"><summary '
+            'style="cursor:pointer;color:#4b5563;margin:6px 0">'
+            f"{len(weak)} weak match{plural} hidden (below the minimum relevance)</summary>"
+            f"{''.join(_card(h, query, collection=several) for h in weak)}</details>"
+        )
     foot = (
         f'<div class="qs-timings" style="color:#6b7280;font-size:0.85em">{times}</div>'
         if times
         else ""
     )
-    several = len({h.collection for h in hits}) > 1
-    cards = "".join(_card(h, query, collection=several) for h in hits)
-    return f'<div class="qs-results">{head}{cards}{foot}</div>'
+    cards = "".join(_card(h, query, collection=several) for h in strong)
+    return f'<div class="qs-results">{head}{cards}{folded}{foot}</div>'
 
 
 def message_html(text: str) -> str:

@@ -18,6 +18,7 @@ from ..app_flags import parse_app_args as parse_args  # noqa: F401 - app.py's fl
 from ..config import ServerSettings, Settings, model_name
 from ..documents import ocr
 from ..engine import Engine
+from ..models.choose import reranker_reads_instructions
 from ..models.loading import device_label, dtype_reason
 from ..store.analysis import load_identifier
 from ..types import Hits
@@ -115,7 +116,7 @@ class Context:
         rerank = (
             f"`{model_name(s.rerank_model)}` (loads when first used)"
             if not service.rerank_unavailable
-            else "unavailable"
+            else f"none ({service.rerank_unavailable})"
         )
         speed = service.embed_rate.per_second
         precision = service.embedder.precision or (  # with the MPS fallback's reason, if any
@@ -155,6 +156,36 @@ class Context:
             "public: limits on" if self.limits.public and self.limits.on else "",
         ]
         return " · ".join(p for p in parts if p)
+
+    def rerank_off(self) -> str:
+        """One plain sentence when this server can't rerank ("" when it can): the loader's own
+        words are in the server details."""
+        if not self.service.rerank_unavailable:
+            return ""
+        return (
+            "This server has no reranker, so results are ranked by meaning and keywords only "
+            "(Server details says why)."
+        )
+
+    def instruction_readers(self) -> tuple[str, bool]:
+        """(what reads the task instruction here, whether anything does): the embedder for the
+        query (Qwen3-Embedding, not all-MiniLM), the reranker when it reranks (Qwen3-Reranker,
+        not a cross-encoder)."""
+        embedder = bool(self.service.embedder.supports_instruction)
+        reranker = not self.service.rerank_unavailable and reranker_reads_instructions(
+            self.service.settings
+        )
+        if embedder and reranker:
+            return "Read by the embedder for your query, and by the reranker when you rerank.", True
+        if embedder:
+            return "Read by the embedder for your query (the reranker here ignores it).", True
+        if reranker:
+            return "Read by the reranker when you rerank; this embedding model ignores it.", True
+        return (
+            "Nothing here reads it: this embedding model ignores instructions, and there is no "
+            "reranker that reads them.",
+            False,
+        )
 
     def rerank_hint(self, candidates: int) -> str:
         """What the rerank-candidates slider means here: a time only once one was measured."""

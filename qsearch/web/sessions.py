@@ -76,6 +76,8 @@ class Session:
     stop: threading.Event = field(default_factory=threading.Event)
     indexing: Indexing | None = None
     results: dict[str, Any] | None = None  # the latest search (query, settings, hits)
+    # the retrieval test's labelled queries: query -> the names of the files that answer it
+    labels: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def engine(self) -> Engine:
@@ -86,6 +88,7 @@ class Session:
         self.stop.set()
         self.library.free()
         self.results = None
+        self.labels = {}
 
 
 class Sessions:
