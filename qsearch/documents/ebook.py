@@ -12,7 +12,7 @@ import zipfile
 from typing import Any
 
 from ..types import Deadline, Extracted, IngestError, Part, ReadOptions
-from .containers import check_zip, quoted, short
+from .containers import check_zip, quoted, unreadable
 from .text import decode_text
 from .webpage import visible_text
 
@@ -42,7 +42,7 @@ def load_epub(data: bytes, source: str, deadline: Deadline, options: ReadOptions
     except IngestError:
         raise
     except Exception as e:  # noqa: BLE001 - ebooklib raises many kinds on damaged files
-        raise IngestError(source, f"not a readable .epub ({short(e)})") from None
+        raise unreadable(source, ".epub", e) from None
     return found
 
 

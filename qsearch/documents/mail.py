@@ -14,7 +14,7 @@ from email.parser import BytesParser
 from typing import Any
 
 from ..types import Deadline, Extracted, IngestError, Part, ReadOptions
-from .containers import OLE2, one_line_reasons, quoted, short
+from .containers import OLE2, one_line_reasons, quoted, short, unreadable
 from .webpage import load_html, visible_text
 
 logging.getLogger("extract_msg").setLevel(logging.ERROR)  # we report a damaged file in one line
@@ -45,7 +45,7 @@ def load_msg(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
     try:
         message = extract_msg.openMsg(data, delayAttachments=True)
     except Exception as e:  # noqa: BLE001 - extract-msg raises many kinds on damaged files
-        raise IngestError(source, f"not a readable .msg ({short(e)})") from None
+        raise unreadable(source, ".msg", e) from None
     try:
         values = (message.subject, message.sender, message.to, message.cc, message.date)
         headers = {name: _one_line(value) for name, value in zip(_HEADERS, values)}
@@ -54,7 +54,7 @@ def load_msg(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
             text = visible_text(message.htmlBody.decode("utf-8", "replace"))[0]
         names = [_one_line(a.longFilename or a.shortFilename) for a in message.attachments]
     except Exception as e:  # noqa: BLE001
-        raise IngestError(source, f"not a readable .msg ({short(e)})") from None
+        raise unreadable(source, ".msg", e) from None
     finally:
         message.close()
     return mail(headers, [n for n in names if n], text)

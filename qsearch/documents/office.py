@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..types import Deadline, Extracted, IngestError, ReadOptions
-from .containers import check_zip, short
+from .containers import check_zip, unreadable
 from .sheets import Cells, table_lines
 
 
@@ -26,7 +26,7 @@ def load_docx(data: bytes, source: str, deadline: Deadline, options: ReadOptions
     except IngestError:
         raise
     except Exception as e:  # noqa: BLE001 - python-docx raises many kinds on damaged files
-        raise IngestError(source, f"not a readable .docx ({short(e)})") from None
+        raise unreadable(source, ".docx", e) from None
     parts = [f"Header: {h}" for h in headers] + body + [f"Footer: {f}" for f in footers]
     return Extracted("docx", ["\n\n".join(p for p in parts if p.strip())])
 

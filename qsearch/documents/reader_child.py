@@ -32,8 +32,8 @@ import docx  # noqa: F401
 import pypdf  # noqa: F401
 from lxml import etree
 
-from .pool import OUT_OF_MEMORY
 from .read import parse
+from .readers import OUT_OF_MEMORY
 
 try:
     import resource

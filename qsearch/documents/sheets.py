@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from ..types import Deadline, Extracted, IngestError, Part, ReadOptions
 from .cell_text import cell_text
-from .containers import OLE2, check_zip, quoted, short
+from .containers import OLE2, check_zip, quoted, unreadable
 from .text import decode_text
 
 Row = tuple[int, list[str]]  # (row number as the sheet shows it, each cell's text)
@@ -125,14 +125,14 @@ def load_xlsx(data: bytes, source: str, deadline: Deadline, options: ReadOptions
     except IngestError:
         raise
     except Exception as e:  # noqa: BLE001 - openpyxl raises many kinds on damaged files
-        raise IngestError(source, f"not a readable .xlsx ({short(e)})") from None
+        raise unreadable(source, ".xlsx", e) from None
     try:
         for sheet in book.worksheets:
             add_sheet(found, sheet.title, _xlsx_rows(sheet, cells))
     except IngestError:
         raise
     except Exception as e:  # noqa: BLE001
-        raise IngestError(source, f"not a readable .xlsx ({short(e)})") from None
+        raise unreadable(source, ".xlsx", e) from None
     finally:
         book.close()
     return found
@@ -203,7 +203,7 @@ def load_xls(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
     except IngestError:
         raise
     except Exception as e:  # noqa: BLE001 - xlrd raises many kinds on damaged files
-        raise IngestError(source, f"not a readable .xls ({short(e)})") from None
+        raise unreadable(source, ".xls", e) from None
     return found
 
 
@@ -240,7 +240,7 @@ def load_csv(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
         reader = csv.reader(io.StringIO(text, newline=""), dialect)
         add_sheet(found, None, _csv_rows(reader, cells))
     except csv.Error as e:
-        raise IngestError(source, f"not a readable CSV file ({short(e)})") from None
+        raise unreadable(source, "CSV file", e) from None
     return found
 
 
