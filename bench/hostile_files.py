@@ -41,7 +41,7 @@ def chunk_times(code: Path, files: list[Path], model: str, timeout: float) -> di
         process = subprocess.Popen(
             [*command, str(WARM_UP), *map(str, left)],
             cwd=code,
-            env={**os.environ, "PYTHONPATH": str(code), "QSEARCH_OCR": "false"},
+            env={**os.environ, "PYTHONPATH": str(code)},
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -69,6 +69,7 @@ def chunk_times(code: Path, files: list[Path], model: str, timeout: float) -> di
                     "seconds": now - last,
                     "outcome": answer.get("error") or f"{answer['chunks']} chunks",
                 }
+                print(f"{now - last:7.2f} s  {done.name}", file=sys.stderr, flush=True)
             last = now
         process.wait()
         process.stdout.close()
