@@ -42,7 +42,8 @@ def check_zip(data: bytes, source: str, limits: Limits, what: str, required: str
     except (zipfile.BadZipFile, ValueError, OSError):
         raise IngestError(source, f"not a valid {what} (it is not a zip archive)") from None
     except (NotImplementedError, EOFError, zlib.error, KeyError, IndexError) as e:
-        raise unreadable(source, what, e) from None
+        detail = f"{type(e).__name__}: {e}"
+        raise IngestError(source, f"not a readable {what}: {short(e)}", detail=detail) from None
     unzipped = sum(info.file_size for info in infos)
     if unzipped > limits.max_unzipped_bytes:
         raise IngestError(

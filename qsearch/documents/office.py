@@ -58,6 +58,7 @@ def _cells(table: Any, cells: Cells) -> list[list[str]]:
     for row in table.rows:
         stored = row._tr.tc_lst  # the row's <w:tc> elements, as stored
         cells.take(len(stored), f"table row {len(rows) + 1}")
+        cells.row(len(stored), f"table row {len(rows) + 1}")
         offset, here, texts = row.grid_cols_before, {}, []
         for tc in stored:
             merged = tc.vMerge == "continue"  # the cell above goes on into this row

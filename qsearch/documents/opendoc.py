@@ -111,8 +111,9 @@ def _rows(table: Any, cells: Cells, name: str) -> Iterator[Row]:
         if not spans:
             number += row.repeated or 1
             continue
-        repeated = row.repeated or 1
-        cells.take(sum(times for _, times in spans) * repeated, f"{name} row {number + 1}")
+        repeated, width = row.repeated or 1, sum(times for _, times in spans)
+        cells.take(width * repeated, f"{name} row {number + 1}")
+        cells.row(width, f"{name} row {number + 1}")
         texts = [text for text, times in spans for _ in range(times)]
         for _ in range(repeated):
             number += 1
