@@ -143,17 +143,9 @@ def cmd_chunk(args: argparse.Namespace) -> int:
             chunks = chunk_document(doc, tokenizer, max_tokens, overlap)
         except Exception as e:  # noqa: BLE001 - errors are data here: report and go on
             reason = pool.reason(e, str(path))
+            failed = {"path": str(path), "error": reason, "seconds": _seconds_since(started)}
             print(
-                json.dumps(
-                    {
-                        "path": str(path),
-                        "error": reason,
-                        "seconds": round(time.monotonic() - started, 3),
-                    },
-                    ensure_ascii=False,
-                )
-                if args.json
-                else f"{path}: error: {reason}"
+                json.dumps(failed, ensure_ascii=False) if args.json else f"{path}: error: {reason}"
             )
             continue
         if args.json:
@@ -166,7 +158,7 @@ def cmd_chunk(args: argparse.Namespace) -> int:
                         "ocr_pages": list(doc.ocr_pages),
                         "notes": list(doc.notes),
                         "characters": len(doc.text),
-                        "seconds": round(time.monotonic() - started, 3),
+                        "seconds": _seconds_since(started),
                         "first_chunks": [c.to_dict() for c in chunks[: args.show]],
                     },
                     ensure_ascii=False,
@@ -269,6 +261,10 @@ def _open(args: argparse.Namespace, settings: Settings, create: bool = False) ->
 def _model_unset(args: argparse.Namespace) -> bool:
     """No --embed-model and no QSEARCH_EMBED_MODEL: use the model the index was built with."""
     return args.embed_model is None and not os.environ.get("QSEARCH_EMBED_MODEL")
+
+
+def _seconds_since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
 
 
 def _preview(text: str, limit: int) -> str:
