@@ -31,7 +31,19 @@ from .containers import short
 from .read import IngestError, Limits, ReadOptions, content_hash, find_files, read
 from .readers import GRACE_SECONDS, OUT_OF_MEMORY, Readers, reading_for
 
-__all__ = ["GRACE_SECONDS", "OUT_OF_MEMORY", "Readers", "reading_for", "load", "parse"]
+__all__ = [  # the readers' names too, as before they moved to readers.py
+    "GRACE_SECONDS",
+    "OUT_OF_MEMORY",
+    "Cancelled",
+    "Parsed",
+    "Readers",
+    "check_stop",
+    "load",
+    "parse",
+    "read_files",
+    "reading_for",
+    "reason",
+]
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 log = logging.getLogger(__name__)
 
