@@ -194,3 +194,33 @@ def test_one_visitors_stuck_uploads_leave_a_reader_for_another_visitor(
         assert all("failed" in job.result(timeout=5)[0] for job in jobs)
         for client in (*a_tabs, b):
             client.close()
+
+
+def test_four_deeply_nested_pages_and_another_visitors_file(public, tmp_path):
+    """The real pages: visitor A's four 100,000-deep pages (two tabs, two each) and visitor B's
+    1 KB file at once. Before: each page held a reader for its whole 120 s deadline."""
+    from gradio_client import Client, handle_file
+
+    _, url = public
+    pages = []
+    for i in range(4):
+        pages.append(tmp_path / f"deep-{i}.html")
+        deep = "<div>" * 100_000 + f"Deep text {i}." + "</div>" * 100_000
+        pages[-1].write_text(f"<html><body><p>Page {i}.</p>{deep}</body></html>")
+    note = tmp_path / "note.txt"
+    note.write_text("A short note about the tides of the harbour. " * 22)
+    a_tabs = [Client(url, headers={"X-Forwarded-For": "203.0.113.6"}, verbose=False) for _ in "12"]
+    b = Client(url, headers={"X-Forwarded-For": "198.51.100.10"}, verbose=False)
+    try:
+        jobs = [
+            tab.submit([handle_file(str(p)) for p in pages[i::2]], api_name="/add_documents")
+            for i, tab in enumerate(a_tabs)
+        ]
+        started = time.monotonic()
+        report, *_ = b.predict([handle_file(str(note))], api_name="/add_documents")
+        assert "1 indexed" in report and time.monotonic() - started < 10, report
+        for job in jobs:
+            assert "2 indexed" in job.result(timeout=120)[0]
+    finally:
+        for client in (*a_tabs, b):
+            client.close()
