@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,9 +14,9 @@ from tqdm import tqdm
 
 from .cli_flags import build_parser, settings_from
 from .config import Settings
-from .documents import ocr
+from .documents import ocr, pool
 from .documents.chunk import chunk_document
-from .documents.read import IngestError, Limits, ReadOptions, find_files, load
+from .documents.read import Limits, ReadOptions, find_files
 from .engine import Engine
 from .evaluate import Config, compare, load_beir, sweep
 from .library import Library, default_folder, recorded_model
@@ -25,6 +26,7 @@ from .models.loading import ModelLoadError, bundled_small_model
 from .store.vectors import IndexFolderError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+SLOW_FILE_SECONDS = 1.0  # a file that took longer shows its time in `index`'s report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,11 +79,12 @@ def cmd_index(args: argparse.Namespace) -> int:
     else:
         engine.save()
     for f in report.files:
+        took = f" ({f.seconds:.1f} s)" if f.seconds >= SLOW_FILE_SECONDS else ""
         if f.ok:
             pages = f" from {f.pages} pages" if f.pages else ""
-            print(f"  {f.status:<9} {f.path}: {f.chunks} chunks{pages}")
+            print(f"  {f.status:<9} {f.path}: {f.chunks} chunks{pages}{took}")
         else:
-            print(f"  error     {f.path}: {f.error}")
+            print(f"  error     {f.path}: {f.error}{took}")
     n_unchanged = sum(f.status == "unchanged" for f in report.files)
     print(
         f"{len(report.indexed)} indexed, {n_unchanged} unchanged, {len(report.errors)} failed "
@@ -201,19 +204,15 @@ def cmd_chunk(args: argparse.Namespace) -> int:
     if not files:
         print("error: no supported files found in the given paths", file=sys.stderr)
     for path in files:
-        try:
-            doc = load(path, limits, options)
+        started = time.monotonic()
+        try:  # in a reader process, with the file's deadline and memory cap, as `index` reads
+            doc = pool.load(path, limits, options)
             chunks = chunk_document(doc, tokenizer, max_tokens, overlap)
         except Exception as e:  # noqa: BLE001 - errors are data here: report and go on
-            reason = (
-                e.reason
-                if isinstance(e, IngestError)
-                else f"unexpected error: {type(e).__name__}: {e}"
-            )
+            reason = pool.reason(e, str(path))
+            failed = {"path": str(path), "error": reason, "seconds": _seconds_since(started)}
             print(
-                json.dumps({"path": str(path), "error": reason}, ensure_ascii=False)
-                if args.json
-                else f"{path}: error: {reason}"
+                json.dumps(failed, ensure_ascii=False) if args.json else f"{path}: error: {reason}"
             )
             continue
         if args.json:
@@ -226,6 +225,7 @@ def cmd_chunk(args: argparse.Namespace) -> int:
                         "ocr_pages": list(doc.ocr_pages),
                         "notes": list(doc.notes),
                         "characters": len(doc.text),
+                        "seconds": _seconds_since(started),
                         "first_chunks": [c.to_dict() for c in chunks[: args.show]],
                     },
                     ensure_ascii=False,
@@ -397,6 +397,10 @@ def _model_unset(args: argparse.Namespace) -> bool:
     """No --embed-model and no QSEARCH_EMBED_MODEL: use the model the index was built with."""
     given = getattr(args, "embed_model", None)  # `collections` has no model flags
     return given is None and not os.environ.get("QSEARCH_EMBED_MODEL")
+
+
+def _seconds_since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
 
 
 def _preview(text: str, limit: int) -> str:

@@ -196,6 +196,7 @@ class FileReport:
     doc_id: str | None = None
     ocr_pages: list[int] = field(default_factory=list)  # pages read by OCR
     notes: list[str] = field(default_factory=list)  # e.g. pages skipped, OCR off
+    seconds: float = 0.0  # reading (a wait for a free reader included) and chunking it took
 
     @property
     def ok(self) -> bool:
@@ -224,13 +225,14 @@ class AddReport:
 class IngestError(Exception):
     """A file that can't be turned into text; str() is one line naming file and reason."""
 
-    def __init__(self, path: object, reason: str):
+    def __init__(self, path: object, reason: str, detail: str | None = None):
         self.path = str(path)
         self.reason = reason
+        self.detail = detail  # the library's exception behind the reason, for the log
         super().__init__(f"{self.path}: {reason}")
 
     def __reduce__(self) -> tuple:  # crosses from the parsing process intact
-        return (IngestError, (self.path, self.reason))
+        return (IngestError, (self.path, self.reason, self.detail))
 
 
 @dataclass(frozen=True)

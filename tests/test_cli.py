@@ -231,3 +231,29 @@ def test_every_flag_sets_a_setting_or_is_the_commands_own():
     for parser in [app_parser(), *commands.choices.values()]:
         dests = {a.dest for a in parser._actions}
         assert dests - fields - own == set(), (parser.prog, dests - fields - own)
+
+
+def test_chunk_reads_in_the_reader_processes_and_reports_a_stuck_file_as_index_does(
+    tmp_path, minilm_dir, monkeypatch, capsys
+):
+    """Before: `chunk` parsed in its own process, with no deadline inside a page and no memory
+    cap (a 100,000-deep page ran over 6 minutes). tests/stuck_loader.py, imported into the
+    readers only, hangs inside a file whose text starts with STUCK."""
+    from qsearch.__main__ import main
+    from qsearch.documents import pool
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # where stuck_loader is
+    monkeypatch.setenv("QSEARCH_MAX_SECONDS_PER_FILE", "1")
+    readers = pool.Readers(size=1, modules=["stuck_loader"])
+    monkeypatch.setattr(pool, "_READERS", readers)
+    (tmp_path / "a-stuck.txt").write_text(f"STUCK {tmp_path / 'child.pid'}")
+    (tmp_path / "b-fine.txt").write_text("The Rhine flows from the Alps to the North Sea.")
+    try:
+        assert main(["chunk", "--embed-model", str(minilm_dir), "--json", str(tmp_path)]) == 0
+    finally:
+        readers.close()
+    stuck, fine = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert stuck["error"] == (
+        "took too long: still reading after 1 s, inside one page or part; the reader was stopped"
+    )
+    assert 1 <= stuck["seconds"] < 30 and fine["chunks"] == 1 and "first_chunks" in fine

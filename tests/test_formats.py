@@ -237,10 +237,13 @@ def damaged(tmp_path: Path) -> dict[Path, str]:
     null_charset = b'Subject: s\nContent-Type: text/html; charset="\0"\n\n<p>Harbour</p>\n'
     cases["null-charset.eml"] = (null_charset, "not a readable .eml (embedded null character)")
     cases["null-charset.mhtml"] = (null_charset, "not a readable .mhtml (embedded null")
-    cases["rejected.html"] = (b"<p>Harbour rules</p><![ x", "not a readable .html (The markup")
     cases["ppmd.epub"] = (
         _unsupported_compression(_drm((DATA / "testEPUB.epub").read_bytes())),
-        "not a readable .epub (That compression method is not supported)",
+        "not a readable EPUB e-book (.epub): a damaged zip archive (unknown compression: PPMd)",
+    )
+    cases["version-22.5.docx"] = (  # before: "unexpected error: NotImplementedError: zip file..."
+        _zip_version((DATA / "testWORD.docx").read_bytes(), 225),
+        "not a readable Word document (.docx): a damaged zip archive (it claims zip version 22.5",
     )
     cases["old.doc"] = (b"x", "save it as .docx")
     cases["bundle.zip"] = (b"x", "unpack it")
@@ -274,6 +277,13 @@ def _drm(epub: bytes) -> bytes:
     return _zip(members)
 
 
+def _zip_version(data: bytes, version: int) -> bytes:
+    """The zip with the version needed to extract its first member (in the central directory)
+    set to `version` (225: 22.5, which zipfile refuses with NotImplementedError)."""
+    central = data.find(b"PK\x01\x02")
+    return data[: central + 6] + struct.pack("<H", version) + data[central + 8 :]
+
+
 def _unsupported_compression(epub: bytes) -> bytes:
     """The e-book with its last member (the encryption.xml) marked as compressed by PPMd (98),
     which zipfile can list but not read (NotImplementedError)."""
@@ -287,6 +297,12 @@ def _unsupported_compression(epub: bytes) -> bytes:
 @pytest.fixture(scope="module")
 def engine(minilm):
     return Engine(Settings(embed_model=minilm.model_name, device="cpu"), embedder=minilm)
+
+
+def test_markup_pythons_html_parser_rejected_is_read(tmp_path):
+    """Before: BeautifulSoup's html.parser refused it ("The markup you provided was rejected")."""
+    (tmp_path / "odd.html").write_bytes(b"<p>Harbour rules</p><![ x")
+    assert load(tmp_path / "odd.html").text == "Harbour rules"
 
 
 def test_each_damaged_file_gets_its_reason_and_the_batch_goes_on(engine, tmp_path):

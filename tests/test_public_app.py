@@ -5,6 +5,8 @@ the first upload, searches during indexing, collections freed to make room)."""
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -169,3 +171,82 @@ def test_a_login_keeps_the_page_and_its_api_closed(minilm_dir):
             ada.predict(query="anything", api_name="/search")
     finally:
         demo.close()
+
+
+def test_one_visitors_stuck_uploads_leave_a_reader_for_another_visitor(
+    public, tmp_path, monkeypatch
+):
+    """Visitor A uploads four pages that each hold a reader until their deadline (as 100,000-deep
+    pages did before they were read in linear time; tests/stuck_loader.py stands in for them),
+    from two tabs; visitor B's 1 KB file is indexed within 10 s. Both come through the share
+    link's tunnel as every visitor does: from 127.0.0.1, each named by the X-Forwarded-For the
+    tunnel adds (frp's HTTP proxy appends the address it saw)."""
+    from gradio_client import Client, handle_file
+
+    from qsearch.documents import pool
+
+    _, url = public
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # where stuck_loader is
+    readers = pool.Readers(size=2, modules=["stuck_loader"])
+    monkeypatch.setattr(pool, "_READERS", readers)
+    pages = []
+    for i in range(4):
+        pages.append(tmp_path / f"deep-{i}.txt")
+        pages[-1].write_text(f"STUCK {tmp_path / f'child-{i}.pid'}")
+    note = tmp_path / "note.txt"
+    note.write_text("A short note about the tides of the harbour. " * 22)  # 1 KB
+    a_tabs = [Client(url, headers={"X-Forwarded-For": "203.0.113.5"}, verbose=False) for _ in "12"]
+    b = Client(url, headers={"X-Forwarded-For": "198.51.100.9"}, verbose=False)
+    try:
+        jobs = [
+            tab.submit([handle_file(str(p)) for p in pages[i::2]], api_name="/add_documents")
+            for i, tab in enumerate(a_tabs)
+        ]
+        deadline = time.monotonic() + 120  # the readers' start (imports), under load
+        while readers._busy < 1:
+            assert time.monotonic() < deadline, "A's uploads never started reading"
+            time.sleep(0.1)
+        time.sleep(1.0)
+        assert readers._holding == {"client 203.0.113.5": 1}, readers._holding
+        started = time.monotonic()
+        report, *_ = b.predict([handle_file(str(note))], api_name="/add_documents")
+        seconds = time.monotonic() - started
+        assert "1 indexed" in report and seconds < 10, (seconds, report)
+    finally:
+        deadline = time.monotonic() + 120
+        while not all(job.done() for job in jobs) and time.monotonic() < deadline:
+            readers.close()  # A's stuck readers are killed, each file reported: the runs end
+            time.sleep(0.5)
+        assert all("failed" in job.result(timeout=5)[0] for job in jobs)
+        for client in (*a_tabs, b):
+            client.close()
+
+
+def test_four_deeply_nested_pages_and_another_visitors_file(public, tmp_path):
+    """The real pages: visitor A's four 100,000-deep pages (two tabs, two each) and visitor B's
+    1 KB file at once. Before: each page held a reader for its whole 120 s deadline."""
+    from gradio_client import Client, handle_file
+
+    _, url = public
+    pages = []
+    for i in range(4):
+        pages.append(tmp_path / f"deep-{i}.html")
+        deep = "<div>" * 100_000 + f"Deep text {i}." + "</div>" * 100_000
+        pages[-1].write_text(f"<html><body><p>Page {i}.</p>{deep}</body></html>")
+    note = tmp_path / "note.txt"
+    note.write_text("A short note about the tides of the harbour. " * 22)
+    a_tabs = [Client(url, headers={"X-Forwarded-For": "203.0.113.6"}, verbose=False) for _ in "12"]
+    b = Client(url, headers={"X-Forwarded-For": "198.51.100.10"}, verbose=False)
+    try:
+        jobs = [
+            tab.submit([handle_file(str(p)) for p in pages[i::2]], api_name="/add_documents")
+            for i, tab in enumerate(a_tabs)
+        ]
+        started = time.monotonic()
+        report, *_ = b.predict([handle_file(str(note))], api_name="/add_documents")
+        assert "1 indexed" in report and time.monotonic() - started < 10, report
+        for job in jobs:
+            assert "2 indexed" in job.result(timeout=120)[0]
+    finally:
+        for client in (*a_tabs, b):
+            client.close()

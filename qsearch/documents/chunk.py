@@ -35,6 +35,8 @@ _LEVELS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("sentence", re.compile(r"[.!?\u2026][\"'\u201d\u2019)\]]*\s+|[\u3002\uff01\uff1f]\s*")),
     ("word", re.compile(rf"\s+|(?<=[{_CJK}])(?=\S)|(?<=\S)(?=[{_CJK}])")),
 )
+_ANY_CJK = re.compile(rf"[{_CJK}]")
+_SPACES = re.compile(r"\s+")
 # Only cut at a level's boundary if the chunk before it holds at least this share of the budget.
 _MIN_FILL = {"heading": 0.125, "paragraph": 0.5, "line": 0.5, "sentence": 0.5, "word": 0.0}
 _TOKENIZE_BLOCK_CHARS = 20_000
@@ -92,7 +94,8 @@ def token_starts(text: str, tokenizer: Tokenizer) -> np.ndarray:
         )
         for (block_start, _), offsets in zip(group, encoded["offset_mapping"]):
             if len(offsets):
-                parts.append(np.asarray(offsets, dtype=np.int64)[:, 0] + block_start)
+                firsts = np.fromiter((o[0] for o in offsets), np.int64, count=len(offsets))
+                parts.append(firsts + block_start)
     return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
 
 
@@ -100,7 +103,13 @@ def split_spans(
     text: str, starts: np.ndarray, max_tokens: int, overlap: int
 ) -> list[tuple[int, int]]:
     """The (start, end) character spans of the chunks; pure, so it is easy to test."""
-    bounds = {name: _positions(pattern, text) for name, pattern in _LEVELS}
+    levels = dict(_LEVELS)
+    if not _ANY_CJK.search(text):  # the word level's look-arounds cost a second per 3 MB
+        levels["word"] = _SPACES
+    bounds = {name: _positions(pattern, text) for name, pattern in levels.items()}
+    # where a sentence (or paragraph) starts, once, for every chunk's overlap to look up
+    both = np.concatenate([bounds["paragraph"], bounds["sentence"]])
+    bounds["sentence starts"] = _once(np.sort(both, kind="stable"))
     n_tokens, length = len(starts), len(text)
     spans: list[tuple[int, int]] = []
     s = 0
@@ -160,12 +169,9 @@ def _overlap_start(
         return cut
     target = int(starts[cut_token - overlap])  # exactly `overlap` tokens back
     earliest = int(starts[max(first + 1, cut_token - 2 * overlap)])  # at most twice as far
-    sentence_starts = np.concatenate(
-        [bounds["paragraph"], bounds["sentence"]]
-    )  # not lines: text is often hard-wrapped
-    near = sentence_starts[
-        (sentence_starts >= earliest) & (sentence_starts < cut) & (sentence_starts > s)
-    ]
+    sentence_starts = bounds["sentence starts"]  # not lines: text is often hard-wrapped
+    lo = np.searchsorted(sentence_starts, max(earliest, s + 1), side="left")
+    near = sentence_starts[lo : np.searchsorted(sentence_starts, cut, side="left")]
     if len(near):  # a sentence starts near enough: the one closest to the target
         return int(near[np.argmin(np.abs(near - target))])
     words = bounds["word"]  # else the first word boundary at or after the target
@@ -175,7 +181,14 @@ def _overlap_start(
 
 def _positions(pattern: re.Pattern[str], text: str) -> np.ndarray:
     """Where `pattern`'s matches end, sorted, once each (straight into an array: no list)."""
-    return np.unique(np.fromiter((m.end() for m in pattern.finditer(text)), dtype=np.int64))
+    return _once(np.fromiter((m.end() for m in pattern.finditer(text)), dtype=np.int64))
+
+
+def _once(ordered: np.ndarray) -> np.ndarray:
+    """A sorted array without its repeats (np.unique hashes: seconds on millions)."""
+    if len(ordered) < 2:
+        return ordered
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
 
 
 def _strip(text: str, start: int, end: int) -> tuple[int, int] | None:

@@ -12,9 +12,9 @@ import zipfile
 from typing import Any
 
 from ..types import Deadline, Extracted, IngestError, Part, ReadOptions
-from .containers import check_zip, quoted, short
+from .containers import check_zip, quoted, unreadable
 from .text import decode_text
-from .webpage import visible_text
+from .webpage import read_page
 
 _HEADING = re.compile(r"^#{1,6} (.+)$", re.M)
 
@@ -37,17 +37,19 @@ def load_epub(data: bytes, source: str, deadline: Deadline, options: ReadOptions
             deadline.check(source, f"chapter {len(found.pages) + 1}")
             name = item.get_name()
             _add_chapter(
-                found, decode_text(item.get_content(), f"{source}:{name}"), titles.get(name)
+                found, decode_text(item.content or b"", f"{source}:{name}"), titles.get(name)
             )
     except IngestError:
         raise
     except Exception as e:  # noqa: BLE001 - ebooklib raises many kinds on damaged files
-        raise IngestError(source, f"not a readable .epub ({short(e)})") from None
+        raise unreadable(source, ".epub", e) from None
     return found
 
 
 def _add_chapter(found: Extracted, html: str, title: str | None) -> None:
-    text, html_title = visible_text(html)
+    page = read_page(html)
+    text, html_title = page.text, page.title
+    found.notes.extend(n for n in page.notes if n not in found.notes)
     if not title:
         heading = _HEADING.search(text)
         title = heading.group(1) if heading else html_title

@@ -14,11 +14,12 @@ from email.parser import BytesParser
 from typing import Any
 
 from ..types import Deadline, Extracted, IngestError, Part, ReadOptions
-from .containers import OLE2, one_line_reasons, quoted, short
+from .containers import OLE2, one_line_reasons, quoted, short, unreadable
 from .webpage import load_html, visible_text
 
 logging.getLogger("extract_msg").setLevel(logging.ERROR)  # we report a damaged file in one line
 _HEADERS = ("Subject", "From", "To", "Cc", "Date")
+MAX_HEADER_CHARS = 10_000  # of one header, read
 
 
 @one_line_reasons
@@ -33,7 +34,13 @@ def load_eml(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
         content = _content(body)
         text = visible_text(content)[0] if body.get_content_subtype() == "html" else content
     names = [part.get_filename() or part.get_content_type() for part in message.iter_attachments()]
-    return mail(headers, names, text)
+    found = mail(headers, names, text)
+    cut = [k for k, v in message.raw_items() if k in _HEADERS and len(v) > MAX_HEADER_CHARS]
+    if cut:
+        found.notes.append(
+            f"e-mail headers cut to {MAX_HEADER_CHARS:,} characters: {', '.join(cut)}"
+        )
+    return found
 
 
 def load_msg(data: bytes, source: str, deadline: Deadline, options: ReadOptions) -> Extracted:
@@ -45,7 +52,7 @@ def load_msg(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
     try:
         message = extract_msg.openMsg(data, delayAttachments=True)
     except Exception as e:  # noqa: BLE001 - extract-msg raises many kinds on damaged files
-        raise IngestError(source, f"not a readable .msg ({short(e)})") from None
+        raise unreadable(source, ".msg", e) from None
     try:
         values = (message.subject, message.sender, message.to, message.cc, message.date)
         headers = {name: _one_line(value) for name, value in zip(_HEADERS, values)}
@@ -54,7 +61,7 @@ def load_msg(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
             text = visible_text(message.htmlBody.decode("utf-8", "replace"))[0]
         names = [_one_line(a.longFilename or a.shortFilename) for a in message.attachments]
     except Exception as e:  # noqa: BLE001
-        raise IngestError(source, f"not a readable .msg ({short(e)})") from None
+        raise unreadable(source, ".msg", e) from None
     finally:
         message.close()
     return mail(headers, [n for n in names if n], text)
@@ -92,8 +99,14 @@ def _parse(data: bytes, source: str) -> EmailMessage:
 
 
 def _header(message: EmailMessage, name: str) -> str:
+    """The header `name`, decoded, its first MAX_HEADER_CHARS characters only: the standard
+    library's parser of addresses and encoded words is quadratic-ish (a 5 MB To: header took
+    minutes), and a header longer than a page is no one's real subject or address list."""
+    raw = next((v for k, v in message.raw_items() if k.lower() == name.lower()), None)
+    if raw is None:
+        return ""
     try:
-        return _one_line(message.get(name))
+        return _one_line(message.policy.header_factory(name, raw[:MAX_HEADER_CHARS]))
     except Exception:  # noqa: BLE001 - a malformed header reads as none
         return ""
 

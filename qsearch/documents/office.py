@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..types import Deadline, Extracted, IngestError, ReadOptions
-from .containers import check_zip, short
+from .containers import check_zip, unreadable
 from .sheets import Cells, table_lines
 
 
@@ -26,7 +26,7 @@ def load_docx(data: bytes, source: str, deadline: Deadline, options: ReadOptions
     except IngestError:
         raise
     except Exception as e:  # noqa: BLE001 - python-docx raises many kinds on damaged files
-        raise IngestError(source, f"not a readable .docx ({short(e)})") from None
+        raise unreadable(source, ".docx", e) from None
     parts = [f"Header: {h}" for h in headers] + body + [f"Footer: {f}" for f in footers]
     return Extracted("docx", ["\n\n".join(p for p in parts if p.strip())])
 
@@ -58,6 +58,7 @@ def _cells(table: Any, cells: Cells) -> list[list[str]]:
     for row in table.rows:
         stored = row._tr.tc_lst  # the row's <w:tc> elements, as stored
         cells.take(len(stored), f"table row {len(rows) + 1}")
+        cells.row(len(stored), f"table row {len(rows) + 1}")
         offset, here, texts = row.grid_cols_before, {}, []
         for tc in stored:
             merged = tc.vMerge == "continue"  # the cell above goes on into this row

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..types import Deadline, Extracted, IngestError, ReadOptions
-from .containers import check_zip, short
+from .containers import check_zip, unreadable
 from .ocr import Pictures
 from .sheets import Cells, Row, add_sheet, table_lines
 from .slides import add_slide, check_count
@@ -35,7 +35,7 @@ def _open(data: bytes, source: str, deadline: Deadline, kind: str) -> Any:
         found = document.get_type()
         document.body  # noqa: B018 - parses content.xml: a damaged one fails here
     except Exception as e:  # noqa: BLE001 - odfdo and lxml raise many kinds on damaged files
-        raise IngestError(source, f"not a readable {_WHAT[kind]} ({short(e)})") from None
+        raise unreadable(source, _WHAT[kind], e) from None
     if found.removesuffix("-template") != kind:
         raise IngestError(source, f"not an {_WHAT[kind]}: it holds an OpenDocument {found}")
     return document
@@ -57,7 +57,7 @@ def load_odt(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
     except IngestError:
         raise
     except Exception as e:  # noqa: BLE001
-        raise IngestError(source, f"not a readable .odt ({short(e)})") from None
+        raise unreadable(source, ".odt", e) from None
     lines += [f"Header or footer: {m}" for m in dict.fromkeys(" ".join(m.split()) for m in margins)]
     return Extracted("odt", ["\n\n".join(line.strip() for line in lines if line.strip())])
 
@@ -91,7 +91,7 @@ def load_ods(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
     except IngestError:
         raise
     except Exception as e:  # noqa: BLE001
-        raise IngestError(source, f"not a readable .ods ({short(e)})") from None
+        raise unreadable(source, ".ods", e) from None
     return found
 
 
@@ -111,8 +111,9 @@ def _rows(table: Any, cells: Cells, name: str) -> Iterator[Row]:
         if not spans:
             number += row.repeated or 1
             continue
-        repeated = row.repeated or 1
-        cells.take(sum(times for _, times in spans) * repeated, f"{name} row {number + 1}")
+        repeated, width = row.repeated or 1, sum(times for _, times in spans)
+        cells.take(width * repeated, f"{name} row {number + 1}")
+        cells.row(width, f"{name} row {number + 1}")
         texts = [text for text, times in spans for _ in range(times)]
         for _ in range(repeated):
             number += 1
@@ -140,7 +141,7 @@ def load_odp(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
     except IngestError:
         raise
     except Exception as e:  # noqa: BLE001
-        raise IngestError(source, f"not a readable .odp ({short(e)})") from None
+        raise unreadable(source, ".odp", e) from None
     found.notes.extend(pictures.notes())
     return found
 

@@ -26,14 +26,16 @@ import time
 from typing import BinaryIO
 from xml.etree import ElementTree
 
-import bs4  # noqa: F401 - the parsing libraries, imported once at start rather than per file
-import charset_normalizer  # noqa: F401
+import charset_normalizer  # noqa: F401 - the parsing libraries, imported once at start, not per file
 import docx  # noqa: F401
+import lxml.html  # noqa: F401
 import pypdf  # noqa: F401
+import trafilatura  # noqa: F401
 from lxml import etree
 
-from .pool import OUT_OF_MEMORY
-from .read import parse
+from .containers import short
+from .read import IngestError, parse
+from .readers import OUT_OF_MEMORY
 
 try:
     import resource
@@ -56,7 +58,7 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
                 ("ok", parse(source, data, limits, options)), pickle.HIGHEST_PROTOCOL
             )
         except Exception as e:  # noqa: BLE001 - sent back to the caller, who reports it for the file
-            answer = _error(MemoryError() if out_of_memory(e) else e)
+            answer = _error(MemoryError() if out_of_memory(e) else e, source)
         cap_memory(None)  # the next request is read whole, whatever this file's cap
         answers.write(answer)
         answers.flush()
@@ -105,11 +107,13 @@ def _xml_no_memory(error: BaseException) -> bool:
     return False
 
 
-def _error(e: Exception) -> bytes:
+def _error(e: Exception, source: str) -> bytes:
     try:
         return pickle.dumps(("error", e), pickle.HIGHEST_PROTOCOL)
-    except Exception:  # noqa: BLE001 - an exception that can't be pickled goes back as text
-        return pickle.dumps(("error", RuntimeError(f"{type(e).__name__}: {e}")))
+    except Exception:  # noqa: BLE001 - an exception that can't be pickled goes back in words
+        reason = f"could not be read: {short(e)}"
+        error = IngestError(source, reason, detail=f"{type(e).__name__}: {e}")
+        return pickle.dumps(("error", error), pickle.HIGHEST_PROTOCOL)
 
 
 def _exit_with_parent(parent: int) -> None:

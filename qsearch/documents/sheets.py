@@ -23,14 +23,15 @@ from typing import IO, Any
 
 from ..types import Deadline, Extracted, IngestError, Part, ReadOptions
 from .cell_text import cell_text
-from .containers import OLE2, check_zip, quoted, short
+from .containers import OLE2, check_zip, quoted, unreadable
 from .text import decode_text
 
 Row = tuple[int, list[str]]  # (row number as the sheet shows it, each cell's text)
 _NUMBER = re.compile(r"[-+]?[\d.,\s%]+|[-+]?\d[\d.,]*[eE][-+]?\d+")
 _YEAR = re.compile(r"(1[89]|2[01])\d\d")  # a column named by a year: 1800 to 2199
-_PREFIXED_CELL = re.compile(rb"<[^\s/<>:!?]+:c[\s/>]")  # <x:c ...>: a cell, its namespace named
+_ROW_OR_CELL = re.compile(rb"<(?:[^\s/<>:!?]+:)?(row|c)[\s/>]")  # <row>, <c>, <x:c ...>
 _NAME_ENDS = re.compile(rb"[\s/>]")
+MAX_ROW_CELLS = 16_384  # the most columns Excel and LibreOffice allow in a sheet
 
 
 class Cells:
@@ -39,12 +40,21 @@ class Cells:
     def __init__(self, source: str, deadline: Deadline):
         self.source, self.deadline, self.count = source, deadline, 0
 
+    def row(self, width: int, where: str) -> None:
+        """Refuse a row wider than any spreadsheet's (MAX_ROW_CELLS)."""
+        if width > MAX_ROW_CELLS:
+            raise IngestError(self.source, too_wide(width, where))
+
     def take(self, n: int, where: str) -> None:
         self.count += n
         limit = self.deadline.limits.max_cells
         if self.count > limit:
             raise IngestError(self.source, f"too many cells: over {limit:,} by {where}")
         self.deadline.check(self.source, where)
+
+
+def too_wide(width: int, where: str) -> str:
+    return f"a row of {width:,} cells ({where}): a spreadsheet row holds at most {MAX_ROW_CELLS:,}"
 
 
 def _is_header(cells: Sequence[str]) -> bool:
@@ -136,56 +146,61 @@ def load_xlsx(data: bytes, source: str, deadline: Deadline, options: ReadOptions
     )
     try:
         limit = deadline.limits.max_cells
-        if stored_cells(data, limit) > limit:
+        count, widest = stored_cells(data, limit)
+        if count > limit:
             raise IngestError(source, f"too many cells: over {limit:,} stored in its sheets")
+        if widest > MAX_ROW_CELLS:
+            raise IngestError(source, too_wide(widest, "stored in a sheet"))
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except IngestError:
         raise
     except Exception as e:  # noqa: BLE001 - openpyxl raises many kinds on damaged files
-        raise IngestError(source, f"not a readable .xlsx ({short(e)})") from None
+        raise unreadable(source, ".xlsx", e) from None
     try:
         for sheet in book.worksheets:
             add_sheet(found, sheet.title, _xlsx_rows(sheet, cells))
     except IngestError:
         raise
     except Exception as e:  # noqa: BLE001
-        raise IngestError(source, f"not a readable .xlsx ({short(e)})") from None
+        raise unreadable(source, ".xlsx", e) from None
     finally:
         book.close()
     return found
 
 
-def stored_cells(data: bytes, limit: int) -> int:
-    """The cells (<c> elements) stored in an .xlsx, counted in its XML before openpyxl reads it
-    (stopping once over `limit`): openpyxl builds each row whole before it yields it (one row
-    of 8 million cells took 3.6 GB), and finding a sheet's size may parse all its rows. Every
-    part is counted (a sheet may be stored under any name) but xl/calcChain.xml, which lists
-    formula cells again. Under the limit a row is still built whole: the reader's memory cap
-    (pool.py) bounds that."""
-    count = 0
+def stored_cells(data: bytes, limit: int) -> tuple[int, int]:
+    """(the cells (<c> elements) stored in an .xlsx, the most in one row), counted in its XML
+    before openpyxl reads it (stopping once over `limit`): openpyxl builds each row whole before
+    it yields it (one row of 8 million cells took 3.6 GB; of 1 million, 20 s), and finding a
+    sheet's size may parse all its rows. Every part is counted (a sheet may be stored under any
+    name) but xl/calcChain.xml, which lists formula cells again. Under the limits a row is still
+    built whole: the reader's memory cap (pool.py) bounds that."""
+    count, widest = 0, 0
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         for info in z.infolist():
             if info.filename != "xl/calcChain.xml" and count <= limit:
                 with z.open(info) as member:
-                    count += _count_cells(member, limit - count)
-    return count
+                    cells, wide = _count_cells(member, limit - count)
+                    count, widest = count + cells, max(widest, wide)
+    return count, widest
 
 
-def _count_cells(member: IO[bytes], limit: int) -> int:
-    count, rest = 0, b""
+def _count_cells(member: IO[bytes], limit: int) -> tuple[int, int]:
+    count, widest, in_row, rest = 0, 0, 0, b""
     while count <= limit and (chunk := member.read(2**20)):
         block = rest + chunk
         cut = block.rfind(b"<")
         if cut < 0 or _NAME_ENDS.search(block, cut):  # the last tag's name is complete
             cut = len(block)
-        count += _cells_in(block, cut)  # none that starts before `cut` crosses it
+        for match in _ROW_OR_CELL.finditer(block, 0, cut):  # none that starts before `cut`
+            if match.group(1) == b"c":  # crosses it
+                count, in_row = count + 1, in_row + 1
+            else:
+                widest, in_row = max(widest, in_row), 0
         rest = block[cut:]
-    return count + _cells_in(rest, len(rest))
-
-
-def _cells_in(block: bytes, end: int) -> int:
-    plain = sum(block.count(b"<c" + bytes([c]), 0, end) for c in b" >/\t\n\r")
-    return plain + len(_PREFIXED_CELL.findall(block, 0, end))
+    for match in _ROW_OR_CELL.finditer(rest):
+        count, in_row = (count + 1, in_row + 1) if match.group(1) == b"c" else (count, 0)
+    return count, max(widest, in_row)
 
 
 def _xlsx_rows(sheet: Any, cells: Cells) -> Iterable[Row]:
@@ -220,7 +235,7 @@ def load_xls(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
     except IngestError:
         raise
     except Exception as e:  # noqa: BLE001 - xlrd raises many kinds on damaged files
-        raise IngestError(source, f"not a readable .xls ({short(e)})") from None
+        raise unreadable(source, ".xls", e) from None
     return found
 
 
@@ -257,11 +272,12 @@ def load_csv(data: bytes, source: str, deadline: Deadline, options: ReadOptions)
         reader = csv.reader(io.StringIO(text, newline=""), dialect)
         add_sheet(found, None, _csv_rows(reader, cells))
     except csv.Error as e:
-        raise IngestError(source, f"not a readable CSV file ({short(e)})") from None
+        raise unreadable(source, "CSV file", e) from None
     return found
 
 
 def _csv_rows(reader: Iterable[list[str]], cells: Cells) -> Iterable[Row]:
     for number, row in enumerate(reader, 1):
         cells.take(len(row), f"row {number}")
+        cells.row(len(row), f"row {number}")
         yield number, [" ".join(c.split()) for c in row]

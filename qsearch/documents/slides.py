@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..types import Deadline, Extracted, IngestError, Part, ReadOptions
-from .containers import check_zip, quoted, short
+from .containers import check_zip, quoted, unreadable
 from .ocr import Pictures
 from .sheets import table_lines
 
@@ -56,7 +56,7 @@ def load_pptx(data: bytes, source: str, deadline: Deadline, options: ReadOptions
     except IngestError:
         raise
     except Exception as e:  # noqa: BLE001 - python-pptx raises many kinds on damaged files
-        raise IngestError(source, f"not a readable .pptx ({short(e)})") from None
+        raise unreadable(source, ".pptx", e) from None
     found.notes.extend(pictures.notes())
     return found
 

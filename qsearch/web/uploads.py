@@ -14,7 +14,9 @@ from typing import Any
 
 import gradio as gr
 
+from ..documents.pool import reading_for
 from ..engine import Cancelled, Engine
+from .clients import tells_visitors_apart
 from .memory import MemoryBudget
 from .render import files_html, message_html, progress_html, report_html
 from .server import Context
@@ -45,7 +47,8 @@ class Uploads:
                 try:  # uploads stay in Gradio's shared cache, which deletes them itself
                     names = [p.name for p in paths]
                     stop = session.stop.is_set
-                    result = engine.add_files(paths, report, names=names, should_stop=stop)
+                    with reading_for(visitor(client, token)):  # its share of the readers
+                        result = engine.add_files(paths, report, names=names, should_stop=stop)
                 except Cancelled:
                     stopped = message_html("Stopped: nothing from this upload was added.")
                     return stopped, *listing(engine), None
@@ -106,6 +109,13 @@ class Uploads:
             progress((done, total), desc=f"{stage} {done}/{total}" + (f" · {eta}" if eta else ""))
 
         return report
+
+
+def visitor(client: str, token: str) -> str:
+    """Who an upload's files are read for, in the readers' fair share (documents/pool.py): its
+    client's address, or its collection where addresses can't tell visitors apart (all come
+    from a tunnel that names none of them)."""
+    return f"client {client}" if tells_visitors_apart(client) else f"collection {token}"
 
 
 def _run(budget: MemoryBudget | None) -> contextlib.AbstractContextManager:
