@@ -28,6 +28,19 @@ import numpy as np
 CPU_LIMIT = (
     64  # chunks embedded on a CPU when --limit is not given (~12k tokens: minutes, not hours)
 )
+# qsearch's vectors against sentence-transformers' in the same precision: 1 - min cosine allowed.
+# The two batch differently (a token budget against 32 texts a batch). In fp32 and bf16 that moves
+# the last bits (MiniLM on test_bench.py's tiny set: 1.2e-7 and 1.3e-5). torch's dynamic int8
+# scales each batch's activations by that batch's largest value, so a text's int8 vector depends
+# on the texts batched with it (there: 0.018 int8, 0.023 int8+bf16); the model check lets a copy
+# 0.01 away from fp32 run (checks.MIN_COSINE), so two int8 runs may be twice that apart, and more.
+COSINE_TOLERANCE = {
+    "float32": 1e-4,
+    "float16": 1e-3,
+    "bfloat16": 1e-3,
+    "int8": 5e-2,
+    "int8+bf16": 5e-2,
+}
 
 
 def main() -> None:
@@ -146,7 +159,7 @@ def compare_systems(args, folder, device, dtype, embedder, texts) -> dict:  # no
     ids = embedder.prepare(texts)
     lengths = [len(s) for s in ids]
     tokens = sum(lengths)
-    st = SentenceTransformer(str(folder), device=device, model_kwargs={"dtype": dtype})
+    st, st_precision = same_precision_st(SentenceTransformer, folder, device, dtype, embedder)
     st.max_seq_length = embedder.max_length
 
     def ours() -> np.ndarray:
@@ -220,6 +233,8 @@ def compare_systems(args, folder, device, dtype, embedder, texts) -> dict:  # no
         }
     out = {
         "batch_size": args.batch_size,
+        "sentence_transformers_precision": st_precision,
+        "max_cosine_tolerance": COSINE_TOLERANCE[st_precision],
         "systems": results,
         "ratio_vs_sentence_transformers": results["sentence_transformers"]["seconds_median"]
         / results["qsearch"]["seconds_median"],
@@ -240,6 +255,26 @@ def compare_systems(args, folder, device, dtype, embedder, texts) -> dict:  # no
         f"max cosine difference {out['max_cosine_diff']:.2e}"
     )
     return out
+
+
+def same_precision_st(cls, folder, device, dtype, embedder):  # noqa: ANN001, ANN201
+    """sentence-transformers' model of `folder`, in the precision qsearch's embedder runs, and
+    that precision: like is compared with like, so the vectors must agree within that precision's
+    COSINE_TOLERANCE. On a CPU `auto` may run bf16 or int8 where sentence-transformers would run
+    fp32: its model then takes the same precision through the same conversion (bf16 weights, or
+    torch's dynamic int8 linear layers packed for the same kernels: quantize.convert)."""
+    from qsearch.models import cpu_race, quantize
+
+    precision = quantize.precision_of(embedder.model) if device == "cpu" else None
+    if precision in (None, "float32", "float16") or device != "cpu":
+        st = cls(str(folder), device=device, model_kwargs={"dtype": dtype})
+        return st, str(dtype).removeprefix("torch.")
+    import torch
+
+    st = cls(str(folder), device=device, model_kwargs={"dtype": torch.float32})
+    engine = cpu_race.forced(precision).engine if precision.startswith("int8") else None
+    quantize.convert(st[0].auto_model, precision, engine)
+    return st, precision
 
 
 def cpu_dtype_contract(args: argparse.Namespace, folder: Path, texts: list[str], embedder) -> dict:  # noqa: ANN001
