@@ -252,5 +252,14 @@ def model_label(model: str | None, folder: Path) -> str:
     return model_name(model or str(folder))
 
 
+def rss_mb() -> float:
+    """This process's resident memory now, MB (Linux: /proc/self/status; elsewhere the peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return peak_rss_mb()
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

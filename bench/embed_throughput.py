@@ -121,6 +121,7 @@ def main() -> None:
         max_batch_tokens=args.max_batch_tokens,
         dtype=args.dtype or "auto",
     )
+    loaded = gpu_memory_mb(device)  # the embedder's weights, before any batch ran
     texts = common.chunk_texts(args.data, embedder.tokenizer, limit=args.limit)
     tokens = sum(len(s) for s in embedder.prepare(texts))
     report = {
@@ -137,6 +138,8 @@ def main() -> None:
     }
     if not (args.contract_only and device == "cpu"):
         report.update(compare_systems(args, folder, device, dtype, embedder, texts))
+    if device.startswith("cuda"):
+        report["gpu_memory"] = gpu_memory(args, embedder, loaded, report, texts)
     report["peak_rss_mb"] = common.peak_rss_mb()
     report["environment"] = common.environment(device) | {"load_average_start": load_at_start}
     if args.random_weights:
@@ -254,6 +257,46 @@ def compare_systems(args, folder, device, dtype, embedder, texts) -> dict:  # no
         f"{out['ratio_vs_naive_loop']:.2f}x the naive loop; "
         f"max cosine difference {out['max_cosine_diff']:.2e}"
     )
+    return out
+
+
+def gpu_memory_mb(device: str) -> dict[str, float]:
+    """On a GPU: the memory torch holds there (allocated) and the process's RSS, MB."""
+    if not device.startswith("cuda"):
+        return {}
+    import torch
+
+    torch.cuda.synchronize()
+    return {
+        "gpu_allocated_mb": round(torch.cuda.memory_allocated() / 2**20, 1),
+        "rss_mb": round(common.rss_mb(), 1),
+    }
+
+
+def gpu_memory(args, embedder, loaded: dict, report: dict, texts: list[str]) -> dict:  # noqa: ANN001
+    """Each model's GPU memory in this precision: the embedder after loading and at its ingest
+    peak (qsearch's own runs above); with --random-weights the 0.6B reranker beside it, after
+    loading and at its peak over one rerank of 20 passages. RSS too: no copy of the weights
+    stays in the CPU's memory (place.py loads them straight to the GPU)."""
+    import torch
+
+    out = {
+        "embedder_after_load": loaded,
+        "embedder_peak_ingest_mb": report.get("systems", {}).get("qsearch", {}).get("peak_gpu_mb"),
+    }
+    if args.random_weights:
+        from qsearch.models.reranker import load_reranker
+
+        folder = common.random_qwen3(
+            Path(tempfile.gettempdir()) / "qsearch-bench-qwen3-reranker-0.6b-random", reranker=True
+        )
+        before = torch.cuda.memory_allocated()
+        reranker = load_reranker(str(folder), device=embedder.device, dtype=args.dtype or "auto")
+        out["reranker_after_load"] = gpu_memory_mb(embedder.device)
+        out["reranker_weights_mb"] = round((torch.cuda.memory_allocated() - before) / 2**20, 1)
+        torch.cuda.reset_peak_memory_stats()
+        reranker.score("what do these passages say?", texts[:20])
+        out["reranker_peak_rerank_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
 
 
