@@ -26,6 +26,7 @@ INSTRUCTIONS = [  # (label, the instruction the models read)
      "answer it"),
     ("Find similar passages", "Retrieve passages that are semantically similar to the given text"),
 ]  # fmt: skip
+STATUS_SECONDS = 2.0  # while the model loads, the status line is read again this often
 UPLOAD_CACHE = (300, 900)  # every 5 minutes, delete uploaded files older than 15 minutes
 # The browser's token for its collection. The secret travels to the browser in the page's
 # config (Gradio encrypts in the browser), so it is fixed: the token is what must stay secret.
@@ -51,14 +52,32 @@ def build_page(ctx: Context, *, upload_cache: tuple[int, int] = UPLOAD_CACHE) ->
 
 
 def _status(ctx: Context) -> None:
-    """One line of server facts; the details, and any fallback's full reason, folded below it."""
+    """One line of server facts; the details, and any fallback's full reason, folded below it.
+    Read when a page loads, and every STATUS_SECONDS while the model loads (`_follow_loading`)."""
+    line = gr.Markdown(lambda: _status_texts(ctx)[0], elem_id="qs-status")
+    with gr.Accordion("Server details", open=False, elem_id="qs-status-details"):
+        details = gr.Markdown(lambda: _status_texts(ctx)[1])
+    _follow_loading(ctx, line, details)
+
+
+def _status_texts(ctx: Context) -> tuple[str, str]:
+    """(the status line, the details)."""
     summary, details, notice = ctx.status_summary(), ctx.status_markdown(), ctx.service.notice
     short = (
         f" · ⚠ {textwrap.shorten(notice.split('. ')[0], 120, placeholder=' …')}" if notice else ""
     )
-    gr.Markdown(f"<small>{summary}{short}</small>", elem_id="qs-status")
-    with gr.Accordion("Server details", open=False, elem_id="qs-status-details"):
-        gr.Markdown(details)
+    return f"<small>{summary}{short}</small>", details
+
+
+def _follow_loading(ctx: Context, line: gr.Markdown, details: gr.Markdown) -> None:
+    """While the model loads in the background, the status is read again every STATUS_SECONDS
+    (how long so far), until it has loaded and says what runs."""
+    timer = gr.Timer(STATUS_SECONDS, active=ctx.service.loading)
+
+    def tick() -> tuple[str, str, gr.Timer]:
+        return *_status_texts(ctx), gr.Timer(active=ctx.service.loading)
+
+    timer.tick(tick, None, [line, details, timer], queue=False, api_visibility="private")
 
 
 def _collection_column() -> dict[str, Any]:

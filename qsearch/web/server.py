@@ -59,10 +59,19 @@ class Context:
 
     @classmethod
     def create(
-        cls, settings: Settings, index_dir: str | None = None, server: ServerSettings | None = None
+        cls,
+        settings: Settings,
+        index_dir: str | None = None,
+        server: ServerSettings | None = None,
+        *,
+        background: bool = False,
     ) -> Context:
-        """Load the models, open the shared index if any; `server` sets the limits."""
-        service = ModelService.load(settings)
+        """Load the models, open the shared index if any; `server` sets the limits. With
+        `background` (`python app.py`) the models load on a thread while the page is served,
+        unless a shared index needs the embedder's name and dimension first."""
+        shared_first = bool(index_dir or settings.milvus_uri)
+        start = ModelService.start if background and not shared_first else ModelService.load
+        service = start(settings)
         load_identifier()  # the keywords' language detector, before visitors come
         shared, s = None, service.settings
         models = {"embedder": service.embedder, "reranker": service.reranker}
@@ -101,8 +110,22 @@ class Context:
                 return engine.index
         return None
 
+    def loading_status(self) -> str | None:
+        """While the embedder loads (or when it could not): what the page says, else None."""
+        service = self.service
+        if service.load_error is not None:
+            return f"⚠ The embedding model could not be loaded: {service.load_error}"
+        if not service.loading:
+            return None
+        return (
+            f"⏳ Loading the embedding model `{model_name(service.settings.embed_model)}` "
+            f"({service.loading_seconds():.0f} s so far): uploads and searches wait for it"
+        )
+
     def status_markdown(self) -> str:
         """Which models run where, in which dtype and why, and whether OCR is on."""
+        if (loading := self.loading_status()) is not None:
+            return loading
         service, s = self.service, self.service.settings
         device = service.embedder.device
         where = device_label(device)
@@ -134,6 +157,8 @@ class Context:
 
     def status_summary(self) -> str:
         """The server facts in one line: models, device, precision, speed, OCR."""
+        if (loading := self.loading_status()) is not None:
+            return loading
         service, s = self.service, self.service.settings
         device, speed = service.embedder.device, service.embed_rate.per_second
         rerank = "off" if service.rerank_unavailable else model_name(s.rerank_model)
