@@ -342,6 +342,7 @@ def cpu_dtype_contract(args: argparse.Namespace, folder: Path, texts: list[str],
     }
     result["layer_breakdown"] = cpu_dtype.layer_breakdown([*precisions, default], rounds + 1)
     result["contract"] = cpu_dtype.contract(features, result, result["layer_breakdown"])
+    result["race_against_work"] = race_against_work(result)
     if args.random_weights:
         reranker = common.random_qwen3(
             Path(tempfile.gettempdir()) / "qsearch-bench-qwen3-reranker-0.6b-random", reranker=True
@@ -350,6 +351,24 @@ def cpu_dtype_contract(args: argparse.Namespace, folder: Path, texts: list[str],
         result.update(cpu_dtype.compare_rerankers(reranker, queries, texts[:10], default, rounds))
     print_contract(result)
     return result
+
+
+def race_against_work(result: dict) -> dict:
+    """Whether the race's pick (its first choice, before any model check) is the precision that
+    ran fastest end to end here, or by how much it misses: its tokens/s over the fastest's."""
+    from qsearch.models import cpu_race
+
+    ratios = result["ratio_vs_fp32"]
+    pick = cpu_race.choices()[0].precision
+    fastest = max(ratios, key=ratios.__getitem__)
+    return {
+        "race_pick": pick,
+        "race_pick_x_fp32_in_race": cpu_race.choices()[0].speedup,
+        "fastest_end_to_end": fastest,
+        "pick_x_fp32_end_to_end": ratios.get(pick),
+        "fastest_x_fp32_end_to_end": ratios[fastest],
+        "pick_over_fastest": ratios[pick] / ratios[fastest] if pick in ratios else None,
+    }
 
 
 def print_contract(result: dict) -> None:
@@ -375,6 +394,12 @@ def print_contract(result: dict) -> None:
         f"{result['ratio_cpu_default_vs_fp32_median']:.2f}x); class {c['class']}, target "
         f"{c['target_vs_fp32']}x: {said}; Amdahl bound {c['bound_amdahl_rest_at_fp32']:.2f}x "
         f"(rest at fp32 speed), {c['bound_amdahl_rest_as_measured']:.2f}x (rest as measured)"
+    )
+    race = result["race_against_work"]
+    print(
+        f"race's pick {race['race_pick']} ({race['race_pick_x_fp32_in_race']:.2f}x fp32 in the "
+        f"race): {race['pick_x_fp32_end_to_end'] or float('nan'):.2f}x end to end; fastest end "
+        f"to end {race['fastest_end_to_end']} {race['fastest_x_fp32_end_to_end']:.2f}x"
     )
     if "max_abs_diff_cpu_default_vs_fp32" in result:
         print(

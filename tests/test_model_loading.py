@@ -78,6 +78,9 @@ def test_a_model_that_cannot_load_is_said_on_the_page_and_to_uploads(gated, tmp_
     monkeypatch.setattr(model_service, "bundled_small_model", lambda: None)  # no fallback
     ctx = Context.create(Settings(embed_model=HashingEmbedder.model_name), background=True)
     gate.set()
+    time.sleep(0.3)
+    assert not ctx.service.loaded.is_set(), "the load waits for the server (launch) to be up"
+    ctx.service.begin_loading()  # what server.launch does once the server answers
     assert ctx.service.loaded.wait(30)
     assert "could not be loaded: weights damaged on disk" in ctx.status_summary()
     (tmp_path / "a.txt").write_text("some text")

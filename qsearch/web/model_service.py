@@ -72,6 +72,7 @@ class ModelService:
         """`embedder` None: `start` loads it in the background (see `loading`)."""
         self.settings, self.notice, self.rerank_unavailable = settings, notice, rerank_unavailable
         self.loaded = threading.Event()  # set once the embedder is there (or failed to load)
+        self._loader: threading.Thread | None = None  # start's, until begin_loading
         self.load_error: BaseException | None = None
         self.load_started = time.monotonic()
         # this service's models in _MODELS (tests run several per process)
@@ -105,7 +106,8 @@ class ModelService:
 
     def wait_loaded(self, timeout: float | None = None) -> bool:
         """Wait for the embedder (at most `timeout` s: whether it is there); ModelLoadError when
-        it could not be loaded."""
+        it could not be loaded. A deferred load (`start`) begins now if it had not."""
+        self.begin_loading()
         if not self.loaded.wait(timeout):
             return False
         if self.load_error is not None:
@@ -116,9 +118,11 @@ class ModelService:
 
     @classmethod
     def start(cls, settings: Settings, *, measure: bool = not ON_ZEROGPU) -> ModelService:
-        """The service at once, its models loading on a thread of their own: the page answers
-        while they load, says so, and what needs the embedder waits for it. On ZeroGPU models
-        must be created before any GPU call forks a worker: there it loads before returning."""
+        """The service at once, its models to load on a thread of their own once `begin_loading`
+        is called (server.launch calls it when the server is up, so that loading doesn't slow
+        the server's start on a small CPU): the page answers while they load, says so, and what
+        needs the embedder waits for it. On ZeroGPU models must be created before any GPU call
+        forks a worker: there it loads before returning."""
         if ON_ZEROGPU:
             return cls.load(settings, measure=measure)
         service = cls(settings, None)
@@ -138,8 +142,16 @@ class ModelService:
                 service.loaded.set()
                 log.error("The embedding model could not be loaded: %s", e)
 
-        threading.Thread(target=load, name="qsearch-model-load", daemon=True).start()
+        service._loader = threading.Thread(target=load, name="qsearch-model-load", daemon=True)
         return service
+
+    def begin_loading(self) -> None:
+        """Start loading the models `start` deferred (at most once; nothing if loaded)."""
+        with self._load_lock:
+            loader, self._loader = self._loader, None
+        if loader is not None:
+            self.load_started = time.monotonic()
+            loader.start()
 
     @classmethod
     def load(cls, settings: Settings, *, measure: bool = not ON_ZEROGPU) -> ModelService:

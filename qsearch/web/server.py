@@ -226,6 +226,8 @@ def launch(
         auth=tuple(auth.split(":", 1)) if auth else None,
         **kwargs,
     )
+    if ctx is not None:
+        ctx.service.begin_loading()  # deferred by ModelService.start: the server is up now
     if share and not demo.share_url:
         print(
             "No public link: the share server can't be reached from here (no outbound connection); "
