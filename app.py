@@ -38,7 +38,7 @@ def create_app(
 if __name__ == "__main__":  # `python app.py`, and `gradio app.py`, which re-runs this file
     if gr.NO_RELOAD:
         ARGS, SETTINGS = parse_args()
-        CONTEXT = Context.create(SETTINGS, ARGS.index, ARGS.server)
+        CONTEXT = Context.create(SETTINGS, ARGS.index, ARGS.server, background=True)
     demo = build_page(CONTEXT)
     if gr.NO_RELOAD:
         gc.freeze()  # the start-up heap is never scanned again: Ctrl-C exits in ~1 s, not ~10

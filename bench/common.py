@@ -213,6 +213,7 @@ def environment(device: str) -> dict[str, Any]:
         "gpu": torch.cuda.get_device_name(0) if on_gpu else None,
         **(gpu_facts() if on_gpu else {}),
         "cpu": platform.processor() or platform.machine(),
+        **cpu_facts(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
@@ -220,6 +221,32 @@ def environment(device: str) -> dict[str, Any]:
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "load_average": [round(x, 2) for x in os.getloadavg()],  # 1, 5, 15 min, when recorded
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def cpu_facts() -> dict[str, Any]:
+    """The CPU's model name and family (Linux: /proc/cpuinfo) and the features qsearch's precision
+    race reads, less any ISA caps set (which make a run an emulation of another CPU class)."""
+    from qsearch.models import cpu
+
+    info: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if (
+                    name.strip() in ("model name", "cpu family", "model")
+                    and name.strip() not in info
+                ):
+                    info[name.strip()] = value.strip()
+    except OSError:
+        pass
+    return {
+        "cpu_model": info.get("model name"),
+        "cpu_family_model": f"{info.get('cpu family')}/{info.get('model')}" if info else None,
+        "cpu_features": cpu.cpu_features(),
+        "isa_caps": cpu.isa_caps(),
+        "emulated": bool(cpu.isa_caps()),
     }
 
 
@@ -250,6 +277,15 @@ def model_label(model: str | None, folder: Path) -> str:
     from qsearch.config import model_name  # after ROOT is on sys.path
 
     return model_name(model or str(folder))
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, MB (Linux: /proc/self/status; elsewhere the peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return peak_rss_mb()
 
 
 def peak_rss_mb() -> float:

@@ -28,6 +28,19 @@ import numpy as np
 CPU_LIMIT = (
     64  # chunks embedded on a CPU when --limit is not given (~12k tokens: minutes, not hours)
 )
+# qsearch's vectors against sentence-transformers' in the same precision: 1 - min cosine allowed.
+# The two batch differently (a token budget against 32 texts a batch). In fp32 and bf16 that moves
+# the last bits (MiniLM on test_bench.py's tiny set: 1.2e-7 and 1.3e-5). torch's dynamic int8
+# scales each batch's activations by that batch's largest value, so a text's int8 vector depends
+# on the texts batched with it (there: 0.018 int8, 0.023 int8+bf16); the model check lets a copy
+# 0.01 away from fp32 run (checks.MIN_COSINE), so two int8 runs may be twice that apart, and more.
+COSINE_TOLERANCE = {
+    "float32": 1e-4,
+    "float16": 1e-3,
+    "bfloat16": 1e-3,
+    "int8": 5e-2,
+    "int8+bf16": 5e-2,
+}
 
 
 def main() -> None:
@@ -108,6 +121,7 @@ def main() -> None:
         max_batch_tokens=args.max_batch_tokens,
         dtype=args.dtype or "auto",
     )
+    loaded = gpu_memory_mb(device)  # the embedder's weights, before any batch ran
     texts = common.chunk_texts(args.data, embedder.tokenizer, limit=args.limit)
     tokens = sum(len(s) for s in embedder.prepare(texts))
     report = {
@@ -124,6 +138,8 @@ def main() -> None:
     }
     if not (args.contract_only and device == "cpu"):
         report.update(compare_systems(args, folder, device, dtype, embedder, texts))
+    if device.startswith("cuda"):
+        report["gpu_memory"] = gpu_memory(args, embedder, loaded, report, texts)
     report["peak_rss_mb"] = common.peak_rss_mb()
     report["environment"] = common.environment(device) | {"load_average_start": load_at_start}
     if args.random_weights:
@@ -146,7 +162,7 @@ def compare_systems(args, folder, device, dtype, embedder, texts) -> dict:  # no
     ids = embedder.prepare(texts)
     lengths = [len(s) for s in ids]
     tokens = sum(lengths)
-    st = SentenceTransformer(str(folder), device=device, model_kwargs={"dtype": dtype})
+    st, st_precision = same_precision_st(SentenceTransformer, folder, device, dtype, embedder)
     st.max_seq_length = embedder.max_length
 
     def ours() -> np.ndarray:
@@ -220,6 +236,8 @@ def compare_systems(args, folder, device, dtype, embedder, texts) -> dict:  # no
         }
     out = {
         "batch_size": args.batch_size,
+        "sentence_transformers_precision": st_precision,
+        "max_cosine_tolerance": COSINE_TOLERANCE[st_precision],
         "systems": results,
         "ratio_vs_sentence_transformers": results["sentence_transformers"]["seconds_median"]
         / results["qsearch"]["seconds_median"],
@@ -240,6 +258,66 @@ def compare_systems(args, folder, device, dtype, embedder, texts) -> dict:  # no
         f"max cosine difference {out['max_cosine_diff']:.2e}"
     )
     return out
+
+
+def gpu_memory_mb(device: str) -> dict[str, float]:
+    """On a GPU: the memory torch holds there (allocated) and the process's RSS, MB."""
+    if not device.startswith("cuda"):
+        return {}
+    import torch
+
+    torch.cuda.synchronize()
+    return {
+        "gpu_allocated_mb": round(torch.cuda.memory_allocated() / 2**20, 1),
+        "rss_mb": round(common.rss_mb(), 1),
+    }
+
+
+def gpu_memory(args, embedder, loaded: dict, report: dict, texts: list[str]) -> dict:  # noqa: ANN001
+    """Each model's GPU memory in this precision: the embedder after loading and at its ingest
+    peak (qsearch's own runs above); with --random-weights the 0.6B reranker beside it, after
+    loading and at its peak over one rerank of 20 passages. RSS too: no copy of the weights
+    stays in the CPU's memory (place.py loads them straight to the GPU)."""
+    import torch
+
+    out = {
+        "embedder_after_load": loaded,
+        "embedder_peak_ingest_mb": report.get("systems", {}).get("qsearch", {}).get("peak_gpu_mb"),
+    }
+    if args.random_weights:
+        from qsearch.models.reranker import load_reranker
+
+        folder = common.random_qwen3(
+            Path(tempfile.gettempdir()) / "qsearch-bench-qwen3-reranker-0.6b-random", reranker=True
+        )
+        before = torch.cuda.memory_allocated()
+        reranker = load_reranker(str(folder), device=embedder.device, dtype=args.dtype or "auto")
+        out["reranker_after_load"] = gpu_memory_mb(embedder.device)
+        out["reranker_weights_mb"] = round((torch.cuda.memory_allocated() - before) / 2**20, 1)
+        torch.cuda.reset_peak_memory_stats()
+        reranker.score("what do these passages say?", texts[:20])
+        out["reranker_peak_rerank_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
+def same_precision_st(cls, folder, device, dtype, embedder):  # noqa: ANN001, ANN201
+    """sentence-transformers' model of `folder`, in the precision qsearch's embedder runs, and
+    that precision: like is compared with like, so the vectors must agree within that precision's
+    COSINE_TOLERANCE. On a CPU `auto` may run bf16 or int8 where sentence-transformers would run
+    fp32: its model then takes the same precision through the same conversion (bf16 weights, or
+    torch's dynamic int8 linear layers packed for the same kernels: quantize.convert)."""
+    from qsearch.models import cpu_race, quantize
+
+    precision = quantize.precision_of(embedder.model) if device == "cpu" else None
+    if precision in (None, "float32", "float16") or device != "cpu":
+        st = cls(str(folder), device=device, model_kwargs={"dtype": dtype})
+        return st, str(dtype).removeprefix("torch.")
+    import torch
+
+    st = cls(str(folder), device=device, model_kwargs={"dtype": torch.float32})
+    engine = cpu_race.forced(precision).engine if precision.startswith("int8") else None
+    quantize.convert(st[0].auto_model, precision, engine)
+    return st, precision
 
 
 def cpu_dtype_contract(args: argparse.Namespace, folder: Path, texts: list[str], embedder) -> dict:  # noqa: ANN001
@@ -264,6 +342,7 @@ def cpu_dtype_contract(args: argparse.Namespace, folder: Path, texts: list[str],
     }
     result["layer_breakdown"] = cpu_dtype.layer_breakdown([*precisions, default], rounds + 1)
     result["contract"] = cpu_dtype.contract(features, result, result["layer_breakdown"])
+    result["race_against_work"] = race_against_work(result)
     if args.random_weights:
         reranker = common.random_qwen3(
             Path(tempfile.gettempdir()) / "qsearch-bench-qwen3-reranker-0.6b-random", reranker=True
@@ -272,6 +351,24 @@ def cpu_dtype_contract(args: argparse.Namespace, folder: Path, texts: list[str],
         result.update(cpu_dtype.compare_rerankers(reranker, queries, texts[:10], default, rounds))
     print_contract(result)
     return result
+
+
+def race_against_work(result: dict) -> dict:
+    """Whether the race's pick (its first choice, before any model check) is the precision that
+    ran fastest end to end here, or by how much it misses: its tokens/s over the fastest's."""
+    from qsearch.models import cpu_race
+
+    ratios = result["ratio_vs_fp32"]
+    pick = cpu_race.choices()[0].precision
+    fastest = max(ratios, key=ratios.__getitem__)
+    return {
+        "race_pick": pick,
+        "race_pick_x_fp32_in_race": cpu_race.choices()[0].speedup,
+        "fastest_end_to_end": fastest,
+        "pick_x_fp32_end_to_end": ratios.get(pick),
+        "fastest_x_fp32_end_to_end": ratios[fastest],
+        "pick_over_fastest": ratios[pick] / ratios[fastest] if pick in ratios else None,
+    }
 
 
 def print_contract(result: dict) -> None:
@@ -297,6 +394,12 @@ def print_contract(result: dict) -> None:
         f"{result['ratio_cpu_default_vs_fp32_median']:.2f}x); class {c['class']}, target "
         f"{c['target_vs_fp32']}x: {said}; Amdahl bound {c['bound_amdahl_rest_at_fp32']:.2f}x "
         f"(rest at fp32 speed), {c['bound_amdahl_rest_as_measured']:.2f}x (rest as measured)"
+    )
+    race = result["race_against_work"]
+    print(
+        f"race's pick {race['race_pick']} ({race['race_pick_x_fp32_in_race']:.2f}x fp32 in the "
+        f"race): {race['pick_x_fp32_end_to_end'] or float('nan'):.2f}x end to end; fastest end "
+        f"to end {race['fastest_end_to_end']} {race['fastest_x_fp32_end_to_end']:.2f}x"
     )
     if "max_abs_diff_cpu_default_vs_fp32" in result:
         print(

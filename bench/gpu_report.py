@@ -4,7 +4,9 @@ each result as JSON under bench/results/ with the GPU, driver, CUDA and versions
 Steps (STEPS), one after another, each under its own time limit and all within --budget seconds
 (default 510: the lent machines stop a command at 10 minutes):
   tests        make test-gpu (tests/test_gpu_cuda.py): driver, CUDA, dtype, models on GPU vs CPU
-  embed-bf16   ingest tokens/s against sentence-transformers, bf16 (2,000 SciFact chunks)
+  embed-bf16   ingest tokens/s against sentence-transformers, bf16 (2,000 SciFact chunks); the
+               GPU memory (and the process's RSS) of each model in that precision, after loading
+               and at its peak (`gpu_memory`: the embedder's ingest, the reranker's rerank)
   embed-fp16   the same in fp16
   search       query embedding + exact search at 1M vectors, rerank of the top 50
   faiss        where FAISS on the GPU starts to pay (needs faiss-gpu; skipped with a note else)

@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from . import batching
+from . import batching, heap
 
 Progress = Callable[[int, int], None]  # (done, total)
 DEFAULT_TASK = "Given a web search query, retrieve relevant passages that answer the query"
@@ -154,10 +154,12 @@ class EmbedderBase(ABC):
         """float32 (len(texts), dim), L2-normalised rows, in input order."""
         check_texts(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        done = 0
+        done = tokens = 0
         for window, items in self._prepared(texts, is_query, instruction):
+            lengths = self.lengths(items)
+            tokens += sum(lengths)
             for batch in batching.token_budget_batches(
-                self.lengths(items), self.max_batch_tokens, self.max_batch_size
+                lengths, self.max_batch_tokens, self.max_batch_size
             ):
                 chosen = [items[i] for i in batch]
                 vectors = self.embed_batch(chosen, is_query=is_query, instruction=instruction)
@@ -166,6 +168,8 @@ class EmbedderBase(ABC):
                 done += len(batch)
                 if progress is not None:
                     progress(done, len(texts))
+        if tokens >= self.max_batch_tokens:  # a batch's activations freed: give them back
+            heap.release()
         return out
 
     def _prepared(
@@ -258,12 +262,15 @@ class RerankerBase(ABC):
         if not len(texts):
             return out
         items = self.prepare(query, texts, instruction)
+        lengths = self.lengths(items)
         for batch in batching.token_budget_batches(
-            self.lengths(items), self.max_batch_tokens, self.max_batch_size
+            lengths, self.max_batch_tokens, self.max_batch_size
         ):
             chosen = [items[i] for i in batch]
             scores = np.asarray(self.score_batch(query, chosen, instruction), dtype=np.float32)
             out[batch] = self._finite(scores, query, chosen, instruction)
+        if sum(lengths) >= self.max_batch_tokens:  # a batch's activations freed: give them back
+            heap.release()
         return out
 
     def _finite(

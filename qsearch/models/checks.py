@@ -163,5 +163,5 @@ def check_key(folder: Path, check: QualityCheck, precision: str) -> dict[str, An
         "torch": torch.__version__,
         "cpu": cpu.cpu_features(),
         "caps": cpu.isa_caps(),
-        "schema": 4,
+        "schema": 5,  # 5: int8 precisions keep the embedding table in int8
     }

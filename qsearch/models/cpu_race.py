@@ -5,20 +5,23 @@ The candidates: fp32; bf16 where the CPU computes it natively (AMX or AVX512-BF1
 torch emulates it, at 15 GFLOP/s against fp32's 121 on an AVX2 EPYC); int8 (torch's dynamic int8
 linear layers, the rest fp32) and int8+bf16 (those layers, the rest bf16), each with fbgemm's and
 with oneDNN's int8 kernels. Each is made by `quantize.convert`, the code that converts a loaded
-model, from one decoder layer shaped as Qwen3-0.6B's (the default models: 1024 wide, 16 query and
-8 key/value heads, MLP 3072; random weights), and runs a batch of PROBE_SHAPE token ids, in
-rotating order after a warm-up, ROUNDS times. A ratio is fp32's fastest round over the
-candidate's. A whole layer, not one matrix product: int8+bf16 differs from int8 only outside the
-linear layers (attention, norms, rotary embedding, SiLU), a quarter to a third of fp32's time.
+model, from PROBE_LAYERS decoder layers shaped as Qwen3-0.6B's (the default models: 1024 wide, 16
+query and 8 key/value heads, MLP 3072; random weights), enough that their weights stream from
+memory as the whole model's do, and runs a batch of chunk-long token ids (PROBE_SHAPE), in rotating
+order after a warm-up, ROUNDS times. A ratio is fp32's fastest round over the candidate's. Whole
+layers, not one matrix product: int8+bf16 differs from int8 only outside the linear layers
+(attention, norms, rotary embedding, SiLU), a quarter to a third of fp32's time.
 
-The race takes a few seconds (its ratios say how many: "seconds") once per machine: its answer
-is kept on disk (verdicts.py) keyed by the CPU's features, its caps and torch. A precision runs
+The race takes seconds (its ratios say how many: "seconds") once per machine: its answer is kept
+on disk (verdicts.py) keyed by the CPU's features, its caps, torch and the probe. A precision runs
 only when it is at least MIN_SPEEDUP x fp32 in the race (below that its rounding buys too
 little), an int8 one only where the model's own quality check passes (checks.py,
-`quantize.settle`); else the next one down runs. Where bf16 is fast enough, an int8 precision
-ranks above it only when INT8_OVER_BF16 x faster (on the AMX Xeon here bf16 and int8+bf16 tie on
-the eager layer, 3.3x and 3.2x, and bf16 then runs compiled). Each precision keeps the faster of
-its two int8 kernel libraries.
+`quantize.settle`); else the next one down runs. The fastest runs, with one correction for what the
+race can't time: bf16 runs compiled (1.2-1.4x its eager speed, bench/cpu_forward.py; compiling
+the probe would take half a minute), so where bf16 is fast enough an int8 precision ranks above
+it only when INT8_OVER_BF16 x faster in the eager race. Each int8 precision runs on fbgemm's
+kernels unless oneDNN's are ONEDNN_OVER_FBGEMM x faster (`engine_for`: oneDNN holds twice the
+memory).
 """
 
 from __future__ import annotations
@@ -36,8 +39,15 @@ MIN_SPEEDUP = 1.2  # a precision below fp32 must be at least this much faster in
 # (eager) race: bf16 runs compiled (1.3x eager: bench/cpu_forward.py), int8 ones eager; bf16 keeps
 # the vectors closer to fp32 (min cosine 0.9999 against ~0.994) and needs no model check.
 INT8_OVER_BF16 = 1.25
-PROBE_SHAPE = (2, 256)  # sequences x tokens: short samples, many of them (a neighbour's burst
-ROUNDS = 10  # of load lasts seconds; each candidate's fastest of 10 rides it out)
+# The probe: PROBE_LAYERS decoder layers, each with its own weights, so that even in int8 they
+# (63 MB) outgrow the last-level cache of a core complex (32 MB on a Zen 3 to Zen 5 CCX) and
+# stream from memory as the whole model's 28 layers do. One layer was the probe before: its int8
+# weights (16 MB) fit such a cache and its fp32 ones (63 MB) do not, a likely reason why on a
+# Zen 3 EPYC that race gave int8 3.1x fp32 where the whole model ran 1.7x (issue 39).
+PROBE_LAYERS = 4
+PROBE_SHAPE = (2, 256)  # sequences x tokens: a batch of chunks (256 tokens: qsearch's default)
+ROUNDS = 4  # each candidate's fastest round rides out a neighbour's burst of load
+ONEDNN_OVER_FBGEMM = 1.25  # oneDNN runs only this much faster than fbgemm (see engine_for)
 QWEN3_06B = dict(  # Qwen3-Embedding-0.6B / Qwen3-Reranker-0.6B: the exact architecture
     vocab_size=151669,
     hidden_size=1024,
@@ -52,8 +62,8 @@ QWEN3_06B = dict(  # Qwen3-Embedding-0.6B / Qwen3-Reranker-0.6B: the exact archi
     tie_word_embeddings=True,
     eos_token_id=151643,
 )
-# one decoder layer of it; the race reads no embedding table worth timing
-PROBE_LAYER = QWEN3_06B | dict(num_hidden_layers=1, vocab_size=1024, eos_token_id=0)
+# its decoder layers; the race reads no embedding table worth timing
+PROBE_LAYER = QWEN3_06B | dict(num_hidden_layers=PROBE_LAYERS, vocab_size=1024, eos_token_id=0)
 SAYS = {
     "float32": "float32",
     "bfloat16": "bfloat16",
@@ -70,15 +80,17 @@ def candidates(features: list[str]) -> list[tuple[str, str | None]]:
     return out + [(p, e) for p in ("int8", "int8+bf16") for e in quantize.engines()]
 
 
-def probe() -> Any:
-    """One Qwen3-0.6B decoder layer (and its norm, rotary embedding and a small embedding table)
-    in fp32 with seeded random weights; the caller's random state is left as it was."""
+def probe(layers: int = PROBE_LAYERS) -> Any:
+    """`layers` Qwen3-0.6B decoder layers (and the norm, rotary embedding and a small embedding
+    table) in fp32 with seeded random weights; the caller's random state is left as it was."""
     import torch
     from transformers import Qwen3Config, Qwen3Model
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        config = Qwen3Config(**PROBE_LAYER, attn_implementation="sdpa")
+        config = Qwen3Config(
+            **PROBE_LAYER | {"num_hidden_layers": layers}, attn_implementation="sdpa"
+        )
         return Qwen3Model(config).eval()
 
 
@@ -86,15 +98,16 @@ def measure(
     shape: tuple[int, int] = PROBE_SHAPE,
     rounds: int = ROUNDS,
     only: list[tuple[str, str | None]] | None = None,
+    layers: int = PROBE_LAYERS,
 ) -> dict[str, float]:
     """fp32's fastest round over each candidate's ('int8+bf16/onednn': 2.1, ...), and what the
     race took ('seconds')."""
     import torch
 
     started = time.perf_counter()
-    layer = probe()
-    models = {
-        Choice(p, e).label: quantize.convert(copy.deepcopy(layer), p, e)
+    fp32 = probe(layers)
+    models = {  # converted in place, layer by layer, from a copy each; fp32 runs the probe
+        Choice(p, e).label: fp32 if p == "float32" else quantize.convert(copy.deepcopy(fp32), p, e)
         for p, e in (only or candidates(cpu.cpu_features()))
     }
     ids = torch.randint(
@@ -109,25 +122,42 @@ def measure(
                 models[name](input_ids=ids, use_cache=False)
                 if r:
                     best[name] = min(best[name], time.perf_counter() - begun)
-    fp32 = best.get("float32", float("nan"))
-    return {name: fp32 / b for name, b in best.items()} | {"seconds": time.perf_counter() - started}
+    base = best.get("float32", float("nan"))
+    return {name: base / b for name, b in best.items()} | {"seconds": time.perf_counter() - started}
 
 
 def race() -> dict[str, float]:
     """This machine's race: measured once, then read from disk (verdicts.py)."""
-    key = cpu.machine_key("precision-race") | {"probe": [*PROBE_SHAPE, ROUNDS]}
+    key = cpu.machine_key("precision-race") | {"probe": [PROBE_LAYERS, *PROBE_SHAPE, ROUNDS]}
     return verdicts.remembered(key, measure)
+
+
+def engine_for(ratios: dict[str, float], precision: str) -> tuple[float, str | None]:
+    """(x fp32, int8 kernel library) of `precision` in the race `ratios`: fbgemm, unless oneDNN
+    is at least ONEDNN_OVER_FBGEMM x as fast (it keeps torch's int8 weights beside its own packed
+    copy: twice fbgemm's memory, 0.87 GB against 0.45 for Qwen3-0.6B's linear layers)."""
+    engines = {
+        label.partition("/")[2] or None: ratio
+        for label, ratio in ratios.items()
+        if label.partition("/")[0] == precision
+    }
+    if not engines:
+        return 0.0, None
+    best = max(engines, key=engines.__getitem__)
+    fbgemm = engines.get("fbgemm")
+    if best == "onednn" and fbgemm is not None and engines[best] < ONEDNN_OVER_FBGEMM * fbgemm:
+        best = "fbgemm"
+    return engines[best], best
 
 
 @functools.lru_cache(maxsize=1)
 def choices() -> tuple[Choice, ...]:
     """The precisions `auto` may run here, fastest first, each with why; fp32 is the last."""
     ratios, features = race(), cpu.cpu_features()
-    best: dict[str, tuple[float, str | None]] = {}
-    for label, ratio in ratios.items():
-        precision, _, engine = label.partition("/")
-        if precision in SAYS and ratio > best.get(precision, (0.0, None))[0]:
-            best[precision] = (ratio, engine or None)
+    raced = dict.fromkeys(
+        label.partition("/")[0] for label in ratios if label.partition("/")[0] in SAYS
+    )
+    best = {precision: engine_for(ratios, precision) for precision in raced}
     fast = [p for p, (ratio, _) in best.items() if p != "float32" and ratio >= MIN_SPEEDUP]
     margin = INT8_OVER_BF16 if "bfloat16" in fast else 1.0
     fast.sort(key=lambda p: -best[p][0] / (margin if p.startswith("int8") else 1.0))
@@ -163,10 +193,6 @@ def _others(best: dict[str, tuple[float, str | None]], precision: str) -> str:
 def forced(precision: str) -> Choice:
     """`precision` set by --dtype / QSEARCH_DTYPE: an int8 one on the int8 kernels that the race
     found faster here."""
-    engine = None
-    if precision.startswith("int8"):
-        ratios = race()
-        labels = [label for label in ratios if label.startswith(f"{precision}/")]
-        engine = max(labels, key=ratios.__getitem__).partition("/")[2] if labels else None
+    engine = engine_for(race(), precision)[1] if precision.startswith("int8") else None
     kernels = f"; {quantize.ENGINES.get(engine, engine)}'s int8 kernels" if engine else ""
     return Choice(precision, engine, why=f"{precision} (set by --dtype / QSEARCH_DTYPE{kernels})")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import batching, checks, loading, place, quantize
+from . import batching, checks, heap, loading, place, settle
 from .base import DEFAULT_TASK, Embedder, EmbedderBase, Progress, format_query
 from .st_folder import StFolder, read_folder
 
@@ -73,19 +73,33 @@ class TransformersEmbedder(EmbedderBase):
         self.pad_id = pad if pad is not None else self.eos_id
         if self.pooling == "lasttoken" and self.eos_id is None:
             raise loading.ModelLoadError(f"{name_or_path}: last-token pooling needs an EOS token")
-        choices = loading.cpu_choices(self.device, dtype)  # loaded in fp32, converted here
-        if choices:
-            check = None  # a precision set by hand runs unchecked
-            if dtype == "auto":
-                sequences = self.prepare(checks.CHECK_TEXTS)
-                check = checks.vectors_check(sequences, decoder=self.pooling == "lasttoken")
-            self.model, self.precision = quantize.settle(self.model, folder, choices, check)
+        self._settle(dtype)
         # measured on the Qwen3 decoder only (bench/cpu_forward.py): encoders stay eager
         self.compiled = loading.compile_on_cpu(
             self.model, self.device, compile and self.pooling == "lasttoken"
         )
         if self.compiled:  # compile now, not on a user's first upload: one text, then a batch
             self.encode(["warm-up"]), self.encode(["warm-up", "the compiled modules, two rows"])
+        heap.release()  # what loading, converting and the tokenizer's set-up freed
+
+    def _settle(self, dtype: str) -> None:
+        """On a CPU, the model (loaded as its checkpoint stores it) converted, in place, to the
+        first of `auto`'s precisions its check passes, or to the one set by hand."""
+        from transformers import AutoModel
+
+        choices = loading.cpu_choices(self.device, dtype)
+        if not choices:
+            return
+        check = None  # a precision set by hand runs unchecked
+        if dtype == "auto":
+            sequences = self.prepare(checks.CHECK_TEXTS)
+            check = checks.vectors_check(sequences, decoder=self.pooling == "lasttoken")
+        folder, device, body, self.model = self.folder, self.device, self.model, None
+
+        def reload() -> Any:  # a fresh body where a check that failed converted this one
+            return place.reload(AutoModel, folder, device, dtype)
+
+        self.model, self.precision = settle.settle(body, folder, choices, check, reload)
 
     def __repr__(self) -> str:
         return (
@@ -125,7 +139,11 @@ class TransformersEmbedder(EmbedderBase):
     def embed_batch_fp32(
         self, items: list[list[int]], *, is_query: bool, instruction: str | None
     ) -> np.ndarray:
-        """The batch again with a float32 copy of the model (loaded on first use)."""
+        """The batch again in float32: on a GPU the model itself, upcast for the batch; elsewhere
+        a float32 copy of the model (loaded on first use: an int8 model has no exact upcast)."""
+        if self.device.startswith("cuda"):
+            with place.in_float32(self.model) as model:
+                return self._forward(items, model)
         if self._fp32_model is None:
             from transformers import AutoModel
 

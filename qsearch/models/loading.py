@@ -102,22 +102,46 @@ NATIVE_BF16 = (8, 0)  # Ampere (A100, A10, L4) and later compute bf16 in hardwar
 INT8_DTYPES = ("int8", "int8+bf16")  # CPU paths: loaded in fp32, converted after (quantize.py)
 
 
-def pick_dtype(device: str, setting: str = "auto"):  # noqa: ANN201 - torch.dtype, lazy torch
+def pick_dtype(device: str, setting: str = "auto", folder: Path | None = None):  # noqa: ANN201 - torch.dtype, lazy torch
     """The dtype to load in: `setting` when given; else on a GPU bf16 where its compute capability
     is >= 8.0, fp16 below (a T4 reports `is_bf16_supported()` True, but only emulates it); fp16
     on Apple's MPS; on a CPU bf16 where it won this machine's race (cpu_race.py), else fp32. The
-    int8 precisions load in fp32 and are converted after loading (see cpu_choices)."""
+    int8 precisions load as their checkpoint in `folder` stores the weights where that is bf16
+    (exact in fp32, at half the memory), else in fp32, and are converted after loading (see
+    cpu_choices and quantize.settle)."""
     import torch
 
     if setting in INT8_DTYPES:
-        return _int8_load_dtype(device, setting)
+        return _int8_load_dtype(device, setting, folder)
     if setting != "auto":
         return getattr(torch, setting)
     if device.startswith("cuda"):
         return torch.bfloat16 if gpu_capability(device) >= NATIVE_BF16 else torch.float16
     if device.startswith("mps"):
         return torch.float16
-    return torch.bfloat16 if cpu_race.choices()[0].precision == "bfloat16" else torch.float32
+    first = cpu_race.choices()[0]
+    if first.int8:
+        return _int8_load_dtype(device, first.precision, folder)
+    return torch.bfloat16 if first.precision == "bfloat16" else torch.float32
+
+
+def checkpoint_dtype(folder: Path | None) -> str | None:
+    """The one dtype every floating tensor of the checkpoint in `folder` is stored in ('BF16',
+    'F32', ...), from the safetensors headers alone; None where it has none or several."""
+    from safetensors import safe_open
+
+    if folder is None:
+        return None
+    files = sorted(Path(folder).glob("*.safetensors"))
+    dtypes = set()
+    try:
+        for path in files:
+            with safe_open(path, "pt") as f:
+                dtypes |= {f.get_slice(name).get_dtype() for name in f.keys()}
+    except (OSError, ValueError, RuntimeError):
+        return None
+    floating = dtypes & {"F64", "F32", "F16", "BF16"}
+    return next(iter(floating)) if len(floating) == 1 else None
 
 
 def dtype_reason(device: str, setting: str = "auto") -> str:
@@ -138,13 +162,14 @@ def dtype_reason(device: str, setting: str = "auto") -> str:
     return cpu_race.choices()[0].why
 
 
-def _int8_load_dtype(device: str, setting: str):  # noqa: ANN202 - torch.dtype
-    """int8 is a CPU path (torch's dynamic quantization): load fp32, quantize after loading."""
+def _int8_load_dtype(device: str, setting: str, folder: Path | None = None):  # noqa: ANN202 - torch.dtype
+    """int8 is a CPU path (torch's dynamic quantization): load as the checkpoint stores it where
+    that is bf16, else fp32; quantize after loading."""
     import torch
 
     if device != "cpu":
         raise ModelLoadError(f"dtype {setting!r} runs on the CPU only, not on device {device!r}")
-    return torch.float32
+    return torch.bfloat16 if checkpoint_dtype(folder) == "BF16" else torch.float32
 
 
 def cpu_choices(device: str, setting: str = "auto") -> list[quantize.Choice]:
@@ -152,7 +177,7 @@ def cpu_choices(device: str, setting: str = "auto") -> list[quantize.Choice]:
     its quality check lets through running (quantize.settle); empty when it runs as loaded. A
     precision set by hand is the only one, unchecked."""
     if setting in INT8_DTYPES:
-        _int8_load_dtype(device, setting)
+        _int8_load_dtype(device, setting, None)
         return [cpu_race.forced(setting)]
     if setting != "auto" or device != "cpu":
         return []

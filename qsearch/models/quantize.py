@@ -1,7 +1,7 @@
-"""Lower precisions on the CPU, applied to a model loaded in fp32: bf16, torch's dynamic int8 linear
-layers, and both together (int8+bf16: int8 linear layers, bf16 everywhere else); and `settle`,
-which runs a model in the first of `auto`'s choices (cpu_race.py) that its quality check
-(checks.py) lets through.
+"""Lower precisions on the CPU, applied in place to a loaded model: bf16, torch's dynamic int8
+linear layers, and both together (int8+bf16: int8 linear layers, bf16 everywhere else). settle.py
+runs a model in the first of `auto`'s choices (cpu_race.py) that its quality check (checks.py)
+lets through.
 
 Why torch's dynamic int8: bench/int8_candidates.py compares it with torchao, ONNX Runtime and
 OpenVINO on the same chunks (bench/results/README.md, "int8 on the CPU"); it is the fastest at the
@@ -15,29 +15,25 @@ int8+bf16: torch's dynamic int8 linear takes fp32 only, so each one sits in a `F
 that casts its input up and its output back; attention (SDPA), norms, rotary embedding, SiLU and
 the embedding table run in bf16, at half the memory traffic of fp32.
 
-Quantizing is not cached on disk: the 0.6B model's 196 layers take 9.4 s on 2 cores (one layer
-per thread), and most of that is torch packing the weights for its kernels (linear_prepack: 10.6 s
-of 18.9 s one by one), which loading quantized weights from disk would pay again; a cache would
-save only the rounding (quantize_per_channel: 5.5 s).
+Converting runs in place, one layer at a time (the model is never held twice), and the int8
+weights are kept on disk (weights_cache.py): a later start skips the observing and rounding and
+only packs them for the kernels.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import threading
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-from . import checks, verdicts
 
 PRECISIONS = ("float32", "bfloat16", "int8", "int8+bf16")
 ENGINES = {"fbgemm": "fbgemm", "onednn": "oneDNN"}  # torch's engine name: the library's
+Int8Weights = dict[str, Any]  # a model's quantized linear weights (torch.qint8), by layer name
 _ENGINE_LOCK = threading.Lock()  # the quantized engine is one global setting of torch
 
 
@@ -86,35 +82,60 @@ def _packing_for(engine: str | None) -> Iterator[None]:
             torch.backends.quantized.engine = before
 
 
-def quantize_linear(model: Any, engine: str | None = None) -> Any:
+def quantize_linear(model: Any, engine: str | None = None, int8: Int8Weights | None = None) -> Any:
     """`model` with every nn.Linear replaced by its dynamic int8 version, in place, its weights
     packed for `engine`: what `quantize_dynamic` does, one layer per thread (`Linear.from_float`;
     weight packing releases the GIL: the 0.6B model's 196 layers took 18.9 s one by one on 2
-    cores)."""
+    cores). Each layer's float weights go as soon as its int8 copy exists, so the model is never
+    held twice; a layer stored in bf16 (a bf16 checkpoint) is quantized from its exact fp32 value.
+    `int8`: each layer's int8 weights by name, as `int8_weights` gave them (weights_cache.py):
+    then only the packing runs. Returns `model`."""
     import torch
 
     dynamic = torch.ao.nn.quantized.dynamic.Linear
     qconfig = torch.ao.quantization.per_channel_dynamic_qconfig  # per-tensor: MiniLM cos 0.88
-    linears = [
-        (parent, name, child)
-        for parent in model.modules()
+    sites = [
+        (f"{prefix}.{name}".lstrip("."), parent, name)
+        for prefix, parent in model.named_modules()
         for name, child in parent.named_children()
         if type(child) is torch.nn.Linear
     ]
 
-    def one(linear: Any) -> Any:
-        linear.qconfig = qconfig
-        with warnings.catch_warnings():  # torch.ao.quantization warns it is deprecated
-            warnings.simplefilter("ignore")
-            return dynamic.from_float(linear)
+    def one(site: tuple[str, Any, str]) -> None:
+        path, parent, name = site
+        linear = getattr(parent, name)
+        if int8 is not None and path in int8:
+            quantized = dynamic(linear.in_features, linear.out_features, dtype=torch.qint8)
+            bias = None if linear.bias is None else linear.bias.detach().float()
+            quantized.set_weight_bias(int8[path], bias)
+        else:
+            linear.float()  # this layer only (from bf16: exact), as a fp32 load would give it
+            linear.qconfig = qconfig
+            with warnings.catch_warnings():  # torch.ao.quantization warns it is deprecated
+                warnings.simplefilter("ignore")
+                quantized = dynamic.from_float(linear)
+        setattr(parent, name, quantized)  # the float layer is dropped here
 
     with (
         _packing_for(engine),
-        ThreadPoolExecutor(max(1, min(len(linears), torch.get_num_threads()))) as pool,
+        ThreadPoolExecutor(max(1, min(len(sites), torch.get_num_threads()))) as pool,
     ):
-        for (parent, name, _), quantized in zip(linears, pool.map(one, [c for *_, c in linears])):
-            setattr(parent, name, quantized)
+        for _ in pool.map(one, sites):
+            pass
     return model
+
+
+def int8_weights(model: Any) -> Int8Weights:
+    """Each int8 linear layer's quantized weight (int8 values, per-channel scales), by its name in
+    `model`: what `quantize_linear(int8=...)` takes, and weights_cache.py keeps on disk."""
+    import torch
+
+    dynamic = torch.ao.nn.quantized.dynamic.Linear
+    return {  # int8+bf16 wraps each layer in a FloatBoundary: the layer's name is its own
+        name.removesuffix(".inner"): m.weight()
+        for name, m in model.named_modules()
+        if isinstance(m, dynamic)
+    }
 
 
 @functools.lru_cache(maxsize=1)
@@ -134,16 +155,21 @@ def _float_boundary() -> type:
     return FloatBoundary
 
 
-def convert(model: Any, precision: str, engine: str | None = None) -> Any:
-    """`model` (in fp32) in `precision`, in place; int8 ones pack their weights for `engine`."""
+def convert(
+    model: Any, precision: str, engine: str | None = None, int8: Int8Weights | None = None
+) -> Any:
+    """`model` (in fp32, or in bf16 as its checkpoint stores it) in `precision`, in place, one
+    layer at a time; int8 ones pack their weights for `engine` (`int8`: their int8 weights, already
+    quantized) and keep the embedding table in int8 too, one scale per row (`Int8Embedding`:
+    Qwen3-0.6B's 151,669 x 1,024 table is 0.6 GB in fp32, 0.15 GB so)."""
     import torch
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "bfloat16":
-        return model.to(torch.bfloat16)
-    if precision.startswith("int8"):
-        quantize_linear(model, engine)
+    if precision in ("float32", "bfloat16"):
+        return model.to(getattr(torch, precision))
+    quantize_linear(model, engine, int8)
+    table = _int8_table(model)
     if precision == "int8+bf16":
         boundary = _float_boundary()
         for parent in list(model.modules()):
@@ -151,7 +177,59 @@ def convert(model: Any, precision: str, engine: str | None = None) -> Any:
                 if isinstance(child, torch.ao.nn.quantized.dynamic.Linear):
                     setattr(parent, name, boundary(child))
         model.to(torch.bfloat16)  # the packed int8 weights are no parameters: they stay
+    else:
+        model.float()
+    if table is not None:
+        table.rows_dtype = torch.bfloat16 if precision == "int8+bf16" else torch.float32
     return model
+
+
+def _int8_table(model: Any) -> Any:
+    """The model's input embedding table replaced by an `Int8Embedding` (None: it has none)."""
+    import torch
+
+    table = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if type(table) is not torch.nn.Embedding:
+        return table if isinstance(table, _int8_embedding()) else None
+    quantized = _int8_embedding()(table)
+    model.set_input_embeddings(quantized)
+    return quantized
+
+
+@functools.lru_cache(maxsize=1)
+def _int8_embedding() -> type:
+    import torch
+
+    class Int8Embedding(torch.nn.Module):
+        """An embedding table in int8 with one scale per row (symmetric: the row's largest
+        magnitude maps to 127); the rows it looks up come back in `rows_dtype`. A quarter of the
+        memory of fp32; the model's quality check decides whether it runs (checks.py)."""
+
+        def __init__(self, table: torch.nn.Embedding, block: int = 8192):
+            super().__init__()
+            rows, width = table.weight.shape
+            self.num_embeddings, self.embedding_dim = rows, width
+            self.padding_idx = table.padding_idx
+            self.rows_dtype = torch.float32
+            values = torch.empty((rows, width), dtype=torch.int8)
+            scales = torch.empty(rows, dtype=torch.float32)
+            with torch.no_grad():
+                for start in range(0, rows, block):  # a block at a time: no fp32 copy of it all
+                    part = table.weight[start : start + block].float()
+                    scale = part.abs().amax(dim=1).clamp(min=1e-30) / 127
+                    values[start : start + block] = (part / scale[:, None]).round_().to(torch.int8)
+                    scales[start : start + block] = scale
+            self.register_buffer("weight", values)  # int8: `Module.to(dtype)` leaves it as it is
+            self.scales = scales  # a plain tensor: no cast to bf16 may touch it
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            rows = torch.nn.functional.embedding(ids, self.weight).float()
+            return (rows * self.scales[ids].unsqueeze(-1)).to(self.rows_dtype)
+
+        def extra_repr(self) -> str:
+            return f"{self.num_embeddings}, {self.embedding_dim}, int8 rows -> {self.rows_dtype}"
+
+    return Int8Embedding
 
 
 def has_int8(model: Any) -> bool:
@@ -167,43 +245,3 @@ def precision_of(model: Any) -> str:
     if has_int8(model):
         return "int8+bf16" if dtype == "bfloat16" else "int8"
     return dtype
-
-
-def settle(
-    body: Any, folder: Path, choices: list[Choice], check: checks.QualityCheck | None
-) -> tuple[Any, str]:
-    """(`body` in the first of `choices` it may run in, why). `body` comes in fp32. A choice with
-    int8 in it runs only where the model's copy in it passes `check` against fp32 (a verdict kept
-    on disk, or measured now on a copy); fp32 and bf16 need no check. Without `check` (the
-    precision was set by hand) the first choice runs unchecked."""
-    missed: list[str] = []
-    for choice in choices:
-        if choice.precision == "float32" and missed:  # every faster one missed its bar
-            return body, "float32: " + "; ".join(missed)
-        if check is None or not choice.int8:
-            return convert(body, choice.precision, choice.engine), _and(choice.why, missed)
-        converted = None
-
-        def measure(choice: Choice = choice) -> float:
-            nonlocal converted
-            reference = checks.pooled_states(body, check)
-            converted = convert(copy.deepcopy(body), choice.precision, choice.engine)
-            return check.agreement(reference, checks.pooled_states(converted, check))
-
-        value = verdicts.remembered(checks.check_key(folder, check, choice.label), measure)
-        if value >= check.bar:
-            model = (
-                converted
-                if converted is not None
-                else convert(body, choice.precision, choice.engine)
-            )
-            return model, _and(f"{choice.why}; {check.says(value)}", missed)
-        missed.append(
-            f"{choice.precision} ({choice.speedup:.1f}x fp32) missed this model's quality bar "
-            f"({check.says(value)})"
-        )
-    return body, "float32: " + "; ".join(missed)
-
-
-def _and(why: str, missed: list[str]) -> str:
-    return "; ".join([why, *missed])

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import batching, checks, loading, place, quantize
+from . import batching, checks, heap, loading, place, settle
 from .base import DEFAULT_TASK, Reranker, RerankerBase
 
 __all__ = ["PREFIX", "SUFFIX", "Qwen3Reranker", "Reranker", "format_body", "load_reranker"]
@@ -61,6 +61,7 @@ class Qwen3Reranker(RerankerBase):
             AutoModelForCausalLM, folder, loading.pick_device(device), dtype
         )
         self.body, self.head_rows, self.head_bias = self._parts(model)
+        del model  # the body is all that runs (the head's two rows are copied out)
         self._fp32: tuple[Any, Any, Any] | None = None
         self.prefix_ids = self.tokenizer(PREFIX, add_special_tokens=False)["input_ids"]
         self.suffix_ids = self.tokenizer(SUFFIX, add_special_tokens=False)["input_ids"]
@@ -77,11 +78,17 @@ class Qwen3Reranker(RerankerBase):
                 groups = [self.prepare(q, texts) for q, texts in checks.CHECK_QUERIES.items()]
                 direction = self.head_rows[1] - self.head_rows[0]  # the yes-minus-no logit
                 check = checks.order_check(groups, direction, self.pad_id)
-            self.body, self.precision = quantize.settle(self.body, folder, choices, check)
-        self.compiled = loading.compile_on_cpu(model, self.device, compile)
+            device, body, self.body = self.device, self.body, None  # settle converts in place
+
+            def reload() -> Any:
+                return place.reload(AutoModelForCausalLM, folder, device, dtype).base_model
+
+            self.body, self.precision = settle.settle(body, folder, choices, check, reload)
+        self.compiled = loading.compile_on_cpu(self.body, self.device, compile)
         if self.compiled:  # compile now, not on a user's first query: one passage, then a batch
             self.score("warm-up", ["one passage"])
             self.score("warm-up", ["one passage", "and a second, longer passage"])
+        heap.release()  # what loading, converting and the tokenizer's set-up freed
 
     def __repr__(self) -> str:
         return f"Qwen3Reranker({self.model_name!r}, device={self.device})"
@@ -89,9 +96,9 @@ class Qwen3Reranker(RerankerBase):
     def _parts(self, model: Any) -> tuple[Any, Any, Any]:
         """(decoder body, the LM head's [no, yes] rows, their bias or None)."""
         head = model.get_output_embeddings()
-        rows = head.weight[self.yes_no].detach().clone()  # (2, hidden): [no, yes]
+        rows = head.weight[self.yes_no].detach().float()  # (2, hidden): [no, yes], in fp32
         bias = getattr(head, "bias", None)
-        return model.base_model, rows, None if bias is None else bias[self.yes_no].detach().clone()
+        return model.base_model, rows, None if bias is None else bias[self.yes_no].detach().float()
 
     def prepare(
         self, query: str, texts: Sequence[str], instruction: str | None = None
@@ -115,7 +122,11 @@ class Qwen3Reranker(RerankerBase):
     def score_batch_fp32(
         self, query: str, items: list[list[int]], instruction: str | None
     ) -> np.ndarray:
-        """The batch again with a float32 copy of the model (loaded on first use)."""
+        """The batch again in float32: on a GPU the body itself, upcast for the batch (the head's
+        two rows are fp32); elsewhere a float32 copy of the model (loaded on first use)."""
+        if self.device.startswith("cuda"):
+            with place.in_float32(self.body) as body:
+                return self._p_yes(items, body, self.head_rows, self.head_bias)
         if self._fp32 is None:
             from transformers import AutoModelForCausalLM
 
@@ -135,7 +146,7 @@ class Qwen3Reranker(RerankerBase):
             # row's answer position is its own last token.
             hidden = body(input_ids=input_ids, use_cache=False).last_hidden_state
             rows = torch.arange(len(sequences), device=hidden.device)
-            logits = hidden[rows, last].to(head_rows.dtype) @ head_rows.T  # int8+bf16: fp32 rows
+            logits = hidden[rows, last].float() @ head_rows.T  # the two rows are fp32
             if head_bias is not None:
                 logits = logits + head_bias
             p_yes = torch.softmax(logits.float(), dim=-1)[:, 1]

@@ -18,10 +18,11 @@
 from __future__ import annotations
 
 import contextvars
+import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Settings
-from ..models.base import Embedder, EmbedderBase, Progress, Reranker, RerankerBase
+from ..models.base import Embedder, Reranker
 from ..models.choose import make_embedder, make_reranker, rerank_choice
 from ..models.loading import ModelLoadError, bundled_small_model
 from .gpu_boundary import (
@@ -44,17 +45,17 @@ from .gpu_boundary import (
     timed,
 )
 from .model_lock import ModelLock
+from .shared_models import SharedEmbedder, SharedReranker
 from .sizing import (
     BUSY_WINDOW_SECONDS,
-    FIRST_WINDOW,
     WINDOW_SECONDS,
     Throughput,
     estimate_tokens,
     rerank_candidates_for,
-    window_sizes,
 )
 
 __all__ = ["Fallback", "GpuUnavailable", "ModelService", "ON_ZEROGPU"]
+log = logging.getLogger("qsearch")
 SEARCHING_SECONDS = 10.0  # after a short call, this long, windows are BUSY_WINDOW_SECONDS
 
 
@@ -69,103 +70,25 @@ class Fallback:
     reason: str  # what went wrong and what to do, in full
 
 
-class SharedEmbedder(EmbedderBase):
-    """The service's embedder as an `Embedder`: each window of texts (sized to the measured
-    speed) is one call across the GPU boundary, under the lock; the base does the rest."""
-
-    max_batch_tokens = max_batch_size = 1 << 30  # a window is one call: no smaller batches
-    prefetch = False  # each window's size reads the speed measured on the window before
-
-    def __init__(self, service: ModelService, model: Embedder):
-        self._service, self._model = service, model
-        self.model_name, self.dim, self.max_tokens = model.model_name, model.dim, model.max_tokens
-        self.supports_instruction = model.supports_instruction
-        self.tokenizer = getattr(model, "tokenizer", None)  # chunking runs in the main process
-        self.device = str(getattr(model, "device", "remote"))
-        self.precision = getattr(model, "precision", None)  # what runs and why, for the page
-        self.compiled = bool(getattr(model, "compiled", False))  # loading.compile_on_cpu
-        self._call = threading.local()  # per calling thread: whether its windows go first
-
-    def __repr__(self) -> str:
-        return f"SharedEmbedder({self._model!r})"
-
-    def prepare(
-        self, texts: Sequence[str], *, is_query: bool = False, instruction: str | None = None
-    ) -> list[str]:
-        """The texts as they are: the model behind the boundary formats and tokenizes them."""
-        return list(texts)
-
-    def lengths(self, items: Sequence[str]) -> list[int]:
-        return [1] * len(items)  # one window, one call, in input order
-
-    def windows(self, texts: Sequence[str]) -> Iterator[range]:
-        """Windows of about WINDOW_SECONDS at the measured speed (re-read before each)."""
-        done, per_text = 0, estimate_tokens(texts) / max(len(texts), 1)
-        service = self._service
-        for size in window_sizes(len(texts), per_text, service.embed_rate, service.window_now):
-            yield range(done, done + size)
-            done += size
-
-    def count_tokens(self, texts: Sequence[str]) -> int:
-        return self._model.count_tokens(texts)
-
-    def encode(
-        self,
-        texts: Sequence[str],
-        *,
-        is_query: bool = False,
-        instruction: str | None = None,
-        progress: Progress | None = None,
-    ) -> np.ndarray:
-        # a query, or a short call, goes ahead of indexing windows
-        self._call.urgent = is_query or len(texts) <= FIRST_WINDOW
-        return super().encode(texts, is_query=is_query, instruction=instruction, progress=progress)
-
-    def embed_batch(
-        self, items: list[str], *, is_query: bool, instruction: str | None
-    ) -> np.ndarray:
-        service = self._service
-        with service.lock.hold(getattr(self._call, "urgent", True)):
-            return service.embed(items, is_query, instruction)  # it records the model's own speed
-
-
-class SharedReranker(RerankerBase):
-    """The service's reranker as a `Reranker`: one GPU-boundary call per query, under the lock."""
-
-    max_batch_tokens = max_batch_size = 1 << 30  # one call per query
-
-    def __init__(self, service: ModelService, model: Reranker):
-        self._service, self._model, self.model_name = service, model, model.model_name
-
-    def __repr__(self) -> str:
-        return f"SharedReranker({self._model!r})"
-
-    def lengths(self, items: Sequence[str]) -> list[int]:
-        return [1] * len(items)
-
-    def count_tokens(self, query: str, texts: Sequence[str], instruction: str | None = None) -> int:
-        return self._model.count_tokens(query, texts, instruction)
-
-    def score_batch(self, query: str, items: list[str], instruction: str | None) -> np.ndarray:
-        service = self._service
-        with service.lock.hold(urgent=True):
-            return service.score(query, items, instruction)  # it records the model's own speed
-
-
 class ModelService:
     """The shared models of one server process: load once, one lock, the GPU boundary, speed."""
 
     def __init__(
         self,
         settings: Settings,
-        embedder: Embedder,
+        embedder: Embedder | None,
         *,
         notice: str = "",
         rerank_unavailable: str = "",
         fallbacks: Sequence[Fallback] = (),
     ):
+        """`embedder` None: `start` loads it in the background (see `loading`)."""
         self.settings, self.notice, self.rerank_unavailable = settings, notice, rerank_unavailable
         self.fallbacks = list(fallbacks)  # what runs instead of what was asked for, and why
+        self.loaded = threading.Event()  # set once the embedder is there (or failed to load)
+        self._loader: threading.Thread | None = None  # start's, until begin_loading
+        self.load_error: BaseException | None = None
+        self.load_started = time.monotonic()
         # this service's models in _MODELS (tests run several per process)
         self.key = uuid.uuid4().hex
         self.lock = ModelLock()
@@ -176,9 +99,74 @@ class ModelService:
         _RATES[self.key, "reranker"] = self.rerank_rate
         self.window_seconds = ZEROGPU_WINDOW_SECONDS if ON_ZEROGPU else WINDOW_SECONDS
         self._local = {"embedder": not settings.embed_url, "reranker": not settings.rerank_url}
-        _MODELS[self.key, "embedder"] = embedder
-        self.embedder = SharedEmbedder(self, embedder)
+        self.embedder = SharedEmbedder(self, None)
         self._reranker: SharedReranker | None = None
+        if embedder is not None:
+            self._attach(embedder)
+
+    def _attach(self, embedder: Embedder) -> None:
+        _MODELS[self.key, "embedder"] = embedder
+        self.embedder.attach(embedder)
+        self.loaded.set()
+
+    @property
+    def loading(self) -> bool:
+        """Whether the embedder is still loading (`start`)."""
+        return not self.loaded.is_set()
+
+    def loading_seconds(self) -> float:
+        """How long the embedder has been loading (or took to load)."""
+        return time.monotonic() - self.load_started
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        """Wait for the embedder (at most `timeout` s: whether it is there); ModelLoadError when
+        it could not be loaded. A deferred load (`start`) begins now if it had not."""
+        self.begin_loading()
+        if not self.loaded.wait(timeout):
+            return False
+        if self.load_error is not None:
+            raise ModelLoadError(
+                f"The embedding model could not be loaded: {self.load_error}"
+            ) from None
+        return True
+
+    @classmethod
+    def start(cls, settings: Settings, *, measure: bool = not ON_ZEROGPU) -> ModelService:
+        """The service at once, its models to load on a thread of their own once `begin_loading`
+        is called (server.launch calls it when the server is up, so that loading doesn't slow
+        the server's start on a small CPU): the page answers while they load, says so, and what
+        needs the embedder waits for it. On ZeroGPU models must be created before any GPU call
+        forks a worker: there it loads before returning."""
+        if ON_ZEROGPU:
+            return cls.load(settings, measure=measure)
+        service = cls(settings, None)
+
+        def load() -> None:
+            try:
+                loaded = cls.load(settings, measure=False)  # its models, fallbacks and notices
+                embedder = _MODELS[loaded.key, "embedder"]
+                loaded.close()
+                service.settings, service.notice = loaded.settings, loaded.notice
+                service.rerank_unavailable = loaded.rerank_unavailable
+                service.fallbacks = loaded.fallbacks
+                service._attach(embedder)
+                if measure:
+                    service.measure()
+            except BaseException as e:  # noqa: BLE001 - any failure is the page's to show
+                service.load_error = e
+                service.loaded.set()
+                log.error("The embedding model could not be loaded: %s", e)
+
+        service._loader = threading.Thread(target=load, name="qsearch-model-load", daemon=True)
+        return service
+
+    def begin_loading(self) -> None:
+        """Start loading the models `start` deferred (at most once; nothing if loaded)."""
+        with self._load_lock:
+            loader, self._loader = self._loader, None
+        if loader is not None:
+            self.load_started = time.monotonic()
+            loader.start()
 
     @classmethod
     def load(cls, settings: Settings, *, measure: bool = not ON_ZEROGPU) -> ModelService:
@@ -276,6 +264,7 @@ class ModelService:
 
     def reranker(self) -> SharedReranker:
         """The reranker, loaded the first time it is asked for (at startup on ZeroGPU)."""
+        self.wait_loaded()  # which reranker, and whether any, is settled with the embedder
         with self._load_lock:
             if self._reranker is None:
                 if self.rerank_unavailable:

@@ -28,6 +28,7 @@ INSTRUCTIONS = [  # (label, the instruction the models read)
      "answer it"),
     ("Find similar passages", "Retrieve passages that are semantically similar to the given text"),
 ]  # fmt: skip
+STATUS_SECONDS = 2.0  # while the model loads, the status line is read again this often
 UPLOAD_CACHE = (300, 900)  # every 5 minutes, delete uploaded files older than 15 minutes
 # The browser's token for its collection. The secret travels to the browser in the page's
 # config (Gradio encrypts in the browser), so it is fixed: the token is what must stay secret.
@@ -67,11 +68,37 @@ def build_page(ctx: Context, *, upload_cache: tuple[int, int] = UPLOAD_CACHE) ->
 
 def _status(ctx: Context) -> None:
     """One line of server facts, in whole phrases (startup.status_line); the details, and any
-    fallback's or warning's full reason, folded right below it."""
-    gr.Markdown(f"<small>{status_line(ctx)}</small>", elem_id="qs-status")
-    label = "Server details: the full reasons" if has_warnings(ctx) else "Server details"
-    with gr.Accordion(label, open=False, elem_id="qs-status-details"):
-        gr.Markdown(ctx.status_markdown())
+    fallback's or warning's full reason, folded right below it. Read when a page loads, and every
+    STATUS_SECONDS while the model loads (`_follow_loading`)."""
+    line = gr.Markdown(lambda: _status_texts(ctx)[0], elem_id="qs-status")
+    with gr.Accordion(_details_label(ctx), open=False, elem_id="qs-status-details") as folded:
+        details = gr.Markdown(lambda: _status_texts(ctx)[1])
+    _follow_loading(ctx, line, folded, details)
+
+
+def _status_texts(ctx: Context) -> tuple[str, str]:
+    """(the status line, the details)."""
+    return f"<small>{status_line(ctx)}</small>", ctx.status_markdown()
+
+
+def _details_label(ctx: Context) -> str:
+    return "Server details: the full reasons" if has_warnings(ctx) else "Server details"
+
+
+def _follow_loading(
+    ctx: Context, line: gr.Markdown, folded: gr.Accordion, details: gr.Markdown
+) -> None:
+    """While the model loads in the background, the status is read again every STATUS_SECONDS
+    (how long so far), until it has loaded and says what runs (and any fallback)."""
+    timer = gr.Timer(STATUS_SECONDS, active=ctx.service.loading)
+
+    def tick() -> tuple[str, gr.Accordion, str, gr.Timer]:
+        status, said = _status_texts(ctx)
+        folded_now = gr.Accordion(label=_details_label(ctx))
+        return status, folded_now, said, gr.Timer(active=ctx.service.loading)
+
+    outputs = [line, folded, details, timer]
+    timer.tick(tick, None, outputs, queue=False, api_visibility="private")
 
 
 def _library_controls(shelf: Shelf) -> dict[str, Any]:

@@ -9,17 +9,18 @@ touching its route list; share links, Spaces, /v1 and MCP all run on that one se
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.middleware import Middleware
 
 from ..app_flags import parse_app_args as parse_args  # noqa: F401 - app.py's flags, with the CLI's
-from ..config import ServerSettings, Settings, model_name
+from ..config import VERSION, ServerSettings, Settings, model_name
 from ..documents import ocr
 from ..engine import Engine
 from ..models.choose import reranker_reads_instructions
-from ..models.loading import device_label, dtype_reason
+from ..models.loading import ModelLoadError, device_label, dtype_reason
 from ..store.analysis import load_identifier
 from ..types import Hits
 from .api_guard import ApiLimitMiddleware
@@ -64,10 +65,19 @@ class Context:
 
     @classmethod
     def create(
-        cls, settings: Settings, index_dir: str | None = None, server: ServerSettings | None = None
+        cls,
+        settings: Settings,
+        index_dir: str | None = None,
+        server: ServerSettings | None = None,
+        *,
+        background: bool = False,
     ) -> Context:
-        """Load the models, open the shared index if any; `server` sets the limits."""
-        service = ModelService.load(settings)
+        """Load the models, open the shared index if any; `server` sets the limits. With
+        `background` (`python app.py`) the models load on a thread while the page is served,
+        unless a shared index needs the embedder's name and dimension first."""
+        shared_first = bool(index_dir or settings.milvus_uri)
+        start = ModelService.start if background and not shared_first else ModelService.load
+        service = start(settings)
         load_identifier()  # the keywords' language detector, before visitors come
         shared, s = None, service.settings
         models = {"embedder": service.embedder, "reranker": service.reranker}
@@ -108,8 +118,22 @@ class Context:
                 return engine.index
         return None
 
+    def loading_status(self) -> str | None:
+        """While the embedder loads (or when it could not): what the page says, else None."""
+        service = self.service
+        if service.load_error is not None:
+            return f"⚠ The embedding model could not be loaded: {service.load_error}"
+        if not service.loading:
+            return None
+        return (
+            f"⏳ Loading the embedding model `{model_name(service.settings.embed_model)}` "
+            f"({service.loading_seconds():.0f} s so far): uploads and searches wait for it"
+        )
+
     def status_markdown(self) -> str:
         """Which models run where, in which dtype and why, and whether OCR is on."""
+        if (loading := self.loading_status()) is not None:
+            return loading
         service, s = self.service, self.service.settings
         device = service.embedder.device
         where = device_label(device)
@@ -143,6 +167,8 @@ class Context:
 
     def status_summary(self) -> str:
         """The server facts in one line: models, device, precision, speed, OCR."""
+        if (loading := self.loading_status()) is not None:
+            return loading
         service, s = self.service, self.service.settings
         device, speed = service.embedder.device, service.embed_rate.per_second
         rerank = "off" if service.rerank_unavailable else model_name(s.rerank_model)
@@ -202,6 +228,33 @@ class Context:
         )
 
 
+def _say_started(ctx: Context, quiet: bool) -> None:
+    """The terminal's account of the start (startup.py); when `quiet`, its warnings only."""
+    said = startup_lines(ctx)
+    said = [line for line in said if "⚠" in line] if quiet else said
+    if said:
+        print("\n".join(said), flush=True)
+
+
+def _say_when_loaded(ctx: Context, quiet: bool) -> None:
+    """Models loading in the background: say so now, and the account once they have loaded (or
+    why they could not), from a thread of its own."""
+    if not quiet:
+        name = model_name(ctx.service.settings.embed_model)
+        print(f"qsearch {VERSION}: loading {name} in the background; the page answers meanwhile",
+              flush=True)  # fmt: skip
+
+    def wait() -> None:
+        try:
+            ctx.service.wait_loaded()
+        except ModelLoadError as e:
+            print(f"⚠ {e}", flush=True)
+            return
+        _say_started(ctx, quiet)
+
+    threading.Thread(target=wait, name="qsearch-started", daemon=True).start()
+
+
 def launch(
     demo: Any,
     *,
@@ -225,10 +278,8 @@ def launch(
     precision and any fallback, where it serves, its own hint on a public link, and a warning
     when the server is public without a login (when `quiet`, the warnings only)."""
     ctx: Context | None = getattr(demo, "qsearch_context", None)
-    said = startup_lines(ctx) if ctx is not None else []
-    said = [line for line in said if "⚠" in line] if quiet else said
-    if said:
-        print("\n".join(said), flush=True)
+    if ctx is not None and not ctx.service.loading:
+        _say_started(ctx, quiet)
     app_kwargs: dict[str, Any] = {"routes": []}
     if ctx is not None:
         api_limits = ApiLimits(max_total_chars=ctx.limits.api_max_chars)
@@ -250,6 +301,9 @@ def launch(
         quiet=True,  # Gradio's hint names launch() arguments: qsearch says its own (below)
         **kwargs,
     )
+    if ctx is not None and ctx.service.loading:
+        ctx.service.begin_loading()  # deferred by ModelService.start: the server is up now
+        _say_when_loaded(ctx, quiet)
     space = os.environ.get("SPACE_ID")
     reason = (ctx.limits.public_reason if ctx else "") or public_reason(
         host or os.environ.get("GRADIO_SERVER_NAME") or LOOPBACK[0], share, space

@@ -16,6 +16,7 @@ import gradio as gr
 
 from ..documents.pool import reading_for
 from ..engine import Cancelled, Engine
+from ..models.loading import ModelLoadError
 from .clients import tells_visitors_apart
 from .memory import MemoryBudget
 from .render import files_html, message_html, progress_html, report_html
@@ -47,12 +48,13 @@ class Uploads:
                 try:  # uploads stay in Gradio's shared cache, which deletes them itself
                     names = [p.name for p in paths]
                     stop = session.stop.is_set
+                    self.wait_for_model(progress, stop)
                     with reading_for(visitor(client, token)):  # its share of the readers
                         result = engine.add_files(paths, report, names=names, should_stop=stop)
                 except Cancelled:
                     stopped = message_html("Stopped: nothing from this upload was added.")
                     return stopped, *listing(engine), None
-        except Busy as e:
+        except (Busy, ModelLoadError) as e:
             return message_html(str(e)), *listing(engine), None
         not_kept = self.ctx.keeper.save(token, session.library)
         return report_html(result, note=not_kept), *listing(engine), None
@@ -88,6 +90,18 @@ class Uploads:
         if "error" in outcome:
             raise outcome["error"]
         yield outcome["value"]
+
+    def wait_for_model(self, progress: Any, stop: Callable[[], bool]) -> None:
+        """While the server's embedding model loads (it starts in the background), wait for it,
+        saying so on the upload's bar; Cancelled when the user stops the upload meanwhile."""
+        service = self.ctx.service
+        while not service.wait_loaded(timeout=0.5):
+            if stop():
+                raise Cancelled("stopped while the model was loading")
+            progress(
+                None,
+                desc=f"waiting for the embedding model to load · {service.loading_seconds():.0f} s",
+            )
 
     def progress(self, run: Indexing, progress: Any) -> Callable[[str, int, int], None]:
         """The run's progress callback: the bar, its state for searches, an ETA at the rate
