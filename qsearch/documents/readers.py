@@ -73,18 +73,25 @@ class Reader:
         return self._receive(seconds)
 
     def stop(self, wait: float = 0.0) -> None:
-        """Close its input (it exits); after `wait` s, kill its process group if still there."""
+        """Close its input (it exits); after `wait` s, kill its process group if still there.
+        Only by the thread that uses the reader: its pipes are closed."""
         process = self.process
         try:
             process.stdin.close()
             process.wait(wait)
         except (OSError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                process.kill()
+            self.kill()
             process.wait()
         process.stdout.close()
+
+    def kill(self) -> None:
+        """Kill its process group, pipes left open: a thread waiting on its answer sees the end
+        of its output at once (closing the pipe under an epoll wait would hide it till the
+        deadline), and that thread stops it."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            self.process.kill()
 
 
 class Readers:
@@ -166,11 +173,15 @@ class Readers:
         return None
 
     def close(self) -> None:
-        """Stop every reader (the busy ones too): at exit, and in tests."""
+        """Stop every reader: at exit, and in tests. An idle one is stopped here; a busy one is
+        killed, and the thread reading with it reports its file and stops it."""
         with self._lock:
-            readers, self._all, self._idle = list(self._all), set(), []
-        for reader in readers:
+            idle, busy = self._idle, self._all.difference(self._idle)
+            self._all, self._idle = set(), []
+        for reader in idle:
             reader.stop(wait=1.0)
+        for reader in busy:
+            reader.kill()
 
     def pids(self) -> list[int]:
         with self._lock:
