@@ -3,7 +3,7 @@ user runs it: `qsearch chunk` and `qsearch index` as subprocesses. Each file is 
 MAX_SECONDS on 2 cores, with no traceback, and nothing they started is left running.
 
 Before (main at 596e87d): a 100,000-deep page held `index`'s reader until its 120 s deadline, and
-`chunk` read it in its own process with no deadline at all (over 6 minutes); notes/issue-40.md
+`chunk` read it in its own process with no deadline at all (over 6 minutes); docs/reliability.md
 has the figures, bench/hostile_files.py measures them.
 """
 

@@ -1,6 +1,6 @@
 """Hostile web pages read in about linear time, their text kept, what was cut said in notes
 (documents/markup.py, documents/webpage.py). Each page is a few MB at most; times are bounds
-with room for a loaded machine (measured on 2 shared cores: notes/issue-40.md)."""
+with room for a loaded machine (measured on 2 shared cores: docs/reliability.md)."""
 
 from __future__ import annotations
 
