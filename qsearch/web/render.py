@@ -333,7 +333,7 @@ def report_html(report: AddReport, note: str = "") -> str:
     lines = []
     for f in report.files:
         if f.ok:
-            pages = f", {f.pages} pages" if f.pages else ""
+            pages = f", {_count(f.pages, 'page')}" if f.pages else ""
             ocr = (
                 f", OCR on page{'s' if len(f.ocr_pages) > 1 else ''} {_numbers(f.ocr_pages)}"
                 if f.ocr_pages
@@ -345,7 +345,7 @@ def report_html(report: AddReport, note: str = "") -> str:
             lines.append(
                 f'<span style="color:#15803d">{f.status}</span> '
                 f"<code>{html.escape(f.path)}</code>: "
-                f"{f.chunks} chunks{pages}{ocr}{notes}"
+                f"{_count(f.chunks, 'chunk')}{pages}{ocr}{notes}"
             )
         else:
             lines.append(
@@ -367,3 +367,8 @@ def _numbers(pages: Sequence[int]) -> str:
     return ", ".join(map(str, pages[:10])) + (
         f" and {len(pages) - 10} more" if len(pages) > 10 else ""
     )
+
+
+def _count(n: int, noun: str) -> str:
+    """A count and its noun: 1 chunk, 3 chunks."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
