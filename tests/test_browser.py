@@ -171,6 +171,8 @@ def test_open_a_pdf_result_on_its_page_and_take_the_screenshot(context, url):
     upload(page, sorted(qsearch_app.SAMPLES.iterdir()))
     search(page, "what should I wear against volcanic ash?", "volcanoes-field-guide.pdf")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    # the search's other outputs settled: Gradio dims a pending output (.pending, .generating)
+    page.wait_for_function("!document.querySelector('.pending, .generating')", timeout=30_000)
     page.screenshot(path=str(SCREENSHOT))  # what a user sees at 1366x768 right after a search
     cards = page.locator("#qs-results .qs-card")
     looks = [  # (file, marked weak, opacity, the overall bar's colour) of each card, as drawn
