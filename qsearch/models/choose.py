@@ -93,7 +93,7 @@ def rerank_choice(settings: Settings, failed: Exception | None = None) -> tuple[
         return None, why
     also = _missing(fallback, "--rerank-fallback")
     if also is not None:
-        return None, f"{why}. Nor can its fallback be loaded: {also}"
+        return None, f"{why.rstrip('.')}. Nor can its fallback be loaded: {also}"
     return fallback, (
         f"Could not load the reranker {configured} ({why}). Reranking with the cross-encoder "
         f"{fallback} instead: its own P(relevant), and task instructions do not apply."
