@@ -86,6 +86,9 @@ class ModelService:
         self.settings, self.notice, self.rerank_unavailable = settings, notice, rerank_unavailable
         self.fallbacks = list(fallbacks)  # what runs instead of what was asked for, and why
         self.loaded = threading.Event()  # set once the embedder is there (or failed to load)
+        self.settled = threading.Event()  # set once loaded and its speed measured (or failed)
+        if embedder is not None:
+            self.settled.set()
         self._loader: threading.Thread | None = None  # start's, until begin_loading
         self.load_error: BaseException | None = None
         self.load_started = time.monotonic()
@@ -156,6 +159,8 @@ class ModelService:
                 service.load_error = e
                 service.loaded.set()
                 log.error("The embedding model could not be loaded: %s", e)
+            finally:
+                service.settled.set()
 
         service._loader = threading.Thread(target=load, name="qsearch-model-load", daemon=True)
         return service

@@ -245,6 +245,7 @@ def _say_when_loaded(ctx: Context, quiet: bool) -> None:
               flush=True)  # fmt: skip
 
     def wait() -> None:
+        ctx.service.settled.wait()  # loaded, and its speed measured: the account says it
         try:
             ctx.service.wait_loaded()
         except ModelLoadError as e:
