@@ -15,7 +15,7 @@ from .cli_flags import (
     rerank_model_flags,
     settings_from,
 )
-from .config import LIMITS, ServerSettings, Settings
+from .config import API_COLLECTIONS, LIMITS, ServerSettings, Settings
 
 
 def app_parser() -> argparse.ArgumentParser:
@@ -89,6 +89,13 @@ def _keeping_flags(p: argparse.ArgumentParser) -> None:
         ("--low-confidence-log", "PATH", str, "log weak searches, as JSON (records queries)"),
     ):
         p.add_argument(flag, metavar=metavar, type=kind, help=text)
+    p.add_argument(
+        "--api-collections",
+        choices=API_COLLECTIONS,
+        help="whose collections API and MCP clients open. auto (the default): on a private "
+        "server, the owner's, the same for every client, kept across reconnects and restarts; "
+        "on a public one, each client connection its own. owner; per-client",
+    )
 
 
 def parse_app_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:

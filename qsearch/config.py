@@ -149,6 +149,7 @@ class Settings(Checked):
 
 
 LIMITS = ("auto", "on", "off")  # whether the public defaults apply (web/limits.py)
+API_COLLECTIONS = ("auto", "owner", "per-client")  # whose collections an API client opens
 
 
 class ServerSettings(Checked):
@@ -177,6 +178,7 @@ class ServerSettings(Checked):
     max_sessions: PositiveInt = 500  # visitors' libraries in memory at once
     max_collections: PositiveInt = 20  # named collections one visitor may have
     session_idle_minutes: PositiveFloat = 60.0  # a collection unused this long leaves memory
+    api_collections: Literal[API_COLLECTIONS] = "auto"  # whose collections API/MCP clients open
 
 
 def _explain(cls: type[BaseModel], error: ValidationError, values: Mapping, env: Mapping) -> str:

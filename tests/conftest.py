@@ -32,6 +32,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 DATA_HOME = tempfile.mkdtemp(prefix="qsearch-data-home-")
 os.environ["XDG_DATA_HOME"] = DATA_HOME
 atexit.register(shutil.rmtree, DATA_HOME, True)
+# Every test server of this process keeps its collections in that one folder: each API client gets
+# a library of its own there, as on a public server, so that tests don't see each other's files
+# (the default, the owner's library for every client of a private server, is tested by name).
+os.environ["QSEARCH_API_COLLECTIONS"] = "per-client"
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py lives at the top of the repo
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from qsearch import Settings
+from qsearch.config import ServerSettings
 from qsearch.web.handlers import SAMPLES, Handlers
+from qsearch.web.limits import ServerLimits
 from qsearch.web.server import Context
 
 PAGE = dict(top_k=3, rerank=False, instruction="", mode="hybrid", rerank_candidates=10)
@@ -97,6 +99,52 @@ def test_a_weak_search_is_logged_and_a_good_one_is_not(first):
     assert len(logged) == len(lines) + 1
     entry = json.loads(logged[-1])
     assert entry["query"].startswith("lattice") and "burn" not in logged[-1].lower()
+
+
+def test_every_api_client_of_a_private_server_opens_the_owners_collections(minilm_dir, tmp_path):
+    """API and MCP clients have no browser storage to keep a token in: on a private server they
+    all open the owner's library (--api-collections auto), so a new connection finds what another
+    made, and so does a client after a restart; the owner's token is readable by its owner only."""
+    from gradio_client import Client, handle_file
+
+    import app as qsearch_app
+
+    settings = Settings(
+        embed_model=str(minilm_dir), rerank_model="none/none", device="cpu", data_dir=str(tmp_path)
+    )
+    assert ServerLimits.resolve(ServerSettings(api_collections="auto")).api_owner
+    assert not ServerLimits.resolve(ServerSettings(api_collections="auto", share=True)).api_owner
+
+    def names(url: str) -> list[str]:
+        listed = Client(url, verbose=False).predict(api_name="/list_collections")
+        return [c["name"] for c in json.loads(listed)]
+
+    def served() -> tuple[object, str]:
+        demo = qsearch_app.create_app(settings, server=ServerSettings(api_collections="auto"))
+        _, url, _ = qsearch_app.launch(demo, prevent_thread_lock=True, quiet=True)
+        return demo, url
+
+    demo, url = served()
+    try:
+        script = Client(url, verbose=False)
+        script.predict("Field notes", api_name="/create_collection")
+        report, *_ = script.predict(
+            [handle_file(str(SAMPLES / "first-aid-basics.txt"))], "", api_name="/add_documents"
+        )
+        assert "1 indexed" in report, report
+        assert names(url) == ["My documents", "Field notes"], "another connection sees them"
+    finally:
+        demo.close()
+    assert (tmp_path / "owner-token").stat().st_mode & 0o077 == 0
+    demo, url = served()  # restarted: nothing in memory
+    try:
+        assert names(url) == ["My documents", "Field notes"]
+        hits = Client(url, verbose=False).predict(
+            QUERY, top_k=3, collections="Field notes", api_name="/search"
+        )
+        assert json.loads(hits)[0]["source"] == "first-aid-basics.txt"
+    finally:
+        demo.close()
 
 
 # --- where collections are kept by default -------------------------------------------------------

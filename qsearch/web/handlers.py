@@ -308,7 +308,7 @@ class Handlers(RetrievalTest):
         collection: str | None = None,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple:
-        """Add documents to a collection of yours (over MCP: the collections all MCP clients share), which `search` then searches.
+        """Add documents to a collection of yours (on a private server, the owner's collections, which every API and MCP client shares; on a public one, over MCP, those all MCP clients share), which `search` then searches.
 
         Args:
             files: documents to index: {formats}; scanned PDF pages are read by OCR. A file that can't be read is reported with the reason; the others are added.

@@ -14,6 +14,11 @@ characters) before any path is made from it. A `USED` file's time says when the 
 used; `expire` deletes those idle longer than `idle_seconds`. With a quota, a save that takes the
 data folder past it deletes the libraries used longest ago first; a library larger than the whole
 quota is not kept (the save says so, and it stays in memory). One server process per data folder.
+
+The one token written down is the owner's (`owner_token`, `<data>/owner-token`, readable by its
+owner only): on a private server, API and MCP clients, which have no browser storage to keep a
+token in, all open the owner's library, so a script or an assistant finds its collections again
+after reconnecting or a restart (`--api-collections`, limits.py).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import hashlib
 import logging
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import threading
@@ -41,6 +47,7 @@ from ..store.portable import read_collection, write_collection
 from ..types import Hits
 from .lowconf import LowConfidenceLog
 from .scratch import Scratch
+from .sessions import TOKEN as SESSION_TOKEN
 
 EXPIRE_EVERY = 600.0  # seconds between sweeps of idle libraries on disk
 COLLECTION_FILE = "qsearch-collection.zip"
@@ -48,6 +55,7 @@ OFF = ("off", "none", "no", "false", "0", "memory")  # --data-dir values that ke
 SPACE_STORAGE = Path("/data")  # a Space's persistent storage, when it has some
 TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 USED = "USED"
+OWNER_TOKEN = "owner-token"  # the owner's token, in the data folder
 LOCKS = 64  # striped locks: bounded memory, and one library always maps to the same lock
 _HEX = re.compile(r"[0-9a-f]{64}")
 log = logging.getLogger(__name__)
@@ -134,6 +142,24 @@ class Keeper:
             LowConfidenceLog(settings.low_confidence_log) if settings.low_confidence_log else None
         )
         self._swept, self._lock = 0.0, threading.Lock()
+
+    def owner_token(self) -> str:
+        """The token of the server owner's library: kept in the data folder (made the first
+        time, readable by its owner only), or one for this process when nothing is kept."""
+        if self.place.folder is None:
+            return secrets.token_urlsafe(32)
+        path = self.place.folder / OWNER_TOKEN
+        with contextlib.suppress(OSError):
+            kept = path.read_text().strip()
+            if SESSION_TOKEN.fullmatch(kept):
+                return kept
+        token = secrets.token_urlsafe(32)  # 43 URL-safe characters: a session token's form
+        path.parent.mkdir(parents=True, exist_ok=True)
+        written = path.with_name(f".{OWNER_TOKEN}.{os.getpid()}")
+        written.write_text(token)
+        written.chmod(0o600)
+        os.replace(written, path)  # whole or not at all
+        return token
 
     def restore(self, token: str, new_engine: Callable[[], Engine]) -> Library | None:
         """The library kept under `token`, or None (nothing kept here, or nothing under it)."""

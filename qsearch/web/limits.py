@@ -47,6 +47,7 @@ class ServerLimits:
     max_sessions: int = 500
     session_idle_minutes: float = 60.0
     max_collections: int = 20  # named collections per visitor
+    api_owner: bool = False  # every API and MCP client opens the owner's collections
 
     @classmethod
     def resolve(
@@ -78,6 +79,8 @@ class ServerLimits:
             max_sessions=server.max_sessions,
             session_idle_minutes=server.session_idle_minutes,
             max_collections=server.max_collections,
+            api_owner=server.api_collections == "owner"
+            or (server.api_collections == "auto" and not public),
             **values,
         )
 

@@ -56,6 +56,7 @@ class Context:
             restore=self.keeper.restore if self.keeper.store is not None else None,
             uploads_per_client=max(1, limits.uploads_at_once // 2) if limits.on else None,
             max_collections=limits.max_collections,
+            owner_token=self.keeper.owner_token() if limits.api_owner else None,
         )
         self.budget = (
             MemoryBudget(limits.memory_budget_mb, self.sessions.evict_one)

@@ -103,14 +103,17 @@ class Sessions:
         restore: Restore | None = None,
         uploads_per_client: int | None = None,
         max_collections: int | None = None,
+        owner_token: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         """`clock` says what time it is (seconds): time.monotonic, or a test's own clock.
         `uploads_per_client`: upload runs one client address may have at once (None: any; not
         applied where addresses can't tell visitors apart, clients.tells_visitors_apart).
-        `max_collections`: named collections one client may have (None: any)."""
+        `max_collections`: named collections one client may have (None: any).
+        `owner_token`: every API and MCP client opens the library under it (the server owner's,
+        on a private server), not one of its own."""
         self._new_engine, self.idle_seconds, self._clock = new_engine, idle_seconds, clock
-        self.max_collections = max_collections
+        self.max_collections, self.owner_token = max_collections, owner_token
         self.max_sessions, self.restore = max_sessions, restore
         self.uploads_per_client = uploads_per_client
         self._entries: dict[str, Session] = {}
@@ -162,6 +165,10 @@ class Sessions:
             return token, entry  # type: ignore[return-value]
         if not (token and TOKEN.fullmatch(token) and self._minted(token)):
             token = self.mint()
+        return token, self._new_session(token)
+
+    def _new_session(self, token: str) -> Session:
+        """A new, empty library under `token` (at most max_sessions live at once)."""
         if len(self._entries) >= self.max_sessions:
             self.evict_one()
         with self._lock:
@@ -171,14 +178,18 @@ class Sessions:
                 )
             entry = self._entries.setdefault(token, Session(self.new_library(), self._clock()))
             self._gone.pop(_hash(token), None)
-        return token, entry
+        return entry
 
     def new_library(self) -> Library:
         """An empty library (one collection) for a new client."""
         return Library(self._new_engine, max_collections=self.max_collections)
 
     def for_client(self, client: str) -> tuple[str, Session]:
-        """An API or MCP client's session, by its Gradio session (it has no browser storage)."""
+        """An API or MCP client's session, by its Gradio session (it has no browser storage), or
+        the owner's, which every client shares (`owner_token`)."""
+        if self.owner_token is not None:
+            owner = self.owner_token
+            return owner, self.find(owner) or self._new_session(owner)
         token, entry = self.open(self._clients.get(client))
         self._clients[client] = token
         return token, entry

@@ -159,7 +159,7 @@ class Shelf:
     # --- the API and MCP tools ----------------------------------------------------------------
 
     def list_collections(self, request: gr.Request) -> str:
-        """Your named collections (over MCP: those all MCP clients share), as a JSON array: each with its name, whether it is the active one (where add_documents adds), its files and its chunk count. `search` searches one or several of them."""  # noqa: E501
+        """Your named collections (on a private server, the owner's, which every API and MCP client shares; on a public one, over MCP, those all MCP clients share), as a JSON array: each with its name, whether it is the active one (where add_documents adds), its files and its chunk count. `search` searches one or several of them."""  # noqa: E501
         _, session = self._client(request)
         library = session.library
         return json.dumps(
