@@ -94,7 +94,8 @@ def _keeping_flags(p: argparse.ArgumentParser) -> None:
         choices=API_COLLECTIONS,
         help="whose collections API and MCP clients open. auto (the default): on a private "
         "server, the owner's, the same for every client, kept across reconnects and restarts; "
-        "on a public one, each client connection its own. owner; per-client",
+        "on a public one (or with the limits on), each client connection its own. owner; "
+        "per-client",
     )
 
 

@@ -113,7 +113,8 @@ def test_every_api_client_of_a_private_server_opens_the_owners_collections(minil
         embed_model=str(minilm_dir), rerank_model="none/none", device="cpu", data_dir=str(tmp_path)
     )
     assert ServerLimits.resolve(ServerSettings(api_collections="auto")).api_owner
-    assert not ServerLimits.resolve(ServerSettings(api_collections="auto", share=True)).api_owner
+    for public in (dict(share=True), dict(host="0.0.0.0"), dict(limits="on")):
+        assert not ServerLimits.resolve(ServerSettings(api_collections="auto", **public)).api_owner
 
     def names(url: str) -> list[str]:
         listed = Client(url, verbose=False).predict(api_name="/list_collections")

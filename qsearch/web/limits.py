@@ -53,9 +53,10 @@ class ServerLimits:
     def resolve(
         cls, server: ServerSettings | None = None, env: Mapping[str, str] | None = None
     ) -> ServerLimits:
-        """The limits `server` asks for; public defaults where the limits are on."""
-        server = server or ServerSettings()
+        """The limits `server` asks for (None: the QSEARCH_* variables', as `python app.py` reads
+        them); public defaults where the limits are on."""
         env = os.environ if env is None else env
+        server = server or ServerSettings.from_env(env)
         host = server.host or env.get("GRADIO_SERVER_NAME") or LOOPBACK[0]  # Gradio reads it too
         reason = public_reason(host, server.share, env.get("SPACE_ID"))
         public = bool(reason)
@@ -80,7 +81,7 @@ class ServerLimits:
             session_idle_minutes=server.session_idle_minutes,
             max_collections=server.max_collections,
             api_owner=server.api_collections == "owner"
-            or (server.api_collections == "auto" and not public),
+            or (server.api_collections == "auto" and not (public or on)),
             **values,
         )
 
