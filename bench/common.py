@@ -290,3 +290,16 @@ def rss_mb() -> float:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def gpu_mb(device: str) -> dict[str, float]:
+    """On a GPU: the memory torch holds there now and at its peak, MB; {} elsewhere."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return {}
+    torch.cuda.synchronize()
+    return {
+        "gpu_allocated_mb": round(torch.cuda.memory_allocated() / 2**20, 1),
+        "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1),
+    }

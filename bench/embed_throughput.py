@@ -261,16 +261,9 @@ def compare_systems(args, folder, device, dtype, embedder, texts) -> dict:  # no
 
 
 def gpu_memory_mb(device: str) -> dict[str, float]:
-    """On a GPU: the memory torch holds there (allocated) and the process's RSS, MB."""
-    if not device.startswith("cuda"):
-        return {}
-    import torch
-
-    torch.cuda.synchronize()
-    return {
-        "gpu_allocated_mb": round(torch.cuda.memory_allocated() / 2**20, 1),
-        "rss_mb": round(common.rss_mb(), 1),
-    }
+    """On a GPU: the memory torch holds there (now and at its peak) and the process's RSS, MB."""
+    on_gpu = common.gpu_mb(device)
+    return on_gpu | {"rss_mb": round(common.rss_mb(), 1)} if on_gpu else {}
 
 
 def gpu_memory(args, embedder, loaded: dict, report: dict, texts: list[str]) -> dict:  # noqa: ANN001

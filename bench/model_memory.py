@@ -46,18 +46,6 @@ def reset_peak() -> None:
         f.write("5")
 
 
-def gpu_mb(device: str) -> dict[str, float]:
-    import torch
-
-    if not device.startswith("cuda"):
-        return {}
-    torch.cuda.synchronize()
-    return {
-        "gpu_allocated_mb": round(torch.cuda.memory_allocated() / 2**20, 1),
-        "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1),
-    }
-
-
 def child(args: argparse.Namespace) -> dict:
     """In this fresh interpreter: load the embedder in `args.child`, embed the chunks, and with
     --rerank load the reranker and rerank; memory after each step."""
@@ -72,7 +60,7 @@ def child(args: argparse.Namespace) -> dict:
         "precision": args.child,
         "runs": embedder.precision,
         "load_seconds": round(time.perf_counter() - started, 1),
-        "after_load": memory_mb() | gpu_mb(embedder.device),
+        "after_load": memory_mb() | common.gpu_mb(embedder.device),
     }
     texts = common.chunk_texts(args.data, embedder.tokenizer, limit=args.limit)
     tokens = sum(len(s) for s in embedder.prepare(texts))
@@ -83,15 +71,15 @@ def child(args: argparse.Namespace) -> dict:
     embedder.encode(texts)
     out["ingest"] = {"chunks": len(texts), "tokens": tokens}
     out["ingest"]["seconds"] = round(time.perf_counter() - started, 1)
-    out["during_ingest"] = memory_mb() | gpu_mb(embedder.device)  # its peak: the ingest's own
+    out["during_ingest"] = memory_mb() | common.gpu_mb(embedder.device)  # peak: the ingest's
     out["after_ingest_rss_mb"] = out["during_ingest"]["rss_mb"]
     if args.rerank:
         reranker = load_reranker(str(args.reranker), device=args.device, dtype=args.child)
         out["reranker_runs"] = reranker.precision
-        out["after_reranker_load"] = memory_mb() | gpu_mb(embedder.device)
+        out["after_reranker_load"] = memory_mb() | common.gpu_mb(embedder.device)
         reset_peak()
         reranker.score("what do these passages say?", texts[:20])
-        out["after_rerank"] = memory_mb() | gpu_mb(embedder.device)
+        out["after_rerank"] = memory_mb() | common.gpu_mb(embedder.device)
     return out
 
 
